@@ -1,0 +1,319 @@
+"""One validation layer for the fast kernels and the NumPy reference.
+
+Design: every public function validates *before* any compiled code runs.  The
+checks normalise the arrays (C-contiguous, one floating dtype), resolve the sizes
+(T, B, D, H, G) and raise ``ValueError``/``TypeError`` messages that name the
+argument, what it got and what was expected.  The compiled loops then assume
+valid input.  The forward pass returns a :class:`Cache` with the same fields from
+both implementations, so a cache made by one backend can be consumed by the
+other's backward (the tests use this).
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import NamedTuple, Optional
+
+import numpy as np
+
+#: Gates per cell, in PyTorch's order.  LSTM: i, f, g, o.  GRU: r, z, n.
+GATES = {"rnn": 1, "gru": 3, "lstm": 4}
+
+#: Largest size that fits the BLAS integer type (LP64: a C int).
+BLAS_INT_MAX = 2**31 - 1
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+class Grads(NamedTuple):
+    """Gradients of an RNN or GRU layer (``dx`` is None for token-id inputs)."""
+
+    dx: Optional[np.ndarray]
+    dh0: np.ndarray
+    dw_ih: np.ndarray
+    dw_hh: np.ndarray
+    db_ih: np.ndarray
+    db_hh: np.ndarray
+
+
+class LSTMGrads(NamedTuple):
+    """Gradients of an LSTM layer (``dx`` is None for token-id inputs)."""
+
+    dx: Optional[np.ndarray]
+    dh0: np.ndarray
+    dc0: np.ndarray
+    dw_ih: np.ndarray
+    dw_hh: np.ndarray
+    db_ih: np.ndarray
+    db_hh: np.ndarray
+
+
+class Cache:
+    """What a training forward pass keeps for its backward pass.
+
+    Both backends fill the same fields (shapes with T steps, B rows, H units, G gates):
+
+    cell      "rnn", "gru" or "lstm"
+    variant   "tanh"/"relu" (rnn), "lbr"/"rb" (gru: linear before reset / reset before), "" (lstm)
+    dtype     the floating dtype of every array below
+    x         (T, B, D) float input (a private copy), or (T, B) int64 token ids
+    tokens    True when x holds token ids
+    D         input size
+    w_ih      (G*H, D) copy of the input weights (None for token ids: backward needs no dx)
+    w_hh      (G*H, H) copy of the recurrent weights
+    hs        (T+1, B, H) hidden states, hs[0] = h0
+    gates     (T, B, G*H) post-activation gates; None for rnn (its activation is h_t = hs[t+1])
+    extra     (T, B, H) gru lbr: h_{t-1} W_hn^T + b_hn; gru rb: r_t * h_{t-1}; else None
+    cs        (T+1, B, H) lstm cell states, cs[0] = c0; else None
+    tc        (T, B, H) lstm tanh(c_t); else None
+
+    The arrays are private to the cache, so changing the caller's inputs or outputs
+    after the forward pass cannot corrupt the gradients.
+    """
+
+    __slots__ = ("cell", "variant", "dtype", "x", "tokens", "D", "w_ih", "w_hh",
+                 "hs", "gates", "extra", "cs", "tc")
+
+    def __init__(self, **fields):
+        for name in self.__slots__:
+            setattr(self, name, fields.pop(name, None))
+        if fields:
+            raise TypeError(f"Cache got unknown fields {sorted(fields)}")
+
+    @property
+    def shape(self):
+        """(T, B, D, H) of the forward pass."""
+        T, B, H = self.hs.shape
+        return T - 1, B, self.D, H
+
+    def __repr__(self):
+        T, B, D, H = self.shape
+        kind = self.cell + (f"/{self.variant}" if self.variant else "")
+        src = "token ids" if self.tokens else "float input"
+        return f"<fastgates.Cache {kind} {self.dtype} T={T} B={B} D={D} H={H}, {src}>"
+
+
+class Forward(NamedTuple):
+    """Validated forward arguments (all arrays C-contiguous, one dtype)."""
+
+    cell: str
+    variant: str
+    dtype: np.dtype
+    x: np.ndarray          # (T, B, D) float or (T, B) int64 token ids
+    tokens: bool
+    h0: Optional[np.ndarray]
+    c0: Optional[np.ndarray]
+    w_ih: np.ndarray
+    w_hh: np.ndarray
+    b_ih: np.ndarray
+    b_hh: np.ndarray
+    T: int
+    B: int
+    D: int
+    H: int
+    G: int
+
+
+class Backward(NamedTuple):
+    """Validated backward arguments."""
+
+    dy: Optional[np.ndarray]
+    dh_n: Optional[np.ndarray]
+    dc_n: Optional[np.ndarray]
+    T: int
+    B: int
+    D: int
+    H: int
+    G: int
+
+
+def _describe(a) -> str:
+    if isinstance(a, np.ndarray):
+        return f"an array of shape {a.shape} and dtype {a.dtype}"
+    return f"{type(a).__name__} {a!r}" if np.isscalar(a) or a is None else type(a).__name__
+
+
+def _as_array(name, a):
+    if a is None:
+        raise TypeError(f"{name} must be an array, got None")
+    if isinstance(a, np.ndarray):
+        return a
+    try:
+        arr = np.asarray(a)
+    except Exception as exc:  # ragged lists, objects that refuse conversion
+        raise TypeError(f"{name} must be an array, got {type(a).__name__}: {exc}") from None
+    if arr.dtype == object:
+        raise TypeError(f"{name} must be a numeric array, got {type(a).__name__} of objects")
+    return arr
+
+
+def _float_dtype(name, arr) -> np.dtype:
+    if arr.dtype not in FLOAT_DTYPES:
+        raise TypeError(
+            f"{name} must be float32 or float64, got dtype {arr.dtype}"
+            + (" (cast it with .astype(np.float32) or np.float64)"
+               if arr.dtype.kind in "biuf" else ""))
+    return arr.dtype
+
+
+def _check_shape(name, arr, expected, what):
+    if arr.ndim != len(expected):
+        raise ValueError(f"{name} must be {len(expected)}-D {what}, got {arr.ndim}-D shape {arr.shape}")
+    if tuple(arr.shape) != tuple(expected):
+        raise ValueError(f"{name} must have shape {tuple(expected)} ({what}), got {arr.shape}")
+
+
+def _contiguous(arr, dtype):
+    return np.ascontiguousarray(arr, dtype=dtype)
+
+
+def check_n_threads(n_threads):
+    """Validate ``n_threads`` (None, or a non-zero int); resolution happens in the compiled core."""
+    if n_threads is None:
+        return None
+    if isinstance(n_threads, (bool, np.bool_)) or not isinstance(n_threads, (int, np.integer)):
+        raise TypeError(f"n_threads must be None or an int, got {_describe(n_threads)}")
+    n = operator.index(n_threads)
+    if n == 0:
+        raise ValueError("n_threads must be None (OpenMP default), a positive count, or a negative "
+                         "count back from the maximum (-1 = all); got 0")
+    return n
+
+
+def _check_blas_size(**sizes):
+    for name, value in sizes.items():
+        if value > BLAS_INT_MAX:
+            raise ValueError(f"{name} = {value} exceeds the BLAS integer limit {BLAS_INT_MAX}; "
+                             "split the sequence or the batch")
+
+
+def check_forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, variant="", training=True):
+    """Validate a forward call; return a :class:`Forward` with normalised arrays."""
+    G = GATES[cell]
+    if not isinstance(training, (bool, np.bool_)):
+        raise TypeError(f"training must be True or False, got {_describe(training)}")
+
+    w_ih = _as_array("w_ih", w_ih)
+    w_hh = _as_array("w_hh", w_hh)
+    dtype = _float_dtype("w_hh", w_hh)
+    if w_hh.ndim != 2:
+        raise ValueError(f"w_hh must be 2-D ({G}*H, H), got shape {w_hh.shape}")
+    GH, H = w_hh.shape
+    if GH != G * H:
+        raise ValueError(f"w_hh must have shape ({G}*H, H) = ({G * H}, {H}) for a {cell} "
+                         f"with H={H} ({G} gate{'s' if G > 1 else ''}), got {w_hh.shape}")
+    if H == 0:
+        raise ValueError("w_hh has hidden size H=0; expected H >= 1")
+    if w_ih.dtype != dtype:
+        _float_dtype("w_ih", w_ih)
+        raise TypeError(f"all arrays must share one dtype: w_hh is {dtype}, w_ih is {w_ih.dtype}")
+    if w_ih.ndim != 2 or w_ih.shape[0] != G * H:
+        raise ValueError(f"w_ih must have shape ({G}*H, D) = ({G * H}, D), got shape {w_ih.shape}")
+    D = w_ih.shape[1]
+    if D == 0:
+        raise ValueError("w_ih has input size D=0; expected D >= 1")
+
+    biases = []
+    for name, b in (("b_ih", b_ih), ("b_hh", b_hh)):
+        b = _as_array(name, b)
+        if b.dtype != dtype:
+            _float_dtype(name, b)
+            raise TypeError(f"all arrays must share one dtype: w_hh is {dtype}, {name} is {b.dtype}")
+        _check_shape(name, b, (G * H,), f"{G}*H biases")
+        biases.append(_contiguous(b, dtype))
+    b_ih, b_hh = biases
+
+    x = _as_array("x", x)
+    if x.dtype.kind in "iu":
+        tokens = True
+        if x.ndim != 2:
+            raise ValueError(f"x of token ids must be 2-D (T, B), got {x.ndim}-D shape {x.shape}")
+        T, B = x.shape
+        _check_blas_size(**{"T*B": T * B, "G*H": G * H, "D": D})  # before scanning/copying x
+        if x.size:
+            lo, hi = int(x.min()), int(x.max())
+            if lo < 0 or hi >= D:
+                bad = lo if lo < 0 else hi
+                raise ValueError(f"x holds token ids in [0, D) = [0, {D}) (D = w_ih.shape[1]); "
+                                 f"found {bad}")
+        x = np.ascontiguousarray(x, dtype=np.int64)
+    elif x.dtype.kind == "b":
+        raise TypeError("x must be a float array (T, B, D) or an integer array (T, B) of token ids, "
+                        "got dtype bool")
+    else:
+        tokens = False
+        if x.dtype != dtype:
+            _float_dtype("x", x)
+            raise TypeError(f"all arrays must share one dtype: w_hh is {dtype}, x is {x.dtype}")
+        if x.ndim != 3:
+            raise ValueError(f"x must be 3-D (T, B, D) (or 2-D (T, B) token ids), "
+                             f"got {x.ndim}-D shape {x.shape}")
+        T, B, Dx = x.shape
+        if Dx != D:
+            raise ValueError(f"x has D={Dx} features (shape {x.shape}) but w_ih expects "
+                             f"D={D} (shape {w_ih.shape})")
+        _check_blas_size(**{"T*B": T * B, "G*H": G * H, "D": D})  # before copying x
+        x = _contiguous(x, dtype)
+
+    states = []
+    for name, s, wanted in (("h0", h0, True), ("c0", c0, cell == "lstm")):
+        if not wanted or s is None:
+            states.append(None)
+            continue
+        s = _as_array(name, s)
+        if s.dtype != dtype:
+            _float_dtype(name, s)
+            raise TypeError(f"all arrays must share one dtype: w_hh is {dtype}, {name} is {s.dtype}")
+        _check_shape(name, s, (B, H), "(B, H) state")
+        states.append(_contiguous(s, dtype))
+    h0, c0 = states
+
+    return Forward(cell, variant, dtype, x, tokens, h0, c0,
+                   _contiguous(w_ih, dtype), _contiguous(w_hh, dtype), b_ih, b_hh,
+                   T, B, D, H, G)
+
+
+def check_cache(cell, cache):
+    """Check that ``cache`` is a training cache of ``cell``; return (T, B, D, H, G)."""
+    if cache is None:
+        raise ValueError(f"cache is None: the forward pass ran with training=False; "
+                         f"call {cell}_forward(..., training=True) to get a cache for backward")
+    if not isinstance(cache, Cache):
+        raise TypeError(f"cache must be the cache returned by {cell}_forward, got {_describe(cache)}")
+    if cache.cell != cell:
+        raise ValueError(f"cache comes from {cache.cell}_forward, not {cell}_forward")
+    T, B, D, H = cache.shape
+    return T, B, D, H, GATES[cell]
+
+
+def check_backward(cell, dy, dh_n, dc_n, cache):
+    """Validate a backward call against its cache."""
+    T, B, D, H, G = check_cache(cell, cache)
+    dtype = cache.dtype
+    out = []
+    for name, a, shape, what in (("dy", dy, (T, B, H), "(T, B, H) like y"),
+                                 ("dh_n", dh_n, (B, H), "(B, H) like h_n"),
+                                 ("dc_n", dc_n, (B, H), "(B, H) like c_n")):
+        if a is None:
+            out.append(None)
+            continue
+        a = _as_array(name, a)
+        if a.dtype != dtype:
+            _float_dtype(name, a)
+            raise TypeError(f"{name} has dtype {a.dtype} but the cache holds {dtype} "
+                            "(the forward pass's dtype)")
+        _check_shape(name, a, shape, what)
+        out.append(_contiguous(a, dtype))
+    return Backward(*out, T, B, D, H, G)
+
+
+def check_nonlinearity(nonlinearity):
+    if nonlinearity not in ("tanh", "relu"):
+        raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+    return nonlinearity
+
+
+def gru_variant(linear_before_reset):
+    if not isinstance(linear_before_reset, (bool, np.bool_)):
+        raise TypeError(f"linear_before_reset must be True or False, got {_describe(linear_before_reset)}")
+    return "lbr" if linear_before_reset else "rb"

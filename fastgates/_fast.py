@@ -1,0 +1,170 @@
+"""The public kernels: validate, then run the compiled forward / BPTT passes.
+
+Every function checks its arguments with fastgates._checks (the same layer the
+NumPy reference uses) before any compiled code runs, then releases the GIL for the
+whole call.  Shapes: T steps, B batch rows, D input features, H hidden units,
+G gates (rnn 1, gru 3, lstm 4).  Weights use PyTorch's layout, so a torch
+``state_dict`` loads as is.
+"""
+
+from __future__ import annotations
+
+from . import _checks, _recurrence
+from ._checks import Grads, LSTMGrads
+from ._threads import blas_single
+
+__all__ = ["rnn_forward", "rnn_backward", "gru_forward", "gru_backward",
+           "lstm_forward", "lstm_backward"]
+
+_COMMON_PARAMS = """
+    x : ndarray, (T, B, D) float32/float64, or (T, B) integer token ids in [0, D)
+        Sequence-first input.  Token ids are one-hot inputs: the input projection is a
+        gather of columns of ``w_ih`` (no GEMM) and backward returns ``dx=None``.
+    h0 : ndarray (B, H) or None
+        Initial hidden state (None: zeros).
+    w_ih : ndarray (G*H, D)
+    w_hh : ndarray (G*H, H)
+    b_ih, b_hh : ndarray (G*H,)
+        All float arrays share one dtype (float32 or float64); results have it too.
+        Non-contiguous inputs are copied once; inputs are never modified."""
+
+_COMMON_KW = """
+    training : bool
+        False: no cache is kept (memory O(B*G*H) beyond ``y``) and ``cache`` is None.
+    n_threads : int or None
+        None: the OpenMP default (OMP_NUM_THREADS or the cores); n > 0: n threads;
+        n < 0: counts back from the maximum (-1 = all).  0 is an error.  The results
+        are bit-identical for every thread count."""
+
+_BACKWARD_DOC = """
+    Backpropagation through time for a cache from ``{cell}_forward(..., training=True)``.
+
+    Parameters
+    ----------
+    dy : ndarray (T, B, H) or None
+        Gradient of the loss w.r.t. ``y`` (None: no gradient from the outputs).
+    dh_n : ndarray (B, H) or None
+        Gradient w.r.t. the final hidden state.{extra}
+    cache : fastgates.Cache
+    n_threads : int or None
+        As in the forward pass.
+
+    Returns
+    -------
+    {ret}
+        Freshly allocated gradients: backward OVERWRITES, it never accumulates into
+        earlier results.  ``dx`` is None for token-id inputs; ``dh0`` (and ``dc0``) are
+        the gradients w.r.t. the initial state, returned even when it was None (zeros).
+"""
+
+
+def _threads(n_threads):
+    return _recurrence.resolve_threads(_checks.check_n_threads(n_threads))
+
+
+def _forward(cell, variant, x, h0, c0, w_ih, w_hh, b_ih, b_hh, training, n_threads):
+    nt = _threads(n_threads)
+    f = _checks.check_forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh,
+                              variant=variant, training=training)
+    with blas_single():
+        return _recurrence.forward(f, bool(training), nt)
+
+
+def _backward(cell, dy, dh_n, dc_n, cache, n_threads):
+    nt = _threads(n_threads)
+    b = _checks.check_backward(cell, dy, dh_n, dc_n, cache)
+    with blas_single():
+        return _recurrence.backward(cache, b, nt)
+
+
+def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, *, nonlinearity="tanh", training=True, n_threads=None):
+    variant = _checks.check_nonlinearity(nonlinearity)
+    y, h_n, _, cache = _forward("rnn", variant, x, h0, None, w_ih, w_hh, b_ih, b_hh,
+                                training, n_threads)
+    return y, h_n, cache
+
+
+def rnn_backward(dy, dh_n, cache, *, n_threads=None):
+    dx, dh0, _, dw_ih, dw_hh, db_ih, db_hh = _backward("rnn", dy, dh_n, None, cache, n_threads)
+    return Grads(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)
+
+
+def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, *, linear_before_reset=True, training=True, n_threads=None):
+    variant = _checks.gru_variant(linear_before_reset)
+    y, h_n, _, cache = _forward("gru", variant, x, h0, None, w_ih, w_hh, b_ih, b_hh,
+                                training, n_threads)
+    return y, h_n, cache
+
+
+def gru_backward(dy, dh_n, cache, *, n_threads=None):
+    dx, dh0, _, dw_ih, dw_hh, db_ih, db_hh = _backward("gru", dy, dh_n, None, cache, n_threads)
+    return Grads(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)
+
+
+def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, training=True, n_threads=None):
+    return _forward("lstm", "", x, h0, c0, w_ih, w_hh, b_ih, b_hh, training, n_threads)
+
+
+def lstm_backward(dy, dh_n, dc_n, cache, *, n_threads=None):
+    return LSTMGrads(*_backward("lstm", dy, dh_n, dc_n, cache, n_threads))
+
+
+rnn_forward.__doc__ = f"""Vanilla RNN over a whole sequence (Elman): G = 1.
+
+    h_t = phi(x_t w_ih^T + b_ih + h_{{t-1}} w_hh^T + b_hh),  phi = tanh or relu
+
+    Parameters
+    ----------{_COMMON_PARAMS}
+    nonlinearity : "tanh" or "relu"{_COMMON_KW}
+
+    Returns
+    -------
+    y : ndarray (T, B, H)    h_1 .. h_T
+    h_n : ndarray (B, H)     h_T (h0 when T = 0)
+    cache : fastgates.Cache or None
+"""
+
+gru_forward.__doc__ = f"""Gated recurrent unit over a whole sequence: G = 3, gate order r, z, n.
+
+    r = sigma(x W_ir^T + b_ir + h W_hr^T + b_hr)
+    z = sigma(x W_iz^T + b_iz + h W_hz^T + b_hz)
+    linear_before_reset=True  (PyTorch, cuDNN, oneDNN "lbr"):
+        n = tanh(x W_in^T + b_in + r * (h W_hn^T + b_hn))
+    linear_before_reset=False (the textbook form, Cho et al. 2014):
+        n = tanh(x W_in^T + b_in + (r * h) W_hn^T + b_hn)
+    h_t = z * h_{{t-1}} + (1 - z) * n
+
+    Parameters
+    ----------{_COMMON_PARAMS}
+    linear_before_reset : bool{_COMMON_KW}
+
+    Returns
+    -------
+    y : ndarray (T, B, H)
+    h_n : ndarray (B, H)
+    cache : fastgates.Cache or None
+"""
+
+lstm_forward.__doc__ = f"""Long short-term memory over a whole sequence: G = 4, gate order i, f, g, o.
+
+    i, f, o = sigma(x W_*^T + b_i* + h W_h*^T + b_h*),  g = tanh(...)
+    c_t = f * c_{{t-1}} + i * g
+    h_t = o * tanh(c_t)
+
+    Parameters
+    ----------{_COMMON_PARAMS}
+    c0 : ndarray (B, H) or None
+        Initial cell state (None: zeros).{_COMMON_KW}
+
+    Returns
+    -------
+    y : ndarray (T, B, H)
+    h_n, c_n : ndarray (B, H)
+    cache : fastgates.Cache or None
+"""
+
+rnn_backward.__doc__ = _BACKWARD_DOC.format(cell="rnn", extra="", ret="Grads(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)")
+gru_backward.__doc__ = _BACKWARD_DOC.format(cell="gru", extra="", ret="Grads(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)")
+lstm_backward.__doc__ = _BACKWARD_DOC.format(
+    cell="lstm", extra="\n    dc_n : ndarray (B, H) or None\n        Gradient w.r.t. the final cell state.",
+    ret="LSTMGrads(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh)")

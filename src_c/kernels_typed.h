@@ -1,0 +1,334 @@
+/* Per-thread time loops for one element type and one instruction set.
+ *
+ * Included by kernels_isa.h with FG_T, FG_V, FG_VI, FG_VL, FG_NR, FG_IS_F32 and FG_FN
+ * defined.  The functions run inside the caller's OpenMP parallel region (the
+ * barriers below are orphaned directives binding to it); thread `tid` of `nth`
+ * owns hidden-unit blocks [u0, u1).
+ *
+ * Notation: rows b < B, units j < H, block u covers units j0 = u*NR .. j0+n-1
+ * (n = NR except in the last block).  Packed weights (see recurrence.c):
+ *   forward  P[((u*G + g)*H + k)*NR + jj] = w_hh[g*H + j0 + jj, k]   (w_hh^T, per gate)
+ *   backward P[(u*G*H + k)*NR + jj]       = w_hh[k, j0 + jj]          (w_hh,  all gates)
+ * zero-padded past H, so the product kernel always computes NR columns.
+ */
+
+#include "vecmath.h"
+
+#define FG_AI static inline __attribute__((always_inline))
+#define FG_MR 4
+
+FG_AI FG_V FG_FN(ld)(const FG_T *p) { FG_V v; memcpy(&v, p, sizeof v); return v; }
+FG_AI void FG_FN(st)(FG_T *p, FG_V v) { memcpy(p, &v, sizeof v); }
+
+/* A block of n <= NR elements as two vectors (zero-padded past n). */
+typedef struct { FG_V v0, v1; } FG_FN(blk);
+
+FG_AI FG_FN(blk) FG_FN(ldb)(const FG_T *p, int n)
+{
+    FG_FN(blk) r;
+    if (n == FG_NR) {
+        r.v0 = FG_FN(ld)(p);
+        r.v1 = FG_FN(ld)(p + FG_VL);
+    } else {
+        FG_T tmp[FG_NR] = {0};
+        memcpy(tmp, p, (size_t)n * sizeof(FG_T));
+        r.v0 = FG_FN(ld)(tmp);
+        r.v1 = FG_FN(ld)(tmp + FG_VL);
+    }
+    return r;
+}
+
+FG_AI void FG_FN(stb)(FG_T *p, int n, FG_FN(blk) r)
+{
+    if (n == FG_NR) {
+        FG_FN(st)(p, r.v0);
+        FG_FN(st)(p + FG_VL, r.v1);
+    } else {
+        FG_T tmp[FG_NR];
+        FG_FN(st)(tmp, r.v0);
+        FG_FN(st)(tmp + FG_VL, r.v1);
+        memcpy(p, tmp, (size_t)n * sizeof(FG_T));
+    }
+}
+
+/* Element-wise operations on blocks, so the gate math reads like the equations. */
+#define FG_B2(name, expr) \
+    FG_AI FG_FN(blk) FG_FN(name)(FG_FN(blk) a, FG_FN(blk) b) \
+    { FG_FN(blk) r; { FG_V x = a.v0, y = b.v0; r.v0 = (expr); } \
+                    { FG_V x = a.v1, y = b.v1; r.v1 = (expr); } return r; }
+#define FG_B1(name, expr) \
+    FG_AI FG_FN(blk) FG_FN(name)(FG_FN(blk) a) \
+    { FG_FN(blk) r; { FG_V x = a.v0; r.v0 = (expr); } { FG_V x = a.v1; r.v1 = (expr); } return r; }
+
+FG_B2(add, x + y)
+FG_B2(sub, x - y)
+FG_B2(mul, x * y)
+FG_B1(sigm, FG_FN(vsigmoid)(x))
+FG_B1(tanh, FG_FN(vtanh)(x))
+FG_B1(relu, FG_FN(vrelu)(x))
+FG_B1(one_minus, (FG_T)1 - x)
+FG_B1(dsigm, x * ((FG_T)1 - x))          /* sigma' through the post-activation */
+FG_B1(dtanh, (FG_T)1 - x * x)            /* tanh' through the post-activation  */
+FG_B2(drelu, FG_FN(vsel)(y > (FG_T)0, x, (FG_V){0}))   /* x * [y > 0] */
+#undef FG_B1
+#undef FG_B2
+
+/* C[r, 0:n] = beta*C[r, 0:n] + sum_k A[r*lda + k] * P[k*NR + 0:NR]   for r < mr.
+ * A: [mr, K] (row stride lda)   P: [K, NR] packed   C: [mr, n] (row stride ldc) */
+FG_AI void FG_FN(mk)(const int mr, const FG_T *A, size_t lda, const FG_T *P, int K,
+                     FG_T *C, size_t ldc, int n, int beta)
+{
+    FG_V acc0[FG_MR], acc1[FG_MR];
+    for (int r = 0; r < mr; r++)
+        acc0[r] = acc1[r] = (FG_V){0};
+    for (int k = 0; k < K; k++) {
+        FG_V p0 = FG_FN(ld)(P + (size_t)k * FG_NR);
+        FG_V p1 = FG_FN(ld)(P + (size_t)k * FG_NR + FG_VL);
+        for (int r = 0; r < mr; r++) {
+            FG_T a = A[r * lda + k];
+            acc0[r] += a * p0;
+            acc1[r] += a * p1;
+        }
+    }
+    for (int r = 0; r < mr; r++) {
+        FG_FN(blk) c = {acc0[r], acc1[r]};
+        if (beta)
+            c = FG_FN(add)(FG_FN(ldb)(C + r * ldc, n), c);
+        FG_FN(stb)(C + r * ldc, n, c);
+    }
+}
+
+/* The product for all B rows and one block of n units, MR rows at a time. */
+static void FG_FN(gemm_rows)(int B, const FG_T *A, size_t lda, const FG_T *P, int K,
+                             FG_T *C, size_t ldc, int n, int beta)
+{
+    int b = 0;
+    for (; b + FG_MR <= B; b += FG_MR)
+        FG_FN(mk)(FG_MR, A + b * lda, lda, P, K, C + b * ldc, ldc, n, beta);
+    switch (B - b) {
+    case 3: FG_FN(mk)(3, A + b * lda, lda, P, K, C + b * ldc, ldc, n, beta); break;
+    case 2: FG_FN(mk)(2, A + b * lda, lda, P, K, C + b * ldc, ldc, n, beta); break;
+    case 1: FG_FN(mk)(1, A + b * lda, lda, P, K, C + b * ldc, ldc, n, beta); break;
+    default: break;
+    }
+}
+
+static int FG_FN(gates_of)(int cell) { return cell == FG_LSTM ? 4 : (cell == FG_GRU_LBR || cell == FG_GRU_RB) ? 3 : 1; }
+
+static void FG_FN(forward_thread)(const fg_forward_args *a, int tid, int nth)
+{
+    const int T = a->T, B = a->B, H = a->H, cell = a->cell, G = FG_FN(gates_of)(cell);
+    const size_t GH = (size_t)G * H, BH = (size_t)B * H;
+    const int nb = (H + FG_NR - 1) / FG_NR;
+    const int u0 = (int)((long)nb * tid / nth), u1 = (int)((long)nb * (tid + 1) / nth);
+    const FG_T *P = (const FG_T *)a->P;
+    FG_T *hout = (FG_T *)a->hout, *cout = (FG_T *)a->cout, *tcs = (FG_T *)a->tc;
+    const FG_T *b_hn = (const FG_T *)a->b_hn;
+
+    for (int t = 0; t < T; t++) {
+        const FG_T *hp = t ? hout + (t - 1) * BH : (const FG_T *)a->h0;   /* h_{t-1}: [B, H] */
+        FG_T *h = hout + t * BH;                                           /* h_t:     [B, H] */
+        FG_T *pre = (FG_T *)a->pre + t * B * GH;                           /* [B, G*H] */
+        FG_T *ex = (FG_T *)a->extra + t * a->extra_step;                   /* [B, H]   */
+
+        for (int u = u0; u < u1; u++) {
+            const int j0 = u * FG_NR, n = H - j0 < FG_NR ? H - j0 : FG_NR;
+            const FG_T *Pu = P + (size_t)u * G * H * FG_NR;
+            for (int g = 0; g < (cell == FG_GRU_RB ? 2 : G); g++) {
+                if (cell == FG_GRU_LBR && g == 2)   /* hn = h_{t-1} W_hn^T (+ b_hn below) */
+                    FG_FN(gemm_rows)(B, hp, H, Pu + (size_t)g * H * FG_NR, H, ex + j0, H, n, 0);
+                else                                /* pre += h_{t-1} W_hg^T */
+                    FG_FN(gemm_rows)(B, hp, H, Pu + (size_t)g * H * FG_NR, H, pre + g * H + j0, GH, n, 1);
+            }
+            for (int b = 0; b < B; b++) {
+                FG_T *pr = pre + b * GH + j0;
+                const size_t o = b * H + j0;
+                switch (cell) {
+                case FG_RNN_TANH:
+                    FG_FN(stb)(h + o, n, FG_FN(tanh)(FG_FN(ldb)(pr, n)));
+                    break;
+                case FG_RNN_RELU:
+                    FG_FN(stb)(h + o, n, FG_FN(relu)(FG_FN(ldb)(pr, n)));
+                    break;
+                case FG_LSTM: {
+                    /* c = f*c_prev + i*g,  h = o*tanh(c) */
+                    const FG_T *cp = t ? cout + (t - 1) * BH : (const FG_T *)a->c0;
+                    FG_FN(blk) gi = FG_FN(sigm)(FG_FN(ldb)(pr, n));
+                    FG_FN(blk) gf = FG_FN(sigm)(FG_FN(ldb)(pr + H, n));
+                    FG_FN(blk) gg = FG_FN(tanh)(FG_FN(ldb)(pr + 2 * H, n));
+                    FG_FN(blk) go = FG_FN(sigm)(FG_FN(ldb)(pr + 3 * H, n));
+                    FG_FN(blk) c = FG_FN(add)(FG_FN(mul)(gf, FG_FN(ldb)(cp + o, n)), FG_FN(mul)(gi, gg));
+                    FG_FN(blk) tc = FG_FN(tanh)(c);
+                    FG_FN(stb)(pr, n, gi);
+                    FG_FN(stb)(pr + H, n, gf);
+                    FG_FN(stb)(pr + 2 * H, n, gg);
+                    FG_FN(stb)(pr + 3 * H, n, go);
+                    FG_FN(stb)(cout + t * BH + o, n, c);
+                    if (tcs)
+                        FG_FN(stb)(tcs + t * BH + o, n, tc);
+                    FG_FN(stb)(h + o, n, FG_FN(mul)(go, tc));
+                    break;
+                }
+                case FG_GRU_LBR: {
+                    /* n = tanh(xn + r*(h W_hn^T + b_hn)),  h = n + z*(h_prev - n) */
+                    FG_FN(blk) r = FG_FN(sigm)(FG_FN(ldb)(pr, n));
+                    FG_FN(blk) z = FG_FN(sigm)(FG_FN(ldb)(pr + H, n));
+                    FG_FN(blk) hn = FG_FN(add)(FG_FN(ldb)(ex + o, n), FG_FN(ldb)(b_hn + j0, n));
+                    FG_FN(blk) nn = FG_FN(tanh)(FG_FN(add)(FG_FN(ldb)(pr + 2 * H, n), FG_FN(mul)(r, hn)));
+                    FG_FN(blk) hv = FG_FN(ldb)(hp + o, n);
+                    FG_FN(stb)(pr, n, r);
+                    FG_FN(stb)(pr + H, n, z);
+                    FG_FN(stb)(pr + 2 * H, n, nn);
+                    FG_FN(stb)(ex + o, n, hn);
+                    FG_FN(stb)(h + o, n, FG_FN(add)(nn, FG_FN(mul)(z, FG_FN(sub)(hv, nn))));
+                    break;
+                }
+                case FG_GRU_RB: {
+                    /* phase 1: r, z and r*h_prev for this thread's units */
+                    FG_FN(blk) r = FG_FN(sigm)(FG_FN(ldb)(pr, n));
+                    FG_FN(blk) z = FG_FN(sigm)(FG_FN(ldb)(pr + H, n));
+                    FG_FN(stb)(pr, n, r);
+                    FG_FN(stb)(pr + H, n, z);
+                    FG_FN(stb)(ex + o, n, FG_FN(mul)(r, FG_FN(ldb)(hp + o, n)));
+                    break;
+                }
+                }
+            }
+        }
+        if (cell == FG_GRU_RB) {
+            /* phase 2 needs r*h_prev of every unit: n = tanh(xn + (r*h) W_hn^T + b_hn) */
+#pragma omp barrier
+            for (int u = u0; u < u1; u++) {
+                const int j0 = u * FG_NR, n = H - j0 < FG_NR ? H - j0 : FG_NR;
+                const FG_T *Pn = P + ((size_t)u * G + 2) * H * FG_NR;
+                FG_FN(gemm_rows)(B, ex, H, Pn, H, pre + 2 * H + j0, GH, n, 1);
+                for (int b = 0; b < B; b++) {
+                    FG_T *pr = pre + b * GH + j0;
+                    const size_t o = b * H + j0;
+                    FG_FN(blk) nn = FG_FN(tanh)(FG_FN(ldb)(pr + 2 * H, n));
+                    FG_FN(blk) z = FG_FN(ldb)(pr + H, n);
+                    FG_FN(blk) hv = FG_FN(ldb)(hp + o, n);
+                    FG_FN(stb)(pr + 2 * H, n, nn);
+                    FG_FN(stb)(h + o, n, FG_FN(add)(nn, FG_FN(mul)(z, FG_FN(sub)(hv, nn))));
+                }
+            }
+        }
+#pragma omp barrier
+    }
+}
+
+static void FG_FN(backward_thread)(const fg_backward_args *a, int tid, int nth)
+{
+    const int T = a->T, B = a->B, H = a->H, cell = a->cell, G = FG_FN(gates_of)(cell);
+    const size_t GH = (size_t)G * H, BH = (size_t)B * H;
+    const int nb = (H + FG_NR - 1) / FG_NR;
+    const int u0 = (int)((long)nb * tid / nth), u1 = (int)((long)nb * (tid + 1) / nth);
+    const FG_T *P = (const FG_T *)a->P;
+    const FG_T *hs = (const FG_T *)a->hs, *dy = (const FG_T *)a->dy;
+    FG_T *dh = (FG_T *)a->dh, *dc = (FG_T *)a->dc, *drh = (FG_T *)a->scratch;
+
+    for (int t = T - 1; t >= 0; t--) {
+        const FG_T *hp = hs + t * BH;                  /* h_{t-1} [B, H] */
+        const FG_T *hc = hs + (t + 1) * BH;            /* h_t     [B, H] */
+        const FG_T *gt = a->gates ? (const FG_T *)a->gates + t * B * GH : NULL;
+        FG_T *dG = (FG_T *)a->dG + t * B * GH;         /* [B, G*H] */
+
+        /* phase A: gate gradients of this thread's units (needs dL/dh_t of these units only) */
+        for (int u = u0; u < u1; u++) {
+            const int j0 = u * FG_NR, n = H - j0 < FG_NR ? H - j0 : FG_NR;
+            for (int b = 0; b < B; b++) {
+                const size_t o = b * H + j0;
+                FG_T *dg = dG + b * GH + j0;
+                const FG_T *gr = gt ? gt + b * GH + j0 : NULL;
+                FG_FN(blk) dhv = FG_FN(ldb)(dh + o, n);
+                if (dy)
+                    dhv = FG_FN(add)(dhv, FG_FN(ldb)(dy + t * BH + o, n));
+                switch (cell) {
+                case FG_RNN_TANH:
+                    FG_FN(stb)(dg, n, FG_FN(mul)(dhv, FG_FN(dtanh)(FG_FN(ldb)(hc + o, n))));
+                    break;
+                case FG_RNN_RELU:
+                    FG_FN(stb)(dg, n, FG_FN(drelu)(dhv, FG_FN(ldb)(hc + o, n)));
+                    break;
+                case FG_LSTM: {
+                    FG_FN(blk) gi = FG_FN(ldb)(gr, n), gf = FG_FN(ldb)(gr + H, n);
+                    FG_FN(blk) gg = FG_FN(ldb)(gr + 2 * H, n), go = FG_FN(ldb)(gr + 3 * H, n);
+                    FG_FN(blk) tc = FG_FN(ldb)((const FG_T *)a->tc + t * BH + o, n);
+                    FG_FN(blk) cp = FG_FN(ldb)((const FG_T *)a->cs + t * BH + o, n);
+                    /* dc = dc_next + dh*o*(1 - tanh(c)^2) */
+                    FG_FN(blk) dcv = FG_FN(add)(FG_FN(ldb)(dc + o, n),
+                                                FG_FN(mul)(FG_FN(mul)(dhv, go), FG_FN(dtanh)(tc)));
+                    FG_FN(stb)(dg, n, FG_FN(mul)(FG_FN(mul)(dcv, gg), FG_FN(dsigm)(gi)));
+                    FG_FN(stb)(dg + H, n, FG_FN(mul)(FG_FN(mul)(dcv, cp), FG_FN(dsigm)(gf)));
+                    FG_FN(stb)(dg + 2 * H, n, FG_FN(mul)(FG_FN(mul)(dcv, gi), FG_FN(dtanh)(gg)));
+                    FG_FN(stb)(dg + 3 * H, n, FG_FN(mul)(FG_FN(mul)(dhv, tc), FG_FN(dsigm)(go)));
+                    FG_FN(stb)(dc + o, n, FG_FN(mul)(dcv, gf));
+                    break;
+                }
+                case FG_GRU_LBR:
+                case FG_GRU_RB: {
+                    FG_FN(blk) r = FG_FN(ldb)(gr, n), z = FG_FN(ldb)(gr + H, n);
+                    FG_FN(blk) nn = FG_FN(ldb)(gr + 2 * H, n), hv = FG_FN(ldb)(hp + o, n);
+                    /* dn = dh*(1-z)*(1-n^2),  dz = dh*(h_prev - n)*z*(1-z) */
+                    FG_FN(blk) dn = FG_FN(mul)(FG_FN(mul)(dhv, FG_FN(one_minus)(z)), FG_FN(dtanh)(nn));
+                    FG_FN(blk) dz = FG_FN(mul)(FG_FN(mul)(dhv, FG_FN(sub)(hv, nn)), FG_FN(dsigm)(z));
+                    FG_FN(stb)(dg + H, n, dz);
+                    if (cell == FG_GRU_LBR) {
+                        FG_FN(blk) hn = FG_FN(ldb)((const FG_T *)a->extra + t * BH + o, n);
+                        /* dr = dn*hn*r*(1-r); the recurrent n pre-activation gets dn*r */
+                        FG_FN(stb)(dg, n, FG_FN(mul)(FG_FN(mul)(dn, hn), FG_FN(dsigm)(r)));
+                        FG_FN(stb)(dg + 2 * H, n, FG_FN(mul)(dn, r));
+                        FG_FN(stb)((FG_T *)a->dnx + t * BH + o, n, dn);
+                    } else {
+                        FG_FN(stb)(dg + 2 * H, n, dn);   /* dr needs (dn W_hn): phase B1 */
+                    }
+                    FG_FN(stb)(dh + o, n, FG_FN(mul)(dhv, z));   /* direct path h_prev -> h */
+                    break;
+                }
+                }
+            }
+        }
+#pragma omp barrier
+        /* phase B: dL/dh_{t-1} = direct + dG_t W_hh for this thread's units */
+        if (cell == FG_GRU_RB) {
+            for (int u = u0; u < u1; u++) {
+                const int j0 = u * FG_NR, n = H - j0 < FG_NR ? H - j0 : FG_NR;
+                const FG_T *Pu = P + (size_t)u * GH * FG_NR;
+                /* d(r*h) = dn W_hn */
+                FG_FN(gemm_rows)(B, dG + 2 * H, GH, Pu + 2 * (size_t)H * FG_NR, H, drh + j0, H, n, 0);
+                for (int b = 0; b < B; b++) {
+                    const size_t o = b * H + j0;
+                    FG_FN(blk) d = FG_FN(ldb)(drh + o, n), r = FG_FN(ldb)(gt + b * GH + j0, n);
+                    FG_FN(stb)(dG + b * GH + j0, n,
+                               FG_FN(mul)(FG_FN(mul)(d, FG_FN(ldb)(hp + o, n)), FG_FN(dsigm)(r)));
+                    FG_FN(stb)(dh + o, n, FG_FN(add)(FG_FN(ldb)(dh + o, n), FG_FN(mul)(d, r)));
+                }
+            }
+#pragma omp barrier
+            for (int u = u0; u < u1; u++) {
+                const int j0 = u * FG_NR, n = H - j0 < FG_NR ? H - j0 : FG_NR;
+                FG_FN(gemm_rows)(B, dG, GH, P + (size_t)u * GH * FG_NR, 2 * H, dh + j0, H, n, 1);
+            }
+        } else {
+            for (int u = u0; u < u1; u++) {
+                const int j0 = u * FG_NR, n = H - j0 < FG_NR ? H - j0 : FG_NR;
+                FG_FN(gemm_rows)(B, dG, GH, P + (size_t)u * GH * FG_NR, (int)GH, dh + j0, H, n,
+                                 cell == FG_GRU_LBR);
+            }
+        }
+        /* No barrier needed here: the next phase A touches only this thread's units of dh
+         * and dc and writes another time slice of dG. */
+    }
+}
+
+static void FG_FN(activation)(int kind, size_t n, const FG_T *x, FG_T *out)
+{
+    for (size_t i = 0; i < n; i += FG_NR) {
+        int m = n - i < FG_NR ? (int)(n - i) : FG_NR;
+        FG_FN(blk) v = FG_FN(ldb)(x + i, m);
+        FG_FN(stb)(out + i, m, kind == 0 ? FG_FN(sigm)(v) : FG_FN(tanh)(v));
+    }
+}
+
+#undef FG_MR
+#undef FG_AI
