@@ -285,14 +285,17 @@ cdef object _forward(f, bint training, int nt, floating dummy):
 
 
 cdef void _colsum(int nt, int rows, int cols, const floating *A, int lda, floating *out) noexcept nogil:
-    """out[j] = sum_r A[r, j]   (A: [rows, cols] with row stride lda), rows in order for every j."""
-    cdef int j, r
-    cdef floating s
-    for j in prange(cols, num_threads=nt, schedule='static'):
-        s = 0
+    """out[j] = sum_r A[r, j]   (A: [rows, cols], row stride lda); rows added in order for every j,
+    threads own column ranges, so the result does not depend on the thread count."""
+    cdef int i, r, j, j0, j1
+    for i in prange(nt, num_threads=nt, schedule='static'):
+        j0 = <int>((<long>cols * i) // nt)
+        j1 = <int>((<long>cols * (i + 1)) // nt)
+        for j in range(j0, j1):
+            out[j] = 0
         for r in range(rows):
-            s = s + A[<size_t>r * lda + j]
-        out[j] = s
+            for j in range(j0, j1):
+                out[j] += A[<size_t>r * lda + j]
 
 
 cdef void _scatter_rows(int nt, int rows, int cols, const long long *tok, const floating *A, int lda,

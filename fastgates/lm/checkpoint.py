@@ -1,0 +1,164 @@
+"""Checkpoints: one ``.npz`` file, no pickle, written atomically.
+
+Design: a checkpoint is a flat dict of arrays (``params/<name>``,
+``optim/<m|v>/<name>``, ``carried/<h|c>_l<k>``) plus one JSON document stored
+as a 0-d unicode array under ``meta.json``: format and version, the model and
+run configuration, the vocabulary, the progress (epoch, minibatch, step, loss
+sums, history), the optimizer settings and the generator state.  Everything
+loads with ``np.load(path, allow_pickle=False)``.
+
+Writing goes to a temporary file in the target's directory, which is flushed,
+fsync'ed and then renamed over the target with ``os.replace`` (atomic on POSIX
+and Windows), so a crash or Ctrl-C during a save leaves the previous checkpoint
+intact.  Reading validates the container and the JSON and turns a truncated
+or garbled file into a :class:`CheckpointError` that says so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from typing import NamedTuple
+
+import numpy as np
+
+FORMAT = "fastgates-lm-checkpoint"
+VERSION = 1
+META_KEY = "meta.json"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that is missing, truncated, garbled or of another format."""
+
+
+def _write_npz(f, arrays: dict) -> None:
+    np.savez(f, **arrays)
+
+
+def save_checkpoint(path, arrays: dict, meta: dict) -> None:
+    """Write ``arrays`` and the JSON ``meta`` to ``path`` atomically.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Target file (``.npz``); its directory must exist.
+    arrays : dict of str -> ndarray
+        Numeric arrays only (no object dtype).
+    meta : dict
+        JSON-serialisable; stored with ``format`` and ``version`` added.
+    """
+    path = os.fspath(path)
+    if META_KEY in arrays:
+        raise ValueError(f"{META_KEY!r} is reserved")
+    for k, a in arrays.items():
+        if np.asarray(a).dtype.hasobject:
+            raise TypeError(f"array {k!r} has object dtype; checkpoints hold numeric arrays only")
+    doc = dict(meta, format=FORMAT, version=VERSION)
+    payload = dict(arrays)
+    payload[META_KEY] = np.array(json.dumps(doc, allow_nan=True))
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".checkpoint-", suffix=".npz.tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            _write_npz(f, payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    try:  # make the rename itself durable (POSIX; best effort)
+        dfd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+
+
+def load_checkpoint(path) -> tuple[dict, dict]:
+    """Read a checkpoint written by :func:`save_checkpoint`.
+
+    Returns
+    -------
+    arrays : dict of str -> ndarray
+    meta : dict
+
+    Raises
+    ------
+    CheckpointError
+        Missing file, not an npz archive, truncated or corrupted data, missing or
+        invalid metadata, or another format/version.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise CheckpointError(f"checkpoint {path!r} does not exist")
+    if os.path.isdir(path):
+        raise CheckpointError(f"checkpoint {path!r} is a directory (expected a .npz file; "
+                              f"try {os.path.join(path, 'checkpoint.npz')!r})")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (zipfile.BadZipFile, EOFError, ValueError, OSError, KeyError, zipfile.LargeZipFile) as exc:
+        raise CheckpointError(f"checkpoint {path!r} is truncated or corrupted and cannot be read "
+                              f"({type(exc).__name__}: {exc})") from None
+    if META_KEY not in arrays:
+        raise CheckpointError(f"{path!r} is an npz archive but not a fastgates-lm checkpoint "
+                              f"(no {META_KEY})")
+    try:
+        meta = json.loads(str(arrays.pop(META_KEY)[()]))
+    except (ValueError, TypeError) as exc:
+        raise CheckpointError(f"checkpoint {path!r} has garbled metadata ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path!r} is not a fastgates-lm checkpoint")
+    if meta.get("version") != VERSION:
+        raise CheckpointError(f"checkpoint {path!r} has format version {meta.get('version')!r}; "
+                              f"this fastgates reads version {VERSION}")
+    return arrays, meta
+
+
+class Loaded(NamedTuple):
+    """A checkpoint opened for use: the model, its vocabulary and everything saved."""
+
+    model: object
+    vocab: object
+    meta: dict
+    arrays: dict
+
+
+def save_training(path, trainer, vocab, config: dict) -> None:
+    """Checkpoint a :class:`~fastgates.lm.training.Trainer` with its vocabulary and run ``config``."""
+    meta = trainer.state_meta()
+    meta["model"] = trainer.model.config.to_dict()
+    meta["vocab"] = list(vocab.tokens)
+    meta["config"] = config
+    save_checkpoint(path, trainer.state_arrays(), meta)
+
+
+def load_model(path, *, backend: str = "fast", n_threads=None) -> Loaded:
+    """Open a checkpoint written by :func:`save_training` as a ready :class:`CharRNN`."""
+    from .data import Vocab
+    from .model import CharRNN, ModelConfig, param_shapes
+
+    arrays, meta = load_checkpoint(path)
+    try:
+        config = ModelConfig.from_dict(meta["model"])
+        vocab = Vocab(meta["vocab"])
+        params = {name: arrays[f"params/{name}"] for name in param_shapes(config)}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint {os.fspath(path)!r} is incomplete or inconsistent "
+                              f"({type(exc).__name__}: {exc})") from None
+    if len(vocab) != config.vocab_size:
+        raise CheckpointError(f"checkpoint {os.fspath(path)!r}: vocabulary of {len(vocab)} tokens "
+                              f"but the model expects {config.vocab_size}")
+    try:
+        model = CharRNN(config, params, backend=backend, n_threads=n_threads)
+    except ValueError as exc:
+        raise CheckpointError(f"checkpoint {os.fspath(path)!r}: {exc}") from None
+    return Loaded(model, vocab, meta, arrays)

@@ -1,0 +1,248 @@
+"""Text generation from a trained :class:`~fastgates.lm.model.CharRNN`.
+
+Design: :func:`generate` tokenizes the prefix, maps unknown characters to
+``<unk>`` (with a warning) and hands everything to the compiled loop in
+``fastgates.lm._sampling``, which feeds the prefix and draws every new token
+without returning to Python.  :func:`sample_numpy` is the same algorithm — the
+same recurrence step for B = 1, the same softmax with temperature and top-k, the
+same xoshiro256** generator — written in NumPy with a Python loop per token; the
+tests check that the two agree, and it is the fallback when the extension has
+not been compiled.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from .data import tokenize
+
+_MASK = (1 << 64) - 1
+
+#: Cell codes shared with the compiled sampler.
+CELL_CODES = {"rnn": 0, "gru_lbr": 1, "gru_rb": 2, "lstm": 3}
+
+
+def _cell_code(config) -> int:
+    if config.cell == "gru":
+        return CELL_CODES["gru_lbr" if config.gru_reset == "after" else "gru_rb"]
+    return CELL_CODES[config.cell]
+
+
+class Xoshiro256:
+    """xoshiro256** seeded with splitmix64 — the compiled sampler's generator in Python."""
+
+    def __init__(self, seed: int):
+        x = int(seed) & _MASK
+        s = []
+        for _ in range(4):
+            x = (x + 0x9E3779B97F4A7C15) & _MASK
+            z = x
+            z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+            z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
+            s.append(z ^ (z >> 31))
+        self.s = s
+
+    @staticmethod
+    def _rotl(x, k):
+        return ((x << k) | (x >> (64 - k))) & _MASK
+
+    def next(self) -> int:
+        s0, s1, s2, s3 = self.s
+        result = (self._rotl((s1 * 5) & _MASK, 7) * 9) & _MASK
+        t = (s1 << 17) & _MASK
+        s2 ^= s0
+        s3 ^= s1
+        s1 ^= s2
+        s0 ^= s3
+        s2 ^= t
+        s3 = self._rotl(s3, 45)
+        self.s = [s0, s1, s2, s3]
+        return result
+
+    def uniform(self) -> float:
+        """u in [0, 1) with 53 random bits."""
+        return (self.next() >> 11) * (1.0 / 9007199254740992.0)
+
+
+def resolve_seed(seed) -> int:
+    """``seed`` as an unsigned 64-bit integer; None draws one from the OS."""
+    if seed is None:
+        return int(np.random.SeedSequence().entropy) & _MASK
+    return int(seed) & _MASK
+
+
+def encode_prefix(vocab, prefix: str, tokens: str = "char") -> tuple[str, np.ndarray]:
+    """Tokenize ``prefix`` like the training text; unknown characters become ``<unk>`` (warned)."""
+    text = tokenize(prefix, tokens)
+    if not text:
+        raise ValueError("the prefix is empty after tokenization; give at least one character")
+    unknown = vocab.unknown(text)
+    if unknown:
+        shown = ", ".join(repr(c) for c in unknown[:10]) + (" ..." if len(unknown) > 10 else "")
+        warnings.warn(f"prefix characters not in the vocabulary are mapped to <unk>: {shown}",
+                      UserWarning, stacklevel=3)
+    return text, vocab.encode(text)
+
+
+def _layers(model):
+    p = model.params
+    return [(p[f"rnn.weight_ih_l{k}"], p[f"rnn.weight_hh_l{k}"], p[f"rnn.bias_ih_l{k}"],
+             p[f"rnn.bias_hh_l{k}"]) for k in range(model.config.layers)]
+
+
+def _check_args(model, prefix_ids, length, temperature, top_k):
+    V = model.config.vocab_size
+    prefix_ids = np.ascontiguousarray(prefix_ids, dtype=np.int64)
+    if prefix_ids.ndim != 1 or len(prefix_ids) < 1:
+        raise ValueError("prefix_ids must be a non-empty 1-D array of token ids")
+    if prefix_ids.min() < 0 or prefix_ids.max() >= V:
+        raise ValueError(f"prefix_ids must lie in [0, {V}), got range "
+                         f"[{prefix_ids.min()}, {prefix_ids.max()}]")
+    if int(length) != length or length < 0:
+        raise ValueError(f"length must be a non-negative integer, got {length!r}")
+    if not temperature >= 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature!r}")
+    if int(top_k) != top_k or top_k < 0:
+        raise ValueError(f"top_k must be a non-negative integer (0 = no limit), got {top_k!r}")
+    return prefix_ids, int(length), float(temperature), int(top_k)
+
+
+def sample_compiled(model, prefix_ids, length, temperature=1.0, top_k=0, seed=0) -> np.ndarray:
+    """Feed ``prefix_ids`` and draw ``length`` token ids in compiled code (see the module doc)."""
+    from . import _sampling
+
+    prefix_ids, length, temperature, top_k = _check_args(model, prefix_ids, length, temperature, top_k)
+    cfg, p = model.config, model.params
+    h = np.zeros((cfg.layers, cfg.hidden), model.dtype)
+    c = np.zeros((cfg.layers, cfg.hidden), model.dtype)
+    out = np.zeros(length, np.int64)
+    _sampling.sample(_cell_code(cfg), _layers(model), p["fc.weight"], p["fc.bias"],
+                     p.get("embedding.weight"), h, c, prefix_ids, out, temperature, top_k,
+                     resolve_seed(seed))
+    return out
+
+
+def _sigmoid(v):
+    return 1.0 / (1.0 + np.exp(-v))
+
+
+def _numpy_step(model, layers, code, tok, hs, cs):
+    """One recurrence step of every layer for B = 1 (the compiled ``_layer_step``)."""
+    H, dt = model.config.hidden, model.dtype
+    emb = model.params.get("embedding.weight")
+    x = None if emb is None else emb[tok]
+    for k, (w_ih, w_hh, b_ih, b_hh) in enumerate(layers):
+        if k > 0:
+            x = hs[k - 1]
+        gi = (b_ih + w_ih[:, tok]) if x is None else (b_ih + w_ih @ x)
+        h = hs[k]
+        if code == CELL_CODES["gru_rb"]:
+            gh = b_hh[:2 * H] + w_hh[:2 * H] @ h
+            pre = gi[:2 * H].astype(np.float64) + gh
+            rh = (_sigmoid(pre[:H]) * h).astype(dt)
+            z = _sigmoid(pre[H:]).astype(dt)
+            ghn = b_hh[2 * H:] + w_hh[2 * H:] @ rh
+            n = np.tanh(gi[2 * H:].astype(np.float64) + ghn)
+            hs[k] = (z.astype(np.float64) * h + (1.0 - z.astype(np.float64)) * n).astype(dt)
+            continue
+        gh = b_hh + w_hh @ h
+        g64, h64 = gi.astype(np.float64), gh.astype(np.float64)
+        if code == CELL_CODES["lstm"]:
+            pre = g64 + h64
+            i, f = _sigmoid(pre[:H]), _sigmoid(pre[H:2 * H])
+            g, o = np.tanh(pre[2 * H:3 * H]), _sigmoid(pre[3 * H:])
+            cs[k] = (f * cs[k] + i * g).astype(dt)
+            hs[k] = (o * np.tanh(cs[k].astype(np.float64))).astype(dt)
+        elif code == CELL_CODES["gru_lbr"]:
+            r = _sigmoid(g64[:H] + h64[:H])
+            z = _sigmoid(g64[H:2 * H] + h64[H:2 * H])
+            n = np.tanh(g64[2 * H:] + r * h64[2 * H:])
+            hs[k] = (z * h + (1.0 - z) * n).astype(dt)
+        else:
+            hs[k] = np.tanh(g64 + h64).astype(dt)
+
+
+def _numpy_draw(logits, temperature, top_k, rng):
+    l = logits.astype(np.float64)
+    best = int(np.argmax(l))
+    if temperature <= 0:
+        return best
+    V = len(l)
+    thr = -np.inf
+    if 0 < top_k < V:
+        thr = np.partition(l, V - top_k)[V - top_k]
+    p = np.where(l >= thr, np.exp((l - l[best]) / temperature), 0.0)
+    cum = np.cumsum(p)
+    u = rng.uniform() * cum[-1]
+    hit = np.flatnonzero((cum > u) & (p > 0))
+    if hit.size:
+        return int(hit[0])
+    nz = np.flatnonzero(p > 0)
+    return int(nz[-1]) if nz.size else best
+
+
+def sample_numpy(model, prefix_ids, length, temperature=1.0, top_k=0, seed=0) -> np.ndarray:
+    """:func:`sample_compiled` in NumPy (a Python loop per token; for tests and as a fallback)."""
+    prefix_ids, length, temperature, top_k = _check_args(model, prefix_ids, length, temperature, top_k)
+    cfg, p = model.config, model.params
+    layers, code = _layers(model), _cell_code(cfg)
+    hs = [np.zeros(cfg.hidden, model.dtype) for _ in range(cfg.layers)]
+    cs = [np.zeros(cfg.hidden, model.dtype) for _ in range(cfg.layers)]
+    rng = Xoshiro256(resolve_seed(seed))
+    for tok in prefix_ids:
+        _numpy_step(model, layers, code, int(tok), hs, cs)
+    out = np.zeros(length, np.int64)
+    for t in range(length):
+        logits = p["fc.bias"] + p["fc.weight"] @ hs[-1]
+        out[t] = _numpy_draw(logits, temperature, top_k, rng)
+        if t + 1 < length:
+            _numpy_step(model, layers, code, int(out[t]), hs, cs)
+    return out
+
+
+def compiled_available() -> bool:
+    """True when the compiled sampler (``fastgates.lm._sampling``) is built."""
+    try:
+        from . import _sampling  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def generate(model, vocab, prefix: str = "the ", length: int = 200, *, temperature: float = 1.0,
+             top_k: int = 0, seed=None, tokens: str = "char") -> str:
+    """Continue ``prefix`` by ``length`` characters drawn from ``model``.
+
+    Parameters
+    ----------
+    model : CharRNN
+    vocab : Vocab
+    prefix : str
+        Tokenized like the training text (``tokens``); characters outside the
+        vocabulary are mapped to ``<unk>`` with a warning.
+    length : int
+        Number of new characters.
+    temperature : float
+        Softmax temperature; 0 = greedy (argmax, deterministic).
+    top_k : int
+        Draw only among the k most likely tokens (0 = all).
+    seed : int or None
+        Seed of the generator (None: fresh entropy).  Same seed, same text.
+    tokens : "char" or "letters"
+
+    Returns
+    -------
+    str
+        The (tokenized) prefix followed by the generated text.
+    """
+    text, ids = encode_prefix(vocab, prefix, tokens)
+    if compiled_available():
+        out = sample_compiled(model, ids, length, temperature, top_k, seed)
+    else:
+        warnings.warn("fastgates.lm._sampling is not compiled; generating with the slow NumPy "
+                      "loop (build the package to get the compiled sampler)", RuntimeWarning,
+                      stacklevel=2)
+        out = sample_numpy(model, ids, length, temperature, top_k, seed)
+    return text + vocab.decode(out)

@@ -1,0 +1,495 @@
+"""Pure-NumPy reference of the fastgates kernels: the readable specification.
+
+Design: the same six public functions as the compiled fast path, with the same
+signatures, validation (``fastgates._checks``) and results, written for clarity
+rather than speed.  One time loop (:func:`_run_forward`) drives every cell through
+a per-step helper (``_<cell>_step``), and one backward loop (:func:`_run_backward`)
+walks ``t = T-1 ... 0`` through the matching ``_<cell>_step_backward``.  As in the
+compiled core, the input projection of all ``T*B`` rows is one product before the
+loop (a gather of columns of ``w_ih`` for token ids), and the weight, bias and
+input gradients are single products/reductions over all ``T*B`` rows after it.
+The backward pass differentiates through the cached post-activations
+(sigmoid' = s(1-s), tanh' = 1-t^2, relu' = [h > 0]).
+
+Conventions shared with the fast path:
+
+* Sequence first: ``x`` is ``(T, B, D)`` (or ``(T, B)`` integer token ids in
+  ``[0, D)``, meaning one-hot inputs), ``y`` is ``(T, B, H)``, states are ``(B, H)``.
+* PyTorch's weight layout, so a ``torch.nn.RNN/GRU/LSTM`` state_dict loads as is:
+  ``w_ih`` is ``(G*H, D)``, ``w_hh`` is ``(G*H, H)``, ``b_ih`` and ``b_hh`` are
+  ``(G*H,)``; gate order GRU ``r, z, n`` and LSTM ``i, f, g, o``.
+* float32 or float64; every array of a call has the same dtype, and all
+  arithmetic happens in that dtype (float32 is never silently upcast).
+* Inputs are never modified; returned arrays are freshly allocated and never
+  share memory with the cache.  Backward overwrites, it does not accumulate.
+* NaN and Inf propagate to the outputs; floating-point warnings are silenced.
+* ``n_threads`` is validated like in the fast path and otherwise ignored.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Optional
+
+import numpy as np
+
+from fastgates._checks import (
+    Cache,
+    Grads,
+    LSTMGrads,
+    check_backward,
+    check_forward,
+    check_n_threads,
+    check_nonlinearity,
+    gru_variant,
+)
+
+__all__ = ["rnn_forward", "rnn_backward", "gru_forward", "gru_backward",
+           "lstm_forward", "lstm_backward", "Cache", "Grads", "LSTMGrads"]
+
+
+# Element-wise activations.  All of them keep the dtype of their argument.
+
+def _sigmoid(a):
+    """Logistic sigmoid 1 / (1 + exp(-a)) without overflow.
+
+    exp(-|a|) lies in [0, 1], so 1/(1+e) (a >= 0) and e/(1+e) (a < 0) never
+    overflow; NaN stays NaN and +-Inf map to exactly 1 and 0.
+    """
+    e = np.exp(-np.abs(a))
+    return np.where(a >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def _relu(a):
+    """max(a, 0), propagating NaN."""
+    return np.maximum(a, 0)
+
+
+# One time step of each cell.  Every forward step gets the precomputed input
+# projection xp = x_t w_ih^T + b_ih of shape (B, G*H), the previous state and the
+# recurrent parameters, and returns the new state plus what backward needs.
+
+class _Step(NamedTuple):
+    h: np.ndarray                       # (B, H) h_t
+    c: Optional[np.ndarray] = None      # (B, H) c_t (lstm)
+    gates: Optional[np.ndarray] = None  # (B, G*H) post-activation gates (gru, lstm)
+    extra: Optional[np.ndarray] = None  # (B, H) gru: h W_hn^T + b_hn (lbr) or r * h (rb)
+    tc: Optional[np.ndarray] = None     # (B, H) lstm tanh(c_t)
+
+
+class _StepGrad(NamedTuple):
+    da_x: np.ndarray                    # (B, G*H) dL/d(x_t w_ih^T + b_ih), per gate
+    da_h: np.ndarray                    # (B, G*H) dL/d(recurrent pre-activation incl. b_hh)
+    dh: np.ndarray                      # (B, H) dL/dh_{t-1}
+    dc: Optional[np.ndarray] = None     # (B, H) dL/dc_{t-1} (lstm)
+
+
+def _rnn_step(xp, h, c, w_hh, b_hh, variant):
+    """h_t = phi(x_t w_ih^T + b_ih + h_{t-1} w_hh^T + b_hh), phi = tanh or relu."""
+    a = xp + h @ w_hh.T + b_hh
+    return _Step(h=np.tanh(a) if variant == "tanh" else _relu(a))
+
+
+def _rnn_step_backward(dh, dc, t, cache):
+    """da = dh * phi'(h_t) with tanh' = 1 - h_t^2, relu' = [h_t > 0]; dh_{t-1} = da w_hh."""
+    h = cache.hs[t + 1]
+    da = dh * (1 - h * h) if cache.variant == "tanh" else dh * (h > 0)
+    return _StepGrad(da_x=da, da_h=da, dh=da @ cache.w_hh)
+
+
+def _gru_step(xp, h, c, w_hh, b_hh, variant):
+    """One GRU step, gates r, z, n.
+
+    r = sigmoid(x W_ir^T + b_ir + h W_hr^T + b_hr)
+    z = sigmoid(x W_iz^T + b_iz + h W_hz^T + b_hz)
+    n = tanh(x W_in^T + b_in + r * (h W_hn^T + b_hn))      linear before reset ("lbr")
+    n = tanh(x W_in^T + b_in + (r * h) W_hn^T + b_hn)      reset before ("rb")
+    h_t = z * h + (1 - z) * n
+    """
+    H = h.shape[1]
+    xr, xz, xn = xp[:, :H], xp[:, H:2 * H], xp[:, 2 * H:]
+    if variant == "lbr":
+        hp = h @ w_hh.T + b_hh
+        r = _sigmoid(xr + hp[:, :H])
+        z = _sigmoid(xz + hp[:, H:2 * H])
+        extra = hp[:, 2 * H:]                              # h W_hn^T + b_hn
+        n = np.tanh(xn + r * extra)
+    else:
+        hp = h @ w_hh[:2 * H].T + b_hh[:2 * H]
+        r = _sigmoid(xr + hp[:, :H])
+        z = _sigmoid(xz + hp[:, H:])
+        extra = r * h                                      # r * h
+        n = np.tanh(xn + extra @ w_hh[2 * H:].T + b_hh[2 * H:])
+    h_new = z * h + (1 - z) * n
+    return _Step(h=h_new, gates=np.concatenate([r, z, n], axis=1), extra=extra)
+
+
+def _gru_step_backward(dh, dc, t, cache):
+    """Gradients of one GRU step through the cached r, z, n.
+
+    dn = dh (1 - z),  dz = dh (h_{t-1} - n),  dn_pre = dn (1 - n^2),
+    lbr: dr = dn_pre * (h W_hn^T + b_hn); the recurrent n-gradient is r * dn_pre,
+    rb:  d(r h) = dn_pre W_hn, dr = d(r h) * h_{t-1}; the recurrent n-gradient is
+         dn_pre (its weight gradient pairs with r * h, see _run_backward).
+    dr_pre = dr r (1 - r),  dz_pre = dz z (1 - z).
+    """
+    H = dh.shape[1]
+    gates, h_prev, extra, w_hh = cache.gates[t], cache.hs[t], cache.extra[t], cache.w_hh
+    r, z, n = gates[:, :H], gates[:, H:2 * H], gates[:, 2 * H:]
+    dn_pre = dh * (1 - z) * (1 - n * n)
+    dz_pre = dh * (h_prev - n) * z * (1 - z)
+    if cache.variant == "lbr":
+        dr_pre = dn_pre * extra * r * (1 - r)
+        da_x = np.concatenate([dr_pre, dz_pre, dn_pre], axis=1)
+        da_h = np.concatenate([dr_pre, dz_pre, r * dn_pre], axis=1)
+        dh_prev = dh * z + da_h @ w_hh
+    else:
+        drh = dn_pre @ w_hh[2 * H:]
+        dr_pre = drh * h_prev * r * (1 - r)
+        da_x = np.concatenate([dr_pre, dz_pre, dn_pre], axis=1)
+        da_h = da_x
+        dh_prev = dh * z + da_x[:, :2 * H] @ w_hh[:2 * H] + drh * r
+    return _StepGrad(da_x=da_x, da_h=da_h, dh=dh_prev)
+
+
+def _lstm_step(xp, h, c, w_hh, b_hh, variant):
+    """One LSTM step, gates i, f, g, o.
+
+    [i, f, g, o] = [sigmoid, sigmoid, tanh, sigmoid](x w_ih^T + b_ih + h w_hh^T + b_hh)
+    c_t = f * c_{t-1} + i * g,   h_t = o * tanh(c_t)
+    """
+    H = h.shape[1]
+    a = xp + h @ w_hh.T + b_hh
+    i = _sigmoid(a[:, :H])
+    f = _sigmoid(a[:, H:2 * H])
+    g = np.tanh(a[:, 2 * H:3 * H])
+    o = _sigmoid(a[:, 3 * H:])
+    c_new = f * c + i * g
+    tc = np.tanh(c_new)
+    return _Step(h=o * tc, c=c_new, gates=np.concatenate([i, f, g, o], axis=1), tc=tc)
+
+
+def _lstm_step_backward(dh, dc, t, cache):
+    """Gradients of one LSTM step through the cached i, f, g, o and tanh(c_t).
+
+    dc_t += dh o (1 - tanh(c_t)^2),  do = dh tanh(c_t),  di = dc_t g,  dg = dc_t i,
+    df = dc_t c_{t-1},  dc_{t-1} = dc_t f,  then through sigmoid'/tanh' of each gate;
+    dh_{t-1} = da w_hh.
+    """
+    H = dh.shape[1]
+    gates, tc, c_prev = cache.gates[t], cache.tc[t], cache.cs[t]
+    i, f, g, o = gates[:, :H], gates[:, H:2 * H], gates[:, 2 * H:3 * H], gates[:, 3 * H:]
+    dc = dc + dh * o * (1 - tc * tc)
+    da = np.concatenate([dc * g * i * (1 - i),
+                         dc * c_prev * f * (1 - f),
+                         dc * i * (1 - g * g),
+                         dh * tc * o * (1 - o)], axis=1)
+    return _StepGrad(da_x=da, da_h=da, dh=da @ cache.w_hh, dc=dc * f)
+
+
+_STEPS = {"rnn": (_rnn_step, _rnn_step_backward),
+          "gru": (_gru_step, _gru_step_backward),
+          "lstm": (_lstm_step, _lstm_step_backward)}
+
+
+# The shared time loops.
+
+def _state(s, B, H, dtype):
+    """A fresh (B, H) copy of ``s``, or zeros when it is None."""
+    return np.zeros((B, H), dtype) if s is None else np.array(s, dtype=dtype, copy=True)
+
+
+def _run_forward(f, training):
+    """Run the time loop of a validated :class:`fastgates._checks.Forward`.
+
+    Returns (y, h_n, c_n, cache); c_n is None except for lstm, cache is None
+    unless ``training``.
+    """
+    step = _STEPS[f.cell][0]
+    T, B, H, G, dtype = f.T, f.B, f.H, f.G, f.dtype
+    lstm = f.cell == "lstm"
+
+    # Input projection of all T*B rows at once: a product, or a gather of
+    # columns of w_ih for one-hot token ids.
+    if f.tokens:
+        xp = f.w_ih.T[f.x] + f.b_ih                                  # (T, B, G*H)
+    else:
+        xp = (f.x.reshape(T * B, f.D) @ f.w_ih.T + f.b_ih).reshape(T, B, G * H)
+
+    hs = np.empty((T + 1, B, H), dtype)
+    hs[0] = _state(f.h0, B, H, dtype)
+    c = _state(f.c0, B, H, dtype) if lstm else None
+    keep_gates = training and f.cell != "rnn"
+    gates = np.empty((T, B, G * H), dtype) if keep_gates else None
+    extra = np.empty((T, B, H), dtype) if training and f.cell == "gru" else None
+    cs = np.empty((T + 1, B, H), dtype) if training and lstm else None
+    tc = np.empty((T, B, H), dtype) if training and lstm else None
+    if cs is not None:
+        cs[0] = c
+
+    for t in range(T):
+        s = step(xp[t], hs[t], c, f.w_hh, f.b_hh, f.variant)
+        hs[t + 1] = s.h
+        c = s.c
+        if gates is not None:
+            gates[t] = s.gates
+        if extra is not None:
+            extra[t] = s.extra
+        if cs is not None:
+            cs[t + 1] = s.c
+            tc[t] = s.tc
+
+    y = hs[1:].copy()
+    h_n = hs[T].copy()
+    c_n = np.array(c, copy=True) if lstm else None
+    cache = None
+    if training:
+        cache = Cache(cell=f.cell, variant=f.variant, dtype=dtype,
+                      x=np.array(f.x, copy=True), tokens=f.tokens, D=f.D,
+                      w_ih=None if f.tokens else f.w_ih.copy(), w_hh=f.w_hh.copy(),
+                      hs=hs, gates=gates, extra=extra, cs=cs, tc=tc)
+    return y, h_n, c_n, cache
+
+
+def _run_backward(bw, cache):
+    """BPTT over a cache for a validated :class:`fastgates._checks.Backward`.
+
+    Returns (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh); dc0 is None except for lstm.
+    """
+    step_backward = _STEPS[cache.cell][1]
+    T, B, D, H, G, dtype = bw.T, bw.B, bw.D, bw.H, bw.G, cache.dtype
+    lstm = cache.cell == "lstm"
+
+    da_x = np.empty((T, B, G * H), dtype)    # gradients of the input-side pre-activations
+    da_h = np.empty((T, B, G * H), dtype)    # ... and of the recurrent-side ones
+    dh = _state(bw.dh_n, B, H, dtype)
+    dc = _state(bw.dc_n, B, H, dtype) if lstm else None
+    for t in range(T - 1, -1, -1):
+        if bw.dy is not None:
+            dh = dh + bw.dy[t]
+        g = step_backward(dh, dc, t, cache)
+        da_x[t] = g.da_x
+        da_h[t] = g.da_h
+        dh, dc = g.dh, g.dc
+
+    # Weight, bias and input gradients: one product / reduction over all T*B rows.
+    dax = da_x.reshape(T * B, G * H)
+    dah = da_h.reshape(T * B, G * H)
+    db_ih = dax.sum(axis=0)
+    db_hh = dah.sum(axis=0)
+    dw_hh = dah.T @ cache.hs[:-1].reshape(T * B, H)
+    if cache.cell == "gru" and cache.variant == "rb":
+        # the reset-before n gate multiplies W_hn with r * h_{t-1}, not h_{t-1}
+        dw_hh[2 * H:] = dah[:, 2 * H:].T @ cache.extra.reshape(T * B, H)
+    if cache.tokens:
+        dw_ih = np.zeros((G * H, D), dtype)
+        np.add.at(dw_ih.T, cache.x.reshape(T * B), dax)            # scatter-add per token
+        dx = None
+    else:
+        dw_ih = dax.T @ cache.x.reshape(T * B, D)
+        dx = (dax @ cache.w_ih).reshape(T, B, D)
+    return dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh
+
+
+# The public functions.
+
+def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, *, nonlinearity="tanh", training=True,
+                n_threads=None):
+    """Forward pass of an Elman RNN over a whole sequence.
+
+    h_t = phi(x_t w_ih^T + b_ih + h_{t-1} w_hh^T + b_hh),  phi = tanh or relu.
+
+    Parameters
+    ----------
+    x : ndarray, (T, B, D) float, or (T, B) integer token ids in [0, D)
+        Inputs, sequence first.  Token ids stand for one-hot rows: the input
+        projection is then a gather of columns of ``w_ih``.
+    h0 : ndarray (B, H) or None
+        Initial hidden state; None means zeros.
+    w_ih : ndarray (H, D)
+    w_hh : ndarray (H, H)
+    b_ih, b_hh : ndarray (H,)
+    nonlinearity : {"tanh", "relu"}
+    training : bool
+        When False, no cache is kept and None is returned in its place.
+    n_threads : int or None
+        Validated and ignored (the reference is single-threaded).
+
+    Returns
+    -------
+    y : ndarray (T, B, H)
+        Hidden state at every step.
+    h_n : ndarray (B, H)
+        Last hidden state (``h0``, or zeros, when T = 0).
+    cache : Cache or None
+        What :func:`rnn_backward` needs.
+    """
+    check_n_threads(n_threads)
+    variant = check_nonlinearity(nonlinearity)
+    f = check_forward("rnn", x, h0, None, w_ih, w_hh, b_ih, b_hh, variant=variant,
+                      training=training)
+    with np.errstate(all="ignore"):
+        y, h_n, _, cache = _run_forward(f, training)
+    return y, h_n, cache
+
+
+def rnn_backward(dy, dh_n, cache, *, n_threads=None):
+    """Backward pass through time of :func:`rnn_forward`.
+
+    The gradients are freshly allocated and overwritten, not accumulated.
+
+    Parameters
+    ----------
+    dy : ndarray (T, B, H) or None
+        Gradient of the loss with respect to ``y``; None means zero.
+    dh_n : ndarray (B, H) or None
+        Gradient with respect to ``h_n``; None means zero.
+    cache : Cache
+        The cache of a ``training=True`` forward pass.
+    n_threads : int or None
+        Validated and ignored.
+
+    Returns
+    -------
+    Grads
+        ``dx`` (T, B, D) (None for token-id inputs), ``dh0`` (B, H) (also when
+        ``h0`` was None), ``dw_ih`` (H, D), ``dw_hh`` (H, H), ``db_ih`` (H,),
+        ``db_hh`` (H,).
+    """
+    check_n_threads(n_threads)
+    bw = check_backward("rnn", dy, dh_n, None, cache)
+    with np.errstate(all="ignore"):
+        dx, dh0, _, dw_ih, dw_hh, db_ih, db_hh = _run_backward(bw, cache)
+    return Grads(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)
+
+
+def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, *, linear_before_reset=True, training=True,
+                n_threads=None):
+    """Forward pass of a GRU over a whole sequence (gate order r, z, n).
+
+    r = sigmoid(x_t W_ir^T + b_ir + h W_hr^T + b_hr)
+    z = sigmoid(x_t W_iz^T + b_iz + h W_hz^T + b_hz)
+    n = tanh(x_t W_in^T + b_in + r * (h W_hn^T + b_hn))    linear_before_reset=True
+    n = tanh(x_t W_in^T + b_in + (r * h) W_hn^T + b_hn)    linear_before_reset=False
+    h_t = z * h + (1 - z) * n,   with h = h_{t-1}
+
+    ``linear_before_reset=True`` is the form of PyTorch, cuDNN and oneDNN ("lbr");
+    False is the textbook form of Cho et al. (2014).
+
+    Parameters
+    ----------
+    x : ndarray, (T, B, D) float, or (T, B) integer token ids in [0, D)
+    h0 : ndarray (B, H) or None
+        Initial hidden state; None means zeros.
+    w_ih : ndarray (3*H, D)
+        [W_ir; W_iz; W_in] stacked.
+    w_hh : ndarray (3*H, H)
+        [W_hr; W_hz; W_hn] stacked.
+    b_ih, b_hh : ndarray (3*H,)
+    linear_before_reset : bool
+    training : bool
+        When False, no cache is kept and None is returned in its place.
+    n_threads : int or None
+        Validated and ignored.
+
+    Returns
+    -------
+    y : ndarray (T, B, H)
+    h_n : ndarray (B, H)
+    cache : Cache or None
+    """
+    check_n_threads(n_threads)
+    variant = gru_variant(linear_before_reset)
+    f = check_forward("gru", x, h0, None, w_ih, w_hh, b_ih, b_hh, variant=variant,
+                      training=training)
+    with np.errstate(all="ignore"):
+        y, h_n, _, cache = _run_forward(f, training)
+    return y, h_n, cache
+
+
+def gru_backward(dy, dh_n, cache, *, n_threads=None):
+    """Backward pass through time of :func:`gru_forward`.
+
+    The gradients are freshly allocated and overwritten, not accumulated.
+    ``db_ih`` and ``db_hh`` differ only in the n gate of the linear-before-reset
+    form, where ``db_hn`` is ``r * dn_pre``; in the reset-before form the n rows
+    of ``dw_hh`` pair ``dn_pre`` with ``r * h_{t-1}``.
+
+    Parameters
+    ----------
+    dy : ndarray (T, B, H) or None
+    dh_n : ndarray (B, H) or None
+    cache : Cache
+        The cache of a ``training=True`` :func:`gru_forward`.
+    n_threads : int or None
+        Validated and ignored.
+
+    Returns
+    -------
+    Grads
+        ``dx`` (T, B, D) or None for token ids, ``dh0`` (B, H), ``dw_ih``
+        (3*H, D), ``dw_hh`` (3*H, H), ``db_ih`` and ``db_hh`` (3*H,).
+    """
+    check_n_threads(n_threads)
+    bw = check_backward("gru", dy, dh_n, None, cache)
+    with np.errstate(all="ignore"):
+        dx, dh0, _, dw_ih, dw_hh, db_ih, db_hh = _run_backward(bw, cache)
+    return Grads(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)
+
+
+def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, training=True, n_threads=None):
+    """Forward pass of an LSTM over a whole sequence (gate order i, f, g, o).
+
+    i = sigmoid(x_t W_ii^T + b_ii + h W_hi^T + b_hi)      (f and o likewise)
+    g = tanh(x_t W_ig^T + b_ig + h W_hg^T + b_hg)
+    c_t = f * c_{t-1} + i * g,   h_t = o * tanh(c_t)
+
+    Parameters
+    ----------
+    x : ndarray, (T, B, D) float, or (T, B) integer token ids in [0, D)
+    h0, c0 : ndarray (B, H) or None
+        Initial hidden and cell states; None means zeros.
+    w_ih : ndarray (4*H, D)
+    w_hh : ndarray (4*H, H)
+    b_ih, b_hh : ndarray (4*H,)
+    training : bool
+        When False, no cache is kept and None is returned in its place.
+    n_threads : int or None
+        Validated and ignored.
+
+    Returns
+    -------
+    y : ndarray (T, B, H)
+    h_n, c_n : ndarray (B, H)
+    cache : Cache or None
+    """
+    check_n_threads(n_threads)
+    f = check_forward("lstm", x, h0, c0, w_ih, w_hh, b_ih, b_hh, training=training)
+    with np.errstate(all="ignore"):
+        return _run_forward(f, training)
+
+
+def lstm_backward(dy, dh_n, dc_n, cache, *, n_threads=None):
+    """Backward pass through time of :func:`lstm_forward`.
+
+    The gradients are freshly allocated and overwritten, not accumulated.
+
+    Parameters
+    ----------
+    dy : ndarray (T, B, H) or None
+    dh_n, dc_n : ndarray (B, H) or None
+        Gradients with respect to ``h_n`` and ``c_n``; None means zero.
+    cache : Cache
+        The cache of a ``training=True`` :func:`lstm_forward`.
+    n_threads : int or None
+        Validated and ignored.
+
+    Returns
+    -------
+    LSTMGrads
+        ``dx`` (T, B, D) or None for token ids, ``dh0`` and ``dc0`` (B, H),
+        ``dw_ih`` (4*H, D), ``dw_hh`` (4*H, H), ``db_ih`` and ``db_hh`` (4*H,).
+    """
+    check_n_threads(n_threads)
+    bw = check_backward("lstm", dy, dh_n, dc_n, cache)
+    with np.errstate(all="ignore"):
+        return LSTMGrads(*_run_backward(bw, cache))

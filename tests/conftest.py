@@ -1,0 +1,198 @@
+"""Shared helpers for the fastgates tests.
+
+Every cell is described by a ``(cell, variant)`` pair with the variant names of
+``fastgates._checks.Cache``; ``forward``/``backward`` call either backend (the
+compiled ``fastgates`` or ``fastgates.reference``) through one uniform interface,
+and the comparison helpers put a case description in every failure message.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import NamedTuple, Optional
+
+import numpy as np
+import pytest
+
+#: (cell, variant) of every cell form, and their test ids.
+CELLS = [("rnn", "tanh"), ("rnn", "relu"), ("gru", "lbr"), ("gru", "rb"), ("lstm", "")]
+CELL_IDS = ["rnn-tanh", "rnn-relu", "gru-lbr", "gru-rb", "lstm"]
+GATES = {"rnn": 1, "gru": 3, "lstm": 4}
+
+DTYPES = [np.float32, np.float64]
+DTYPE_IDS = ["f32", "f64"]
+
+#: Relative tolerances per dtype; the absolute floor is ATOL times the largest
+#: magnitude of the expected array, so that entries that cancel to ~0 are judged
+#: on the array's scale.
+RTOL = {np.dtype(np.float32): 1e-4, np.dtype(np.float64): 1e-10}
+ATOL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
+
+BACKENDS = ["fastgates", "fastgates.reference"]
+
+
+def case_id(**kw) -> str:
+    """'cell=gru-rb dtype=f32 ...': which case of a sweep failed."""
+    def fmt(v):
+        if isinstance(v, type) and issubclass(v, np.generic):
+            return np.dtype(v).name
+        return v
+    return " ".join(f"{k}={fmt(v)}" for k, v in kw.items())
+
+
+def import_backend(name):
+    """Import ``fastgates`` (the compiled path) or ``fastgates.reference``.
+
+    A missing compiled path is a test failure, not a skip: the fast path is
+    part of the package.
+    """
+    try:
+        mod = importlib.import_module(name)
+        mod.lstm_forward  # noqa: B018  (the public API must be there)
+    except (ImportError, AttributeError) as exc:
+        pytest.fail(f"cannot use backend {name!r}: {type(exc).__name__}: {exc}")
+    return mod
+
+
+@pytest.fixture(scope="session")
+def fast():
+    """The compiled fast path (``import fastgates``)."""
+    return import_backend("fastgates")
+
+
+@pytest.fixture(scope="session")
+def ref():
+    """The NumPy reference (``fastgates.reference``)."""
+    return import_backend("fastgates.reference")
+
+
+@pytest.fixture(params=BACKENDS, ids=["fast", "reference"])
+def backend(request):
+    """Each backend in turn."""
+    return import_backend(request.param)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(20240527)
+
+
+# Problem construction.
+
+class Params(NamedTuple):
+    w_ih: np.ndarray    # (G*H, D)
+    w_hh: np.ndarray    # (G*H, H)
+    b_ih: np.ndarray    # (G*H,)
+    b_hh: np.ndarray    # (G*H,)
+
+
+def make_params(rng, cell, D, H, dtype) -> Params:
+    """Uniform(-1/sqrt(H), 1/sqrt(H)) weights and biases, PyTorch's default init."""
+    G = GATES[cell]
+    k = 1.0 / np.sqrt(H)
+    shapes = [(G * H, D), (G * H, H), (G * H,), (G * H,)]
+    return Params(*(rng.uniform(-k, k, s).astype(dtype) for s in shapes))
+
+
+def make_x(rng, T, B, D, dtype, tokens):
+    """(T, B) int64 token ids in [0, D), or (T, B, D) standard normal floats."""
+    if tokens:
+        return rng.integers(0, D, size=(T, B), dtype=np.int64)
+    return rng.standard_normal((T, B, D)).astype(dtype)
+
+
+def make_state(rng, B, H, dtype):
+    return (0.5 * rng.standard_normal((B, H))).astype(dtype)
+
+
+def cell_kwargs(cell, variant):
+    """The keyword that selects ``variant`` in ``<cell>_forward``."""
+    if cell == "rnn":
+        return {"nonlinearity": variant}
+    if cell == "gru":
+        return {"linear_before_reset": variant == "lbr"}
+    return {}
+
+
+class Out(NamedTuple):
+    y: np.ndarray
+    h_n: np.ndarray
+    c_n: Optional[np.ndarray]
+    cache: object
+
+
+def forward(mod, cell, variant, x, h0, c0, p, **kw) -> Out:
+    """``<cell>_forward`` of backend ``mod``; ``c0`` is ignored unless lstm."""
+    if cell == "lstm":
+        return Out(*mod.lstm_forward(x, h0, c0, *p, **kw))
+    fn = getattr(mod, f"{cell}_forward")
+    y, h_n, cache = fn(x, h0, *p, **cell_kwargs(cell, variant), **kw)
+    return Out(y, h_n, None, cache)
+
+
+def backward(mod, cell, dy, dh_n, dc_n, cache, **kw) -> dict:
+    """``<cell>_backward`` of backend ``mod`` as a dict name -> gradient."""
+    if cell == "lstm":
+        g = mod.lstm_backward(dy, dh_n, dc_n, cache, **kw)
+    else:
+        g = getattr(mod, f"{cell}_backward")(dy, dh_n, cache, **kw)
+    return g._asdict()
+
+
+def grad_sources(cell):
+    """Which of dy, dh_n, dc_n are given: name -> (use_dy, use_dh_n, use_dc_n)."""
+    src = {"all": (True, True, True), "dy": (True, False, False),
+           "dh_n": (False, True, False), "none": (False, False, False)}
+    if cell == "lstm":
+        src["dc_n"] = (False, False, True)
+    return src
+
+
+def make_grad_outputs(rng, T, B, H, dtype):
+    """Random dy (T, B, H), dh_n and dc_n (B, H)."""
+    return (rng.standard_normal((T, B, H)).astype(dtype),
+            rng.standard_normal((B, H)).astype(dtype),
+            rng.standard_normal((B, H)).astype(dtype))
+
+
+# Comparisons.
+
+def assert_close(actual, desired, dtype, what):
+    """allclose with the per-dtype tolerance; also checks shape and dtype."""
+    dtype = np.dtype(dtype)
+    if desired is None:
+        assert actual is None, f"{what}: expected None, got {type(actual).__name__}"
+        return
+    assert actual is not None, f"{what}: got None, expected an array of shape {desired.shape}"
+    assert isinstance(actual, np.ndarray), f"{what}: got {type(actual).__name__}, not an ndarray"
+    assert actual.shape == desired.shape, f"{what}: shape {actual.shape} != {desired.shape}"
+    assert actual.dtype == desired.dtype, f"{what}: dtype {actual.dtype} != {desired.dtype}"
+    finite = desired[np.isfinite(desired)]
+    scale = float(np.abs(finite).max()) if finite.size else 0.0
+    np.testing.assert_allclose(actual, desired, rtol=RTOL[dtype],
+                               atol=ATOL[dtype] * max(scale, 1.0), err_msg=what)
+
+
+def assert_outputs_close(actual: Out, desired: Out, dtype, case):
+    for name in ("y", "h_n", "c_n"):
+        assert_close(getattr(actual, name), getattr(desired, name), dtype, f"{name} [{case}]")
+
+
+def assert_grads_close(actual: dict, desired: dict, dtype, case):
+    assert list(actual) == list(desired), f"gradient fields {list(actual)} != {list(desired)}"
+    for name in desired:
+        assert_close(actual[name], desired[name], dtype, f"{name} [{case}]")
+
+
+def assert_equal(actual, desired, what):
+    """Bit-identical (NaN in the same places counts as equal)."""
+    if desired is None:
+        assert actual is None, f"{what}: expected None"
+        return
+    assert actual.shape == desired.shape and actual.dtype == desired.dtype, (
+        f"{what}: {actual.shape}/{actual.dtype} != {desired.shape}/{desired.dtype}")
+    same = np.array_equal(actual, desired, equal_nan=True)
+    if not same:
+        differ = int(np.sum(~((actual == desired) | (np.isnan(actual) & np.isnan(desired)))))
+        raise AssertionError(f"{what}: not bit-identical: {differ} of {actual.size} entries "
+                             f"differ, max |diff| = {np.nanmax(np.abs(actual - desired)):.3g}")

@@ -1,0 +1,321 @@
+"""The compiled fast path (``fastgates``) against the NumPy reference.
+
+The sweep covers every cell and variant x dtype x shape x n_threads x token or
+float input, and inside each test initial states given or None and every
+combination of gradient sources.  Further tests: caches shared across backends,
+bit-identity across thread counts, training=False, empty sequences and batches,
+NaN propagation, inputs left unmodified and non-contiguous inputs.
+"""
+
+import numpy as np
+import pytest
+
+from conftest import (CELL_IDS, CELLS, DTYPE_IDS, DTYPES, assert_close, assert_equal,
+                      assert_grads_close, assert_outputs_close, backward, case_id, forward,
+                      grad_sources, make_grad_outputs, make_params, make_state, make_x)
+
+#: name -> (T, B, D, H)
+SHAPES = {
+    "T1-B1": (1, 1, 3, 4),
+    "odd": (7, 3, 5, 9),          # D != H, odd sizes
+    "H100": (4, 2, 6, 100),        # H not a multiple of 16 (nor of a SIMD width)
+    "large": (20, 33, 17, 40),     # a larger T*B
+}
+CACHE_ARRAYS = ("x", "w_ih", "w_hh", "hs", "gates", "extra", "cs", "tc")
+
+
+def problem(rng, cell, shape, dtype, tokens):
+    """Parameters, input, initial states and gradient outputs of one case."""
+    T, B, D, H = shape
+    p = make_params(rng, cell, D, H, dtype)
+    x = make_x(rng, T, B, D, dtype, tokens)
+    h0, c0 = make_state(rng, B, H, dtype), make_state(rng, B, H, dtype)
+    return p, x, h0, c0, make_grad_outputs(rng, T, B, H, dtype)
+
+
+def pick(sources, dy, dh_n, dc_n, cell):
+    use_dy, use_dh, use_dc = sources
+    return (dy if use_dy else None, dh_n if use_dh else None,
+            dc_n if use_dc and cell == "lstm" else None)
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("tokens", [False, True], ids=["float-x", "token-ids"])
+@pytest.mark.parametrize("shape", list(SHAPES.values()), ids=list(SHAPES))
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("cell,variant", CELLS, ids=CELL_IDS)
+def test_fast_matches_reference(fast, ref, cell, variant, dtype, shape, tokens, n_threads, rng):
+    p, x, h0, c0, (dy, dh_n, dc_n) = problem(rng, cell, shape, dtype, tokens)
+    for states in ("given", "none"):
+        s_h0, s_c0 = (h0, c0) if states == "given" else (None, None)
+        case = case_id(cell=cell, variant=variant, dtype=dtype, shape=shape, tokens=tokens,
+                       n_threads=n_threads, states=states)
+        want = forward(ref, cell, variant, x, s_h0, s_c0, p)
+        got = forward(fast, cell, variant, x, s_h0, s_c0, p, n_threads=n_threads)
+        assert_outputs_close(got, want, dtype, case)
+        for source, use in grad_sources(cell).items():
+            args = pick(use, dy, dh_n, dc_n, cell)
+            want_g = backward(ref, cell, *args, want.cache)
+            got_g = backward(fast, cell, *args, got.cache, n_threads=n_threads)
+            assert_grads_close(got_g, want_g, dtype, f"{case} grads-from={source}")
+
+
+@pytest.mark.parametrize("tokens", [False, True], ids=["float-x", "token-ids"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("cell,variant", CELLS, ids=CELL_IDS)
+def test_cache_is_shared_across_backends(fast, ref, cell, variant, dtype, tokens, rng):
+    """Both caches hold the same fields, and each backward accepts the other's cache."""
+    shape = SHAPES["odd"]
+    p, x, h0, c0, (dy, dh_n, dc_n) = problem(rng, cell, shape, dtype, tokens)
+    case = case_id(cell=cell, variant=variant, dtype=dtype, tokens=tokens)
+    f_out = forward(fast, cell, variant, x, h0, c0, p)
+    r_out = forward(ref, cell, variant, x, h0, c0, p)
+
+    fc, rc = f_out.cache, r_out.cache
+    assert type(fc) is type(rc), f"cache types differ: {type(fc)} vs {type(rc)} [{case}]"
+    for field in ("cell", "variant", "tokens", "D"):
+        assert getattr(fc, field) == getattr(rc, field), f"cache.{field} [{case}]"
+    assert np.dtype(fc.dtype) == np.dtype(rc.dtype) == np.dtype(dtype), f"cache.dtype [{case}]"
+    for field in CACHE_ARRAYS:
+        want, got = getattr(rc, field), getattr(fc, field)
+        if field == "x" and tokens:
+            assert got.dtype == np.int64 and np.array_equal(got, want), f"cache.x [{case}]"
+        else:
+            assert_close(got, want, dtype, f"cache.{field} [{case}]")
+
+    g_ref = backward(ref, cell, dy, dh_n, dc_n, rc)
+    assert_grads_close(backward(ref, cell, dy, dh_n, dc_n, fc), g_ref, dtype,
+                       f"fast forward -> reference backward [{case}]")
+    assert_grads_close(backward(fast, cell, dy, dh_n, dc_n, rc), g_ref, dtype,
+                       f"reference forward -> fast backward [{case}]")
+
+
+@pytest.mark.parametrize("shape", [SHAPES["large"], (6, 1, 5, 40)], ids=["large", "B1"])
+@pytest.mark.parametrize("tokens", [False, True], ids=["float-x", "token-ids"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("cell,variant", CELLS, ids=CELL_IDS)
+def test_bit_identical_across_thread_counts(fast, cell, variant, dtype, tokens, shape, rng):
+    p, x, h0, c0, (dy, dh_n, dc_n) = problem(rng, cell, shape, dtype, tokens)
+    results = {}
+    for n in (1, 2, 3, -1, None):
+        out = forward(fast, cell, variant, x, h0, c0, p, n_threads=n)
+        grads = backward(fast, cell, dy, dh_n, dc_n, out.cache, n_threads=n)
+        results[n] = (out, grads)
+    base_out, base_grads = results[1]
+    for n, (out, grads) in results.items():
+        case = case_id(cell=cell, variant=variant, dtype=dtype, tokens=tokens, shape=shape,
+                       n_threads=f"{n} vs 1")
+        for name in ("y", "h_n", "c_n"):
+            assert_equal(getattr(out, name), getattr(base_out, name), f"{name} [{case}]")
+        for name in base_grads:
+            assert_equal(grads[name], base_grads[name], f"{name} [{case}]")
+
+
+@pytest.mark.parametrize("tokens", [False, True], ids=["float-x", "token-ids"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("cell,variant", CELLS, ids=CELL_IDS)
+def test_inference_mode(backend, cell, variant, dtype, tokens, rng):
+    """training=False returns the same outputs and no cache."""
+    p, x, h0, c0, _ = problem(rng, cell, SHAPES["odd"], dtype, tokens)
+    case = case_id(backend=backend.__name__, cell=cell, variant=variant, dtype=dtype,
+                   tokens=tokens)
+    train = forward(backend, cell, variant, x, h0, c0, p, training=True)
+    infer = forward(backend, cell, variant, x, h0, c0, p, training=False)
+    assert infer.cache is None, f"training=False returned a cache [{case}]"
+    for name in ("y", "h_n", "c_n"):
+        assert_equal(getattr(infer, name), getattr(train, name), f"{name} [{case}]")
+
+
+@pytest.mark.parametrize("empty", ["T0", "B0"])
+@pytest.mark.parametrize("states", ["given", "none"])
+@pytest.mark.parametrize("tokens", [False, True], ids=["float-x", "token-ids"])
+@pytest.mark.parametrize("cell,variant", CELLS, ids=CELL_IDS)
+def test_empty_sequence_or_batch(backend, cell, variant, tokens, states, empty, rng):
+    """T=0 or B=0: empty y, h_n = h0, zero weight gradients, dh0 = dh_n."""
+    dtype = np.float64
+    T, B, D, H = (0, 3, 5, 4) if empty == "T0" else (4, 0, 5, 4)
+    p, x, h0, c0, (dy, dh_n, dc_n) = problem(rng, cell, (T, B, D, H), dtype, tokens)
+    case = case_id(backend=backend.__name__, cell=cell, variant=variant, tokens=tokens,
+                   states=states, empty=empty)
+    s_h0, s_c0 = (h0, c0) if states == "given" else (None, None)
+    out = forward(backend, cell, variant, x, s_h0, s_c0, p)
+    zeros = np.zeros((B, H), dtype)
+    assert_equal(out.y, np.zeros((T, B, H), dtype), f"y [{case}]")
+    assert_equal(out.h_n, zeros if s_h0 is None else h0, f"h_n [{case}]")
+    if cell == "lstm":
+        assert_equal(out.c_n, zeros if s_c0 is None else c0, f"c_n [{case}]")
+    assert out.h_n is not s_h0 and not np.shares_memory(out.h_n, h0), f"h_n aliases h0 [{case}]"
+
+    for source, use in grad_sources(cell).items():
+        args = pick(use, dy, dh_n, dc_n, cell)
+        g = backward(backend, cell, *args, out.cache)
+        where = f"{case} grads-from={source}"
+        if tokens:
+            assert g["dx"] is None, f"dx must be None for token ids [{where}]"
+        else:
+            assert_equal(g["dx"], np.zeros((T, B, D), dtype), f"dx [{where}]")
+        for name, arr in p._asdict().items():
+            assert_equal(g["d" + name], np.zeros_like(arr), f"d{name} [{where}]")
+        assert_equal(g["dh0"], zeros if args[1] is None else args[1], f"dh0 [{where}]")
+        if args[1] is not None:
+            assert not np.shares_memory(g["dh0"], args[1]), f"dh0 aliases dh_n [{where}]"
+        if cell == "lstm":
+            assert_equal(g["dc0"], zeros if args[2] is None else args[2], f"dc0 [{where}]")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("cell,variant", CELLS, ids=CELL_IDS)
+def test_nan_propagates(fast, ref, cell, variant, dtype, rng):
+    """A NaN in x[t0, b0] makes row b0 non-finite from t0 on; other rows are untouched."""
+    T, B, D, H = 6, 4, 5, 7
+    t0, b0 = 2, 1
+    p, x, h0, c0, (dy, dh_n, dc_n) = problem(rng, cell, (T, B, D, H), dtype, False)
+    x[t0, b0, 2] = np.nan
+    clean = np.arange(B) != b0
+    outs = {}
+    for mod in (fast, ref):
+        case = case_id(backend=mod.__name__, cell=cell, variant=variant, dtype=dtype)
+        out = forward(mod, cell, variant, x, h0, c0, p)
+        assert np.isfinite(out.y[:t0]).all(), f"y before the NaN step is not finite [{case}]"
+        assert np.isfinite(out.y[:, clean]).all(), f"y of the clean rows is not finite [{case}]"
+        assert not np.isfinite(out.y[t0, b0]).any(), f"NaN did not reach y[t0, b0] [{case}]"
+        assert not np.isfinite(out.h_n[b0]).any(), f"NaN did not reach h_n[b0] [{case}]"
+        assert np.isfinite(out.h_n[clean]).all(), f"h_n of clean rows not finite [{case}]"
+        g = backward(mod, cell, dy, dh_n, dc_n, out.cache)
+        assert np.isfinite(g["dx"][:, clean]).all(), f"dx of the clean rows [{case}]"
+        assert np.isfinite(g["dh0"][clean]).all(), f"dh0 of the clean rows [{case}]"
+        assert not np.isfinite(g["dw_ih"]).all(), f"NaN did not reach dw_ih [{case}]"
+        outs[mod.__name__] = (out, g)
+    (f_out, f_g), (r_out, r_g) = outs["fastgates"], outs["fastgates.reference"]
+    case = case_id(cell=cell, variant=variant, dtype=dtype)
+    for name in ("y", "h_n", "c_n"):
+        got, want = getattr(f_out, name), getattr(r_out, name)
+        if want is None:
+            continue
+        assert np.array_equal(np.isfinite(got), np.isfinite(want)), (
+            f"{name}: non-finite entries differ between fast and reference [{case}]")
+    assert_close(f_out.y[:, clean], r_out.y[:, clean], dtype, f"y clean rows [{case}]")
+    assert_close(f_g["dx"][:, clean], r_g["dx"][:, clean], dtype, f"dx clean rows [{case}]")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("cell,variant", CELLS, ids=CELL_IDS)
+def test_inf_input_does_not_crash(backend, cell, variant, dtype, rng):
+    """+-Inf in x and h0 run through without exceptions (or warnings turned errors)."""
+    p, x, h0, c0, (dy, dh_n, dc_n) = problem(rng, cell, (5, 3, 4, 6), dtype, False)
+    x[1, 0, :] = np.inf
+    x[3, 2, 1] = -np.inf
+    h0[1, 0] = np.inf
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        out = forward(backend, cell, variant, x, h0, c0, p)
+        g = backward(backend, cell, dy, dh_n, dc_n, out.cache)
+    case = case_id(backend=backend.__name__, cell=cell, variant=variant, dtype=dtype)
+    assert out.y.shape == (5, 3, 6) and g["dw_hh"].shape == p.w_hh.shape, case
+
+
+@pytest.mark.parametrize("tokens", [False, True], ids=["float-x", "token-ids"])
+@pytest.mark.parametrize("cell,variant", CELLS, ids=CELL_IDS)
+def test_inputs_unmodified_and_outputs_private(backend, cell, variant, tokens, rng):
+    """No input changes; outputs can be overwritten without corrupting the cache;
+    backward overwrites (a second call returns the same, not the double)."""
+    dtype = np.float64
+    p, x, h0, c0, (dy, dh_n, dc_n) = problem(rng, cell, SHAPES["odd"], dtype, tokens)
+    inputs = {"x": x, "h0": h0, "c0": c0, "dy": dy, "dh_n": dh_n, "dc_n": dc_n, **p._asdict()}
+    copies = {k: v.copy() for k, v in inputs.items()}
+    case = case_id(backend=backend.__name__, cell=cell, variant=variant, tokens=tokens)
+
+    out = forward(backend, cell, variant, x, h0, c0, p)
+    first = backward(backend, cell, dy, dh_n, dc_n, out.cache)
+    for arr in inputs.values():
+        for o in (out.y, out.h_n, out.c_n):
+            assert o is None or not np.shares_memory(o, arr), f"an output aliases an input [{case}]"
+    for o in (out.y, out.h_n, out.c_n):       # the caller owns the outputs
+        if o is not None:
+            o[...] = 7.0
+    for name in ("x", "w_ih", "w_hh"):        # changing inputs must not reach the cache
+        inputs[name][...] = 0
+    second = backward(backend, cell, dy, dh_n, dc_n, out.cache)
+    for name in first:
+        assert_equal(second[name], first[name], f"{name} after a second backward [{case}]")
+        if first[name] is not None:
+            assert not np.shares_memory(first[name], second[name]), f"{name} reused [{case}]"
+    for name in ("x", "w_ih", "w_hh"):
+        inputs[name][...] = copies[name]
+    for name, arr in inputs.items():
+        if name in ("x", "w_ih", "w_hh"):
+            continue
+        assert np.array_equal(arr, copies[name]), f"{name} was modified [{case}]"
+
+    # now without the deliberate overwrites: every input is left bit-identical
+    out = forward(backend, cell, variant, x, h0, c0, p)
+    backward(backend, cell, dy, dh_n, dc_n, out.cache)
+    for name, arr in inputs.items():
+        assert np.array_equal(arr, copies[name]), f"{name} was modified [{case}]"
+
+
+def _strided(a):
+    """A non-contiguous view with the same values as ``a``: every other element of
+    a twice-as-long last axis (a Fortran-ordered copy for 2-D arrays)."""
+    if a.ndim == 2 and min(a.shape) > 1:
+        return np.asfortranarray(a)
+    big = np.zeros(a.shape[:-1] + (2 * a.shape[-1],), a.dtype)
+    big[..., ::2] = a
+    return big[..., ::2]
+
+
+@pytest.mark.parametrize("tokens", [False, True], ids=["float-x", "token-ids"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("cell,variant", CELLS, ids=CELL_IDS)
+def test_non_contiguous_inputs(backend, cell, variant, dtype, tokens, rng):
+    p, x, h0, c0, (dy, dh_n, dc_n) = problem(rng, cell, SHAPES["odd"], dtype, tokens)
+    case = case_id(backend=backend.__name__, cell=cell, variant=variant, dtype=dtype,
+                   tokens=tokens)
+    want = forward(backend, cell, variant, x, h0, c0, p)
+    want_g = backward(backend, cell, dy, dh_n, dc_n, want.cache)
+
+    # x as a transposed view of a batch-first array, states and weights strided
+    xt = np.ascontiguousarray(np.swapaxes(x, 0, 1)).swapaxes(0, 1)
+    assert not xt.flags.c_contiguous
+    ps = type(p)(*(_strided(a) for a in p))
+    assert not any(a.flags.c_contiguous for a in ps)
+    got = forward(backend, cell, variant, xt, _strided(h0), _strided(c0), ps)
+    assert_outputs_close(got, want, dtype, f"non-contiguous inputs [{case}]")
+    dyt = np.ascontiguousarray(np.swapaxes(dy, 0, 1)).swapaxes(0, 1)
+    got_g = backward(backend, cell, dyt, _strided(dh_n), _strided(dc_n), got.cache)
+    assert_grads_close(got_g, want_g, dtype, f"non-contiguous inputs [{case}]")
+
+
+@pytest.mark.parametrize("id_dtype", [np.int32, np.uint8, np.int16])
+@pytest.mark.parametrize("cell,variant", CELLS, ids=CELL_IDS)
+def test_token_id_integer_types(backend, cell, variant, id_dtype, rng):
+    """Any integer dtype of token ids means the same as int64 and equals one-hot input."""
+    T, B, D, H = 5, 3, 6, 4
+    p, x, h0, c0, (dy, dh_n, dc_n) = problem(rng, cell, (T, B, D, H), np.float64, True)
+    case = case_id(backend=backend.__name__, cell=cell, variant=variant, ids=id_dtype)
+    want = forward(backend, cell, variant, x, h0, c0, p)
+    got = forward(backend, cell, variant, x.astype(id_dtype), h0, c0, p)
+    assert_outputs_close(got, want, np.float64, case)
+
+    onehot = np.eye(D)[x]
+    dense = forward(backend, cell, variant, onehot, h0, c0, p)
+    assert_outputs_close(dense, want, np.float64, f"one-hot float input [{case}]")
+    g_tok = backward(backend, cell, dy, dh_n, dc_n, want.cache)
+    g_dense = backward(backend, cell, dy, dh_n, dc_n, dense.cache)
+    assert g_tok["dx"] is None, f"dx must be None for token ids [{case}]"
+    g_dense["dx"] = None
+    assert_grads_close(g_tok, g_dense, np.float64, f"token ids vs one-hot [{case}]")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("cell,variant", CELLS, ids=CELL_IDS)
+def test_result_dtypes(backend, cell, variant, dtype, rng):
+    """float32 stays float32 everywhere (outputs, cache, gradients)."""
+    p, x, h0, c0, (dy, dh_n, dc_n) = problem(rng, cell, (3, 2, 4, 5), dtype, False)
+    out = forward(backend, cell, variant, x, h0, c0, p)
+    case = case_id(backend=backend.__name__, cell=cell, variant=variant, dtype=dtype)
+    for name, a in [("y", out.y), ("h_n", out.h_n), ("c_n", out.c_n)] + [
+            (f"cache.{f}", getattr(out.cache, f)) for f in CACHE_ARRAYS]:
+        if a is not None:
+            assert a.dtype == dtype, f"{name} has dtype {a.dtype} [{case}]"
+    for name, a in backward(backend, cell, dy, dh_n, dc_n, out.cache).items():
+        assert a.dtype == dtype, f"{name} has dtype {a.dtype} [{case}]"

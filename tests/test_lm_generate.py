@@ -1,0 +1,115 @@
+"""fastgates.lm: text generation (compiled sampling loop vs the NumPy version)."""
+
+import numpy as np
+import pytest
+
+from fastgates.lm import generation as gen_mod
+from fastgates.lm.data import Vocab
+from fastgates.lm.generation import Xoshiro256, generate, sample_compiled, sample_numpy
+from fastgates.lm.model import CharRNN, ModelConfig
+
+pytest.importorskip("fastgates.lm._sampling", reason="the compiled sampler is not built")
+
+VOCAB = Vocab(["<unk>"] + list(" etaoinshrdlu.\n"))
+V = len(VOCAB)
+
+CONFIGS = [
+    dict(cell="lstm"), dict(cell="gru", gru_reset="after"), dict(cell="gru", gru_reset="before"),
+    dict(cell="rnn"), dict(cell="lstm", layers=2, embedding=5), dict(cell="gru", layers=3),
+]
+IDS = ["lstm", "gru-after", "gru-before", "rnn", "lstm-2layer-emb", "gru-3layer"]
+
+
+def model_for(dtype="float64", scale=3.0, **kw):
+    cfg = ModelConfig(vocab_size=V, hidden=24, dtype=dtype, **kw)
+    model = CharRNN(cfg, backend="reference", rng=np.random.default_rng(0))
+    for p in model.params.values():          # larger weights: peaked, state-dependent outputs
+        p *= scale
+    return model
+
+
+PREFIX = VOCAB.encode("the stone ")
+
+
+@pytest.mark.parametrize("kw", CONFIGS, ids=IDS)
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_compiled_greedy_equals_numpy_greedy(kw, dtype):
+    model = model_for(dtype, **kw)
+    a = sample_compiled(model, PREFIX, 80, temperature=0.0)
+    b = sample_numpy(model, PREFIX, 80, temperature=0.0)
+    assert (a == b).all()
+
+
+@pytest.mark.parametrize("kw", CONFIGS, ids=IDS)
+@pytest.mark.parametrize("temperature, top_k", [(1.0, 0), (0.7, 4), (1.5, 1)])
+def test_compiled_sampling_equals_numpy_sampling(kw, temperature, top_k):
+    model = model_for("float64", scale=1.0, **kw)
+    a = sample_compiled(model, PREFIX, 60, temperature=temperature, top_k=top_k, seed=11)
+    b = sample_numpy(model, PREFIX, 60, temperature=temperature, top_k=top_k, seed=11)
+    assert (a == b).all()
+
+
+def test_same_seed_same_text_and_greedy_is_deterministic():
+    model = model_for("float32", scale=1.0, cell="lstm")
+    a = generate(model, VOCAB, "the ", 100, seed=3)
+    assert a.startswith("the ") and len(a) == 104
+    assert generate(model, VOCAB, "the ", 100, seed=3) == a
+    assert generate(model, VOCAB, "the ", 100, seed=4) != a
+    g = generate(model, VOCAB, "the ", 100, temperature=0)
+    assert generate(model, VOCAB, "the ", 100, temperature=0, seed=99) == g
+    # top-k = 1 is greedy whatever the temperature
+    assert generate(model, VOCAB, "the ", 100, temperature=2.0, top_k=1, seed=5) == g
+
+
+def test_top_k_restricts_the_choice():
+    model = model_for("float64", scale=1.0, cell="gru")
+    out = sample_compiled(model, PREFIX, 300, temperature=5.0, top_k=2, seed=1)
+    # at temperature 5 a free draw would use most of the vocabulary; top-2 stays within the
+    # two most likely tokens of every step (checked by the NumPy version step by step)
+    assert (out == sample_numpy(model, PREFIX, 300, temperature=5.0, top_k=2, seed=1)).all()
+    free = sample_compiled(model, PREFIX, 300, temperature=5.0, seed=1)
+    assert len(set(free.tolist())) > len(set(out.tolist()))
+
+
+def test_generator_is_xoshiro256starstar():
+    from fastgates.lm import _sampling
+
+    py = Xoshiro256(12345)
+    assert _sampling.random_doubles(12345, 5) == [py.uniform() for _ in range(5)]
+    # reference value of xoshiro256** seeded by splitmix64(0): first output
+    assert Xoshiro256(0).next() == 0x99EC5F36CB75F2B4
+
+
+def test_unknown_prefix_characters_warn_and_map_to_unk():
+    model = model_for("float32", cell="rnn")
+    with pytest.warns(UserWarning, match=r"mapped to <unk>: 'Q', 'Z'"):
+        out = generate(model, VOCAB, "Qthe Z", 10, seed=0)
+    assert out.startswith("Qthe Z")
+    with pytest.raises(ValueError, match="prefix is empty"):
+        generate(model, VOCAB, "", 10)
+    # the letters tokenizer lower-cases the prefix first
+    assert generate(model, VOCAB, "THE", 5, seed=0, tokens="letters").startswith("the")
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(length=-1), "length must be a non-negative"),
+    (dict(temperature=-0.5), "temperature must be >= 0"),
+    (dict(top_k=-2), "top_k must be a non-negative"),
+])
+def test_bad_sampling_arguments(kw, match):
+    model = model_for("float32", cell="rnn")
+    args = dict(length=5, temperature=1.0, top_k=0) | kw
+    with pytest.raises(ValueError, match=match):
+        sample_compiled(model, PREFIX, **args)
+    with pytest.raises(ValueError, match=r"prefix_ids must lie in \[0, 16\)"):
+        sample_compiled(model, np.array([3, 99]), 5)
+
+
+def test_zero_length_and_numpy_fallback(monkeypatch):
+    model = model_for("float32", cell="lstm")
+    assert sample_compiled(model, PREFIX, 0).shape == (0,)
+    monkeypatch.setattr(gen_mod, "compiled_available", lambda: False)
+    with pytest.warns(RuntimeWarning, match="not compiled"):
+        slow = generate(model, VOCAB, "the ", 30, temperature=0)
+    monkeypatch.undo()
+    assert generate(model, VOCAB, "the ", 30, temperature=0) == slow
