@@ -1,0 +1,76 @@
+"""Properties of the compiled core itself: the vector transcendentals and the memory
+of inference mode."""
+
+import tracemalloc
+import warnings
+
+import numpy as np
+import pytest
+
+import fastgates
+from fastgates import _recurrence
+
+SIGMOID, TANH = 0, 1
+
+
+def _ulps(got, exact, dtype):
+    exact = exact.astype(np.longdouble)
+    spacing = np.spacing(np.abs(exact).astype(dtype)).astype(np.longdouble)
+    return np.abs(got.astype(np.longdouble) - exact) / spacing
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_activations_accurate_to_a_few_ulps(dtype):
+    x = np.concatenate([np.linspace(-40, 40, 100_001), np.geomspace(1e-12, 40, 50_000),
+                        -np.geomspace(1e-12, 40, 50_000)]).astype(dtype)
+    xl = x.astype(np.longdouble)
+    sig = _recurrence.activation(SIGMOID, x)
+    tanh = _recurrence.activation(TANH, x)
+    assert sig.dtype == tanh.dtype == dtype
+    assert np.max(_ulps(sig, 1 / (1 + np.exp(-xl)), dtype)) <= 4, "sigmoid"
+    assert np.max(_ulps(tanh, np.tanh(xl), dtype)) <= 4, "tanh"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_activations_saturate_exactly_and_propagate_nan(dtype):
+    x = np.array([-1e30, -1e4, -800, -100, 100, 800, 1e4, 1e30, -np.inf, np.inf, np.nan], dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sig = _recurrence.activation(SIGMOID, x)
+        tanh = _recurrence.activation(TANH, x)
+    assert np.array_equal(sig[[1, 2, 8]], [0, 0, 0]) and np.all(sig[[4, 5, 6, 7, 9]] == 1)
+    assert np.all(sig[:-1] >= 0) and np.all(sig[:-1] <= 1)
+    assert np.all(tanh[[0, 1, 2, 3, 8]] == -1) and np.all(tanh[[4, 5, 6, 7, 9]] == 1)
+    assert np.isnan(sig[-1]) and np.isnan(tanh[-1])
+    # odd symmetry and tiny arguments keep full relative accuracy
+    t = np.geomspace(1e-30, 1e-9, 50).astype(dtype)   # tanh(t) == t to the last bit here
+    assert np.array_equal(_recurrence.activation(TANH, -t), -_recurrence.activation(TANH, t))
+    assert np.allclose(_recurrence.activation(TANH, t), t, rtol=4 * np.finfo(dtype).eps, atol=0)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_inference_memory_does_not_grow_with_T(cell):
+    """training=False keeps no per-step activations: beyond y, peak memory is O(B*G*H)."""
+    B, D, H = 4, 8, 64
+    G = {"rnn": 1, "gru": 3, "lstm": 4}[cell]
+    rng = np.random.default_rng(0)
+    w = [rng.standard_normal(s) * 0.1 for s in ((G * H, D), (G * H, H), (G * H,), (G * H,))]
+    fwd = getattr(fastgates, f"{cell}_forward")
+
+    def peak_beyond_y(T):
+        x = rng.integers(0, D, (T, B))
+        args = (x, None, None, *w) if cell == "lstm" else (x, None, *w)
+        tracemalloc.start()
+        try:
+            fwd(*args, training=False, n_threads=1)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        return peak - T * B * H * 8
+
+    short, long = peak_beyond_y(2000), peak_beyond_y(20000)
+    assert long - short < 64 * 1024, (short, long)
+    # a training cache at T=20000 would hold T*B*(G+3)*H*8 bytes (e.g. 286 MB for the lstm);
+    # inference keeps a fixed chunk of 1024 rows of input projections (G*H) and cell
+    # states (H), plus a few (B, H) states
+    assert long < 1024 * (G + 1) * H * 8 + 512 * 1024, long
