@@ -34,27 +34,36 @@ cdef void gemm_split(int n_threads, bint trans_a, bint trans_b, int m, int n, in
                      floating alpha, const floating *A, int lda,
                      const floating *B, int ldb,
                      floating beta, floating *C, int ldc) noexcept nogil:
-    """gemm() with the m rows of C cut into slabs that the OpenMP threads share.
+    """gemm() cut into slabs of rows (or of columns, when C is wider than tall) that the
+    OpenMP threads share; each slab re-packs only the operand it slices.
 
-    The slabs depend on m only, never on n_threads: OpenBLAS's result for an element
-    depends on where its row falls in the call (edge tiles accumulate differently), so
-    thread-count-independent slabs keep results bit-identical for any n_threads."""
-    cdef int i, m0, m1, nslab
-    cdef int rows = max(32, ((m + SLABS - 1) // SLABS + 15) // 16 * 16)
-    cdef size_t a_off
-    nslab = (m + rows - 1) // rows
+    The slabs depend on the shape only, never on n_threads: OpenBLAS's result for an
+    element depends on where it falls in the call (edge tiles accumulate differently),
+    so thread-count-independent slabs keep results bit-identical for any n_threads."""
+    cdef bint by_rows = m >= n
+    cdef int extent = m if by_rows else n
+    cdef int width = max(32, ((extent + SLABS - 1) // SLABS + 15) // 16 * 16)
+    cdef int nslab = (extent + width - 1) // width
+    cdef int i
     if n_threads <= 1 or nslab <= 1:
         for i in range(nslab):
-            m0 = i * rows
-            m1 = min(m, m0 + rows)
-            a_off = <size_t>m0 if trans_a else <size_t>m0 * lda
-            gemm(trans_a, trans_b, m1 - m0, n, k, alpha, A + a_off, lda, B, ldb,
-                 beta, C + <size_t>m0 * ldc, ldc)
+            _slab(i, width, by_rows, trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)
         return
     for i in prange(nslab, num_threads=n_threads, schedule='static'):
-        m0 = i * rows
-        m1 = min(m, m0 + rows)
-        # rows m0.. of op(A): row offset of A, or column offset when A is transposed
-        a_off = <size_t>m0 if trans_a else <size_t>m0 * lda
-        gemm(trans_a, trans_b, m1 - m0, n, k, alpha, A + a_off, lda, B, ldb,
-             beta, C + <size_t>m0 * ldc, ldc)
+        _slab(i, width, by_rows, trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)
+
+
+cdef inline void _slab(int i, int width, bint by_rows, bint trans_a, bint trans_b, int m, int n, int k,
+                       floating alpha, const floating *A, int lda, const floating *B, int ldb,
+                       floating beta, floating *C, int ldc) noexcept nogil:
+    """Slab i of gemm_split: rows [i*width, ...) of C, or its columns."""
+    cdef int s0 = i * width
+    cdef int s1 = min(m if by_rows else n, s0 + width)
+    if by_rows:      # rows of op(A): a row offset of A, or a column offset when A is transposed
+        gemm(trans_a, trans_b, s1 - s0, n, k, alpha,
+             A + (<size_t>s0 if trans_a else <size_t>s0 * lda), lda, B, ldb,
+             beta, C + <size_t>s0 * ldc, ldc)
+    else:            # columns of op(B): a column offset of B, or a row offset when B is transposed
+        gemm(trans_a, trans_b, m, s1 - s0, k, alpha, A, lda,
+             B + (<size_t>s0 * ldb if trans_b else <size_t>s0), ldb,
+             beta, C + s0, ldc)

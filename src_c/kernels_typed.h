@@ -74,24 +74,49 @@ FG_B2(drelu, FG_FN(vsel)(y > (FG_T)0, x, (FG_V){0}))   /* x * [y > 0] */
 #undef FG_B2
 
 /* C[r, 0:n] = beta*C[r, 0:n] + sum_k A[r*lda + k] * P[k*NR + 0:NR]   for r < mr.
- * A: [mr, K] (row stride lda)   P: [K, NR] packed   C: [mr, n] (row stride ldc) */
+ * A: [mr, K] (row stride lda)   P: [K, NR] packed   C: [mr, n] (row stride ldc)
+ * An FMA waits ~4-5 cycles for its accumulator, so fewer than ~8 independent chains
+ * leave the FMA units idle: with 1 or 2 rows the k sum is split into S interleaved
+ * partial sums (S*mr*2 chains), added pairwise at the end. */
 FG_AI void FG_FN(mk)(const int mr, const FG_T *A, size_t lda, const FG_T *P, int K,
                      FG_T *C, size_t ldc, int n, int beta)
 {
-    FG_V acc0[FG_MR], acc1[FG_MR];
-    for (int r = 0; r < mr; r++)
-        acc0[r] = acc1[r] = (FG_V){0};
-    for (int k = 0; k < K; k++) {
+    enum { S_MAX = 4 };
+    const int S = mr == 1 ? 4 : mr == 2 ? 2 : 1;
+    FG_V acc0[S_MAX][FG_MR], acc1[S_MAX][FG_MR];
+    for (int s = 0; s < S; s++)
+        for (int r = 0; r < mr; r++)
+            acc0[s][r] = acc1[s][r] = (FG_V){0};
+    int k = 0;
+    for (; k + S <= K; k += S) {
+        for (int s = 0; s < S; s++) {
+            FG_V p0 = FG_FN(ld)(P + (size_t)(k + s) * FG_NR);
+            FG_V p1 = FG_FN(ld)(P + (size_t)(k + s) * FG_NR + FG_VL);
+            for (int r = 0; r < mr; r++) {
+                FG_T a = A[r * lda + k + s];
+                acc0[s][r] += a * p0;
+                acc1[s][r] += a * p1;
+            }
+        }
+    }
+    for (; k < K; k++) {   /* the last K % S terms go to the first partial sum */
         FG_V p0 = FG_FN(ld)(P + (size_t)k * FG_NR);
         FG_V p1 = FG_FN(ld)(P + (size_t)k * FG_NR + FG_VL);
         for (int r = 0; r < mr; r++) {
             FG_T a = A[r * lda + k];
-            acc0[r] += a * p0;
-            acc1[r] += a * p1;
+            acc0[0][r] += a * p0;
+            acc1[0][r] += a * p1;
         }
     }
     for (int r = 0; r < mr; r++) {
-        FG_FN(blk) c = {acc0[r], acc1[r]};
+        if (S == 4) {
+            acc0[0][r] = (acc0[0][r] + acc0[1][r]) + (acc0[2][r] + acc0[3][r]);
+            acc1[0][r] = (acc1[0][r] + acc1[1][r]) + (acc1[2][r] + acc1[3][r]);
+        } else if (S == 2) {
+            acc0[0][r] += acc0[1][r];
+            acc1[0][r] += acc1[1][r];
+        }
+        FG_FN(blk) c = {acc0[0][r], acc1[0][r]};
         if (beta)
             c = FG_FN(add)(FG_FN(ldb)(C + r * ldc, n), c);
         FG_FN(stb)(C + r * ldc, n, c);
