@@ -86,7 +86,9 @@ def extensions():
         "cdivision": not debug,
         "embedsignature": True,
     }
-    common = dict(include_dirs=["src_c"], depends=[os.path.join("src_c", f) for f in os.listdir("src_c")])
+    import numpy
+
+    common = dict(include_dirs=["src_c", numpy.get_include()], depends=[os.path.join("src_c", f) for f in os.listdir("src_c")])
     exts = [
         Extension("fastgates._blas", ["fastgates/_blas.pyx"], **common),
         Extension("fastgates._recurrence", ["fastgates/_recurrence.pyx", "src_c/recurrence.c"], **common),

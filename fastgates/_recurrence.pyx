@@ -15,6 +15,7 @@ backward  the time loop (t = T-1 .. 0) in src_c/recurrence.c produces the gradie
 
 import numpy as np
 
+cimport numpy as cnp
 from cython.parallel cimport prange
 from libc.string cimport memcpy, memset
 
@@ -116,13 +117,16 @@ def activation(kind, floating[::1] x):
     return out
 
 
+cnp.import_array()
+
+
 cdef void *vptr(a):
-    """Data pointer of a C-contiguous array (NULL for None or empty)."""
-    cdef unsigned char[::1] flat
-    if a is None or a.size == 0:
+    """Data pointer of a C-contiguous ndarray (NULL for None or empty)."""
+    if a is None:
         return NULL
-    flat = a.reshape(-1).view(np.uint8)
-    return &flat[0]
+    if cnp.PyArray_SIZE(<cnp.ndarray>a) == 0:
+        return NULL
+    return cnp.PyArray_DATA(<cnp.ndarray>a)
 
 
 cdef void _pack(bint forward, floating *w_hh, int H, int G, floating *P, int nt) noexcept nogil:
@@ -208,11 +212,7 @@ cdef object _forward(f, bint training, int nt, floating dummy):
     a.b_hn = <floating *>vptr(f.b_hh) + 2 * H if cell == FG_GRU_LBR else NULL
 
     cdef const floating *xp = NULL if tokens else <floating *>vptr(x)
-    cdef const long long *tp = NULL
-    cdef long long[::1] tok_flat
-    if tokens and rows > 0:
-        tok_flat = x.reshape(-1)
-        tp = &tok_flat[0]
+    cdef const long long *tp = <const long long *>vptr(x) if tokens else NULL
     cdef const floating *wp = <floating *>vptr(f.w_ih)
     cdef const floating *wtp = <floating *>vptr(w_ihT)
     cdef const floating *bp = <floating *>vptr(bias)
@@ -376,14 +376,9 @@ cdef object _backward(cache, b, int nt, floating dummy):
     # columns of dG that equal the input-side gradient (lbr: all but n, which is dnx)
     cdef int gx = 2 * H if cell == FG_GRU_LBR else GH
     cdef int rz = 2 * H if cell == FG_GRU_RB else GH   # columns whose dw_hh input is h_{t-1}
-    cdef long long[::1] tok_flat
-    cdef const long long *tp = NULL
-    cdef floating[:, ::1] dw_ihT_v
-    if cache.tokens and rows > 0:
-        tok_flat = cache.x.reshape(-1)
-        tp = &tok_flat[0]
-        dw_ihT = np.zeros((D, GH), dtype)
-        dw_ihT_v = dw_ihT
+    cdef const long long *tp = <const long long *>vptr(cache.x) if cache.tokens else NULL
+    dw_ihT = np.zeros((D, GH), dtype) if tp != NULL else None
+    cdef floating *wihT = <floating *>vptr(dw_ihT)
 
     if rows > 0:
         with nogil:
@@ -409,9 +404,9 @@ cdef object _backward(cache, b, int nt, floating dummy):
                     gemm_split(nt, False, False, rows, D, H, <floating>1, gn, H, w_ih + <size_t>gx * D, D,
                                <floating>1, dxp, D)
             else:
-                _scatter_rows(nt, rows, gx, tp, g, GH, &dw_ihT_v[0, 0], GH)
+                _scatter_rows(nt, rows, gx, tp, g, GH, wihT, GH)
                 if gx < GH:
-                    _scatter_rows(nt, rows, H, tp, gn, H, &dw_ihT_v[0, 0] + gx, GH)
+                    _scatter_rows(nt, rows, H, tp, gn, H, wihT + gx, GH)
         dw_hh[...] = dw_hhT.T
         if tp != NULL:
             dw_ih[...] = dw_ihT.T

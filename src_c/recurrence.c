@@ -70,29 +70,34 @@ size_t fg_packed_size(int H, int G, int nr)
 
 /* Thread bodies are run by every thread of one parallel region. */
 #if FG_HAVE_OMP
-#define FG_PARALLEL(nt, body)                                                    \
+#define FG_PARALLEL(nt, ...)                                                     \
     { int fg_nt_ = (nt);                                                         \
       _Pragma("omp parallel num_threads(fg_nt_)")                                \
-      { int tid = omp_get_thread_num(), nth = omp_get_num_threads(); body; } }
+      { int tid = omp_get_thread_num(), nth = omp_get_num_threads(); __VA_ARGS__; } }
 #else
-#define FG_PARALLEL(nt, body) { int tid = 0, nth = 1; (void)(nt); body; }
+#define FG_PARALLEL(nt, ...) { int tid = 0, nth = 1; (void)(nt); __VA_ARGS__; }
 #endif
 
-/* Packing (see kernels_typed.h for the layouts), parallel over unit blocks. */
+/* Packing (see kernels_typed.h for the layouts), parallel over unit blocks.  Rows of
+ * w_hh are read contiguously; zero padding past H is written once per block. */
 #define FG_PACKERS(T, S, NR)                                                          \
 void fg_pack_forward_##S(const T *w, int H, int G, T *P, int n_threads)              \
 {                                                                                     \
     const int nb = (H + NR - 1) / NR;                                                 \
     FG_PARALLEL(n_threads, {                                                          \
-        for (int u = nb * tid / nth; u < nb * (tid + 1) / nth; u++)                   \
-            for (int g = 0; g < G; g++)                                               \
-                for (int k = 0; k < H; k++) {                                         \
-                    T *dst = P + (((size_t)u * G + g) * H + k) * NR;                  \
-                    for (int jj = 0; jj < NR; jj++) {                                 \
-                        int j = u * NR + jj;                                          \
-                        dst[jj] = j < H ? w[((size_t)g * H + j) * H + k] : (T)0;      \
-                    }                                                                 \
+        for (int u = nb * tid / nth; u < nb * (tid + 1) / nth; u++) {                 \
+            const int j0 = u * NR, n = H - j0 < NR ? H - j0 : NR;                     \
+            for (int g = 0; g < G; g++) {                                             \
+                T *dst = P + ((size_t)u * G + g) * H * NR;                            \
+                if (n < NR)                                                           \
+                    memset(dst, 0, (size_t)H * NR * sizeof(T));                       \
+                for (int jj = 0; jj < n; jj++) {                                      \
+                    const T *row = w + ((size_t)g * H + j0 + jj) * H;                 \
+                    for (int k = 0; k < H; k++)                                       \
+                        dst[(size_t)k * NR + jj] = row[k];                            \
                 }                                                                     \
+            }                                                                         \
+        }                                                                             \
     })                                                                                \
 }                                                                                     \
 void fg_pack_backward_##S(const T *w, int H, int G, T *P, int n_threads)             \
@@ -100,14 +105,14 @@ void fg_pack_backward_##S(const T *w, int H, int G, T *P, int n_threads)        
     const int nb = (H + NR - 1) / NR;                                                 \
     const size_t GH = (size_t)G * H;                                                  \
     FG_PARALLEL(n_threads, {                                                          \
-        for (int u = nb * tid / nth; u < nb * (tid + 1) / nth; u++)                   \
-            for (size_t k = 0; k < GH; k++) {                                         \
-                T *dst = P + ((size_t)u * GH + k) * NR;                               \
-                for (int jj = 0; jj < NR; jj++) {                                     \
-                    int j = u * NR + jj;                                              \
-                    dst[jj] = j < H ? w[k * H + j] : (T)0;                            \
-                }                                                                     \
-            }                                                                         \
+        for (int u = nb * tid / nth; u < nb * (tid + 1) / nth; u++) {                 \
+            const int j0 = u * NR, n = H - j0 < NR ? H - j0 : NR;                     \
+            T *dst = P + (size_t)u * GH * NR;                                         \
+            if (n < NR)                                                               \
+                memset(dst, 0, GH * NR * sizeof(T));                                  \
+            for (size_t k = 0; k < GH; k++)                                           \
+                memcpy(dst + k * NR, w + k * H + j0, (size_t)n * sizeof(T));          \
+        }                                                                             \
     })                                                                                \
 }
 
