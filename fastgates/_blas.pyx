@@ -11,8 +11,9 @@ each element of C is computed by the same BLAS kernel whatever the thread count.
 from cython.parallel cimport prange
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
-# Slabs per large GEMM (an even count, so two threads split it evenly).
-DEF SLABS = 8
+# Slabs per large GEMM: one per core of the 2-core target. More, thinner slabs re-pack the
+# shared operand more often and hit OpenBLAS slow shapes (256-wide slabs: a third of the speed).
+DEF SLABS = 2
 
 
 cdef void gemm(bint trans_a, bint trans_b, int m, int n, int k,
