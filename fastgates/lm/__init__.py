@@ -29,11 +29,12 @@ from .data import Corpus, DataError, Vocab, default_text, load_text, make_corpus
 from .generation import generate, sample_compiled, sample_numpy
 from .model import CharRNN, ModelConfig, init_params, softmax_cross_entropy
 from .optim import SGD, Adam, make_optimizer
+from .threadpool import blas_limit
 from .training import Evaluation, Trainer, clip_grad_norm, evaluate, grad_norm, perplexity, train
 
 __all__ = [
     "Adam", "CharRNN", "CheckpointError", "Corpus", "DataError", "Evaluation", "ModelConfig",
-    "RandomBatches", "SGD", "SequentialBatches", "Trainer", "Vocab", "clip_grad_norm",
+    "RandomBatches", "SGD", "SequentialBatches", "Trainer", "Vocab", "blas_limit", "clip_grad_norm",
     "default_text", "evaluate", "generate", "grad_norm", "init_params", "load_checkpoint",
     "load_model", "load_text", "make_batches", "make_corpus", "make_optimizer", "perplexity",
     "sample_compiled", "sample_numpy", "save_checkpoint", "save_training",

@@ -12,7 +12,6 @@ checkpoint exactly.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import json
 import math
@@ -173,7 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=nonneg_int, help=f"[{d['seed']}]")
     g = t.add_argument_group("run")
     g.add_argument("--threads", type=nonzero_int, metavar="N",
-                   help="threads for the kernels and BLAS [all cores]")
+                   help="OpenMP threads of the kernels; NumPy's BLAS stays at one thread "
+                        "[all cores]")
     g.add_argument("--backend", choices=BACKENDS,
                    help=f"fast: compiled kernels; reference: NumPy [{d['backend']}]")
     g.add_argument("--out", metavar="DIR", help="run directory [runs/<timestamp>]")
@@ -207,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--threads", type=nonzero_int, default=None, metavar="N")
     ev.add_argument("--backend", choices=BACKENDS, default="fast")
     ev.add_argument("--json", action="store_true", help="print one JSON line")
-    parser._subparsers_by_name = {"train": t, "generate": gen, "eval": ev}
+    parser.subcommands = {"train": t, "generate": gen, "eval": ev}
     return parser
 
 
@@ -242,19 +242,6 @@ def _checkpoint_path(path: str) -> str:
     return os.path.join(path, "checkpoint.npz") if os.path.isdir(path) else path
 
 
-@contextlib.contextmanager
-def _blas_threads(threads):
-    """Limit NumPy's BLAS (the output layer) to ``threads`` when given."""
-    if threads is None:
-        yield
-        return
-    from threadpoolctl import threadpool_limits
-
-    n = threads if threads > 0 else max(1, (os.cpu_count() or 1) + 1 + threads)
-    with threadpool_limits(limits=n, user_api="blas"):
-        yield
-
-
 def _sample_text(model, vocab, tokens, length, seed):
     prefix = SAMPLE_PREFIX
     if vocab.unknown(data_mod.tokenize(prefix, tokens)):
@@ -279,7 +266,7 @@ def _default_out() -> str:
 
 # -- train --------------------------------------------------------------------------------------
 
-def _resolve_train_config(args, parser_train):
+def _resolve_train_config(args):
     """Defaults + explicit options (+ the checkpoint's config when resuming)."""
     explicit = {k: v for k, v in vars(args).items()
                 if k in TRAIN_DEFAULTS and v is not None}
@@ -308,8 +295,8 @@ def _resolve_train_config(args, parser_train):
     return saved, arrays, meta
 
 
-def cmd_train(args, parser_train) -> int:
-    cfg, arrays, meta = _resolve_train_config(args, parser_train)
+def cmd_train(args) -> int:
+    cfg, arrays, meta = _resolve_train_config(args)
     if cfg["cell"] != "gru" and args.gru_reset is not None and not args.resume:
         warnings.warn("--gru-reset only applies to --cell gru; ignored")
     if cfg["dropout"] > 0 and cfg["layers"] < 2:
@@ -400,11 +387,9 @@ def cmd_train(args, parser_train) -> int:
 
     t0 = time.perf_counter()
     try:
-        with _blas_threads(cfg["threads"]):
-            stopped = trainer.run(epochs, max_seconds=max_seconds, on_batch=on_batch,
-                                  on_epoch=on_epoch)
-            result = summarize(trainer, stopped, time.perf_counter() - t0)
-            checkpoint()
+        stopped = trainer.run(epochs, max_seconds=max_seconds, on_batch=on_batch, on_epoch=on_epoch)
+        result = summarize(trainer, stopped, time.perf_counter() - t0)
+        checkpoint()
     except KeyboardInterrupt:
         progress.clear()
         if trainer.in_step:
@@ -501,8 +486,7 @@ def cmd_eval(args) -> int:
     if len(ids) < 2:
         raise UsageError("--text: need at least 2 tokens to evaluate")
     t0 = time.perf_counter()
-    with _blas_threads(args.threads):
-        ev = evaluate(loaded.model, ids)
+    ev = evaluate(loaded.model, ids)
     seconds = time.perf_counter() - t0
     if args.json:
         print(json.dumps(_jsonable({"ppl": ev.ppl, "bpc": ev.bpc, "ce": ev.ce, "tokens": ev.tokens,
@@ -519,17 +503,20 @@ def main(argv=None) -> int:
     """Run ``fastgates-lm``; returns the exit code (2 for usage and input errors)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    sub = parser._subparsers_by_name[args.command]
+    sub = parser.subcommands[args.command]
     old = warnings.showwarning
     warnings.showwarning = _showwarning
     try:
         if args.command == "train":
-            return cmd_train(args, sub)
+            return cmd_train(args)
         if args.command == "generate":
             return cmd_generate(args)
         return cmd_eval(args)
     except UsageError as exc:
         sub.error(str(exc))
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return 130
     except BrokenPipeError:
         try:
             sys.stdout.close()

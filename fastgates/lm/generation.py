@@ -17,6 +17,7 @@ import warnings
 import numpy as np
 
 from .data import tokenize
+from .threadpool import blas_limit
 
 _MASK = (1 << 64) - 1
 
@@ -118,9 +119,10 @@ def sample_compiled(model, prefix_ids, length, temperature=1.0, top_k=0, seed=0)
     h = np.zeros((cfg.layers, cfg.hidden), model.dtype)
     c = np.zeros((cfg.layers, cfg.hidden), model.dtype)
     out = np.zeros(length, np.int64)
-    _sampling.sample(_cell_code(cfg), _layers(model), p["fc.weight"], p["fc.bias"],
-                     p.get("embedding.weight"), h, c, prefix_ids, out, temperature, top_k,
-                     resolve_seed(seed))
+    with blas_limit(1):   # a B = 1 GEMV gains nothing from BLAS threads
+        _sampling.sample(_cell_code(cfg), _layers(model), p["fc.weight"], p["fc.bias"],
+                         p.get("embedding.weight"), h, c, prefix_ids, out, temperature, top_k,
+                         resolve_seed(seed))
     return out
 
 

@@ -30,6 +30,8 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
+from .threadpool import blas_limit
+
 #: Cell names and their number of gates (PyTorch order: LSTM i,f,g,o; GRU r,z,n).
 CELLS = {"rnn": 1, "gru": 3, "lstm": 4}
 
@@ -179,10 +181,15 @@ class CharRNN:
     backend : "fast" or "reference"
     n_threads : int or None
         Passed to every kernel call.
+    blas_threads : int or None
+        Threads of NumPy's BLAS (the output layer) during the model's calls: 1 by
+        default, so that it does not fight the kernels' OpenMP threads for the cores
+        (see :mod:`fastgates.lm.threadpool`); None leaves BLAS alone.
     """
 
     def __init__(self, config: ModelConfig, params: dict | None = None, *, backend: str = "fast",
-                 n_threads: int | None = None, rng: np.random.Generator | None = None):
+                 n_threads: int | None = None, rng: np.random.Generator | None = None,
+                 blas_threads: int | None = 1):
         self.config = config
         self.dtype = np.dtype(config.dtype)
         if params is None:
@@ -198,6 +205,7 @@ class CharRNN:
         self.backend = backend
         self.kernels = kernels(backend)
         self.n_threads = n_threads
+        self.blas_threads = blas_threads
 
     @property
     def n_params(self) -> int:
@@ -301,6 +309,10 @@ class CharRNN:
         state : list
             The final state of every layer, to carry into the next minibatch.
         """
+        with blas_limit(self.blas_threads):
+            return self._loss_and_grads(X, Y, state, rng)
+
+    def _loss_and_grads(self, X, Y, state, rng):
         cfg, p = self.config, self.params
         X, y, new_state, caches, masks = self._forward(X, state, True, rng)
         Y = self._check_ids(Y, "Y")
@@ -332,13 +344,15 @@ class CharRNN:
 
         Returns ``(total, state)``; ``total`` is a float64 sum over T*B tokens.
         """
-        X, y, new_state, _, _ = self._forward(X, state, False, None)
-        _, logits = self._logits(y)
-        total, _ = softmax_cross_entropy(logits, self._check_ids(Y, "Y").ravel(), grad=False)
+        with blas_limit(self.blas_threads):
+            X, y, new_state, _, _ = self._forward(X, state, False, None)
+            _, logits = self._logits(y)
+            total, _ = softmax_cross_entropy(logits, self._check_ids(Y, "Y").ravel(), grad=False)
         return total, new_state
 
     def logits(self, X, state=None):
         """Output logits (T, B, V) and the final state (evaluation mode)."""
-        X, y, new_state, _, _ = self._forward(X, state, False, None)
-        T, B = X.shape
-        return self._logits(y)[1].reshape(T, B, -1), new_state
+        with blas_limit(self.blas_threads):
+            X, y, new_state, _, _ = self._forward(X, state, False, None)
+            T, B = X.shape
+            return self._logits(y)[1].reshape(T, B, -1), new_state

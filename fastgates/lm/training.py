@@ -35,16 +35,27 @@ import numpy as np
 from .batches import SAMPLINGS, make_batches
 from .model import CharRNN
 from .optim import make_optimizer
+from .threadpool import blas_limit
 
 LN2 = math.log(2.0)
 
 
 def grad_norm(grads: dict) -> float:
-    """Euclidean norm of all gradients together (accumulated in float64)."""
+    """Euclidean norm of all gradients together.
+
+    Each array's sum of squares is a BLAS dot product in its own dtype, redone in
+    float64 when a float32 sum overflows, so only a truly non-finite gradient
+    gives a non-finite norm.
+    """
     total = 0.0
-    for g in grads.values():
-        g64 = g.ravel().astype(np.float64, copy=False)
-        total += float(np.dot(g64, g64))
+    with np.errstate(over="ignore", invalid="ignore"):
+        for g in grads.values():
+            flat = g.ravel()
+            s = float(np.dot(flat, flat))
+            if not math.isfinite(s) and flat.dtype != np.float64:
+                flat = flat.astype(np.float64)
+                s = float(np.dot(flat, flat))
+            total += s
     return math.sqrt(total)
 
 
@@ -83,13 +94,15 @@ class Evaluation(NamedTuple):
     tokens: int
 
 
-def evaluate(model: CharRNN, ids, streams: int = 32, chunk: int = 512) -> Evaluation:
+def evaluate(model: CharRNN, ids, streams: int = 32, chunk: int = 512,
+             blas_threads: int | None = 1) -> Evaluation:
     """Mean cross-entropy of predicting every token of ``ids`` from the ones before it.
 
     The text is split into ``streams`` contiguous parts evaluated side by side,
     each with its hidden state carried across the whole part (chunks of
     ``chunk`` steps); the tokens left over continue the last stream.  Every one
-    of the ``len(ids) - 1`` next-token predictions counts once.
+    of the ``len(ids) - 1`` next-token predictions counts once.  ``blas_threads``:
+    NumPy's BLAS threads meanwhile (see :mod:`fastgates.lm.threadpool`; None = unchanged).
     """
     ids = np.ascontiguousarray(ids, dtype=np.int64)
     n = len(ids) - 1
@@ -100,14 +113,15 @@ def evaluate(model: CharRNN, ids, streams: int = 32, chunk: int = 512) -> Evalua
     xs = np.ascontiguousarray(ids[:S * L].reshape(S, L).T)
     ys = np.ascontiguousarray(ids[1:S * L + 1].reshape(S, L).T)
     total, state = 0.0, None
-    for start in range(0, L, chunk):
-        t, state = model.loss_sum(xs[start:start + chunk], ys[start:start + chunk], state)
-        total += t
-    rest = n - S * L
-    if rest:
-        last = [tuple(np.ascontiguousarray(a[S - 1:S]) for a in st) for st in state]
-        t, _ = model.loss_sum(ids[S * L:n, None], ids[S * L + 1:n + 1, None], last)
-        total += t
+    with blas_limit(blas_threads):
+        for start in range(0, L, chunk):
+            t, state = model.loss_sum(xs[start:start + chunk], ys[start:start + chunk], state)
+            total += t
+        rest = n - S * L
+        if rest:
+            last = [tuple(np.ascontiguousarray(a[S - 1:S]) for a in st) for st in state]
+            t, _ = model.loss_sum(ids[S * L:n, None], ids[S * L + 1:n + 1, None], last)
+            total += t
     ce = total / n
     return Evaluation(math.exp(ce) if ce < 700 else math.inf, ce / LN2, ce, n)
 
@@ -177,10 +191,15 @@ class Trainer:
         Seeds the minibatch plans and the dropout masks.
     eval_streams : int
         Parallel streams for the validation perplexity.
+    blas_threads : int or None
+        Threads of NumPy's BLAS (the output layer) while training: 1 by default so
+        that it does not compete with the kernels' OpenMP threads (see
+        :mod:`fastgates.lm.threadpool`); None leaves BLAS alone.
     """
 
     def __init__(self, model: CharRNN, train_ids, val_ids=None, *, batch=32, steps=35,
-                 sampling="sequential", optimizer="sgd", lr=None, clip=1.0, seed=0, eval_streams=32):
+                 sampling="sequential", optimizer="sgd", lr=None, clip=1.0, seed=0, eval_streams=32,
+                 blas_threads=1):
         if sampling not in SAMPLINGS:
             raise ValueError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
         self.model = model
@@ -190,6 +209,7 @@ class Trainer:
         self.clip = float(clip) if clip else 0.0
         self.seed = int(seed)
         self.eval_streams = int(eval_streams)
+        self.blas_threads = blas_threads
         self.optimizer = make_optimizer(optimizer, model.params, lr)
         self.n_batches = len(self._plan(0))
         if self.n_batches == 0:
@@ -246,7 +266,7 @@ class Trainer:
         """Evaluation of the held-out text (None without one)."""
         if self.val_ids is None or len(self.val_ids) < 2:
             return None
-        return evaluate(self.model, self.val_ids, self.eval_streams)
+        return evaluate(self.model, self.val_ids, self.eval_streams, blas_threads=self.blas_threads)
 
     @property
     def epoch_ppl(self) -> float:
@@ -269,7 +289,7 @@ class Trainer:
         t0 = time.perf_counter()
         tokens_run = 0
         train_seconds = 0.0
-        with _deferred_sigint() as flag:
+        with _deferred_sigint() as flag, blas_limit(self.blas_threads):
             while self.epoch < epochs:
                 plan = self._plan(self.epoch)
                 self._plan_len = len(plan)
