@@ -14,8 +14,12 @@ import fastgates
 from fastgates.lm import cli
 from fastgates.lm.checkpoint import load_checkpoint
 
+# The subprocesses import the same fastgates as this process (installed or built in place),
+# and run outside the checkout so its uncompiled source tree cannot shadow it.
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(fastgates.__file__)))
-TINY_SHAKESPEARE = os.path.join(ROOT, "..", "shared", "corpora", "tinyshakespeare.txt")
+OUTSIDE = os.path.dirname(os.path.abspath(os.sep))
+TINY_SHAKESPEARE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared",
+                                "corpora", "tinyshakespeare.txt")
 
 SMALL = ["--hidden", "16", "--batch", "4", "--steps", "10", "--sample-length", "20", "--threads", "1",
          "--log-every", "10"]
@@ -32,6 +36,7 @@ def text_file(tmp_path_factory):
 
 def run_cli(*args, timeout=120, **kw):
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    kw.setdefault("cwd", OUTSIDE)
     return subprocess.run([sys.executable, "-m", "fastgates.lm", *args], capture_output=True,
                           text=True, timeout=timeout, env=env, **kw)
 
@@ -101,7 +106,8 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path, text_file):
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     p = subprocess.Popen([sys.executable, "-m", "fastgates.lm", "train", "--text", text_file, *SMALL,
                           "--epochs", "100000", "--out", out, "--log-every", "1"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                         cwd=OUTSIDE)
     try:
         deadline = time.time() + 60
         line = ""
