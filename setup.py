@@ -92,7 +92,7 @@ def extensions():
     exts = [
         Extension("fastgates._blas", ["fastgates/_blas.pyx"], **common),
         Extension("fastgates._recurrence", ["fastgates/_recurrence.pyx", "src_c/recurrence.c"], **common),
-        Extension("fastgates.lm._sampling", ["fastgates/lm/_sampling.pyx"], **common),
+        Extension("fastgates.lm._sampling", ["fastgates/lm/_sampling.pyx", "src_c/recurrence.c"], **common),
     ]
     return cythonize(exts, compiler_directives=directives, compile_time_env={"FASTGATES_DEBUG": debug})
 

@@ -346,6 +346,69 @@ static void FG_FN(backward_thread)(const fg_backward_args *a, int tid, int nth)
     }
 }
 
+/* sum_k a[k] b[k], NR-wide partial sums added in a fixed order (no thread dependence). */
+static FG_T FG_FN(dot)(const FG_T *a, const FG_T *b, int n)
+{
+    FG_V s0 = {0}, s1 = {0};
+    int k = 0;
+    for (; k + FG_NR <= n; k += FG_NR) {
+        s0 += FG_FN(ld)(a + k) * FG_FN(ld)(b + k);
+        s1 += FG_FN(ld)(a + k + FG_VL) * FG_FN(ld)(b + k + FG_VL);
+    }
+    FG_T lanes[FG_VL], r = 0;
+    FG_FN(st)(lanes, s0 + s1);
+    for (int i = 0; i < FG_VL; i++)
+        r += lanes[i];
+    for (; k < n; k++)
+        r += a[k] * b[k];
+    return r;
+}
+
+static void FG_FN(generate_thread)(const fg_generate_args *a, int tid, int nth)
+{
+    const int L = a->L, H = a->H, cell = a->cell, G = FG_FN(gates_of)(cell);
+    const size_t GH = (size_t)G * H, LH = (size_t)L * H;
+    const int nb = (H + FG_NR - 1) / FG_NR;
+    const int u0 = (int)((long)nb * tid / nth), u1 = (int)((long)nb * (tid + 1) / nth);
+    FG_T *hb = (FG_T *)a->h, *c = (FG_T *)a->c;
+    long long tok = a->first;
+
+    for (int s = 0; s < a->max_steps; s++) {
+        FG_T *hold = hb + (size_t)(s & 1) * LH, *hnew = hb + (size_t)((s + 1) & 1) * LH;
+        for (int k = 0; k < L; k++) {
+            const FG_T *w = (const FG_T *)a->w_ih[k], *bias = (const FG_T *)a->bias[k];
+            const int D = a->d_in[k];
+            const FG_T *x = k ? hnew + (size_t)(k - 1) * H
+                              : a->emb ? (const FG_T *)a->emb + (size_t)tok * D : NULL;
+            FG_T *pre = (FG_T *)a->pre + k * GH;
+            /* this thread's rows of the input projection (the units it steps below) */
+            for (int u = u0; u < u1; u++) {
+                const int j0 = u * FG_NR, n = H - j0 < FG_NR ? H - j0 : FG_NR;
+                for (int g = 0; g < G; g++)
+                    for (int j = j0; j < j0 + n; j++) {
+                        const size_t row = (size_t)g * H + j;
+                        pre[row] = x ? FG_FN(dot)(w + row * D, x, D) + bias[row]
+                                     : w[(size_t)tok * GH + row] + bias[row];
+                    }
+            }
+            fg_forward_args f;
+            memset(&f, 0, sizeof f);
+            f.cell = cell, f.T = 1, f.B = 1, f.H = H;
+            f.P = a->P[k], f.pre = pre, f.h0 = hold + (size_t)k * H, f.hout = hnew + (size_t)k * H;
+            f.c0 = f.cout = c ? c + (size_t)k * H : NULL;   /* in place: each unit read then written by its owner */
+            f.extra = (FG_T *)a->extra + (size_t)k * H, f.extra_step = 0, f.b_hn = a->b_hn[k];
+            FG_FN(forward_thread)(&f, tid, nth);            /* ends with a barrier: hnew[k] complete */
+        }
+        if (tid == 0)
+            *a->slot = a->next(a->ctx, s, hnew + (size_t)(L - 1) * H);
+#pragma omp barrier
+        tok = *(volatile long long *)a->slot;
+        if (tok < 0)
+            break;
+        /* thread 0 writes the slot again only after the next step's barriers */
+    }
+}
+
 static void FG_FN(activation)(int kind, size_t n, const FG_T *x, FG_T *out)
 {
     for (size_t i = 0; i < n; i += FG_NR) {

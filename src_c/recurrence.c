@@ -140,6 +140,13 @@ void fg_backward_##S(const fg_backward_args *a)                                 
         return;                                                                       \
     FG_PARALLEL(a->n_threads, run(a, tid, nth))                                       \
 }                                                                                     \
+void fg_generate_##S(const fg_generate_args *a)                                      \
+{                                                                                     \
+    void (*run)(const fg_generate_args *, int, int) = FG_PICK(generate_thread, S);    \
+    if (a->max_steps <= 0)                                                            \
+        return;                                                                       \
+    FG_PARALLEL(a->n_threads, run(a, tid, nth))                                       \
+}                                                                                     \
 void fg_activation_##S(int kind, size_t n, const ELT *x, ELT *out)                       \
 {                                                                                     \
     FG_PICK(activation, S)(kind, n, x, out);                                          \

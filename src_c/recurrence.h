@@ -60,6 +60,40 @@ typedef struct {
     void *scratch;      /* (B, H) gru rb workspace                                             */
 } fg_backward_args;
 
+/* Token-by-token generation for one sequence (B = 1) through L stacked layers.
+ * Step s feeds token tok_s: layer k computes pre = bias_k + input (row tok_s of w_ih[0]^T,
+ * or w_ih[k] x with x = emb[tok_s] / the new h of layer k-1), then one step of the
+ * forward kernel with the packed w_hh[k]; afterwards thread 0 calls next(ctx, s, h_top),
+ * which returns tok_{s+1}, or -1 to stop.  Every thread owns the same unit blocks in
+ * every layer, so each keeps its share of the packed weights in its own cache.
+ * Results are bit-identical for every thread count. */
+typedef long long (*fg_next_token)(void *ctx, int step, const void *h_top);
+
+typedef struct {
+    int cell, L, H;
+    int n_threads;
+    int max_steps;              /* upper bound on the steps; next() normally stops earlier */
+    long long first;            /* tok_0                                                    */
+    const int *d_in;            /* [L] input width of each layer                            */
+    const void *const *P;       /* [L] packed w_hh^T (fg_pack_forward_*)                    */
+    const void *const *w_ih;    /* [L] (G*H, d_in[k]); one-hot input: layer 0 holds w_ih^T
+                                   (V, G*H) instead, so a token reads one contiguous row    */
+    const void *const *bias;    /* [L] (G*H,) b_ih + b_hh (gru lbr: gate n without b_hn)    */
+    const void *const *b_hn;    /* [L] (H,) gru lbr, else NULL entries                      */
+    const void *emb;            /* (V, d_in[0]) embedding, or NULL: one-hot token input     */
+    void *h;                    /* IN/OUT (2, L, H): buffer 0 = initial state; after s steps
+                                   the state is in buffer s % 2                             */
+    void *c;                    /* IN/OUT (L, H) lstm cell state                            */
+    void *pre;                  /* scratch (L, G*H)                                         */
+    void *extra;                /* scratch (L, H)                                           */
+    fg_next_token next;
+    void *ctx;
+    long long *slot;            /* shared cell through which thread 0 hands out tok_{s+1}   */
+} fg_generate_args;
+
+void fg_generate_f32(const fg_generate_args *a);
+void fg_generate_f64(const fg_generate_args *a);
+
 /* Size in elements of the packed weights for H units and G gates. */
 size_t fg_packed_size(int H, int G, int nr);
 

@@ -113,3 +113,42 @@ def test_zero_length_and_numpy_fallback(monkeypatch):
         slow = generate(model, VOCAB, "the ", 30, temperature=0)
     monkeypatch.undo()
     assert generate(model, VOCAB, "the ", 30, temperature=0) == slow
+
+
+@pytest.mark.parametrize("kw", CONFIGS, ids=IDS)
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_compiled_sampling_same_for_every_thread_count(kw, dtype):
+    # H = 40: several unit blocks per thread, a ragged last block (16 / 8 units per block)
+    cfg = ModelConfig(vocab_size=V, hidden=40, dtype=dtype, **kw)
+    runs = []
+    for nt in (1, 2, 3):
+        model = CharRNN(cfg, rng=np.random.default_rng(5), n_threads=nt)
+        runs.append(sample_compiled(model, PREFIX, 200, temperature=1.0, seed=2))
+    assert (runs[0] == runs[1]).all() and (runs[0] == runs[2]).all()
+
+
+@pytest.mark.parametrize("cell, reset", [("rnn", "after"), ("gru", "after"), ("gru", "before"),
+                                         ("lstm", "after")])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_compiled_greedy_follows_the_forward_kernel(cell, reset, dtype):
+    """The generator steps exactly as fastgates.*_forward: teacher-forcing its own output
+    through the kernel and taking argmax of the logits reproduces every token."""
+    import fastgates
+
+    cfg = ModelConfig(vocab_size=V, hidden=40, cell=cell, gru_reset=reset, dtype=dtype)
+    model = CharRNN(cfg, rng=np.random.default_rng(1))
+    for p in model.params.values():
+        p *= 3.0
+    out = sample_compiled(model, PREFIX, 60, temperature=0.0)
+    seq = np.concatenate([PREFIX, out[:-1]])[:, None]
+    p = model.params
+    w = [p["rnn.weight_ih_l0"], p["rnn.weight_hh_l0"], p["rnn.bias_ih_l0"], p["rnn.bias_hh_l0"]]
+    if cell == "lstm":
+        y = fastgates.lstm_forward(seq, None, None, *w, training=False)[0]
+    elif cell == "gru":
+        y = fastgates.gru_forward(seq, None, *w, linear_before_reset=reset == "after",
+                                  training=False)[0]
+    else:
+        y = fastgates.rnn_forward(seq, None, *w, training=False)[0]
+    logits = y[len(PREFIX) - 1:, 0] @ p["fc.weight"].T + p["fc.bias"]
+    assert (logits.argmax(axis=1) == out).all()

@@ -1,15 +1,19 @@
 # cython: language_level=3
 """Compiled text generation: the whole sampling loop runs without the GIL.
 
-Design: per token, for B = 1, every layer k computes
+Design: the recurrence runs in the kernels' C code (``fg_generate_*`` in
+src_c/recurrence.c) inside one OpenMP parallel region for the whole text.  Per
+token, for B = 1, every layer k computes
 
-    gi = b_ih + W_ih x          x = column ``tok`` of W_ih (one-hot: a strided gather),
-                                    an embedding row, or the layer below's h
-    gh = b_hh + W_hh h          one GEMV (scipy's cython_blas sgemv/dgemv)
+    pre = b_ih + b_hh + input   input = row ``tok`` of W_ihᵀ (one-hot), W_ih x for an
+                                embedding row or the layer below's new h
+    one step of the forward kernel: the product with the packed W_hh and the fused
+    gate math (PyTorch gate order: LSTM i, f, g, o; GRU r, z, n), in the model dtype
 
-and then the cell's gate math in one small ``cdef`` function per cell (PyTorch
-gate order: LSTM i, f, g, o; GRU r, z, n).  The output layer is one more GEMV,
-``logits = fc_w h + fc_b``, followed by the draw:
+with every thread owning the same hidden-unit blocks in every layer and token, so
+each core keeps its share of the packed weights in its own cache.  After the top
+layer, thread 0 calls back into this module (``_next_token``) for the output
+layer, ``logits = fc_w h + fc_b`` (one GEMV), and the draw:
 
     temperature 0:  argmax (first maximum; deterministic)
     otherwise:      p_i ∝ exp((l_i − max l) / τ) over the ``top_k`` largest logits
@@ -17,8 +21,9 @@ gate order: LSTM i, f, g, o; GRU r, z, n).  The output layer is one more GEMV,
                     i = first index whose cumulative sum exceeds u · Σp,
                     u ∈ [0, 1) from xoshiro256** seeded by splitmix64(seed).
 
-Gate pre-activations, activations, the softmax and the cumulative sum are
-evaluated in double precision; states are stored in the model dtype.
+The softmax and the cumulative sum are evaluated in double precision.  The states
+are those of ``fastgates.*_forward`` on the same tokens (bit-identical for one-hot
+input), and the drawn ids do not depend on the thread count.
 ``fastgates.lm.generation.sample_numpy`` is the same algorithm in NumPy.
 """
 
@@ -26,6 +31,8 @@ from libc.math cimport exp, tanh, INFINITY
 from libc.stdint cimport uint64_t, int64_t
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy
+
+import numpy as np
 from scipy.linalg.cython_blas cimport sgemv, dgemv
 
 ctypedef fused floating:
@@ -103,58 +110,6 @@ cdef inline void _gemv(const floating* A, int M, int N, const floating* x, float
         dgemv(&trans, &N, &M, &one, <double*>A, &N, <double*>x, &inc, &beta, y, &inc)
 
 
-# -- gate math: one function per cell, over one row of H units --------------------------------
-
-cdef inline double _sigmoid(double v) noexcept nogil:
-    return 1.0 / (1.0 + exp(-v))
-
-cdef void _rnn_tanh_cell(const floating* gi, const floating* gh, floating* h, int H) noexcept nogil:
-    """h = tanh(gi + gh)."""
-    cdef int j
-    for j in range(H):
-        h[j] = <floating>tanh(<double>gi[j] + <double>gh[j])
-
-cdef void _lstm_cell(const floating* gi, const floating* gh, floating* h, floating* c,
-                     int H) noexcept nogil:
-    """i, f, o = σ(.), g = tanh(.); c = f c + i g; h = o tanh(c)."""
-    cdef int j
-    cdef double i, f, g, o
-    for j in range(H):
-        i = _sigmoid(<double>gi[j] + <double>gh[j])
-        f = _sigmoid(<double>gi[H + j] + <double>gh[H + j])
-        g = tanh(<double>gi[2 * H + j] + <double>gh[2 * H + j])
-        o = _sigmoid(<double>gi[3 * H + j] + <double>gh[3 * H + j])
-        c[j] = <floating>(f * <double>c[j] + i * g)
-        h[j] = <floating>(o * tanh(<double>c[j]))
-
-cdef void _gru_lbr_cell(const floating* gi, const floating* gh, floating* h, int H) noexcept nogil:
-    """r, z = σ(gi + gh); n = tanh(gi_n + r gh_n) with gh_n = W_hn h + b_hn; h = z h + (1 - z) n."""
-    cdef int j
-    cdef double r, z, n
-    for j in range(H):
-        r = _sigmoid(<double>gi[j] + <double>gh[j])
-        z = _sigmoid(<double>gi[H + j] + <double>gh[H + j])
-        n = tanh(<double>gi[2 * H + j] + r * <double>gh[2 * H + j])
-        h[j] = <floating>(z * <double>h[j] + (1.0 - z) * n)
-
-cdef void _gru_rb_gates(const floating* gi, const floating* gh, const floating* h, floating* z_out,
-                        floating* rh, int H) noexcept nogil:
-    """Reset-before GRU, first half: z = σ(gi_z + gh_z), rh = σ(gi_r + gh_r) ⊙ h."""
-    cdef int j
-    for j in range(H):
-        rh[j] = <floating>(_sigmoid(<double>gi[j] + <double>gh[j]) * <double>h[j])
-        z_out[j] = <floating>_sigmoid(<double>gi[H + j] + <double>gh[H + j])
-
-cdef void _gru_rb_update(const floating* gi_n, const floating* ghn, const floating* z,
-                         floating* h, int H) noexcept nogil:
-    """Second half: n = tanh(gi_n + (r ⊙ h) W_hnᵀ + b_hn); h = z h + (1 - z) n."""
-    cdef int j
-    cdef double n
-    for j in range(H):
-        n = tanh(<double>gi_n[j] + <double>ghn[j])
-        h[j] = <floating>(<double>z[j] * <double>h[j] + (1.0 - <double>z[j]) * n)
-
-
 # -- the draw ----------------------------------------------------------------------------------
 
 cdef double _kth_largest(double* a, int n, int k) noexcept nogil:
@@ -216,43 +171,96 @@ cdef int64_t _draw(const floating* logits, int V, double temperature, int top_k,
 
 # -- the loop ----------------------------------------------------------------------------------
 
-cdef void _layer_step(int cell, int k, int H, int64_t tok, const floating* x, int D,
-                      floating** wih, floating** whh, floating** bih, floating** bhh,
-                      floating* h, floating* c, floating* gi, floating* gh,
-                      floating* tmp, floating* tmp2) noexcept nogil:
-    """Advance layer k by one step; input = token ``tok`` (x NULL) or the vector x (D)."""
-    cdef int G = 4 if cell == CELL_LSTM else (3 if cell != CELL_RNN_TANH else 1)
-    cdef int GH = G * H, j
-    cdef const floating* w = wih[k]
-    memcpy(gi, bih[k], GH * sizeof(floating))
-    if x == NULL:
-        for j in range(GH):
-            gi[j] = gi[j] + w[<Py_ssize_t>j * D + tok]
+cdef extern from "recurrence.h" nogil:
+    ctypedef long long (*fg_next_token)(void *ctx, int step, const void *h_top) noexcept nogil
+    ctypedef struct fg_generate_args:
+        int cell, L, H, n_threads, max_steps
+        long long first
+        const int *d_in
+        const void **P
+        const void **w_ih
+        const void **bias
+        const void **b_hn
+        const void *emb
+        void *h
+        void *c
+        void *pre
+        void *extra
+        fg_next_token next
+        void *ctx
+        long long *slot
+    size_t fg_packed_size(int H, int G, int nr)
+    void fg_pack_forward_f32(const float *w_hh, int H, int G, float *P, int n_threads)
+    void fg_pack_forward_f64(const double *w_hh, int H, int G, double *P, int n_threads)
+    void fg_generate_f32(const fg_generate_args *a)
+    void fg_generate_f64(const fg_generate_args *a)
+    int fg_max_threads()
+    int FG_NR_F32, FG_NR_F64
+    int FG_RNN_TANH, FG_GRU_LBR, FG_GRU_RB, FG_LSTM
+
+# the kernels' cell codes, by the codes of CELLS
+cdef int _KERNEL_CELL[4]
+_KERNEL_CELL[CELL_RNN_TANH] = FG_RNN_TANH
+_KERNEL_CELL[CELL_GRU_LBR] = FG_GRU_LBR
+_KERNEL_CELL[CELL_GRU_RB] = FG_GRU_RB
+_KERNEL_CELL[CELL_LSTM] = FG_LSTM
+
+
+cdef struct DrawCtx:
+    int n_prefix, n_out, V, H, top_k, last_step, f32
+    const int64_t *prefix
+    int64_t *out
+    const void *fc_w
+    const void *fc_b
+    void *logits
+    double temperature
+    double *p
+    double *scratch
+    Rng rng
+
+
+cdef int64_t _logits_draw(DrawCtx *d, const floating *h) noexcept nogil:
+    """logits = fc_w h + fc_b, then the draw."""
+    cdef floating *logits = <floating *>d.logits
+    memcpy(logits, d.fc_b, d.V * sizeof(floating))
+    _gemv(<const floating *>d.fc_w, d.V, d.H, h, <floating>1, logits)
+    return _draw(logits, d.V, d.temperature, d.top_k, d.p, d.scratch, &d.rng)
+
+
+cdef long long _next_token(void *ctx, int step, const void *h_top) noexcept nogil:
+    """Called by the kernel after step ``step`` fed its token: the next token, or -1 = stop."""
+    cdef DrawCtx *d = <DrawCtx *>ctx
+    cdef int t = step + 1                 # tokens consumed so far
+    cdef int64_t tok
+    d.last_step = step
+    if t < d.n_prefix:
+        return d.prefix[t]
+    t -= d.n_prefix                       # index of this draw
+    if t >= d.n_out:
+        return -1
+    if d.f32:
+        tok = _logits_draw(d, <const float *>h_top)
     else:
-        _gemv(w, GH, D, x, <floating>1, gi)
-    if cell == CELL_GRU_RB:
-        memcpy(gh, bhh[k], 2 * H * sizeof(floating))
-        _gemv(<const floating*>whh[k], 2 * H, H, <const floating*>h, <floating>1, gh)
-        _gru_rb_gates(gi, gh, h, tmp, tmp2, H)              # tmp = z, tmp2 = r ⊙ h
-        memcpy(gh + 2 * H, bhh[k] + 2 * H, H * sizeof(floating))
-        _gemv(<const floating*>(whh[k] + <Py_ssize_t>2 * H * H), H, H, <const floating*>tmp2,
-              <floating>1, gh + 2 * H)
-        _gru_rb_update(gi + 2 * H, gh + 2 * H, tmp, h, H)
-        return
-    memcpy(gh, bhh[k], GH * sizeof(floating))
-    _gemv(<const floating*>whh[k], GH, H, <const floating*>h, <floating>1, gh)
-    if cell == CELL_LSTM:
-        _lstm_cell(gi, gh, h, c, H)
-    elif cell == CELL_GRU_LBR:
-        _gru_lbr_cell(gi, gh, h, H)
-    else:
-        _rnn_tanh_cell(gi, gh, h, H)
+        tok = _logits_draw(d, <const double *>h_top)
+    d.out[t] = tok
+    return tok if t + 1 < d.n_out else -1
+
+
+def resolve_threads(n_threads):
+    """Threads for generation: None = the OpenMP default, n > 0, or n < 0 counting back
+    from the maximum (as the kernels).  Two threads beat one here from H = 64 up (each
+    core keeps its half of the packed w_hh in its own cache)."""
+    cdef int top = fg_max_threads()
+    if n_threads is None:
+        return top
+    n = int(n_threads)
+    return max(1, n if n > 0 else top + 1 + n)
 
 
 def sample(int cell, list layers, floating[:, ::1] fc_w, floating[::1] fc_b,
            floating[:, ::1] embedding, floating[:, ::1] h_state, floating[:, ::1] c_state,
            const int64_t[::1] prefix, int64_t[::1] out, double temperature, int top_k,
-           uint64_t seed):
+           uint64_t seed, int n_threads=1):
     """Feed ``prefix`` through the model, then draw ``len(out)`` tokens into ``out``.
 
     Parameters (validated by the caller; V tokens, H units, L layers)
@@ -271,74 +279,86 @@ def sample(int cell, list layers, floating[:, ::1] fc_w, floating[::1] fc_b,
     temperature : 0 = greedy argmax
     top_k : <= 0 = no limit
     seed : the generator's seed
+    n_threads : threads of the recurrence (>= 1); the results do not depend on it
     """
-    cdef int L = len(layers), V = fc_w.shape[0], H = fc_w.shape[1], k, G
-    cdef Py_ssize_t n_prefix = prefix.shape[0], n_out = out.shape[0], t
-    cdef int use_emb = embedding is not None
-    G = 4 if cell == CELL_LSTM else (3 if cell in (CELL_GRU_LBR, CELL_GRU_RB) else 1)
-    cdef floating** wih = <floating**>malloc(L * sizeof(floating*))
-    cdef floating** whh = <floating**>malloc(L * sizeof(floating*))
-    cdef floating** bih = <floating**>malloc(L * sizeof(floating*))
-    cdef floating** bhh = <floating**>malloc(L * sizeof(floating*))
-    cdef int* din = <int*>malloc(L * sizeof(int))
-    cdef floating* gi = <floating*>malloc(G * H * sizeof(floating))
-    cdef floating* gh = <floating*>malloc(G * H * sizeof(floating))
-    cdef floating* tmp = <floating*>malloc(H * sizeof(floating))
-    cdef floating* tmp2 = <floating*>malloc(H * sizeof(floating))
-    cdef floating* logits = <floating*>malloc(V * sizeof(floating))
-    cdef double* p = <double*>malloc(V * sizeof(double))
-    cdef double* scratch = <double*>malloc(V * sizeof(double))
+    cdef int L = len(layers), V = fc_w.shape[0], H = fc_w.shape[1], k
+    cdef int G = 4 if cell == CELL_LSTM else (3 if cell in (CELL_GRU_LBR, CELL_GRU_RB) else 1)
+    cdef int nr = FG_NR_F32 if floating is float else FG_NR_F64
+    dtype = np.float32 if floating is float else np.float64
+    # per layer: packed w_hh, combined bias (lbr keeps b_hn apart), pointers
+    packed, biases = [], []
+    d_in = np.empty(L, np.intc)
+    ptrs = np.zeros((5, L), np.uintp)       # P, w_ih, bias, b_hn (0 = NULL), unused
     cdef floating[:, ::1] w2
     cdef floating[::1] w1
-    cdef floating* hp = &h_state[0, 0]
-    cdef floating* cp = &c_state[0, 0]
-    cdef const floating* x
-    cdef int64_t tok
-    cdef Rng rng
-    if (wih == NULL or whh == NULL or bih == NULL or bhh == NULL or din == NULL or gi == NULL
-            or gh == NULL or tmp == NULL or tmp2 == NULL or logits == NULL or p == NULL
-            or scratch == NULL):
-        free(wih); free(whh); free(bih); free(bhh); free(din); free(gi); free(gh)
-        free(tmp); free(tmp2); free(logits); free(p); free(scratch)
-        raise MemoryError()
-    try:
-        for k in range(L):
-            w2 = layers[k][0]
-            wih[k] = &w2[0, 0]
-            din[k] = w2.shape[1]
-            w2 = layers[k][1]
-            whh[k] = &w2[0, 0]
-            w1 = layers[k][2]
-            bih[k] = &w1[0]
-            w1 = layers[k][3]
-            bhh[k] = &w1[0]
-        _rng_seed(&rng, seed)
+    for k in range(L):
+        w_ih, w_hh, b_ih, b_hh = layers[k]
+        P = np.empty(fg_packed_size(H, G, nr), dtype)
+        w2 = w_hh
+        w1 = P
         with nogil:
-            tok = prefix[0]
-            t = 0
-            while True:
-                # one step of every layer on token ``tok``
-                for k in range(L):
-                    if k == 0:
-                        x = &embedding[tok, 0] if use_emb else NULL
-                    else:
-                        x = hp + <Py_ssize_t>(k - 1) * H
-                    _layer_step(cell, k, H, tok, x, din[k], wih, whh, bih, bhh,
-                                hp + <Py_ssize_t>k * H, cp + <Py_ssize_t>k * H, gi, gh, tmp, tmp2)
-                if t + 1 < n_prefix:
-                    t += 1
-                    tok = prefix[t]
-                    continue
-                t += 1
-                if t - n_prefix >= n_out:
-                    break
-                memcpy(logits, &fc_b[0], V * sizeof(floating))
-                _gemv(<const floating*>&fc_w[0, 0], V, H,
-                      <const floating*>(hp + <Py_ssize_t>(L - 1) * H), <floating>1, logits)
-                tok = _draw(logits, V, temperature, top_k, p, scratch, &rng)
-                out[t - n_prefix] = tok
-                if t - n_prefix + 1 >= n_out:
-                    break
-    finally:
-        free(wih); free(whh); free(bih); free(bhh); free(din); free(gi); free(gh)
-        free(tmp); free(tmp2); free(logits); free(p); free(scratch)
+            if floating is float:
+                fg_pack_forward_f32(&w2[0, 0], H, G, &w1[0], 1)
+            else:
+                fg_pack_forward_f64(&w2[0, 0], H, G, &w1[0], 1)
+        bias = b_ih + b_hh
+        if cell == CELL_GRU_LBR:
+            bias[2 * H:] = b_ih[2 * H:]    # b_hn acts inside r * (...)
+        if k == 0 and embedding is None:
+            w_ih = np.ascontiguousarray(w_ih.T)   # (V, G*H): a token's column as one row
+        packed.append((P, w_ih))
+        biases.append(bias)
+        d_in[k] = layers[k][0].shape[1]
+        ptrs[0, k] = P.ctypes.data
+        ptrs[1, k] = w_ih.ctypes.data
+        ptrs[2, k] = bias.ctypes.data
+        ptrs[3, k] = b_hh[2 * H:].ctypes.data if cell == CELL_GRU_LBR else 0
+    hbuf = np.zeros((2, L, H), dtype)
+    hbuf[0] = h_state
+    cbuf = np.array(c_state, dtype) if cell == CELL_LSTM else None
+    pre = np.empty((L, G * H), dtype)
+    extra = np.empty((L, H), dtype)
+    logits = np.empty(V, dtype)
+    pd = np.empty(V, np.float64)
+    scratch = np.empty(V, np.float64)
+
+    cdef DrawCtx d
+    d.n_prefix, d.n_out, d.V, d.H, d.top_k = prefix.shape[0], out.shape[0], V, H, top_k
+    d.last_step, d.f32 = -1, floating is float
+    d.prefix = &prefix[0]
+    d.out = &out[0] if out.shape[0] else NULL
+    d.fc_w, d.fc_b = <const void *>&fc_w[0, 0], <const void *>&fc_b[0]
+    d.logits = <void *><size_t>logits.ctypes.data
+    d.temperature = temperature
+    d.p = <double *><size_t>pd.ctypes.data
+    d.scratch = <double *><size_t>scratch.ctypes.data
+    _rng_seed(&d.rng, seed)
+
+    cdef long long slot = 0
+    cdef const int[::1] dv = d_in
+    cdef const size_t[:, ::1] pv = ptrs
+    cdef fg_generate_args a
+    a.cell, a.L, a.H, a.n_threads = _KERNEL_CELL[cell], L, H, max(1, n_threads)
+    a.max_steps = prefix.shape[0] + out.shape[0]
+    a.first = prefix[0]
+    a.d_in = &dv[0]
+    a.P = <const void **>&pv[0, 0]
+    a.w_ih = <const void **>&pv[1, 0]
+    a.bias = <const void **>&pv[2, 0]
+    a.b_hn = <const void **>&pv[3, 0]
+    a.emb = <const void *>&embedding[0, 0] if embedding is not None else NULL
+    a.h = <void *><size_t>hbuf.ctypes.data
+    a.c = <void *><size_t>cbuf.ctypes.data if cbuf is not None else NULL
+    a.pre = <void *><size_t>pre.ctypes.data
+    a.extra = <void *><size_t>extra.ctypes.data
+    a.next = _next_token
+    a.ctx = &d
+    a.slot = &slot
+    with nogil:
+        if floating is float:
+            fg_generate_f32(&a)
+        else:
+            fg_generate_f64(&a)
+    np.asarray(h_state)[...] = hbuf[(d.last_step + 1) % 2]
+    if cbuf is not None:
+        np.asarray(c_state)[...] = cbuf

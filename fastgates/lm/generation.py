@@ -119,10 +119,11 @@ def sample_compiled(model, prefix_ids, length, temperature=1.0, top_k=0, seed=0)
     h = np.zeros((cfg.layers, cfg.hidden), model.dtype)
     c = np.zeros((cfg.layers, cfg.hidden), model.dtype)
     out = np.zeros(length, np.int64)
+    nt = _sampling.resolve_threads(model.n_threads)
     with blas_limit(1):   # a B = 1 GEMV gains nothing from BLAS threads
         _sampling.sample(_cell_code(cfg), _layers(model), p["fc.weight"], p["fc.bias"],
                          p.get("embedding.weight"), h, c, prefix_ids, out, temperature, top_k,
-                         resolve_seed(seed))
+                         resolve_seed(seed), nt)
     return out
 
 
