@@ -67,6 +67,10 @@ cdef extern from "recurrence.h" nogil:
     void fg_backward_f32(const fg_backward_args *a)
     void fg_backward_f64(const fg_backward_args *a)
     void fg_activation_f32(int kind, size_t n, const float *x, float *out)
+    int fg_gemm_tn_f32(int n_threads, int M, int N, int K, const float *A, size_t lda,
+                       const float *B, size_t ldb, float *C, size_t ldc)
+    int fg_gemm_tn_f64(int n_threads, int M, int N, int K, const double *A, size_t lda,
+                       const double *B, size_t ldb, double *C, size_t ldc)
     void fg_activation_f64(int kind, size_t n, const double *x, double *out)
     int fg_max_threads()
     int fg_have_openmp()
@@ -284,6 +288,32 @@ cdef object _forward(f, bint training, int nt, floating dummy):
     return y, h_n, c_n, None
 
 
+# The weight-gradient product dW_hh^T = [h_{t-1}]^T dG: our micro-kernel (True) or BLAS
+# (False; kept for side-by-side measurement, see bench/).
+cdef bint _OWN_DW_HH = True
+
+
+def use_own_dw_hh(bint own):
+    """Select the dW_hh product (True: fg_gemm_tn, False: BLAS); returns the previous choice."""
+    global _OWN_DW_HH
+    prev = _OWN_DW_HH
+    _OWN_DW_HH = own
+    return prev
+
+
+cdef void _gemm_tn(int nt, int M, int N, int K, const floating *A, int lda, const floating *B,
+                   int ldb, floating *C, int ldc) noexcept nogil:
+    """C = A^T B   (A: [K, lda] of which M columns, B: [K, ldb] of which N, C: [M, ldc])"""
+    cdef int rc = -1
+    if _OWN_DW_HH:
+        if floating is float:
+            rc = fg_gemm_tn_f32(nt, M, N, K, A, lda, B, ldb, C, ldc)
+        else:
+            rc = fg_gemm_tn_f64(nt, M, N, K, A, lda, B, ldb, C, ldc)
+    if rc != 0:      # BLAS (also when the scratch could not be allocated)
+        gemm_split(nt, True, False, M, N, K, <floating>1, A, lda, B, ldb, <floating>0, C, ldc)
+
+
 cdef void _colsum(int nt, int rows, int cols, const floating *A, int lda, floating *out) noexcept nogil:
     """out[j] = sum_r A[r, j]   (A: [rows, cols], row stride lda); rows added in order for every j,
     threads own column ranges, so the result does not depend on the thread count."""
@@ -386,10 +416,9 @@ cdef object _backward(cache, b, int nt, floating dummy):
             # dw_hh^T = [h_{t-1}]^T dG  (rb n-gate columns: (r*h_{t-1})^T dn).  Formed transposed:
             # OpenBLAS 0.3.30 runs dG^T [h_{t-1}] at a third of the speed (10 against 30 GFLOP/s
             # on one core at G*H=1024, H=256, T*B=1120)
-            gemm_split(nt, True, False, H, rz, rows, <floating>1, hprev, H, g, GH, <floating>0, whhT, GH)
+            _gemm_tn(nt, H, rz, rows, hprev, H, g, GH, whhT, GH)
             if rz < GH:
-                gemm_split(nt, True, False, H, GH - rz, rows, <floating>1, rh, H, g + rz, GH,
-                           <floating>0, whhT + rz, GH)
+                _gemm_tn(nt, H, GH - rz, rows, rh, H, g + rz, GH, whhT + rz, GH)
             _colsum(nt, rows, GH, g, GH, bhh)
             _colsum(nt, rows, gx, g, GH, bih)
             if gx < GH:

@@ -346,6 +346,38 @@ static void FG_FN(backward_thread)(const fg_backward_args *a, int tid, int nth)
     }
 }
 
+/* C[i, j] = sum_r A[r, i] B[r, j]   (C = A^T B, overwritten)
+ * A: [K, lda] (columns i < M)   B: [K, ldb] (columns j < N)   C: [M, ldc]
+ * At: scratch [M, K]   Pt: this thread's scratch [K, NR]
+ * Phase 1 transposes A (each thread its rows of At); phase 2 packs each NR-column block
+ * of B and runs the micro-kernel over all M rows.  Threads own column blocks, and each
+ * element is summed over r in one fixed order: the result does not depend on nth. */
+static void FG_FN(gemm_tn_thread)(int M, int N, int K, const FG_T *A, size_t lda, const FG_T *B,
+                                  size_t ldb, FG_T *C, size_t ldc, FG_T *At, FG_T *Pt,
+                                  int tid, int nth)
+{
+    const int i0 = (int)((long)M * tid / nth), i1 = (int)((long)M * (tid + 1) / nth);
+    enum { RB = 64 };   /* rows of A per pass: the At rows being written stay in cache */
+    for (int r0 = 0; r0 < K; r0 += RB) {
+        const int r1 = K - r0 < RB ? K : r0 + RB;
+        for (int i = i0; i < i1; i++)
+            for (int r = r0; r < r1; r++)
+                At[(size_t)i * K + r] = A[(size_t)r * lda + i];
+    }
+#pragma omp barrier
+    const int nb = (N + FG_NR - 1) / FG_NR;
+    const int u0 = (int)((long)nb * tid / nth), u1 = (int)((long)nb * (tid + 1) / nth);
+    for (int u = u0; u < u1; u++) {
+        const int j0 = u * FG_NR, n = N - j0 < FG_NR ? N - j0 : FG_NR;
+        for (int r = 0; r < K; r++) {
+            memcpy(Pt + (size_t)r * FG_NR, B + (size_t)r * ldb + j0, (size_t)n * sizeof(FG_T));
+            if (n < FG_NR)
+                memset(Pt + (size_t)r * FG_NR + n, 0, (size_t)(FG_NR - n) * sizeof(FG_T));
+        }
+        FG_FN(gemm_rows)(M, At, K, Pt, K, C + j0, ldc, n, 0);
+    }
+}
+
 /* sum_k a[k] b[k], NR-wide partial sums added in a fixed order (no thread dependence). */
 static FG_T FG_FN(dot)(const FG_T *a, const FG_T *b, int n)
 {

@@ -1,5 +1,6 @@
 /* Drivers of the time loops: packing, the parallel region, and the choice of
  * instruction set (see recurrence.h for the design). */
+#include <stdlib.h>
 #include <string.h>
 #include "recurrence.h"
 
@@ -139,6 +140,25 @@ void fg_backward_##S(const fg_backward_args *a)                                 
     if (a->T <= 0 || a->B <= 0)                                                       \
         return;                                                                       \
     FG_PARALLEL(a->n_threads, run(a, tid, nth))                                       \
+}                                                                                     \
+int fg_gemm_tn_##S(int n_threads, int M, int N, int K, const ELT *A, size_t lda,          \
+                   const ELT *B, size_t ldb, ELT *C, size_t ldc)                      \
+{                                                                                     \
+    void (*run)(int, int, int, const ELT *, size_t, const ELT *, size_t, ELT *, size_t, \
+                ELT *, ELT *, int, int) = FG_PICK(gemm_tn_thread, S);                 \
+    const int nr = sizeof(ELT) == 4 ? FG_NR_F32 : FG_NR_F64;                          \
+    if (M <= 0 || N <= 0)                                                             \
+        return 0;                                                                     \
+    if (n_threads < 1)                                                                \
+        n_threads = 1;                                                                \
+    ELT *At = malloc(((size_t)M * K + (size_t)n_threads * K * nr) * sizeof(ELT) + 1);  \
+    if (!At)                                                                          \
+        return -1;                                                                    \
+    ELT *Pt = At + (size_t)M * K;                                                     \
+    FG_PARALLEL(n_threads, run(M, N, K, A, lda, B, ldb, C, ldc, At,                   \
+                               Pt + (size_t)tid * K * nr, tid, nth))                  \
+    free(At);                                                                         \
+    return 0;                                                                         \
 }                                                                                     \
 void fg_generate_##S(const fg_generate_args *a)                                      \
 {                                                                                     \
