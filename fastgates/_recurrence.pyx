@@ -482,7 +482,7 @@ cdef object _backward(cache, b, int nt, floating dummy):
     dh = b.dh_n.copy() if b.dh_n is not None else np.zeros((B, H), dtype)
     dc = (b.dc_n.copy() if b.dc_n is not None else np.zeros((B, H), dtype)) if lstm else None
     dy = b.dy
-    hprev = cache.hs          # h_{t-1} of every row of dG: the first `rows` state rows
+    hprev_rows = cache.hs     # h_{t-1} of every row of dG: the first `rows` state rows
     if ragged:
         # packed layout: dh/dc in sorted order, dy gathered, h_{t-1} gathered (see Packing)
         Tk, rows = len(pk.batch_sizes), pk.N
@@ -490,8 +490,8 @@ cdef object _backward(cache, b, int nt, floating dummy):
         if dy is not None:
             dy = np.empty((rows, H), dtype)
             _gather_py(nt, pk.flat, b.dy, dy, dummy)
-        hprev = np.empty((rows, H), dtype)
-        _gather_py(nt, pk.prev, cache.hs, hprev, dummy)
+        hprev_rows = np.empty((rows, H), dtype)
+        _gather_py(nt, pk.prev, cache.hs, hprev_rows, dummy)
     dG = np.empty((rows, GH), dtype)
     dnx = np.empty((rows, H), dtype) if cell == FG_GRU_LBR else None
     scratch = np.empty((B, H), dtype) if cell == FG_GRU_RB else None
@@ -526,7 +526,7 @@ cdef object _backward(cache, b, int nt, floating dummy):
 
     cdef floating *g = <floating *>vptr(dG)
     cdef floating *gn = <floating *>vptr(dnx)
-    cdef floating *hp = <floating *>vptr(hprev)
+    cdef floating *hprev = <floating *>vptr(hprev_rows)
     cdef floating *rh = <floating *>vptr(cache.extra)
     dw_hhT = new((H, GH), dtype)
     cdef floating *whhT = <floating *>vptr(dw_hhT)
@@ -551,7 +551,7 @@ cdef object _backward(cache, b, int nt, floating dummy):
             # dw_hh^T = [h_{t-1}]^T dG  (rb n-gate columns: (r*h_{t-1})^T dn).  Formed transposed:
             # OpenBLAS 0.3.30 runs dG^T [h_{t-1}] at a third of the speed (10 against 30 GFLOP/s
             # on one core at G*H=1024, H=256, T*B=1120)
-            gemm_split(nt, True, False, H, rz, rows, <floating>1, hp, H, g, GH, <floating>0, whhT, GH)
+            gemm_split(nt, True, False, H, rz, rows, <floating>1, hprev, H, g, GH, <floating>0, whhT, GH)
             if rz < GH:
                 gemm_split(nt, True, False, H, GH - rz, rows, <floating>1, rh, H, g + rz, GH,
                            <floating>0, whhT + rz, GH)
