@@ -266,24 +266,6 @@ def check_dropout(dropout, num_layers):
     return float(dropout)
 
 
-def check_lengths(lengths, T, B):
-    """Validate ``lengths`` (B,) in [0, T]; return an int64 array or None."""
-    if lengths is None:
-        return None
-    if hasattr(lengths, "detach"):           # a torch tensor
-        lengths = lengths.detach().cpu().numpy()
-    arr = _checks._as_array("lengths", lengths)
-    if arr.dtype.kind not in "iu":
-        raise TypeError(f"lengths must be an integer array (B,) = ({B},), got dtype {arr.dtype}")
-    if arr.shape != (B,):
-        raise ValueError(f"lengths must have shape (B,) = ({B},) (one length per batch row), "
-                         f"got {arr.shape}")
-    if arr.size and (arr.min() < 0 or arr.max() > T):
-        bad = arr.min() if arr.min() < 0 else arr.max()
-        raise ValueError(f"lengths must lie in [0, T] = [0, {T}], found {bad}")
-    return np.ascontiguousarray(arr, dtype=np.int64)
-
-
 def check_state(name, s, shape, dtype):
     """Validate one (L * num_dirs, B, H) state array; None passes through."""
     if s is None:
@@ -464,7 +446,7 @@ class _Layer:
         """
         xs = self._check_x(x)
         T, B = xs.shape[:2]
-        lengths = check_lengths(lengths, T, B)
+        lengths = _checks.check_lengths(lengths, T, B)
         h0, c0 = self._split_state(state, B)
         masks = None
         if self.training and self.dropout > 0 and self.num_layers > 1:
