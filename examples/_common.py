@@ -4,6 +4,8 @@ import numpy as np
 
 
 class Adam:
+    """Adam (Kingma & Ba) updating a dict of parameter arrays in place."""
+
     def __init__(self, params, lr=0.01, betas=(0.9, 0.999), eps=1e-8):
         self.lr, self.b1, self.b2, self.eps, self.t = lr, betas[0], betas[1], eps, 0
         self.m = {k: np.zeros_like(v) for k, v in params.items()}
