@@ -22,9 +22,12 @@ character for generation, one optimizer step for LM training).
 
 Kinds of spec:
 
-kernel    {"kind": "kernel", "impl", "cell", "shape", "direction", "dtype", "tokens"}
+kernel    {"kind": "kernel", "impl", "cell", "shape", "direction", "dtype", "tokens"[, "ragged"]}
           cell: rnn (tanh), gru_lbr, gru_rb, lstm; direction: fwd (training=False /
           torch.no_grad) or fwdbwd (forward with a cache + backward for dy, dh_n[, dc_n]).
+          ragged: lengths uniform in [1, T] (fixed seed; ragged_lengths) — fastgates and
+          the reference take ``lengths=``, torch runs pack_padded_sequence(enforce_sorted=
+          False) -> module -> pad_packed_sequence; jax has no ragged form.
 generate  {"kind": "generate", "impl", "cell", "hidden", "vocab", "chars"}
 lm        {"kind": "lm", "impl", "cell", "steps"}   the textbook recipe: letters
           (vocabulary 28), hidden 256, batch 32, 35 steps, SGD lr 1, clip 1.
@@ -97,9 +100,12 @@ CLOCK = VirtualClock()
 
 # -- specs ------------------------------------------------------------------------------------
 
-def kernel_spec(impl, cell, shape, direction, dtype="float32", tokens=False):
-    return {"kind": "kernel", "impl": impl, "cell": cell, "shape": shape,
+def kernel_spec(impl, cell, shape, direction, dtype="float32", tokens=False, ragged=False):
+    spec = {"kind": "kernel", "impl": impl, "cell": cell, "shape": shape,
             "direction": direction, "dtype": dtype, "tokens": bool(tokens)}
+    if ragged:
+        spec["ragged"] = True
+    return spec
 
 
 def generate_spec(impl, cell, hidden=256, vocab=28, chars=200):
@@ -116,7 +122,7 @@ def case_name(spec) -> str:
     if spec["kind"] == "kernel":
         dt = {"float32": "f32", "float64": "f64"}[spec["dtype"]]
         return (f"{spec['shape']}-{spec['cell']}-{dt}{'-tokens' if spec['tokens'] else ''}"
-                f"-{spec['direction']}")
+                f"{'-ragged' if spec.get('ragged') else ''}-{spec['direction']}")
     if spec["kind"] == "generate":
         return f"generate-{spec['cell']}-H{spec['hidden']}-V{spec['vocab']}"
     return f"lm-train-{spec['cell']}"
@@ -130,15 +136,26 @@ def kernel_dims(spec):
     return SHAPES[spec["shape"]]
 
 
+def ragged_lengths(spec):
+    """The lengths of a ragged spec: uniform in [1, T] from a fixed seed (d2l: mean 18.3 of
+    35), drawn apart from kernel_data's stream so the padded twin has the same data."""
+    import numpy as np
+
+    T, B, _, _ = kernel_dims(spec)
+    return np.random.default_rng(SEED + 2).integers(1, T + 1, B)
+
+
 def kernel_gflop(spec) -> float:
     """GEMM FLOPs every implementation must do, in GFLOP.
 
     forward 2·T·B·(D+H)·G·H, forward+backward three times that; with token-id
-    input the input GEMM is a gather, so D counts as 0.
+    input the input GEMM is a gather, so D counts as 0; ragged: the valid steps
+    sum(lengths) instead of T·B.
     """
     T, B, D, H = kernel_dims(spec)
     G = CELLS[spec["cell"]][2]
-    flop = 2.0 * T * B * ((0 if spec["tokens"] else D) + H) * G * H
+    steps = int(ragged_lengths(spec).sum()) if spec.get("ragged") else T * B
+    flop = 2.0 * steps * ((0 if spec["tokens"] else D) + H) * G * H
     return flop * (3 if spec["direction"] == "fwdbwd" else 1) / 1e9
 
 
@@ -219,6 +236,7 @@ def kernel_data(spec):
     d["dy"] = rng.standard_normal((T, B, H)).astype(dt)
     d["dh_n"] = rng.standard_normal((B, H)).astype(dt)
     d["dc_n"] = rng.standard_normal((B, H)).astype(dt) if spec["cell"] == "lstm" else None
+    d["lengths"] = ragged_lengths(spec) if spec.get("ragged") else None
     return d
 
 
@@ -229,12 +247,13 @@ def _numpy_kernel(mod, spec, n_threads):
     d = kernel_data(spec)
     cell, variant, _ = CELLS[spec["cell"]]
     kw = {} if n_threads is None else {"n_threads": n_threads}
+    fkw = dict(kw, lengths=d["lengths"]) if spec.get("ragged") else kw
     x, h0, c0 = d["x"], d["h0"], d["c0"]
     W = (d["w_ih"], d["w_hh"], d["b_ih"], d["b_hh"])
     dy, dh_n, dc_n = d["dy"], d["dh_n"], d["dc_n"]
     if cell == "rnn":
         def fwd(training):
-            return mod.rnn_forward(x, h0, *W, nonlinearity=variant, training=training, **kw)
+            return mod.rnn_forward(x, h0, *W, nonlinearity=variant, training=training, **fkw)
 
         def bwd(out):
             return mod.rnn_backward(dy, dh_n, out[2], **kw)
@@ -242,13 +261,13 @@ def _numpy_kernel(mod, spec, n_threads):
         lbr = variant == "lbr"
 
         def fwd(training):
-            return mod.gru_forward(x, h0, *W, linear_before_reset=lbr, training=training, **kw)
+            return mod.gru_forward(x, h0, *W, linear_before_reset=lbr, training=training, **fkw)
 
         def bwd(out):
             return mod.gru_backward(dy, dh_n, out[2], **kw)
     else:
         def fwd(training):
-            return mod.lstm_forward(x, h0, c0, *W, training=training, **kw)
+            return mod.lstm_forward(x, h0, c0, *W, training=training, **fkw)
 
         def bwd(out):
             return mod.lstm_backward(dy, dh_n, dc_n, out[3], **kw)
@@ -279,15 +298,25 @@ def _torch_kernel(spec):
     h0 = torch.from_numpy(d["h0"])[None]
     c0 = torch.from_numpy(d["c0"])[None] if cell == "lstm" else None
 
+    lengths = torch.from_numpy(d["lengths"]) if spec.get("ragged") else None
+
     def inp(xx):
         return torch.nn.functional.one_hot(xx, D).to(tdt) if tokens else xx
+
+    def call(xx, state):
+        """The module on a padded batch, or the PackedSequence path of a ragged one."""
+        if lengths is None:
+            return mod(inp(xx), state)
+        pack = torch.nn.utils.rnn.pack_padded_sequence(inp(xx), lengths, enforce_sorted=False)
+        y, st = mod(pack, state)
+        return torch.nn.utils.rnn.pad_packed_sequence(y, total_length=T)[0], st
 
     if spec["direction"] == "fwd":
         state = (h0, c0) if cell == "lstm" else h0
 
         def run():
             with torch.no_grad():
-                return mod(inp(x), state)
+                return call(x, state)
         return run
 
     params = list(mod.parameters())
@@ -301,7 +330,7 @@ def _torch_kernel(spec):
     inputs = ([] if tokens else [xr]) + [h0r] + ([c0r] if cell == "lstm" else []) + params
 
     def run():
-        y, st = mod(inp(xr), state)
+        y, st = call(xr, state)
         outs = [y, st[0], st[1]] if cell == "lstm" else [y, st]
         return torch.autograd.grad(outs, inputs, grads_out)
     return run
@@ -314,6 +343,8 @@ def _jax_kernel(spec):
     import jax.numpy as jnp
     from jax import lax
 
+    if spec.get("ragged"):
+        raise NotImplementedError("no ragged (variable-length) form of the jax scan here")
     d = kernel_data(spec)
     T, B, D, H = kernel_dims(spec)
     cell, variant, _ = CELLS[spec["cell"]]

@@ -11,7 +11,8 @@ case with the implementations side by side:
 - ``jax``: a jit-compiled ``lax.scan`` of the same cell, forward and ``jax.grad``.
 
 Kernel cases: cell x shape x direction (fwd: training=False / no_grad; fwdbwd:
-forward + BPTT), float32, plus float64 and token-id input at d2l.  Generation:
+forward + BPTT), float32, plus float64 and token-id input at d2l, and ragged
+batches (``lengths=`` / torch's pack_padded_sequence) at d2l.  Generation:
 time per character of the compiled sampling loop against the PyTorch loop (a
 module call, softmax and multinomial per character).  LM training: time per
 optimizer step of the textbook recipe (tokens/s in extra_info).
@@ -49,6 +50,20 @@ def _kernel_params():
 
 @pytest.mark.parametrize("spec", list(_kernel_params()))
 def test_kernel(measure, spec):
+    measure(spec)
+
+
+#: implementations with a ragged form (fastgates lengths=, torch pack_padded_sequence)
+RAGGED_IMPLS = ["fastgates-2t", "fastgates-1t", "torch"]
+
+
+@pytest.mark.parametrize("spec", [
+    pytest.param(H.kernel_spec(impl, cell, "d2l", "fwdbwd", ragged=True),
+                 id=f"{impl}-d2l-{cell}-f32-ragged-fwdbwd")
+    for impl in RAGGED_IMPLS for cell in ("gru_lbr", "lstm")])
+def test_kernel_ragged(measure, spec):
+    """d2l shape, lengths uniform in [1, 35] (mean 18.3): compare with the padded
+    d2l-<cell>-f32-fwdbwd group of test_kernel (bench/ragged.py puts them side by side)."""
     measure(spec)
 
 

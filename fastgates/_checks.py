@@ -7,6 +7,9 @@ argument, what it got and what was expected.  The compiled loops then assume
 valid input.  The forward pass returns a :class:`Cache` with the same fields from
 both implementations, so a cache made by one backend can be consumed by the
 other's backward (the tests use this).
+
+Variable lengths (``lengths=``) are described once, by :class:`Packing`: the
+packed layout of PyTorch's PackedSequence that both backends store in the cache.
 """
 
 from __future__ import annotations
@@ -48,6 +51,79 @@ class LSTMGrads(NamedTuple):
     db_hh: np.ndarray
 
 
+class Packing:
+    """Where the valid steps of a ragged batch live in the packed layout.
+
+    Rows are sorted by length, descending and stable (``order``); step t holds the
+    ``n_t = batch_sizes[t]`` rows still running, which are the first n_t of the
+    sorted rows, and its block starts at packed row ``offsets[t] = n_0 + ... + n_{t-1}``.
+    Packed row k is padded position ``(time[k], row[k])``; a padded (T, B, ...) array
+    ``a`` packs as ``a.reshape(T * B, ...)[flat]``.  State arrays (hs, cs) hold the B
+    initial rows (in sorted order) before the N packed rows: ``prev[k]`` is the state
+    row that packed row k starts from, ``last[b]`` the final state of batch row b
+    (its initial state when lengths[b] = 0).  Equal lengths T give the dense layout:
+    identity order, n_t = B, flat = arange(T * B).
+
+    The per-row index arrays (time, row, flat, prev: N entries each) are built on
+    first use, so inference, which walks the steps in chunks, never holds them.
+    """
+
+    __slots__ = ("lengths", "order", "batch_sizes", "offsets", "T", "B", "_index")
+
+    def __init__(self, lengths, T):
+        B = lengths.shape[0]
+        steps = int(lengths.max()) if B else 0
+        self.lengths = lengths                                               # (B,) int64
+        self.order = np.argsort(-lengths, kind="stable").astype(np.int64)    # (B,)
+        counts = np.bincount(lengths, minlength=steps + 1)                   # rows per length
+        self.batch_sizes = (B - np.cumsum(counts)[:steps]).astype(np.int32)  # (steps,) n_t > 0
+        self.offsets = np.zeros(steps + 1, np.int64)                         # (steps + 1,)
+        np.cumsum(self.batch_sizes, out=self.offsets[1:])
+        self.T, self.B = T, B
+        self._index = None
+
+    @property
+    def N(self) -> int:
+        """The number of valid (step, row) pairs."""
+        return int(self.offsets[-1])
+
+    def flat_range(self, t0, t1):
+        """``flat`` of the packed rows of steps [t0, t1), int64."""
+        time = np.repeat(np.arange(t0, t1, dtype=np.int64), self.batch_sizes[t0:t1])
+        rank = np.arange(time.size, dtype=np.int64) - (self.offsets[time] - self.offsets[t0])
+        return time * self.B + self.order[rank]
+
+    def _indices(self):
+        if self._index is None:
+            N, B = self.N, self.B
+            time = np.repeat(np.arange(len(self.batch_sizes), dtype=np.int64), self.batch_sizes)
+            rank = np.arange(N, dtype=np.int64) - self.offsets[time]   # position among sorted rows
+            row = self.order[rank]
+            prev = np.where(time > 0, B + self.offsets[np.maximum(time - 1, 0)] + rank, rank)
+            self._index = (time, row, time * B + row, prev)
+        return self._index
+
+    time = property(lambda self: self._indices()[0], doc="(N,) step of each packed row")
+    row = property(lambda self: self._indices()[1], doc="(N,) batch row of each packed row")
+    flat = property(lambda self: self._indices()[2], doc="(N,) time * B + row")
+    prev = property(lambda self: self._indices()[3],
+                    doc="(N,) state row (of B + N) each packed row starts from")
+
+    @property
+    def last(self):
+        """(B,) state row (of B + N) after each batch row's last step."""
+        B = self.B
+        sl = self.lengths[self.order]
+        last_sorted = np.where(sl > 0, B + self.offsets[np.maximum(sl - 1, 0)] + np.arange(B),
+                               np.arange(B))
+        out = np.empty(B, np.int64)
+        out[self.order] = last_sorted
+        return out
+
+    def __repr__(self):
+        return f"<Packing T={self.T} B={self.B} N={self.N} steps={len(self.batch_sizes)}>"
+
+
 class Cache:
     """What a training forward pass keeps for its backward pass.
 
@@ -66,13 +142,19 @@ class Cache:
     extra     (T, B, H) gru lbr: h_{t-1} W_hn^T + b_hn; gru rb: r_t * h_{t-1}; else None
     cs        (T+1, B, H) lstm cell states, cs[0] = c0; else None
     tc        (T, B, H) lstm tanh(c_t); else None
+    lengths   (B,) int64 copy of the forward's ``lengths``, or None
+    packing   the :class:`Packing` of ``lengths``, or None
+
+    With ``lengths``, every array above is stored packed (see :class:`Packing`): the
+    (T, B, X) arrays become (N, X) with only the valid steps, hs and cs (B + N, H)
+    with the initial states first (sorted order), and x (N, D) or (N,) token ids.
 
     The arrays are private to the cache, so changing the caller's inputs or outputs
     after the forward pass cannot corrupt the gradients.
     """
 
     __slots__ = ("cell", "variant", "dtype", "x", "tokens", "D", "w_ih", "w_hh",
-                 "hs", "gates", "extra", "cs", "tc")
+                 "hs", "gates", "extra", "cs", "tc", "lengths", "packing")
 
     def __init__(self, **fields):
         for name in self.__slots__:
@@ -83,6 +165,8 @@ class Cache:
     @property
     def shape(self):
         """(T, B, D, H) of the forward pass."""
+        if self.packing is not None:
+            return self.packing.T, self.packing.B, self.D, self.hs.shape[1]
         T, B, H = self.hs.shape
         return T - 1, B, self.D, H
 
@@ -90,7 +174,8 @@ class Cache:
         T, B, D, H = self.shape
         kind = self.cell + (f"/{self.variant}" if self.variant else "")
         src = "token ids" if self.tokens else "float input"
-        return f"<fastgates.Cache {kind} {self.dtype} T={T} B={B} D={D} H={H}, {src}>"
+        ragged = f", ragged ({self.packing.N} valid steps)" if self.packing is not None else ""
+        return f"<fastgates.Cache {kind} {self.dtype} T={T} B={B} D={D} H={H}, {src}{ragged}>"
 
 
 class Forward(NamedTuple):
@@ -112,6 +197,8 @@ class Forward(NamedTuple):
     D: int
     H: int
     G: int
+    lengths: Optional[np.ndarray] = None   # (B,) int64 copy
+    packing: Optional[Packing] = None
 
 
 class Backward(NamedTuple):
@@ -187,7 +274,28 @@ def _check_blas_size(**sizes):
                              "split the sequence or the batch")
 
 
-def check_forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, variant="", training=True):
+def check_lengths(lengths, T, B):
+    """Validate ``lengths``: None, or B integers in [0, T]; return an int64 copy (or None)."""
+    if lengths is None:
+        return None
+    arr = _as_array("lengths", lengths)
+    if arr.dtype.kind == "b" or arr.dtype.kind not in "iu":
+        raise TypeError(f"lengths must be an integer array of shape (B,) = ({B},) with values in "
+                        f"[0, T] = [0, {T}], got dtype {arr.dtype}")
+    if arr.shape != (B,):
+        raise ValueError(f"lengths must have shape (B,) = ({B},) (one length per batch row), "
+                         f"got shape {arr.shape}")
+    if B:
+        lo, hi = int(arr.min()), int(arr.max())   # Python ints: no wrap-around of uint64
+        if lo < 0 or hi > T:
+            bad = lo if lo < 0 else hi
+            where = int(np.flatnonzero(arr == bad)[0])
+            raise ValueError(f"lengths must lie in [0, T] = [0, {T}]; got lengths[{where}] = {bad}")
+    return np.array(arr, dtype=np.int64, copy=True)
+
+
+def check_forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, variant="", training=True,
+                  lengths=None):
     """Validate a forward call; return a :class:`Forward` with normalised arrays."""
     G = GATES[cell]
     if not isinstance(training, (bool, np.bool_)):
@@ -230,13 +338,6 @@ def check_forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, variant="", traini
             raise ValueError(f"x of token ids must be 2-D (T, B), got {x.ndim}-D shape {x.shape}")
         T, B = x.shape
         _check_blas_size(**{"T*B": T * B, "G*H": G * H, "D": D})  # before scanning/copying x
-        if x.size:
-            lo, hi = int(x.min()), int(x.max())
-            if lo < 0 or hi >= D:
-                bad = lo if lo < 0 else hi
-                raise ValueError(f"x holds token ids in [0, D) = [0, {D}) (D = w_ih.shape[1]); "
-                                 f"found {bad}")
-        x = np.ascontiguousarray(x, dtype=np.int64)
     elif x.dtype.kind == "b":
         raise TypeError("x must be a float array (T, B, D) or an integer array (T, B) of token ids, "
                         "got dtype bool")
@@ -267,10 +368,24 @@ def check_forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, variant="", traini
         _check_shape(name, s, (B, H), "(B, H) state")
         states.append(_contiguous(s, dtype))
     h0, c0 = states
+    lengths = check_lengths(lengths, T, B)
+    pk = None if lengths is None else Packing(lengths, T)
+    if tokens and x.size:
+        lo, hi = int(x.min()), int(x.max())
+        if (lo < 0 or hi >= D) and pk is not None:
+            # only valid steps are read: padding past a row's end may hold any value (e.g. -1)
+            ids = x.reshape(T * B)[pk.flat_range(0, len(pk.batch_sizes))]
+            lo, hi = (int(ids.min()), int(ids.max())) if ids.size else (0, 0)
+        if lo < 0 or hi >= D:
+            bad = lo if lo < 0 else hi
+            raise ValueError(f"x holds token ids in [0, D) = [0, {D}) (D = w_ih.shape[1]); "
+                             f"found {bad}")
+    if tokens:
+        x = np.ascontiguousarray(x, dtype=np.int64)
 
     return Forward(cell, variant, dtype, x, tokens, h0, c0,
                    _contiguous(w_ih, dtype), _contiguous(w_hh, dtype), b_ih, b_hh,
-                   T, B, D, H, G)
+                   T, B, D, H, G, lengths, pk)
 
 
 def check_cache(cell, cache):

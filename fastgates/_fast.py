@@ -34,7 +34,16 @@ _COMMON_KW = """
     n_threads : int or None
         None: the OpenMP default (OMP_NUM_THREADS or the cores); n > 0: n threads;
         n < 0: counts back from the maximum (-1 = all).  0 is an error.  The results
-        are bit-identical for every thread count."""
+        are bit-identical for every thread count.
+    lengths : array-like (B,) of ints in [0, T], or None
+        Variable-length (ragged) batch, rows in any order: row b's recurrence stops
+        after lengths[b] steps.  y is zero past a row's end, h_n (and c_n) hold each
+        row's state after its last valid step (h0 for length 0), backward takes
+        gradients from the valid steps only (dy past a row's end is ignored, dx there
+        is zero), and x past a row's end is never read (token ids there may be any
+        value).  The work follows the valid tokens, not T*B: the valid rows are packed
+        as in PyTorch's PackedSequence.  None: every row runs all T steps.  The cache
+        remembers lengths; all lengths T give exactly the results of None."""
 
 _BACKWARD_DOC = """
     Backpropagation through time for a cache from ``{cell}_forward(..., training=True)``.
@@ -42,7 +51,8 @@ _BACKWARD_DOC = """
     Parameters
     ----------
     dy : ndarray (T, B, H) or None
-        Gradient of the loss w.r.t. ``y`` (None: no gradient from the outputs).
+        Gradient of the loss w.r.t. ``y`` (None: no gradient from the outputs).  With
+        ``lengths`` (remembered by the cache), entries past a row's end are ignored.
     dh_n : ndarray (B, H) or None
         Gradient w.r.t. the final hidden state.{extra}
     cache : fastgates.Cache
@@ -62,10 +72,10 @@ def _threads(n_threads):
     return _recurrence.resolve_threads(_checks.check_n_threads(n_threads))
 
 
-def _forward(cell, variant, x, h0, c0, w_ih, w_hh, b_ih, b_hh, training, n_threads):
+def _forward(cell, variant, x, h0, c0, w_ih, w_hh, b_ih, b_hh, training, n_threads, lengths):
     nt = _threads(n_threads)
     f = _checks.check_forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh,
-                              variant=variant, training=training)
+                              variant=variant, training=training, lengths=lengths)
     with blas_single():
         return _recurrence.forward(f, bool(training), nt)
 
@@ -77,10 +87,11 @@ def _backward(cell, dy, dh_n, dc_n, cache, n_threads):
         return _recurrence.backward(cache, b, nt)
 
 
-def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, *, nonlinearity="tanh", training=True, n_threads=None):
+def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, *, nonlinearity="tanh", training=True, n_threads=None,
+                lengths=None):
     variant = _checks.check_nonlinearity(nonlinearity)
     y, h_n, _, cache = _forward("rnn", variant, x, h0, None, w_ih, w_hh, b_ih, b_hh,
-                                training, n_threads)
+                                training, n_threads, lengths)
     return y, h_n, cache
 
 
@@ -89,10 +100,11 @@ def rnn_backward(dy, dh_n, cache, *, n_threads=None):
     return Grads(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)
 
 
-def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, *, linear_before_reset=True, training=True, n_threads=None):
+def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, *, linear_before_reset=True, training=True, n_threads=None,
+                lengths=None):
     variant = _checks.gru_variant(linear_before_reset)
     y, h_n, _, cache = _forward("gru", variant, x, h0, None, w_ih, w_hh, b_ih, b_hh,
-                                training, n_threads)
+                                training, n_threads, lengths)
     return y, h_n, cache
 
 
@@ -101,8 +113,8 @@ def gru_backward(dy, dh_n, cache, *, n_threads=None):
     return Grads(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)
 
 
-def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, training=True, n_threads=None):
-    return _forward("lstm", "", x, h0, c0, w_ih, w_hh, b_ih, b_hh, training, n_threads)
+def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, training=True, n_threads=None, lengths=None):
+    return _forward("lstm", "", x, h0, c0, w_ih, w_hh, b_ih, b_hh, training, n_threads, lengths)
 
 
 def lstm_backward(dy, dh_n, dc_n, cache, *, n_threads=None):
@@ -119,8 +131,8 @@ rnn_forward.__doc__ = f"""Vanilla RNN over a whole sequence (Elman): G = 1.
 
     Returns
     -------
-    y : ndarray (T, B, H)    h_1 .. h_T
-    h_n : ndarray (B, H)     h_T (h0 when T = 0)
+    y : ndarray (T, B, H)    h_1 .. h_T (zeros past each row's end with lengths)
+    h_n : ndarray (B, H)     h_T (h0 when T = 0); with lengths, h at each row's last step
     cache : fastgates.Cache or None
 """
 

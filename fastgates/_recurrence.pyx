@@ -11,6 +11,11 @@ forward   one GEMM for the input projection of all T*B rows (token ids: a gather
 backward  the time loop (t = T-1 .. 0) in src_c/recurrence.c produces the gradient of
           every recurrent pre-activation; then dw_ih, dw_hh, dx as single GEMMs over
           all T*B rows and the biases as column sums (one order for any thread count).
+lengths   the same code over the packed layout (fastgates._checks.Packing): the valid
+          rows of x (and dy) are gathered once into step-major, length-sorted order, the
+          time loop runs n_t rows at step t, every GEMM covers the N valid rows only, and
+          y, dx are scattered back with zeros past each row's end.  The work follows the
+          valid tokens; the dense case is this layout with n_t = B, minus the gathers.
 """
 
 import numpy as np
@@ -43,6 +48,8 @@ cdef extern from "recurrence.h" nogil:
         void *extra
         size_t extra_step
         const void *b_hn
+        const int *batch
+        int c_in_place
     ctypedef struct fg_backward_args:
         int cell, T, B, H, n_threads
         const void *P
@@ -57,6 +64,7 @@ cdef extern from "recurrence.h" nogil:
         void *dh
         void *dc
         void *scratch
+        const int *batch
     size_t fg_packed_size(int H, int G, int nr)
     void fg_pack_forward_f32(const float *w_hh, int H, int G, float *P, int n_threads)
     void fg_pack_forward_f64(const double *w_hh, int H, int G, double *P, int n_threads)
@@ -192,13 +200,44 @@ def forward(f, bint training, int nt):
     return _forward(f, training, nt, <double>0)
 
 
+cdef void _gather(int nt, int n, int cols, const long long *idx, const floating *src,
+                  floating *dst) noexcept nogil:
+    """dst[r, :] = src[idx[r], :]   (src rows of `cols`; dst: [n, cols])"""
+    cdef int r
+    for r in prange(n, num_threads=nt, schedule='static'):
+        memcpy(dst + <size_t>r * cols, src + <size_t>idx[r] * cols, cols * sizeof(floating))
+
+
+cdef void _scatter(int nt, int n, int cols, const long long *idx, const floating *src,
+                   floating *dst) noexcept nogil:
+    """dst[idx[r], :] = src[r, :]   (idx distinct: packed rows to their padded places)"""
+    cdef int r
+    for r in prange(n, num_threads=nt, schedule='static'):
+        memcpy(dst + <size_t>idx[r] * cols, src + <size_t>r * cols, cols * sizeof(floating))
+
+
+cdef void _gather_py(int nt, idx, src, dst, floating dummy):
+    """dst[r] = src.reshape(-1, cols)[idx[r]] for r < len(idx)   (dst: [len(idx), cols])"""
+    cdef int n = idx.shape[0], cols = dst.shape[1] if dst.ndim > 1 else 1
+    cdef const long long *ip = <const long long *>vptr(idx)
+    cdef const floating *sp = <floating *>vptr(src)
+    cdef floating *dp = <floating *>vptr(dst)
+    if n == 0:
+        return
+    with nogil:
+        _gather(nt, n, cols, ip, sp, dp)
+
+
 cdef object _forward(f, bint training, int nt, floating dummy):
     cdef int T = f.T, B = f.B, D = f.D, H = f.H, G = f.G
-    cdef int GH = G * H, rows = T * B
+    cdef int GH = G * H
     cdef int cell = CELL_CODES[f.cell, f.variant]
     dtype = f.dtype
     cdef bint lstm = cell == FG_LSTM, gru = cell == FG_GRU_LBR or cell == FG_GRU_RB
+    cdef bint rnn = cell == FG_RNN_TANH or cell == FG_RNN_RELU
     cdef bint tokens = f.tokens
+    pk = f.packing
+    cdef bint ragged = pk is not None
 
     h0 = f.h0 if f.h0 is not None else np.zeros((B, H), dtype)
     c0 = (f.c0 if f.c0 is not None else np.zeros((B, H), dtype)) if lstm else None
@@ -206,33 +245,53 @@ cdef object _forward(f, bint training, int nt, floating dummy):
     if cell == FG_GRU_LBR:
         bias[2 * H:] = f.b_ih[2 * H:]      # b_hn acts inside r * (...)
     w_ihT = np.ascontiguousarray(f.w_ih.T) if tokens else None
-    x = f.x
     P = _packed(f.w_hh, H, G, True, nt, dummy)
+
+    # The time loop's layout: Tk steps over `rows` packed rows starting from states in
+    # sorted order; dense: Tk = T, rows = T*B, x as given, no permutation.
+    cdef int Tk = T, rows = T * B
+    x = f.x
+    batch = flat = None
+    if ragged:
+        Tk, rows = len(pk.batch_sizes), pk.N
+        batch = pk.batch_sizes
+        h0 = h0[pk.order]
+        c0 = c0[pk.order] if lstm else None
+        if training:             # inference gathers x chunk by chunk
+            flat = pk.flat
+            if tokens:
+                x = f.x.reshape(T * B)[flat]
+            else:
+                x = np.empty((rows, D), dtype)
+                _gather_py(nt, flat, f.x, x, dummy)
 
     cdef fg_forward_args a
     memset(&a, 0, sizeof(a))
     a.cell, a.B, a.H, a.n_threads = cell, B, H, nt
     a.P = <floating *>vptr(P)
     a.b_hn = <floating *>vptr(f.b_hh) + 2 * H if cell == FG_GRU_LBR else NULL
+    a.batch = <const int *>vptr(batch)
 
     cdef const floating *xp = NULL if tokens else <floating *>vptr(x)
     cdef const long long *tp = <const long long *>vptr(x) if tokens else NULL
     cdef const floating *wp = <floating *>vptr(f.w_ih)
     cdef const floating *wtp = <floating *>vptr(w_ihT)
     cdef const floating *bp = <floating *>vptr(bias)
+    cdef const long long *fp = <const long long *>vptr(flat)
+    cdef floating *yp
 
     if training:
-        hs = np.empty((T + 1, B, H), dtype)
-        hs[0] = h0
-        gates = hs[1:] if cell in (FG_RNN_TANH, FG_RNN_RELU) else np.empty((T, B, GH), dtype)
+        hs = np.empty((B + rows, H), dtype)     # h0, then h_t of every (step, row)
+        hs[:B] = h0
+        gates = hs[B:] if rnn else np.empty((rows, GH), dtype)
         cs = tc = extra = None
         if lstm:
-            cs = np.empty((T + 1, B, H), dtype)
-            cs[0] = c0
-            tc = np.empty((T, B, H), dtype)
+            cs = np.empty((B + rows, H), dtype)
+            cs[:B] = c0
+            tc = np.empty((rows, H), dtype)
         if gru:
-            extra = np.empty((T, B, H), dtype)
-        a.T = T
+            extra = np.empty((rows, H), dtype)
+        a.T = Tk
         a.pre = <floating *>vptr(gates)
         a.h0 = <floating *>vptr(hs)
         a.hout = <floating *>vptr(hs) + <size_t>B * H
@@ -241,50 +300,137 @@ cdef object _forward(f, bint training, int nt, floating dummy):
             a.cout = <floating *>vptr(cs) + <size_t>B * H
             a.tc = <floating *>vptr(tc)
         a.extra = <floating *>vptr(extra)
-        a.extra_step = <size_t>B * H
+        a.extra_step = 1
         with nogil:
             _project(nt, rows, GH, D, xp, tp, wp, wtp, bp, <floating *>a.pre)
             _run_forward(&a, dummy)
+        if ragged:
+            y = np.zeros((T, B, H), dtype)
+            yp = <floating *>vptr(y)
+            with nogil:
+                _scatter(nt, rows, H, fp, <floating *>a.hout, yp)
+            h_n, c_n = hs[pk.last], (cs[pk.last] if lstm else None)
+        else:
+            hs = hs.reshape(T + 1, B, H)
+            gates = hs[1:] if rnn else gates.reshape(T, B, GH)
+            if lstm:
+                cs, tc = cs.reshape(T + 1, B, H), tc.reshape(T, B, H)
+            if gru:
+                extra = extra.reshape(T, B, H)
+            y, h_n, c_n = hs[1:].copy(), hs[T].copy(), (cs[T].copy() if lstm else None)
         cache = Cache(cell=f.cell, variant=f.variant, dtype=dtype, tokens=tokens, D=D,
-                      x=x.copy(),
+                      x=x if ragged else x.copy(),     # the gathered x is already private
                       w_ih=None if tokens else f.w_ih.copy(), w_hh=f.w_hh.copy(),
-                      hs=hs, gates=None if cell in (FG_RNN_TANH, FG_RNN_RELU) else gates,
-                      extra=extra, cs=cs, tc=tc)
-        return hs[1:].copy(), hs[T].copy(), (cs[T].copy() if lstm else None), cache
+                      hs=hs, gates=None if rnn else gates,
+                      extra=extra, cs=cs, tc=tc, lengths=f.lengths, packing=pk)
+        return y, h_n, c_n, cache
+    return _infer(f, a, x, h0, c0, P, bias, w_ihT, nt, dummy)
 
-    # inference: chunks of time steps; per-step state lives in y (h) and small buffers
-    y = np.empty((T, B, H), dtype)
-    cdef int Tc = max(1, min(T, CHUNK_ROWS // max(B, 1)))
-    pre = None if cell in (FG_RNN_TANH, FG_RNN_RELU) else np.empty((Tc, B, GH), dtype)
-    cbuf = np.empty((Tc, B, H), dtype) if lstm else None
-    c_carry = c0.copy() if lstm else None
+
+cdef object _infer(f, fg_forward_args a, x, h0, c0, P, bias, w_ihT, int nt, floating dummy):
+    """training=False: time in chunks of about CHUNK_ROWS rows (at least one step), so memory
+    beyond y stays O(max(CHUNK_ROWS, B) * G*H); the LSTM's c lives in one (B, H) state
+    updated in place."""
+    cdef int T = f.T, B = f.B, D = f.D, H = f.H, GH = f.G * f.H
+    cdef int cell = a.cell
+    dtype = f.dtype
+    cdef bint lstm = cell == FG_LSTM, gru = cell == FG_GRU_LBR or cell == FG_GRU_RB
+    cdef bint rnn = cell == FG_RNN_TANH or cell == FG_RNN_RELU
+    pk = f.packing
+    cdef bint ragged = pk is not None
+    cdef bint tokens = f.tokens
+    cdef const floating *xp = NULL if tokens or ragged else <floating *>vptr(x)
+    cdef const long long *tp = <const long long *>vptr(x) if tokens and not ragged else NULL
+    cdef const floating *wp = <floating *>vptr(f.w_ih)
+    cdef const floating *wtp = <floating *>vptr(w_ihT)
+    cdef const floating *bp = <floating *>vptr(bias)
+
+    c_state = c0.copy() if lstm else None
     extra = np.empty((B, H), dtype) if gru else None
     a.extra = <floating *>vptr(extra)
     a.extra_step = 0
     a.tc = NULL
-    cdef int t0 = 0, n
-    cdef floating *yp = <floating *>vptr(y)
+    if lstm:
+        a.c0 = a.cout = <floating *>vptr(c_state)
+        a.c_in_place = 1
     cdef size_t BH = <size_t>B * H
-    while t0 < T:
-        n = min(Tc, T - t0)
-        a.T = n
-        a.hout = yp + t0 * BH
-        a.h0 = <floating *>vptr(h0) if t0 == 0 else yp + (t0 - 1) * BH
-        a.pre = a.hout if pre is None else <floating *>vptr(pre)
-        if lstm:
-            a.c0 = <floating *>vptr(c_carry)
-            a.cout = <floating *>vptr(cbuf)
+    cdef int t0 = 0, t1, n, s, lo, nrows
+    cdef floating *yp
+    cdef floating *hb
+    cdef floating *carry
+    cdef const int *bs
+    cdef const long long *offs
+    cdef const long long *fp
+    cdef const long long *tp_chunk
+
+    if not ragged:
+        y = np.empty((T, B, H), dtype)
+        yp = <floating *>vptr(y)
+        Tc = max(1, min(T, CHUNK_ROWS // max(B, 1)))
+        pre = None if rnn else np.empty((Tc, B, GH), dtype)
+        while t0 < T:
+            n = min(Tc, T - t0)
+            a.T = n
+            a.hout = yp + t0 * BH
+            a.h0 = <floating *>vptr(h0) if t0 == 0 else yp + (t0 - 1) * BH
+            a.pre = a.hout if pre is None else <floating *>vptr(pre)
+            with nogil:
+                _project(nt, n * B, GH, D,
+                         xp + <size_t>t0 * B * D if xp != NULL else NULL,
+                         tp + <size_t>t0 * B if tp != NULL else NULL,
+                         wp, wtp, bp, <floating *>a.pre)
+                _run_forward(&a, dummy)
+            t0 += n
+        h_n = y[T - 1].copy() if T > 0 else h0.copy()
+        return y, h_n, (c_state if lstm else None), None
+
+    # ragged: each chunk of steps runs into a packed buffer that is scattered into y;
+    # `carry` holds every sorted row's latest h (its final h once the row has ended)
+    cdef int Tk = len(pk.batch_sizes)
+    cdef int cap = max(CHUNK_ROWS, B)
+    y = np.zeros((T, B, H), dtype)
+    hbuf = np.empty((cap, H), dtype)
+    pre = None if rnn else np.empty((cap, GH), dtype)
+    xbuf = None if tokens else np.empty((cap, D), dtype)
+    carry = <floating *>vptr(h0)            # h0 is already a private sorted copy
+    hb = <floating *>vptr(hbuf)
+    yp = <floating *>vptr(y)
+    bs = <const int *>vptr(pk.batch_sizes)
+    offs = <const long long *>vptr(pk.offsets)
+    a.h0 = carry
+    a.hout = hb
+    a.pre = hb if rnn else <floating *>vptr(pre)
+    cdef floating *xb = <floating *>vptr(xbuf)
+    cdef const floating *xsrc = <floating *>vptr(f.x)
+    while t0 < Tk:
+        t1 = t0 + 1
+        while t1 < Tk and offs[t1 + 1] - offs[t0] <= cap:
+            t1 += 1
+        nrows = <int>(offs[t1] - offs[t0])
+        a.T = t1 - t0
+        a.batch = bs + t0
+        flat = pk.flat_range(t0, t1)          # padded place of each packed row of the chunk
+        fp = <const long long *>vptr(flat)
+        tok = x.reshape(T * B)[flat] if tokens else None
+        tp_chunk = <const long long *>vptr(tok)
         with nogil:
-            _project(nt, n * B, GH, D,
-                     xp + <size_t>t0 * B * D if xp != NULL else NULL,
-                     tp + <size_t>t0 * B if tp != NULL else NULL,
-                     wp, wtp, bp, <floating *>a.pre)
+            if xb != NULL:
+                _gather(nt, nrows, D, fp, xsrc, xb)
+            _project(nt, nrows, GH, D, xb, tp_chunk, wp, wtp, bp, <floating *>a.pre)
             _run_forward(&a, dummy)
-        if lstm:
-            c_carry[...] = cbuf[n - 1]
-        t0 += n
-    h_n = y[T - 1].copy() if T > 0 else h0.copy()
-    c_n = (c_carry.copy() if lstm else None)
+            _scatter(nt, nrows, H, fp, hb, yp)
+            # rows ending at step s (and, at the chunk's last step, all rows) into carry
+            for s in range(t0, t1):
+                lo = bs[s + 1] if s + 1 < t1 else 0
+                memcpy(carry + <size_t>lo * H, hb + <size_t>(offs[s] - offs[t0] + lo) * H,
+                       <size_t>(bs[s] - lo) * H * sizeof(floating))
+        t0 = t1
+    h_n = np.empty((B, H), dtype)
+    h_n[pk.order] = h0
+    c_n = None
+    if lstm:
+        c_n = np.empty((B, H), dtype)
+        c_n[pk.order] = c_state
     return y, h_n, c_n, None
 
 
@@ -356,28 +502,42 @@ def backward(cache, b, int nt):
 
 cdef object _backward(cache, b, int nt, floating dummy):
     cdef int T = b.T, B = b.B, D = b.D, H = b.H, G = b.G
-    cdef int GH = G * H, rows = T * B
+    cdef int GH = G * H, rows = T * B, Tk = T
     cdef int cell = CELL_CODES[cache.cell, cache.variant]
     cdef bint lstm = cell == FG_LSTM
     dtype = cache.dtype
+    pk = cache.packing
+    cdef bint ragged = pk is not None
 
-    dG = np.empty((T, B, GH), dtype)
-    dnx = np.empty((T, B, H), dtype) if cell == FG_GRU_LBR else None
     dh = b.dh_n.copy() if b.dh_n is not None else np.zeros((B, H), dtype)
     dc = (b.dc_n.copy() if b.dc_n is not None else np.zeros((B, H), dtype)) if lstm else None
+    dy = b.dy
+    hprev_rows = cache.hs     # h_{t-1} of every row of dG: the first `rows` state rows
+    if ragged:
+        # packed layout: dh/dc in sorted order, dy gathered, h_{t-1} gathered (see Packing)
+        Tk, rows = len(pk.batch_sizes), pk.N
+        dh, dc = dh[pk.order], (dc[pk.order] if lstm else None)
+        if dy is not None:
+            dy = np.empty((rows, H), dtype)
+            _gather_py(nt, pk.flat, b.dy, dy, dummy)
+        hprev_rows = np.empty((rows, H), dtype)
+        _gather_py(nt, pk.prev, cache.hs, hprev_rows, dummy)
+    dG = np.empty((rows, GH), dtype)
+    dnx = np.empty((rows, H), dtype) if cell == FG_GRU_LBR else None
     scratch = np.empty((B, H), dtype) if cell == FG_GRU_RB else None
     P = _packed(cache.w_hh, H, G, False, nt, dummy)
 
     cdef fg_backward_args a
     memset(&a, 0, sizeof(a))
-    a.cell, a.T, a.B, a.H, a.n_threads = cell, T, B, H, nt
+    a.cell, a.T, a.B, a.H, a.n_threads = cell, Tk, B, H, nt
+    a.batch = <const int *>vptr(pk.batch_sizes) if ragged else NULL
     a.P = <floating *>vptr(P)
     a.gates = <floating *>vptr(cache.gates)
     a.hs = <floating *>vptr(cache.hs)
     a.cs = <floating *>vptr(cache.cs)
     a.tc = <floating *>vptr(cache.tc)
     a.extra = <floating *>vptr(cache.extra)
-    a.dy = <floating *>vptr(b.dy)
+    a.dy = <floating *>vptr(dy)
     a.dG = <floating *>vptr(dG)
     a.dnx = <floating *>vptr(dnx)
     a.dh = <floating *>vptr(dh)
@@ -389,11 +549,14 @@ cdef object _backward(cache, b, int nt, floating dummy):
     db_hh = new(GH, dtype)
     db_ih = new(GH, dtype)
     dw_ih = new((GH, D), dtype)
-    dx = None if cache.tokens else new((T, B, D), dtype)
+    dx = dx_out = None
+    if not cache.tokens:
+        dx = new((rows, D), dtype)             # packed when ragged, scattered below
+        dx_out = np.zeros((T, B, D), dtype) if ragged else dx.reshape(T, B, D)
 
     cdef floating *g = <floating *>vptr(dG)
     cdef floating *gn = <floating *>vptr(dnx)
-    cdef floating *hprev = <floating *>vptr(cache.hs)
+    cdef floating *hprev = <floating *>vptr(hprev_rows)
     cdef floating *rh = <floating *>vptr(cache.extra)
     dw_hhT = new((H, GH), dtype)
     cdef floating *whhT = <floating *>vptr(dw_hhT)
@@ -409,6 +572,8 @@ cdef object _backward(cache, b, int nt, floating dummy):
     cdef const long long *tp = <const long long *>vptr(cache.x) if cache.tokens else NULL
     dw_ihT = np.zeros((D, GH), dtype) if tp != NULL else None
     cdef floating *wihT = <floating *>vptr(dw_ihT)
+    cdef const long long *flatp = <const long long *>vptr(pk.flat) if ragged else NULL
+    cdef floating *dxo = <floating *>vptr(dx_out)
 
     if rows > 0:
         with nogil:
@@ -436,7 +601,17 @@ cdef object _backward(cache, b, int nt, floating dummy):
                 _scatter_rows(nt, rows, gx, tp, g, GH, wihT, GH)
                 if gx < GH:
                     _scatter_rows(nt, rows, H, tp, gn, H, wihT + gx, GH)
+            if ragged and dxp != NULL:
+                _scatter(nt, rows, D, flatp, dxp, dxo)
         dw_hh[...] = dw_hhT.T
         if tp != NULL:
             dw_ih[...] = dw_ihT.T
-    return dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh
+    if ragged:          # back from sorted order
+        dh0 = np.empty((B, H), dtype)
+        dh0[pk.order] = dh
+        dc0 = None
+        if lstm:
+            dc0 = np.empty((B, H), dtype)
+            dc0[pk.order] = dc
+        dh, dc = dh0, dc0
+    return dx_out, dh, dc, dw_ih, dw_hh, db_ih, db_hh

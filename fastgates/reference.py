@@ -11,6 +11,12 @@ input gradients are single products/reductions over all ``T*B`` rows after it.
 The backward pass differentiates through the cached post-activations
 (sigmoid' = s(1-s), tanh' = 1-t^2, relu' = [h > 0]).
 
+Variable lengths (``lengths=``) are a mask on the same loops: step t updates only
+the rows whose sequence is still running (``lengths > t``), every other row keeps
+its state (so h_n is each row's state after its last step), y stays zero there, and
+backward takes gradients at the running rows only.  The cache stores its arrays in
+the packed layout of :class:`fastgates._checks.Packing`, the same as the fast path's.
+
 Conventions shared with the fast path:
 
 * Sequence first: ``x`` is ``(T, B, D)`` (or ``(T, B)`` integer token ids in
@@ -89,11 +95,23 @@ def _rnn_step(xp, h, c, w_hh, b_hh, variant):
     return _Step(h=np.tanh(a) if variant == "tanh" else _relu(a))
 
 
-def _rnn_step_backward(dh, dc, t, cache):
+class _Saved(NamedTuple):
+    """What the forward pass saved for one step (the rows being differentiated)."""
+    h_prev: np.ndarray                  # (B, H) h_{t-1}
+    h: np.ndarray                       # (B, H) h_t
+    gates: Optional[np.ndarray]         # (B, G*H)
+    extra: Optional[np.ndarray]         # (B, H) gru
+    c_prev: Optional[np.ndarray]        # (B, H) lstm c_{t-1}
+    tc: Optional[np.ndarray]            # (B, H) lstm tanh(c_t)
+    w_hh: np.ndarray
+    variant: str
+
+
+def _rnn_step_backward(dh, dc, s):
     """da = dh * phi'(h_t) with tanh' = 1 - h_t^2, relu' = [h_t > 0]; dh_{t-1} = da w_hh."""
-    h = cache.hs[t + 1]
-    da = dh * (1 - h * h) if cache.variant == "tanh" else dh * (h > 0)
-    return _StepGrad(da_x=da, da_h=da, dh=da @ cache.w_hh)
+    h = s.h
+    da = dh * (1 - h * h) if s.variant == "tanh" else dh * (h > 0)
+    return _StepGrad(da_x=da, da_h=da, dh=da @ s.w_hh)
 
 
 def _gru_step(xp, h, c, w_hh, b_hh, variant):
@@ -123,7 +141,7 @@ def _gru_step(xp, h, c, w_hh, b_hh, variant):
     return _Step(h=h_new, gates=np.concatenate([r, z, n], axis=1), extra=extra)
 
 
-def _gru_step_backward(dh, dc, t, cache):
+def _gru_step_backward(dh, dc, s):
     """Gradients of one GRU step through the cached r, z, n.
 
     dn = dh (1 - z),  dz = dh (h_{t-1} - n),  dn_pre = dn (1 - n^2),
@@ -133,11 +151,11 @@ def _gru_step_backward(dh, dc, t, cache):
     dr_pre = dr r (1 - r),  dz_pre = dz z (1 - z).
     """
     H = dh.shape[1]
-    gates, h_prev, extra, w_hh = cache.gates[t], cache.hs[t], cache.extra[t], cache.w_hh
+    gates, h_prev, extra, w_hh = s.gates, s.h_prev, s.extra, s.w_hh
     r, z, n = gates[:, :H], gates[:, H:2 * H], gates[:, 2 * H:]
     dn_pre = dh * (1 - z) * (1 - n * n)
     dz_pre = dh * (h_prev - n) * z * (1 - z)
-    if cache.variant == "lbr":
+    if s.variant == "lbr":
         dr_pre = dn_pre * extra * r * (1 - r)
         da_x = np.concatenate([dr_pre, dz_pre, dn_pre], axis=1)
         da_h = np.concatenate([dr_pre, dz_pre, r * dn_pre], axis=1)
@@ -168,7 +186,7 @@ def _lstm_step(xp, h, c, w_hh, b_hh, variant):
     return _Step(h=o * tc, c=c_new, gates=np.concatenate([i, f, g, o], axis=1), tc=tc)
 
 
-def _lstm_step_backward(dh, dc, t, cache):
+def _lstm_step_backward(dh, dc, s):
     """Gradients of one LSTM step through the cached i, f, g, o and tanh(c_t).
 
     dc_t += dh o (1 - tanh(c_t)^2),  do = dh tanh(c_t),  di = dc_t g,  dg = dc_t i,
@@ -176,14 +194,14 @@ def _lstm_step_backward(dh, dc, t, cache):
     dh_{t-1} = da w_hh.
     """
     H = dh.shape[1]
-    gates, tc, c_prev = cache.gates[t], cache.tc[t], cache.cs[t]
+    gates, tc, c_prev = s.gates, s.tc, s.c_prev
     i, f, g, o = gates[:, :H], gates[:, H:2 * H], gates[:, 2 * H:3 * H], gates[:, 3 * H:]
     dc = dc + dh * o * (1 - tc * tc)
     da = np.concatenate([dc * g * i * (1 - i),
                          dc * c_prev * f * (1 - f),
                          dc * i * (1 - g * g),
                          dh * tc * o * (1 - o)], axis=1)
-    return _StepGrad(da_x=da, da_h=da, dh=da @ cache.w_hh, dc=dc * f)
+    return _StepGrad(da_x=da, da_h=da, dh=da @ s.w_hh, dc=dc * f)
 
 
 _STEPS = {"rnn": (_rnn_step, _rnn_step_backward),
@@ -198,6 +216,44 @@ def _state(s, B, H, dtype):
     return np.zeros((B, H), dtype) if s is None else np.array(s, dtype=dtype, copy=True)
 
 
+def _running(lengths, t):
+    """The rows still running at step t: every row (a slice) without lengths."""
+    if lengths is None or (lengths > t).all():
+        return slice(None)
+    return np.flatnonzero(lengths > t)
+
+
+def _valid(lengths, T, B):
+    """(T, B) mask of the valid steps."""
+    if lengths is None:
+        return np.ones((T, B), bool)
+    return np.arange(T)[:, None] < lengths[None, :]
+
+
+def _pack(a, pk):
+    """Padded (T, B, ...) -> packed (N, ...) rows (see fastgates._checks.Packing)."""
+    return a.reshape((pk.T * pk.B,) + a.shape[2:])[pk.flat]
+
+
+def _unpack(p, pk, fill=0):
+    """Packed (N, ...) -> padded (T, B, ...) with ``fill`` past each row's end."""
+    out = np.full((pk.T * pk.B,) + p.shape[1:], fill, p.dtype)
+    out[pk.flat] = p
+    return out.reshape((pk.T, pk.B) + p.shape[1:])
+
+
+def _pack_states(s, pk):
+    """Padded (T+1, B, H) states -> (B + N, H): initial states in sorted order, then packed."""
+    return np.concatenate([s[0][pk.order], _pack(s[1:], pk)])
+
+
+def _unpack_states(p, pk):
+    s = np.zeros((pk.T + 1, pk.B, p.shape[1]), p.dtype)
+    s[0][pk.order] = p[:pk.B]
+    s[1:] = _unpack(p[pk.B:], pk)
+    return s
+
+
 def _run_forward(f, training):
     """Run the time loop of a validated :class:`fastgates._checks.Forward`.
 
@@ -207,46 +263,60 @@ def _run_forward(f, training):
     step = _STEPS[f.cell][0]
     T, B, H, G, dtype = f.T, f.B, f.H, f.G, f.dtype
     lstm = f.cell == "lstm"
+    valid = _valid(f.lengths, T, B)
 
     # Input projection of all T*B rows at once: a product, or a gather of
-    # columns of w_ih for one-hot token ids.
+    # columns of w_ih for one-hot token ids (padding ids, never read, may be anything).
     if f.tokens:
-        xp = f.w_ih.T[f.x] + f.b_ih                                  # (T, B, G*H)
+        xp = f.w_ih.T[np.where(valid, f.x, 0)] + f.b_ih              # (T, B, G*H)
     else:
         xp = (f.x.reshape(T * B, f.D) @ f.w_ih.T + f.b_ih).reshape(T, B, G * H)
 
-    hs = np.empty((T + 1, B, H), dtype)
-    hs[0] = _state(f.h0, B, H, dtype)
+    h = _state(f.h0, B, H, dtype)
     c = _state(f.c0, B, H, dtype) if lstm else None
+    hs = np.zeros((T + 1, B, H), dtype)
+    hs[0] = h
     keep_gates = training and f.cell != "rnn"
-    gates = np.empty((T, B, G * H), dtype) if keep_gates else None
-    extra = np.empty((T, B, H), dtype) if training and f.cell == "gru" else None
-    cs = np.empty((T + 1, B, H), dtype) if training and lstm else None
-    tc = np.empty((T, B, H), dtype) if training and lstm else None
+    gates = np.zeros((T, B, G * H), dtype) if keep_gates else None
+    extra = np.zeros((T, B, H), dtype) if training and f.cell == "gru" else None
+    cs = np.zeros((T + 1, B, H), dtype) if training and lstm else None
+    tc = np.zeros((T, B, H), dtype) if training and lstm else None
     if cs is not None:
         cs[0] = c
 
     for t in range(T):
-        s = step(xp[t], hs[t], c, f.w_hh, f.b_hh, f.variant)
-        hs[t + 1] = s.h
-        c = s.c
+        a = _running(f.lengths, t)          # rows past their end keep their state
+        if not valid[t].any():
+            break
+        s = step(xp[t, a], h[a], c[a] if lstm else None, f.w_hh, f.b_hh, f.variant)
+        h[a] = s.h
+        hs[t + 1, a] = s.h
+        if lstm:
+            c[a] = s.c
         if gates is not None:
-            gates[t] = s.gates
+            gates[t, a] = s.gates
         if extra is not None:
-            extra[t] = s.extra
+            extra[t, a] = s.extra
         if cs is not None:
-            cs[t + 1] = s.c
-            tc[t] = s.tc
+            cs[t + 1, a] = s.c
+            tc[t, a] = s.tc
 
     y = hs[1:].copy()
-    h_n = hs[T].copy()
-    c_n = np.array(c, copy=True) if lstm else None
+    h_n = h
+    c_n = c if lstm else None
     cache = None
     if training:
+        x = np.array(f.x, copy=True)
+        pk = f.packing
+        if pk is not None:       # the packed layout shared with the fast path
+            x = _pack(x, pk)
+            hs, cs = _pack_states(hs, pk), (_pack_states(cs, pk) if lstm else None)
+            gates, extra, tc = (None if a is None else _pack(a, pk) for a in (gates, extra, tc))
         cache = Cache(cell=f.cell, variant=f.variant, dtype=dtype,
-                      x=np.array(f.x, copy=True), tokens=f.tokens, D=f.D,
+                      x=x, tokens=f.tokens, D=f.D,
                       w_ih=None if f.tokens else f.w_ih.copy(), w_hh=f.w_hh.copy(),
-                      hs=hs, gates=gates, extra=extra, cs=cs, tc=tc)
+                      hs=hs, gates=gates, extra=extra, cs=cs, tc=tc,
+                      lengths=f.lengths, packing=pk)
     return y, h_n, c_n, cache
 
 
@@ -258,42 +328,60 @@ def _run_backward(bw, cache):
     step_backward = _STEPS[cache.cell][1]
     T, B, D, H, G, dtype = bw.T, bw.B, bw.D, bw.H, bw.G, cache.dtype
     lstm = cache.cell == "lstm"
+    hs, x, gates, extra, cs, tc = cache.hs, cache.x, cache.gates, cache.extra, cache.cs, cache.tc
+    pk, lengths = cache.packing, cache.lengths
+    if pk is not None:           # back to the padded (T, B, ...) layout, zeros past the ends
+        hs, x = _unpack_states(hs, pk), _unpack(x, pk)
+        cs = _unpack_states(cs, pk) if lstm else None
+        gates, extra, tc = (None if a is None else _unpack(a, pk) for a in (gates, extra, tc))
+    valid = _valid(lengths, T, B)
 
-    da_x = np.empty((T, B, G * H), dtype)    # gradients of the input-side pre-activations
-    da_h = np.empty((T, B, G * H), dtype)    # ... and of the recurrent-side ones
+    da_x = np.zeros((T, B, G * H), dtype)    # gradients of the input-side pre-activations
+    da_h = np.zeros((T, B, G * H), dtype)    # ... and of the recurrent-side ones
     dh = _state(bw.dh_n, B, H, dtype)
     dc = _state(bw.dc_n, B, H, dtype) if lstm else None
     for t in range(T - 1, -1, -1):
-        if bw.dy is not None:
-            dh = dh + bw.dy[t]
-        g = step_backward(dh, dc, t, cache)
-        da_x[t] = g.da_x
-        da_h[t] = g.da_h
-        dh, dc = g.dh, g.dc
+        if not valid[t].any():
+            continue
+        a = _running(lengths, t)              # the other rows pass dh, dc through unchanged
+        dh_t = dh[a] + bw.dy[t, a] if bw.dy is not None else dh[a]
+        saved = _Saved(h_prev=hs[t, a], h=hs[t + 1, a],
+                       gates=None if gates is None else gates[t, a],
+                       extra=None if extra is None else extra[t, a],
+                       c_prev=cs[t, a] if lstm else None, tc=tc[t, a] if lstm else None,
+                       w_hh=cache.w_hh, variant=cache.variant)
+        g = step_backward(dh_t, dc[a] if lstm else None, saved)
+        da_x[t, a] = g.da_x
+        da_h[t, a] = g.da_h
+        dh[a] = g.dh
+        if lstm:
+            dc[a] = g.dc
 
-    # Weight, bias and input gradients: one product / reduction over all T*B rows.
+    # Weight, bias and input gradients: one product / reduction over all T*B rows
+    # (rows past a sequence's end have zero gradients).
     dax = da_x.reshape(T * B, G * H)
     dah = da_h.reshape(T * B, G * H)
     db_ih = dax.sum(axis=0)
     db_hh = dah.sum(axis=0)
-    dw_hh = dah.T @ cache.hs[:-1].reshape(T * B, H)
+    dw_hh = dah.T @ hs[:-1].reshape(T * B, H)
     if cache.cell == "gru" and cache.variant == "rb":
         # the reset-before n gate multiplies W_hn with r * h_{t-1}, not h_{t-1}
-        dw_hh[2 * H:] = dah[:, 2 * H:].T @ cache.extra.reshape(T * B, H)
+        dw_hh[2 * H:] = dah[:, 2 * H:].T @ extra.reshape(T * B, H)
     if cache.tokens:
         dw_ih = np.zeros((G * H, D), dtype)
-        np.add.at(dw_ih.T, cache.x.reshape(T * B), dax)            # scatter-add per token
+        np.add.at(dw_ih.T, x.reshape(T * B), dax)                  # scatter-add per token
         dx = None
     else:
-        dw_ih = dax.T @ cache.x.reshape(T * B, D)
+        dw_ih = dax.T @ x.reshape(T * B, D)
         dx = (dax @ cache.w_ih).reshape(T, B, D)
+        dx[~valid] = 0                                            # no input read there
     return dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh
 
 
 # The public functions.
 
 def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, *, nonlinearity="tanh", training=True,
-                n_threads=None):
+                n_threads=None, lengths=None):
     """Forward pass of an Elman RNN over a whole sequence.
 
     h_t = phi(x_t w_ih^T + b_ih + h_{t-1} w_hh^T + b_hh),  phi = tanh or relu.
@@ -313,6 +401,10 @@ def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, *, nonlinearity="tanh", training=
         When False, no cache is kept and None is returned in its place.
     n_threads : int or None
         Validated and ignored (the reference is single-threaded).
+    lengths : array-like (B,) of ints in [0, T], or None
+        Row b runs lengths[b] steps (rows in any order); y is zero past its end
+        and h_n holds its state after its last step (h0 for length 0).  None:
+        all rows run T steps.
 
     Returns
     -------
@@ -326,7 +418,7 @@ def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, *, nonlinearity="tanh", training=
     check_n_threads(n_threads)
     variant = check_nonlinearity(nonlinearity)
     f = check_forward("rnn", x, h0, None, w_ih, w_hh, b_ih, b_hh, variant=variant,
-                      training=training)
+                      training=training, lengths=lengths)
     with np.errstate(all="ignore"):
         y, h_n, _, cache = _run_forward(f, training)
     return y, h_n, cache
@@ -363,7 +455,7 @@ def rnn_backward(dy, dh_n, cache, *, n_threads=None):
 
 
 def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, *, linear_before_reset=True, training=True,
-                n_threads=None):
+                n_threads=None, lengths=None):
     """Forward pass of a GRU over a whole sequence (gate order r, z, n).
 
     r = sigmoid(x_t W_ir^T + b_ir + h W_hr^T + b_hr)
@@ -390,6 +482,10 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, *, linear_before_reset=True, trai
         When False, no cache is kept and None is returned in its place.
     n_threads : int or None
         Validated and ignored.
+    lengths : array-like (B,) of ints in [0, T], or None
+        Row b runs lengths[b] steps (rows in any order); y is zero past its end
+        and h_n holds its state after its last step (h0 for length 0).  None:
+        all rows run T steps.
 
     Returns
     -------
@@ -400,7 +496,7 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, *, linear_before_reset=True, trai
     check_n_threads(n_threads)
     variant = gru_variant(linear_before_reset)
     f = check_forward("gru", x, h0, None, w_ih, w_hh, b_ih, b_hh, variant=variant,
-                      training=training)
+                      training=training, lengths=lengths)
     with np.errstate(all="ignore"):
         y, h_n, _, cache = _run_forward(f, training)
     return y, h_n, cache
@@ -436,7 +532,8 @@ def gru_backward(dy, dh_n, cache, *, n_threads=None):
     return Grads(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)
 
 
-def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, training=True, n_threads=None):
+def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, training=True, n_threads=None,
+                 lengths=None):
     """Forward pass of an LSTM over a whole sequence (gate order i, f, g, o).
 
     i = sigmoid(x_t W_ii^T + b_ii + h W_hi^T + b_hi)      (f and o likewise)
@@ -455,6 +552,10 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, training=True, n_threads=
         When False, no cache is kept and None is returned in its place.
     n_threads : int or None
         Validated and ignored.
+    lengths : array-like (B,) of ints in [0, T], or None
+        Row b runs lengths[b] steps (rows in any order); y is zero past its end
+        and h_n holds its state after its last step (h0 for length 0).  None:
+        all rows run T steps.
 
     Returns
     -------
@@ -463,7 +564,8 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, training=True, n_threads=
     cache : Cache or None
     """
     check_n_threads(n_threads)
-    f = check_forward("lstm", x, h0, c0, w_ih, w_hh, b_ih, b_hh, training=training)
+    f = check_forward("lstm", x, h0, c0, w_ih, w_hh, b_ih, b_hh, training=training,
+                      lengths=lengths)
     with np.errstate(all="ignore"):
         return _run_forward(f, training)
 

@@ -143,29 +143,31 @@ static int FG_FN(gates_of)(int cell) { return cell == FG_LSTM ? 4 : (cell == FG_
 static void FG_FN(forward_thread)(const fg_forward_args *a, int tid, int nth)
 {
     const int T = a->T, B = a->B, H = a->H, cell = a->cell, G = FG_FN(gates_of)(cell);
-    const size_t GH = (size_t)G * H, BH = (size_t)B * H;
+    const size_t GH = (size_t)G * H;
     const int nb = (H + FG_NR - 1) / FG_NR;
     const int u0 = (int)((long)nb * tid / nth), u1 = (int)((long)nb * (tid + 1) / nth);
     const FG_T *P = (const FG_T *)a->P;
     FG_T *hout = (FG_T *)a->hout, *cout = (FG_T *)a->cout, *tcs = (FG_T *)a->tc;
     const FG_T *b_hn = (const FG_T *)a->b_hn;
+    size_t off = 0, off_prev = 0;   /* first row of steps t and t-1 (packed layout, see recurrence.h) */
 
-    for (int t = 0; t < T; t++) {
-        const FG_T *hp = t ? hout + (t - 1) * BH : (const FG_T *)a->h0;   /* h_{t-1}: [B, H] */
-        FG_T *h = hout + t * BH;                                           /* h_t:     [B, H] */
-        FG_T *pre = (FG_T *)a->pre + t * B * GH;                           /* [B, G*H] */
-        FG_T *ex = (FG_T *)a->extra + t * a->extra_step;                   /* [B, H]   */
+    for (int t = 0; t < T; off_prev = off, off += a->batch ? a->batch[t] : B, t++) {
+        const int Bt = a->batch ? a->batch[t] : B;                         /* active rows   */
+        const FG_T *hp = t ? hout + off_prev * H : (const FG_T *)a->h0;    /* h_{t-1}: [Bt, H] */
+        FG_T *h = hout + off * H;                                          /* h_t:     [Bt, H] */
+        FG_T *pre = (FG_T *)a->pre + off * GH;                             /* [Bt, G*H] */
+        FG_T *ex = (FG_T *)a->extra + (a->extra_step ? off * H : 0);       /* [Bt, H]   */
 
         for (int u = u0; u < u1; u++) {
             const int j0 = u * FG_NR, n = H - j0 < FG_NR ? H - j0 : FG_NR;
             const FG_T *Pu = P + (size_t)u * G * H * FG_NR;
             for (int g = 0; g < (cell == FG_GRU_RB ? 2 : G); g++) {
                 if (cell == FG_GRU_LBR && g == 2)   /* hn = h_{t-1} W_hn^T (+ b_hn below) */
-                    FG_FN(gemm_rows)(B, hp, H, Pu + (size_t)g * H * FG_NR, H, ex + j0, H, n, 0);
+                    FG_FN(gemm_rows)(Bt, hp, H, Pu + (size_t)g * H * FG_NR, H, ex + j0, H, n, 0);
                 else                                /* pre += h_{t-1} W_hg^T */
-                    FG_FN(gemm_rows)(B, hp, H, Pu + (size_t)g * H * FG_NR, H, pre + g * H + j0, GH, n, 1);
+                    FG_FN(gemm_rows)(Bt, hp, H, Pu + (size_t)g * H * FG_NR, H, pre + g * H + j0, GH, n, 1);
             }
-            for (int b = 0; b < B; b++) {
+            for (int b = 0; b < Bt; b++) {
                 FG_T *pr = pre + b * GH + j0;
                 const size_t o = b * H + j0;
                 switch (cell) {
@@ -177,7 +179,9 @@ static void FG_FN(forward_thread)(const fg_forward_args *a, int tid, int nth)
                     break;
                 case FG_LSTM: {
                     /* c = f*c_prev + i*g,  h = o*tanh(c) */
-                    const FG_T *cp = t ? cout + (t - 1) * BH : (const FG_T *)a->c0;
+                    /* in place (inference): c_{t-1} and c_t share the (B, H) state */
+                    const FG_T *cp = a->c_in_place || !t ? (const FG_T *)a->c0 : cout + off_prev * H;
+                    FG_T *cn = a->c_in_place ? cout : cout + off * H;
                     FG_FN(blk) gi = FG_FN(sigm)(FG_FN(ldb)(pr, n));
                     FG_FN(blk) gf = FG_FN(sigm)(FG_FN(ldb)(pr + H, n));
                     FG_FN(blk) gg = FG_FN(tanh)(FG_FN(ldb)(pr + 2 * H, n));
@@ -188,9 +192,9 @@ static void FG_FN(forward_thread)(const fg_forward_args *a, int tid, int nth)
                     FG_FN(stb)(pr + H, n, gf);
                     FG_FN(stb)(pr + 2 * H, n, gg);
                     FG_FN(stb)(pr + 3 * H, n, go);
-                    FG_FN(stb)(cout + t * BH + o, n, c);
+                    FG_FN(stb)(cn + o, n, c);
                     if (tcs)
-                        FG_FN(stb)(tcs + t * BH + o, n, tc);
+                        FG_FN(stb)(tcs + off * H + o, n, tc);
                     FG_FN(stb)(h + o, n, FG_FN(mul)(go, tc));
                     break;
                 }
@@ -226,8 +230,8 @@ static void FG_FN(forward_thread)(const fg_forward_args *a, int tid, int nth)
             for (int u = u0; u < u1; u++) {
                 const int j0 = u * FG_NR, n = H - j0 < FG_NR ? H - j0 : FG_NR;
                 const FG_T *Pn = P + ((size_t)u * G + 2) * H * FG_NR;
-                FG_FN(gemm_rows)(B, ex, H, Pn, H, pre + 2 * H + j0, GH, n, 1);
-                for (int b = 0; b < B; b++) {
+                FG_FN(gemm_rows)(Bt, ex, H, Pn, H, pre + 2 * H + j0, GH, n, 1);
+                for (int b = 0; b < Bt; b++) {
                     FG_T *pr = pre + b * GH + j0;
                     const size_t o = b * H + j0;
                     FG_FN(blk) nn = FG_FN(tanh)(FG_FN(ldb)(pr + 2 * H, n));
@@ -245,29 +249,36 @@ static void FG_FN(forward_thread)(const fg_forward_args *a, int tid, int nth)
 static void FG_FN(backward_thread)(const fg_backward_args *a, int tid, int nth)
 {
     const int T = a->T, B = a->B, H = a->H, cell = a->cell, G = FG_FN(gates_of)(cell);
-    const size_t GH = (size_t)G * H, BH = (size_t)B * H;
+    const size_t GH = (size_t)G * H;
     const int nb = (H + FG_NR - 1) / FG_NR;
     const int u0 = (int)((long)nb * tid / nth), u1 = (int)((long)nb * (tid + 1) / nth);
     const FG_T *P = (const FG_T *)a->P;
     const FG_T *hs = (const FG_T *)a->hs, *dy = (const FG_T *)a->dy;
     FG_T *dh = (FG_T *)a->dh, *dc = (FG_T *)a->dc, *drh = (FG_T *)a->scratch;
+    size_t off = 0;                                    /* first row of step t (packed layout) */
+    for (int t = 0; t < T; t++)
+        off += a->batch ? a->batch[t] : B;
 
     for (int t = T - 1; t >= 0; t--) {
-        const FG_T *hp = hs + t * BH;                  /* h_{t-1} [B, H] */
-        const FG_T *hc = hs + (t + 1) * BH;            /* h_t     [B, H] */
-        const FG_T *gt = a->gates ? (const FG_T *)a->gates + t * B * GH : NULL;
-        FG_T *dG = (FG_T *)a->dG + t * B * GH;         /* [B, G*H] */
+        const int Bt = a->batch ? a->batch[t] : B;     /* active rows */
+        off -= Bt;
+        /* state rows: h0 (B rows) first, then h_t at B + off_t; cs likewise */
+        const size_t sp = t ? B + off - (a->batch ? a->batch[t - 1] : B) : 0;
+        const FG_T *hp = hs + sp * H;                  /* h_{t-1} [Bt, H] */
+        const FG_T *hc = hs + (B + off) * H;           /* h_t     [Bt, H] */
+        const FG_T *gt = a->gates ? (const FG_T *)a->gates + off * GH : NULL;
+        FG_T *dG = (FG_T *)a->dG + off * GH;           /* [Bt, G*H] */
 
         /* phase A: gate gradients of this thread's units (needs dL/dh_t of these units only) */
         for (int u = u0; u < u1; u++) {
             const int j0 = u * FG_NR, n = H - j0 < FG_NR ? H - j0 : FG_NR;
-            for (int b = 0; b < B; b++) {
+            for (int b = 0; b < Bt; b++) {
                 const size_t o = b * H + j0;
                 FG_T *dg = dG + b * GH + j0;
                 const FG_T *gr = gt ? gt + b * GH + j0 : NULL;
                 FG_FN(blk) dhv = FG_FN(ldb)(dh + o, n);
                 if (dy)
-                    dhv = FG_FN(add)(dhv, FG_FN(ldb)(dy + t * BH + o, n));
+                    dhv = FG_FN(add)(dhv, FG_FN(ldb)(dy + off * H + o, n));
                 switch (cell) {
                 case FG_RNN_TANH:
                     FG_FN(stb)(dg, n, FG_FN(mul)(dhv, FG_FN(dtanh)(FG_FN(ldb)(hc + o, n))));
@@ -278,8 +289,8 @@ static void FG_FN(backward_thread)(const fg_backward_args *a, int tid, int nth)
                 case FG_LSTM: {
                     FG_FN(blk) gi = FG_FN(ldb)(gr, n), gf = FG_FN(ldb)(gr + H, n);
                     FG_FN(blk) gg = FG_FN(ldb)(gr + 2 * H, n), go = FG_FN(ldb)(gr + 3 * H, n);
-                    FG_FN(blk) tc = FG_FN(ldb)((const FG_T *)a->tc + t * BH + o, n);
-                    FG_FN(blk) cp = FG_FN(ldb)((const FG_T *)a->cs + t * BH + o, n);
+                    FG_FN(blk) tc = FG_FN(ldb)((const FG_T *)a->tc + off * H + o, n);
+                    FG_FN(blk) cp = FG_FN(ldb)((const FG_T *)a->cs + sp * H + o, n);
                     /* dc = dc_next + dh*o*(1 - tanh(c)^2) */
                     FG_FN(blk) dcv = FG_FN(add)(FG_FN(ldb)(dc + o, n),
                                                 FG_FN(mul)(FG_FN(mul)(dhv, go), FG_FN(dtanh)(tc)));
@@ -299,11 +310,11 @@ static void FG_FN(backward_thread)(const fg_backward_args *a, int tid, int nth)
                     FG_FN(blk) dz = FG_FN(mul)(FG_FN(mul)(dhv, FG_FN(sub)(hv, nn)), FG_FN(dsigm)(z));
                     FG_FN(stb)(dg + H, n, dz);
                     if (cell == FG_GRU_LBR) {
-                        FG_FN(blk) hn = FG_FN(ldb)((const FG_T *)a->extra + t * BH + o, n);
+                        FG_FN(blk) hn = FG_FN(ldb)((const FG_T *)a->extra + off * H + o, n);
                         /* dr = dn*hn*r*(1-r); the recurrent n pre-activation gets dn*r */
                         FG_FN(stb)(dg, n, FG_FN(mul)(FG_FN(mul)(dn, hn), FG_FN(dsigm)(r)));
                         FG_FN(stb)(dg + 2 * H, n, FG_FN(mul)(dn, r));
-                        FG_FN(stb)((FG_T *)a->dnx + t * BH + o, n, dn);
+                        FG_FN(stb)((FG_T *)a->dnx + off * H + o, n, dn);
                     } else {
                         FG_FN(stb)(dg + 2 * H, n, dn);   /* dr needs (dn W_hn): phase B1 */
                     }
@@ -320,8 +331,8 @@ static void FG_FN(backward_thread)(const fg_backward_args *a, int tid, int nth)
                 const int j0 = u * FG_NR, n = H - j0 < FG_NR ? H - j0 : FG_NR;
                 const FG_T *Pu = P + (size_t)u * GH * FG_NR;
                 /* d(r*h) = dn W_hn */
-                FG_FN(gemm_rows)(B, dG + 2 * H, GH, Pu + 2 * (size_t)H * FG_NR, H, drh + j0, H, n, 0);
-                for (int b = 0; b < B; b++) {
+                FG_FN(gemm_rows)(Bt, dG + 2 * H, GH, Pu + 2 * (size_t)H * FG_NR, H, drh + j0, H, n, 0);
+                for (int b = 0; b < Bt; b++) {
                     const size_t o = b * H + j0;
                     FG_FN(blk) d = FG_FN(ldb)(drh + o, n), r = FG_FN(ldb)(gt + b * GH + j0, n);
                     FG_FN(stb)(dG + b * GH + j0, n,
@@ -332,12 +343,12 @@ static void FG_FN(backward_thread)(const fg_backward_args *a, int tid, int nth)
 #pragma omp barrier
             for (int u = u0; u < u1; u++) {
                 const int j0 = u * FG_NR, n = H - j0 < FG_NR ? H - j0 : FG_NR;
-                FG_FN(gemm_rows)(B, dG, GH, P + (size_t)u * GH * FG_NR, 2 * H, dh + j0, H, n, 1);
+                FG_FN(gemm_rows)(Bt, dG, GH, P + (size_t)u * GH * FG_NR, 2 * H, dh + j0, H, n, 1);
             }
         } else {
             for (int u = u0; u < u1; u++) {
                 const int j0 = u * FG_NR, n = H - j0 < FG_NR ? H - j0 : FG_NR;
-                FG_FN(gemm_rows)(B, dG, GH, P + (size_t)u * GH * FG_NR, (int)GH, dh + j0, H, n,
+                FG_FN(gemm_rows)(Bt, dG, GH, P + (size_t)u * GH * FG_NR, (int)GH, dh + j0, H, n,
                                  cell == FG_GRU_LBR);
             }
         }

@@ -15,6 +15,16 @@
  * Arrays are row-major and C-contiguous; shapes are given on every field
  * (T steps, B rows, H units, G gates: rnn 1, gru 3 (r, z, n), lstm 4 (i, f, g, o)).
  * The caller (fastgates/_recurrence.pyx) validates everything first.
+ *
+ * Variable lengths use PyTorch's packed layout: rows sorted by length (descending),
+ * step t has the n_t = batch[t] rows still running (non-increasing in t), and they
+ * are the prefix [0, n_t) of the previous step's rows, so h_{t-1} of the active rows
+ * is the start of step t-1's block.  Step t's block starts at row off_t = n_0 + ... +
+ * n_{t-1} of every per-step array; "(T, B, X)" below then means (N, X) with N = the sum
+ * of n_t, and "(T+1, B, H)" means (B + N, H) (the B rows of the initial state first).
+ * batch = NULL is the dense case n_t = B, off_t = t*B.  Rows past n_t are neither read
+ * nor written at step t, so a finished row's dh/dc in backward keeps dh_n/dc_n until
+ * its last step comes.
  */
 #ifndef FASTGATES_RECURRENCE_H
 #define FASTGATES_RECURRENCE_H
@@ -36,11 +46,14 @@ typedef struct {
     const void *h0;     /* IN  (B, H) state before step 0                                      */
     void *hout;         /* OUT (T, B, H) h_t                                                   */
     const void *c0;     /* IN  (B, H) lstm cell state before step 0                            */
-    void *cout;         /* OUT (T, B, H) lstm c_t                                              */
+    void *cout;         /* OUT (T, B, H) lstm c_t; or, with c_in_place, cout == c0 is one
+                           (B, H) state updated in place (each row stops at its last step)    */
     void *tc;           /* OUT (T, B, H) lstm tanh(c_t), or NULL                               */
     void *extra;        /* OUT gru lbr: h_{t-1} W_hn^T + b_hn; gru rb: r_t * h_{t-1}; (T|1, B, H)  */
-    size_t extra_step;  /* elements between the extra slices of two steps: B*H, or 0 (scratch) */
+    size_t extra_step;  /* nonzero: one extra slice per step (T, B, H); 0: one (B, H) scratch  */
     const void *b_hn;   /* IN  (H,) gru lbr recurrent n-gate bias                              */
+    const int *batch;   /* IN  (T,) rows active at each step (packed layout), or NULL: all B   */
+    int c_in_place;     /* lstm: c updated in place in cout (== c0), see cout                  */
 } fg_forward_args;
 
 typedef struct {
@@ -58,6 +71,7 @@ typedef struct {
     void *dh;           /* IN  (B, H) dL/dh_T (zeros if none); OUT dL/dh_0                     */
     void *dc;           /* IN  (B, H) lstm dL/dc_T;            OUT dL/dc_0                     */
     void *scratch;      /* (B, H) gru rb workspace                                             */
+    const int *batch;   /* IN  (T,) rows active at each step (packed layout), or NULL: all B   */
 } fg_backward_args;
 
 /* Token-by-token generation for one sequence (B = 1) through L stacked layers.

@@ -1,0 +1,33 @@
+"""Helpers shared by the examples: Adam over a dict of arrays, softmax cross-entropy."""
+
+import numpy as np
+
+
+class Adam:
+    """Adam (Kingma & Ba) updating a dict of parameter arrays in place."""
+
+    def __init__(self, params, lr=0.01, betas=(0.9, 0.999), eps=1e-8):
+        self.lr, self.b1, self.b2, self.eps, self.t = lr, betas[0], betas[1], eps, 0
+        self.m = {k: np.zeros_like(v) for k, v in params.items()}
+        self.v = {k: np.zeros_like(v) for k, v in params.items()}
+
+    def step(self, params, grads):
+        self.t += 1
+        for k, p in params.items():
+            g = grads[k]
+            self.m[k] = self.b1 * self.m[k] + (1 - self.b1) * g
+            self.v[k] = self.b2 * self.v[k] + (1 - self.b2) * g * g
+            mh = self.m[k] / (1 - self.b1 ** self.t)
+            vh = self.v[k] / (1 - self.b2 ** self.t)
+            p -= (self.lr * mh / (np.sqrt(vh) + self.eps)).astype(p.dtype)
+
+
+def softmax_xent(logits, labels):
+    """Mean cross-entropy and its gradient w.r.t. the logits."""
+    z = logits - logits.max(axis=1, keepdims=True)
+    p = np.exp(z)
+    p /= p.sum(axis=1, keepdims=True)
+    n = len(labels)
+    loss = -np.log(p[np.arange(n), labels] + 1e-12).mean()
+    p[np.arange(n), labels] -= 1
+    return loss, p / n

@@ -1,0 +1,45 @@
+"""The examples in examples/ run as scripts against the installed package and learn.
+
+Each example asserts its own success (exit code 0 only when its accuracy is well above
+chance) and prints a JSON summary last; these tests run them in subprocesses outside
+the checkout, so the package they import is the installed (or in-place built) one.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+import fastgates
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(fastgates.__file__)))
+OUTSIDE = os.path.dirname(os.path.abspath(os.sep))
+EXAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples")
+
+
+def run_example(name, *args, timeout=120):
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    r = subprocess.run([sys.executable, os.path.join(EXAMPLES, name), *args], capture_output=True,
+                       text=True, timeout=timeout, env=env, cwd=OUTSIDE)
+    assert "Traceback" not in r.stderr, r.stderr
+    return r, json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def test_many_to_one_classifies_ragged_sequences():
+    r, res = run_example("classify_sequences.py")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert res["task"] == "classify" and res["accuracy"] > res["chance"] + 0.3
+
+
+def test_many_to_many_tags_every_position():
+    r, res = run_example("tag_sequences.py")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert res["task"] == "tag" and res["accuracy"] > res["baseline"] + 0.3
+
+
+def test_an_untrained_example_reports_failure():
+    """The success criterion can fail: with one step the classifier is at chance."""
+    r, res = run_example("classify_sequences.py", "--steps", "1")
+    assert r.returncode == 1 and res["accuracy"] < res["chance"] + 0.3
