@@ -4,6 +4,7 @@ the parent ran OpenMP threads) work instead of hanging.  Every child runs under 
 """
 
 import json
+import linecache
 import sys
 import threading
 
@@ -96,7 +97,6 @@ def test_the_gil_is_released_inside_the_kernels(phase):
         while not done.is_set():
             frame = sys._current_frames().get(t.ident)
             if frame is not None and not done.is_set():
-                import linecache
                 line = linecache.getline(frame.f_code.co_filename, frame.f_lineno)
                 if frame.f_code.co_name in ("_forward", "_backward") and "_recurrence." in line:
                     seen_inside += 1
