@@ -50,12 +50,14 @@ def child_env(**extra) -> dict:
     return env
 
 
-def run_python(args, *, timeout: float, env: Optional[dict] = None, cwd: str = OUTSIDE) -> Result:
+def run_python(args, *, timeout: float, env: Optional[dict] = None, cwd: str = OUTSIDE,
+               stdin: Optional[str] = None) -> Result:
     """``python <args>`` in a new session; on timeout the whole process group is killed."""
     proc = subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
                             text=True, env=env or child_env(), cwd=cwd, start_new_session=True)
     try:
-        out, err = proc.communicate(timeout=timeout)
+        out, err = proc.communicate(stdin, timeout=timeout)
         return Result(proc.returncode, out, err, False)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
