@@ -13,6 +13,7 @@ cases in seconds).  More: ``FASTGATES_FUZZ_EXAMPLES=5000 pytest tests/test_fuzz.
 import json
 import os
 
+import numpy as np
 import pytest
 
 from _helpers.subproc import run_python
@@ -60,3 +61,33 @@ def test_a_crash_in_the_worker_is_reported_with_its_case(tmp_path):
     r = run_python(["-c", code], timeout=60)
     assert r.returncode == -11 and "SIGSEGV" in r.how_it_ended()
     assert trace.read_text() == "the case"
+
+
+# -- the guards the fuzzer relies on, named explicitly ------------------------------------------
+
+def _huge(shape, dtype=np.float32):
+    return np.broadcast_to(np.zeros((1,) * len(shape), dtype), shape)     # no memory behind it
+
+
+@pytest.mark.parametrize("T,B,H,tokens,match", [
+    (2**31 + 5, 0, 2, False, r"T = 2147483653 exceeds the BLAS integer limit"),
+    (0, 2**31 + 5, 2, True, r"B = 2147483653 exceeds"),
+    (1, 2**20, 2**12, False, r"B\*H = 4294967296 exceeds"),
+    (2**20, 2**10, 2**14, False, r"needs at least .* GiB .* more than this machine's .* GiB of RAM"),
+    (2**20, 2**10, 2**12, True, r"needs at least .* GiB .* more than this machine's"),
+    (2, 2, 2**20, False, r"needs at least .* GiB .* more than this machine's"),
+], ids=["T>int", "B>int", "B*H>int", "memory", "memory-tokens", "weights"])
+def test_huge_dimensions_raise_value_error_before_allocating(backend, T, B, H, tokens, match):
+    D = 3
+    x = _huge((T, B), np.int64) if tokens else _huge((T, B, D))
+    w = [_huge((4 * H, D)), _huge((4 * H, H)), _huge((4 * H,)), _huge((4 * H,))]
+    with pytest.raises(ValueError, match=match):
+        backend.lstm_forward(x, None, None, *w)
+
+
+def test_absurd_thread_counts_are_refused(backend):
+    x, w = np.zeros((2, 1, 3)), [np.zeros((4, 3)), np.zeros((4, 1)), np.zeros(4), np.zeros(4)]
+    for n in (100_000, 10**20):
+        with pytest.raises(ValueError, match=rf"n_threads = {n} is more than \d+ threads"):
+            backend.lstm_forward(x, None, None, *w, n_threads=n)
+    backend.lstm_forward(x, None, None, *w, n_threads=-(10**20))     # counts back: 1 thread
