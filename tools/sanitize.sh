@@ -18,7 +18,7 @@ CC=${CC:-gcc}
 WORK=${SANITIZE_DIR:-$(mktemp -d /tmp/fastgates-sanitize.XXXXXX)}
 
 mkdir -p "$WORK"
-(cd "$SRC" && git ls-files -z | xargs -0 cp --parents -t "$WORK")
+(cd "$SRC" && git ls-files -z | xargs -0 cp -p --parents -t "$WORK")
 cd "$WORK"
 echo "sanitize: building in $WORK"
 CC=$CC FASTGATES_SANITIZE=1 "$PY" setup.py build_ext --inplace -q >build.log 2>&1 || {
@@ -26,7 +26,9 @@ CC=$CC FASTGATES_SANITIZE=1 "$PY" setup.py build_ext --inplace -q >build.log 2>&
 
 ASAN_RT=$("$CC" -print-file-name=libasan.so)
 [ -e "$ASAN_RT" ] || { echo "sanitize: $CC has no libasan.so ($ASAN_RT)"; exit 1; }
-export LD_PRELOAD="$ASAN_RT${LD_PRELOAD:+:$LD_PRELOAD}"
+# libstdc++ too: ASan must find the real __cxa_throw when C++ extensions (matplotlib) throw
+STDCXX=$("$CC" -print-file-name=libstdc++.so)
+export LD_PRELOAD="$ASAN_RT:$STDCXX${LD_PRELOAD:+:$LD_PRELOAD}"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:halt_on_error=1:abort_on_error=1:print_summary=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:abort_on_error=1:print_stacktrace=1}
 export PYTHONPATH="$WORK"
