@@ -15,6 +15,7 @@ packed layout of PyTorch's PackedSequence that both backends store in the cache.
 from __future__ import annotations
 
 import operator
+import os
 from typing import NamedTuple, Optional
 
 import numpy as np
@@ -24,6 +25,9 @@ GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 
 #: Largest size that fits the BLAS integer type (LP64: a C int).
 BLAS_INT_MAX = 2**31 - 1
+
+#: Most threads a call may ask for: far beyond any speed-up, short of exhausting the OS.
+MAX_THREADS = max(256, 4 * (os.cpu_count() or 1))
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -264,6 +268,10 @@ def check_n_threads(n_threads):
     if n == 0:
         raise ValueError("n_threads must be None (OpenMP default), a positive count, or a negative "
                          "count back from the maximum (-1 = all); got 0")
+    if n > MAX_THREADS:
+        # GNU libgomp segfaults when it cannot create the threads asked for (seen at 100000)
+        raise ValueError(f"n_threads = {n} is more than {MAX_THREADS} threads (4 per core of "
+                         f"this machine, at least 256); use None for all cores")
     return n
 
 
@@ -294,6 +302,36 @@ def check_lengths(lengths, T, B):
     return np.array(arr, dtype=np.int64, copy=True)
 
 
+def _physical_memory():
+    """Bytes of RAM of this machine (None when the platform does not say)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _check_sizes(T, B, D, H, G, itemsize, training, tokens):
+    """Sizes the compiled loops can index and memory the call can get, before anything is
+    copied or scanned (a zero-strided view can claim any shape at no cost).
+
+    The C code indexes with int (BLAS dimensions, T*B rows, B*H state offsets), so each
+    must fit a C int.  The arrays a forward call allocates (outputs, cache, contiguous
+    copies of the inputs) are counted too: more than the machine's RAM can never succeed,
+    and a lazily committed allocation would be killed by the kernel's OOM killer mid-call
+    instead of failing, so it is refused up front with the figure.
+    """
+    _check_blas_size(**{"T": T, "B": B, "T*B": T * B, "G*H": G * H, "D": D, "B*H": B * H})
+    cached = (G + 2) * H if training else 0       # gates, h and the cell/extra states per row
+    x_row = 1 if tokens else D                    # a token id, or a row of features
+    elements = T * B * (H + x_row + cached) + G * H * (D + H + 2) + 4 * B * H
+    need, ram = elements * itemsize, _physical_memory()
+    if ram is not None and need > ram:
+        raise ValueError(f"this call (T={T}, B={B}, D={D}, H={H}, training={training}) needs at "
+                         f"least {need / 2**30:.1f} GiB for its outputs"
+                         f"{' and cache' if training else ''}, more than this machine's "
+                         f"{ram / 2**30:.1f} GiB of RAM; split the sequence or the batch")
+
+
 def check_forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, variant="", training=True,
                   lengths=None):
     """Validate a forward call; return a :class:`Forward` with normalised arrays."""
@@ -320,6 +358,7 @@ def check_forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, variant="", traini
     D = w_ih.shape[1]
     if D == 0:
         raise ValueError("w_ih has input size D=0; expected D >= 1")
+    _check_sizes(0, 0, D, H, G, dtype.itemsize, training, True)   # the weights, before any copy
 
     biases = []
     for name, b in (("b_ih", b_ih), ("b_hh", b_hh)):
@@ -337,7 +376,7 @@ def check_forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, variant="", traini
         if x.ndim != 2:
             raise ValueError(f"x of token ids must be 2-D (T, B), got {x.ndim}-D shape {x.shape}")
         T, B = x.shape
-        _check_blas_size(**{"T*B": T * B, "G*H": G * H, "D": D})  # before scanning/copying x
+        _check_sizes(T, B, D, H, G, dtype.itemsize, training, True)  # before scanning/copying x
     elif x.dtype.kind == "b":
         raise TypeError("x must be a float array (T, B, D) or an integer array (T, B) of token ids, "
                         "got dtype bool")
@@ -353,7 +392,7 @@ def check_forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, variant="", traini
         if Dx != D:
             raise ValueError(f"x has D={Dx} features (shape {x.shape}) but w_ih expects "
                              f"D={D} (shape {w_ih.shape})")
-        _check_blas_size(**{"T*B": T * B, "G*H": G * H, "D": D})  # before copying x
+        _check_sizes(T, B, D, H, G, dtype.itemsize, training, False)  # before copying x
         x = _contiguous(x, dtype)
 
     states = []

@@ -9,7 +9,7 @@ G gates (rnn 1, gru 3, lstm 4).  Weights use PyTorch's layout, so a torch
 
 from __future__ import annotations
 
-from . import _checks, _recurrence
+from . import _checks, _fork, _recurrence
 from ._checks import Grads, LSTMGrads
 from ._threads import blas_single
 
@@ -69,7 +69,7 @@ _BACKWARD_DOC = """
 
 
 def _threads(n_threads):
-    return _recurrence.resolve_threads(_checks.check_n_threads(n_threads))
+    return _fork.safe_threads(_recurrence.resolve_threads(_checks.check_n_threads(n_threads)))
 
 
 def _forward(cell, variant, x, h0, c0, w_ih, w_hh, b_ih, b_hh, training, n_threads, lengths):
@@ -89,6 +89,7 @@ def _backward(cell, dy, dh_n, dc_n, cache, n_threads):
 
 def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, *, nonlinearity="tanh", training=True, n_threads=None,
                 lengths=None):
+    _checks.check_n_threads(n_threads)      # first, as in the reference: the same error wins
     variant = _checks.check_nonlinearity(nonlinearity)
     y, h_n, _, cache = _forward("rnn", variant, x, h0, None, w_ih, w_hh, b_ih, b_hh,
                                 training, n_threads, lengths)
@@ -102,6 +103,7 @@ def rnn_backward(dy, dh_n, cache, *, n_threads=None):
 
 def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, *, linear_before_reset=True, training=True, n_threads=None,
                 lengths=None):
+    _checks.check_n_threads(n_threads)
     variant = _checks.gru_variant(linear_before_reset)
     y, h_n, _, cache = _forward("gru", variant, x, h0, None, w_ih, w_hh, b_ih, b_hh,
                                 training, n_threads, lengths)

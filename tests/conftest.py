@@ -196,3 +196,13 @@ def assert_equal(actual, desired, what):
         differ = int(np.sum(~((actual == desired) | (np.isnan(actual) & np.isnan(desired)))))
         raise AssertionError(f"{what}: not bit-identical: {differ} of {actual.size} entries "
                              f"differ, max |diff| = {np.nanmax(np.abs(actual - desired)):.3g}")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``slow`` are opt-in: they run only when ``-m`` selects them (``-m slow``)."""
+    if config.getoption("markexpr"):
+        return
+    skip = pytest.mark.skip(reason="slow: opt in with -m slow")
+    for item in items:
+        if item.get_closest_marker("slow") is not None:
+            item.add_marker(skip)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-import zipfile
+import time
 from typing import NamedTuple
 
 import numpy as np
@@ -29,12 +29,37 @@ VERSION = 1
 META_KEY = "meta.json"
 
 
+#: Types of the top-level metadata entries that save_training writes.
+META_TYPES = {"config": dict, "model": dict, "vocab": list, "progress": dict, "optimizer": dict,
+              "rng": dict, "train": dict}
+
+
 class CheckpointError(ValueError):
     """A checkpoint file that is missing, truncated, garbled or of another format."""
 
 
 def _write_npz(f, arrays: dict) -> None:
     np.savez(f, **arrays)
+
+
+#: Test hook (private): "<n>:<marker path>" makes the n-th save of this process create the
+#: marker file and sleep after the temporary file is written and fsync'ed but before it
+#: replaces the target, so a test can SIGKILL the writer at exactly that moment.
+_PAUSE_ENV = "_FASTGATES_TEST_CHECKPOINT_PAUSE"
+_saves = 0
+
+
+def _test_pause() -> None:
+    global _saves
+    spec = os.environ.get(_PAUSE_ENV)
+    if not spec:
+        return
+    _saves += 1
+    n, marker = spec.split(":", 1)
+    if _saves == int(n):
+        with open(marker, "w"):
+            pass
+        time.sleep(600)
 
 
 def save_checkpoint(path, arrays: dict, meta: dict) -> None:
@@ -65,6 +90,7 @@ def save_checkpoint(path, arrays: dict, meta: dict) -> None:
             _write_npz(f, payload)
             f.flush()
             os.fsync(f.fileno())
+        _test_pause()
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -105,7 +131,10 @@ def load_checkpoint(path) -> tuple[dict, dict]:
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
-    except (zipfile.BadZipFile, EOFError, ValueError, OSError, KeyError, zipfile.LargeZipFile) as exc:
+    # Any failure to parse the container means a damaged file: flipped header bits reach
+    # zipfile's NotImplementedError ("strong encryption") or RuntimeError ("encrypted"),
+    # forged sizes a MemoryError, and so on (found by tests/test_checkpoint_safety.py).
+    except Exception as exc:
         raise CheckpointError(f"checkpoint {path!r} is truncated or corrupted and cannot be read "
                               f"({type(exc).__name__}: {exc})") from None
     if META_KEY not in arrays:
@@ -120,6 +149,10 @@ def load_checkpoint(path) -> tuple[dict, dict]:
     if meta.get("version") != VERSION:
         raise CheckpointError(f"checkpoint {path!r} has format version {meta.get('version')!r}; "
                               f"this fastgates reads version {VERSION}")
+    for key, kind in META_TYPES.items():     # readers index these without further checks
+        if key in meta and not isinstance(meta[key], kind):
+            raise CheckpointError(f"checkpoint {path!r} has garbled metadata ({key!r} is a "
+                                  f"{type(meta[key]).__name__}, expected a {kind.__name__})")
     return arrays, meta
 
 

@@ -311,10 +311,14 @@ def cmd_train(args) -> int:
     except DataError as exc:
         raise UsageError(f"--text: {exc}") from None
     digest = _text_digest(text)
-    if meta is not None and meta["config"].get("text_sha256") not in (None, digest):
+    if meta is not None and meta.get("config", {}).get("text_sha256") not in (None, digest):
         raise UsageError(f"--resume: the text {cfg['text'] or '(default corpus)'} changed since the "
                          f"checkpoint was written")
-    vocab = data_mod.Vocab(meta["vocab"]) if meta is not None else None
+    try:
+        vocab = data_mod.Vocab(meta["vocab"]) if meta is not None else None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UsageError(f"--resume: the checkpoint's vocabulary is unusable "
+                         f"({type(exc).__name__}: {exc})") from None
     try:
         corpus = make_corpus(text, cfg["tokens"], cfg["val_fraction"], vocab=vocab)
     except DataError as exc:
@@ -331,7 +335,11 @@ def cmd_train(args) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     if meta is not None:
-        trainer.load_state(arrays, meta)
+        try:
+            trainer.load_state(arrays, meta)
+        except (KeyError, TypeError, ValueError, IndexError) as exc:   # a tampered checkpoint
+            raise UsageError(f"--resume: checkpoint {os.path.join(out, 'checkpoint.npz')!r} is "
+                             f"incomplete or inconsistent ({type(exc).__name__}: {exc})") from None
     run_config = {k: cfg[k] for k in RUN_KEYS}
     run_config["text_sha256"] = digest
     os.makedirs(out, exist_ok=True)

@@ -1,0 +1,1 @@
+"""Helpers of the reliability tests (not collected: no test_ prefix)."""
