@@ -76,13 +76,22 @@ NPY_TARGET = "NPY_1_23_API_VERSION"
 
 
 class BuildExt(build_ext):
+    def finalize_options(self):
+        super().finalize_options()
+        if self.parallel is None:   # the three extensions compile side by side
+            self.parallel = os.cpu_count() or 1
+
     def build_extensions(self):
         ctype = self.compiler.compiler_type
         if ctype == "msvc":
             # /std:c11 for _Pragma in the OpenMP macros; MSVC's /openmp is OpenMP 2.0 (vcomp)
             opt, omp_c, omp_l = ["/O2", "/fp:precise", "/std:c11"], ["/openmp"], []
         else:
-            opt = ["-O0", "-g"] if _flag("FASTGATES_DEBUG") else ["-O3"]
+            # -g0 (after Python's own -g): no debug info in release wheels, a tenth of the size
+            if _flag("FASTGATES_DEBUG"):
+                opt = ["-O0", "-g"]
+            else:
+                opt = ["-O3"] + ([] if _flag("FASTGATES_SANITIZE") else ["-g0"])
             # no -ffast-math: the kernels need IEEE NaN/Inf propagation
             opt += ["-fno-math-errno", "-ffp-contract=fast", "-Wno-unused-function", "-Wno-psabi"]
             if sys.platform == "darwin":
