@@ -116,7 +116,7 @@ def _format(cfg: dict[str, Any]) -> str:
         lines.append(f"{section}:")
         if isinstance(body, dict):
             width = max((len(k) for k in body), default=0)
-            lines += [f"  {k:<{width}} : {v}" for k, v in body.items()]
+            lines += [f"  {k:<{width}} : {v}" for k, v in body.items() if v != ""]
         else:
             for pool in body:
                 lines.append(f"  - {pool.get('user_api')} ({pool.get('internal_api')}"
