@@ -9,6 +9,7 @@ The six kernels run the whole sequence in compiled code (Cython + C + OpenMP);
 from ._checks import Cache, Grads, LSTMGrads
 from ._fast import (gru_backward, gru_forward, lstm_backward, lstm_forward, rnn_backward,
                     rnn_forward)
+from ._config import show_config
 from . import layers, reference
 from .layers import GRU, LSTM, RNN
 
@@ -16,4 +17,4 @@ __version__ = "0.1.0"
 
 __all__ = ["rnn_forward", "rnn_backward", "gru_forward", "gru_backward", "lstm_forward",
            "lstm_backward", "Grads", "LSTMGrads", "Cache", "reference", "layers", "RNN", "GRU",
-           "LSTM", "__version__"]
+           "LSTM", "show_config", "__version__"]
