@@ -37,6 +37,8 @@ class Cache:
     extra: _Array | None
     cs: _Array | None
     tc: _Array | None
+    lengths: NDArray[np.int64] | None
+    packing: Any
     def __init__(self, **fields: Any) -> None: ...
     @property
     def shape(self) -> tuple[int, int, int, int]: ...
