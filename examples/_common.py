@@ -1,6 +1,20 @@
-"""Helpers shared by the examples: Adam over a dict of arrays, softmax cross-entropy."""
+"""Helpers shared by the examples: the command line, Adam over a dict of arrays, softmax
+cross-entropy."""
+
+import argparse
 
 import numpy as np
+
+
+def parse_args(argv, description, steps, batch):
+    """The options every example takes (training steps, batch, hidden units, seed, threads)."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--steps", type=int, default=steps)
+    ap.add_argument("--batch", type=int, default=batch)
+    ap.add_argument("--hidden", type=int, default=32)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1)
+    return ap.parse_args(argv)
 
 
 class Adam:

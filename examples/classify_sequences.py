@@ -13,7 +13,6 @@ Prints the held-out accuracy (the last line is JSON) and exits non-zero when it 
 well above chance.
 """
 
-import argparse
 import json
 import sys
 import time
@@ -22,7 +21,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 import fastgates
-from _common import Adam, softmax_xent
+from _common import Adam, parse_args, softmax_xent
 
 SYMBOLS, CLASSES = 4, ("stay", "up", "down")
 STEP = {"stay": 0, "up": 1, "down": -1}
@@ -43,13 +42,7 @@ def make_sequences(rng, n, min_len=6, max_len=30, p_rule=0.5):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=150)
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--hidden", type=int, default=32)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=1)
-    args = ap.parse_args(argv)
+    args = parse_args(argv, __doc__.splitlines()[0], steps=150, batch=64)
     rng = np.random.default_rng(args.seed)
     t0 = time.perf_counter()
 

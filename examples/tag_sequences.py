@@ -12,7 +12,6 @@ Prints the held-out per-position accuracy next to the majority-tag baseline (the
 line is JSON) and exits non-zero when it is not well above that baseline.
 """
 
-import argparse
 import json
 import sys
 import time
@@ -21,7 +20,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 import fastgates
-from _common import Adam, softmax_xent
+from _common import Adam, parse_args, softmax_xent
 
 OPEN, CLOSE, TOKENS, MAX_DEPTH = 0, 1, 4, 4
 
@@ -43,13 +42,7 @@ def make_sequences(rng, n, min_len=8, max_len=40):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=200)
-    ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--hidden", type=int, default=32)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=1)
-    args = ap.parse_args(argv)
+    args = parse_args(argv, __doc__.splitlines()[0], steps=200, batch=32)
     rng = np.random.default_rng(args.seed)
     t0 = time.perf_counter()
     C, H = MAX_DEPTH + 1, args.hidden
