@@ -113,13 +113,16 @@ def _check_args(model, prefix_ids, length, temperature, top_k):
 def sample_compiled(model, prefix_ids, length, temperature=1.0, top_k=0, seed=0) -> np.ndarray:
     """Feed ``prefix_ids`` and draw ``length`` token ids in compiled code (see the module doc)."""
     from . import _sampling
+    from .._fork import safe_threads
 
     prefix_ids, length, temperature, top_k = _check_args(model, prefix_ids, length, temperature, top_k)
     cfg, p = model.config, model.params
     h = np.zeros((cfg.layers, cfg.hidden), model.dtype)
     c = np.zeros((cfg.layers, cfg.hidden), model.dtype)
     out = np.zeros(length, np.int64)
-    nt = _sampling.resolve_threads(model.n_threads)
+    # the sampler runs its own OpenMP region: in a child forked after OpenMP threads ran,
+    # GNU libgomp would hang there, so it obeys the kernels' fork guard too
+    nt = safe_threads(_sampling.resolve_threads(model.n_threads))
     with blas_limit(1):   # a B = 1 GEMV gains nothing from BLAS threads
         _sampling.sample(_cell_code(cfg), _layers(model), p["fc.weight"], p["fc.bias"],
                          p.get("embedding.weight"), h, c, prefix_ids, out, temperature, top_k,

@@ -34,6 +34,16 @@ def kernel(n_threads):
     return [float(y.sum()), float(g.dw_hh.sum()), float(g.dx.sum())]
 
 
+def generate():
+    """Text generation runs its own OpenMP region (fastgates.lm._sampling): 2 threads."""
+    from fastgates.lm.generation import sample_compiled
+    from fastgates.lm.model import CharRNN, ModelConfig
+
+    model = CharRNN(ModelConfig(vocab_size=12, hidden=48), rng=np.random.default_rng(3),
+                    n_threads=2)
+    return sample_compiled(model, np.array([1, 2, 3]), 40, seed=7).tolist()
+
+
 def matmul():
     a = problem()[2]
     return float((a @ a).sum())
@@ -42,13 +52,15 @@ def matmul():
 def child(q):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        out = {"kernel": {str(n): kernel(n) for n in (None, 1, 2)}, "matmul": matmul()}
+        out = {"kernel": {str(n): kernel(n) for n in (None, 1, 2)}, "matmul": matmul(),
+               "generate": generate()}
     out["warnings"] = [str(w.message) for w in caught]
     q.put(out)
 
 
 def main(method):
-    parent = {"kernel": kernel(2), "matmul": matmul()}    # both thread pools started
+    parent = {"kernel": kernel(2), "matmul": matmul(),    # both thread pools started
+              "generate": generate()}
     ctx = mp.get_context(method)
     q = ctx.Queue()
     p = ctx.Process(target=child, args=(q,))
