@@ -101,13 +101,19 @@ def test_resume_via_cli_equals_uninterrupted_run(tmp_path, text_file):
             assert (wa[k] == wb[k]).all(), k
 
 
+def _default_sigint():
+    # a shell that starts a job in the background (a CI runner, `cmd &`) passes SIGINT on as
+    # ignored, and Python then keeps ignoring it: give the trainer the terminal's default
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path, text_file):
     out = str(tmp_path / "run")
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     p = subprocess.Popen([sys.executable, "-m", "fastgates.lm", "train", "--text", text_file, *SMALL,
                           "--epochs", "100000", "--out", out, "--log-every", "1"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                         cwd=OUTSIDE)
+                         cwd=OUTSIDE, preexec_fn=_default_sigint if os.name == "posix" else None)
     try:
         deadline = time.time() + 60
         line = ""
