@@ -10,6 +10,9 @@ other's backward (the tests use this).
 
 Variable lengths (``lengths=``) are described once, by :class:`Packing`: the
 packed layout of PyTorch's PackedSequence that both backends store in the cache.
+
+What a cell is (its gates, states and parameters) comes from :mod:`fastgates.cells`;
+:class:`Forward` carries the validated call's :class:`~fastgates.cells.CellDef`.
 """
 
 from __future__ import annotations
@@ -20,8 +23,11 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-#: Gates per cell, in PyTorch's order.  LSTM: i, f, g, o.  GRU: r, z, n.
-GATES = {"rnn": 1, "gru": 3, "lstm": 4}
+from . import cells
+from .cells import CellDef
+
+#: Gates per kernel family (``Forward.cell``), read from the table of fastgates.cells.
+GATES = {kernel: defs[0].G for kernel, defs in cells.families().items()}
 
 #: Largest size that fits the BLAS integer type (LP64: a C int).
 BLAS_INT_MAX = 2**31 - 1
@@ -32,9 +38,41 @@ MAX_THREADS = max(256, 4 * (os.cpu_count() or 1))
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
-class Grads(NamedTuple):
-    """Gradients of an RNN or GRU layer (``dx`` is None for token-id inputs)."""
+class _GradsMixin:
+    """Access by name for the gradient tuples (the positional fields never change).
 
+    ``param_grads`` maps every parameter stem of the cell (``weight_ih``, ``bias_hh``, ...,
+    and the extra parameters of cells that have them) to its gradient, ``state_grads``
+    every state ("h", "c") to the gradient w.r.t. its initial value.  Gradients of
+    parameters beyond the positional fields live only there (``extra=`` at construction),
+    so new weights never change the tuple.
+    """
+
+    __slots__ = ()
+    _STATE_FIELDS = {"h": "dh0", "c": "dc0"}
+    _PARAM_FIELDS = {"weight_ih": "dw_ih", "weight_hh": "dw_hh", "bias_ih": "db_ih",
+                     "bias_hh": "db_hh"}
+
+    def __new__(cls, *fields, extra=None):
+        self = super().__new__(cls, *fields)
+        if extra:
+            self.__dict__["_extra"] = dict(extra)
+        return self
+
+    @property
+    def param_grads(self) -> dict:
+        """stem -> gradient of every parameter, in the cell's parameter order."""
+        out = {stem: getattr(self, f) for stem, f in self._PARAM_FIELDS.items()}
+        out.update(self.__dict__.get("_extra", {}))
+        return out
+
+    @property
+    def state_grads(self) -> dict:
+        """state name -> gradient w.r.t. its initial value (dh0, dc0)."""
+        return {s: getattr(self, f) for s, f in self._STATE_FIELDS.items() if f in self._fields}
+
+
+class _GradsFields(NamedTuple):
     dx: Optional[np.ndarray]
     dh0: np.ndarray
     dw_ih: np.ndarray
@@ -43,9 +81,7 @@ class Grads(NamedTuple):
     db_hh: np.ndarray
 
 
-class LSTMGrads(NamedTuple):
-    """Gradients of an LSTM layer (``dx`` is None for token-id inputs)."""
-
+class _LSTMGradsFields(NamedTuple):
     dx: Optional[np.ndarray]
     dh0: np.ndarray
     dc0: np.ndarray
@@ -55,21 +91,44 @@ class LSTMGrads(NamedTuple):
     db_hh: np.ndarray
 
 
+class Grads(_GradsMixin, _GradsFields):
+    """Gradients of an RNN or GRU layer (``dx`` is None for token-id inputs).
+
+    A NamedTuple ``(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)``; ``param_grads`` and
+    ``state_grads`` give the same arrays by parameter stem and state name.
+    """
+
+
+class LSTMGrads(_GradsMixin, _LSTMGradsFields):
+    """Gradients of an LSTM layer (``dx`` is None for token-id inputs).
+
+    A NamedTuple ``(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh)``; ``param_grads`` and
+    ``state_grads`` give the same arrays by parameter stem and state name.
+    """
+
+
+def make_grads(cell: CellDef, dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, extra=None):
+    """The gradient tuple of ``cell``: LSTMGrads when it carries a cell state, else Grads."""
+    if "c" in cell.states:
+        return LSTMGrads(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, extra=extra)
+    return Grads(dx, dh0, dw_ih, dw_hh, db_ih, db_hh, extra=extra)
+
+
 class Packing:
     """Where the valid steps of a ragged batch live in the packed layout.
 
     Rows are sorted by length, descending and stable (``order``); step t holds the
     ``n_t = batch_sizes[t]`` rows still running, which are the first n_t of the
     sorted rows, and its block starts at packed row ``offsets[t] = n_0 + ... + n_{t-1}``.
-    Packed row k is padded position ``(time[k], row[k])``; a padded (T, B, ...) array
+    Packed row k is padded position ``flat[k] = t * B + b``; a padded (T, B, ...) array
     ``a`` packs as ``a.reshape(T * B, ...)[flat]``.  State arrays (hs, cs) hold the B
     initial rows (in sorted order) before the N packed rows: ``prev[k]`` is the state
     row that packed row k starts from, ``last[b]`` the final state of batch row b
     (its initial state when lengths[b] = 0).  Equal lengths T give the dense layout:
     identity order, n_t = B, flat = arange(T * B).
 
-    The per-row index arrays (time, row, flat, prev: N entries each) are built on
-    first use, so inference, which walks the steps in chunks, never holds them.
+    The per-row index arrays (flat, prev: N entries each) are built on first use, so
+    inference, which walks the steps in chunks, never holds them.
     """
 
     __slots__ = ("lengths", "order", "batch_sizes", "offsets", "T", "B", "_index")
@@ -104,13 +163,12 @@ class Packing:
             rank = np.arange(N, dtype=np.int64) - self.offsets[time]   # position among sorted rows
             row = self.order[rank]
             prev = np.where(time > 0, B + self.offsets[np.maximum(time - 1, 0)] + rank, rank)
-            self._index = (time, row, time * B + row, prev)
+            self._index = (time * B + row, prev)
         return self._index
 
-    time = property(lambda self: self._indices()[0], doc="(N,) step of each packed row")
-    row = property(lambda self: self._indices()[1], doc="(N,) batch row of each packed row")
-    flat = property(lambda self: self._indices()[2], doc="(N,) time * B + row")
-    prev = property(lambda self: self._indices()[3],
+    flat = property(lambda self: self._indices()[0],
+                    doc="(N,) time * B + row: the padded place of each packed row")
+    prev = property(lambda self: self._indices()[1],
                     doc="(N,) state row (of B + N) each packed row starts from")
 
     @property
@@ -133,8 +191,8 @@ class Cache:
 
     Both backends fill the same fields (shapes with T steps, B rows, H units, G gates):
 
-    cell      "rnn", "gru" or "lstm"
-    variant   "tanh"/"relu" (rnn), "lbr"/"rb" (gru: linear before reset / reset before), "" (lstm)
+    cell      the kernel family, ``CellDef.kernel`` ("rnn", "gru", "lstm")
+    variant   ``CellDef.variant``; (cell, variant) name the cell, see :attr:`celldef`
     dtype     the floating dtype of every array below
     x         (T, B, D) float input (a private copy), or (T, B) int64 token ids
     tokens    True when x holds token ids
@@ -148,6 +206,9 @@ class Cache:
     tc        (T, B, H) lstm tanh(c_t); else None
     lengths   (B,) int64 copy of the forward's ``lengths``, or None
     packing   the :class:`Packing` of ``lengths``, or None
+    params    stem -> copy of each parameter beyond w_ih/w_hh/b_ih/b_hh (cells that have
+              them, see fastgates.cells), or None
+    saved     name -> (T, B, X) array a cell keeps beyond the fields above, or None
 
     With ``lengths``, every array above is stored packed (see :class:`Packing`): the
     (T, B, X) arrays become (N, X) with only the valid steps, hs and cs (B + N, H)
@@ -158,13 +219,18 @@ class Cache:
     """
 
     __slots__ = ("cell", "variant", "dtype", "x", "tokens", "D", "w_ih", "w_hh",
-                 "hs", "gates", "extra", "cs", "tc", "lengths", "packing")
+                 "hs", "gates", "extra", "cs", "tc", "lengths", "packing", "params", "saved")
 
     def __init__(self, **fields):
         for name in self.__slots__:
             setattr(self, name, fields.pop(name, None))
         if fields:
             raise TypeError(f"Cache got unknown fields {sorted(fields)}")
+
+    @property
+    def celldef(self) -> CellDef:
+        """The :class:`~fastgates.cells.CellDef` of the forward pass."""
+        return cells.by_kernel(self.cell, self.variant)
 
     @property
     def shape(self):
@@ -203,6 +269,8 @@ class Forward(NamedTuple):
     G: int
     lengths: Optional[np.ndarray] = None   # (B,) int64 copy
     packing: Optional[Packing] = None
+    celldef: Optional[CellDef] = None      # the cell (its ``code`` for the compiled core)
+    params: Optional[dict] = None          # stem -> the parameters beyond the four above
 
 
 class Backward(NamedTuple):
@@ -332,21 +400,31 @@ def _check_sizes(T, B, D, H, G, itemsize, training, tokens):
                          f"{ram / 2**30:.1f} GiB of RAM; split the sequence or the batch")
 
 
-def check_forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, variant="", training=True,
-                  lengths=None):
-    """Validate a forward call; return a :class:`Forward` with normalised arrays."""
-    G = GATES[cell]
+def kernel_params(w_ih, w_hh, b_ih, b_hh) -> dict:
+    """The functional kernels' four weight arguments by parameter stem."""
+    return {"weight_ih": w_ih, "weight_hh": w_hh, "bias_ih": b_ih, "bias_hh": b_hh}
+
+
+def check_forward(cell, x, state, params, *, training=True, lengths=None):
+    """Validate a forward call of ``cell`` (a :class:`~fastgates.cells.CellDef`).
+
+    ``state`` maps state names ("h", "c") to (B, H) arrays or None; ``params`` maps the
+    stems of ``cells.param_specs(cell)`` to arrays (messages name them by their kernel
+    argument names, ``w_ih``).  Returns a :class:`Forward` with normalised arrays.
+    """
+    G = cell.G
+    kernel = cell.kernel
     if not isinstance(training, (bool, np.bool_)):
         raise TypeError(f"training must be True or False, got {_describe(training)}")
 
-    w_ih = _as_array("w_ih", w_ih)
-    w_hh = _as_array("w_hh", w_hh)
+    w_ih = _as_array("w_ih", params["weight_ih"])
+    w_hh = _as_array("w_hh", params["weight_hh"])
     dtype = _float_dtype("w_hh", w_hh)
     if w_hh.ndim != 2:
         raise ValueError(f"w_hh must be 2-D ({G}*H, H), got shape {w_hh.shape}")
     GH, H = w_hh.shape
     if GH != G * H:
-        raise ValueError(f"w_hh must have shape ({G}*H, H) = ({G * H}, {H}) for a {cell} "
+        raise ValueError(f"w_hh must have shape ({G}*H, H) = ({G * H}, {H}) for a {kernel} "
                          f"with H={H} ({G} gate{'s' if G > 1 else ''}), got {w_hh.shape}")
     if H == 0:
         raise ValueError("w_hh has hidden size H=0; expected H >= 1")
@@ -360,15 +438,21 @@ def check_forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, variant="", traini
         raise ValueError("w_ih has input size D=0; expected D >= 1")
     _check_sizes(0, 0, D, H, G, dtype.itemsize, training, True)   # the weights, before any copy
 
-    biases = []
-    for name, b in (("b_ih", b_ih), ("b_hh", b_hh)):
-        b = _as_array(name, b)
-        if b.dtype != dtype:
-            _float_dtype(name, b)
-            raise TypeError(f"all arrays must share one dtype: w_hh is {dtype}, {name} is {b.dtype}")
-        _check_shape(name, b, (G * H,), f"{G}*H biases")
-        biases.append(_contiguous(b, dtype))
-    b_ih, b_hh = biases
+    # every other parameter: the biases, then what the cell adds (shapes from the table)
+    shapes = cells.param_shapes(cell, D, H)
+    rest = {}
+    for spec in cells.param_specs(cell):
+        if spec.stem in ("weight_ih", "weight_hh"):
+            continue
+        name = spec.arg
+        a = _as_array(name, params[spec.stem])
+        if a.dtype != dtype:
+            _float_dtype(name, a)
+            raise TypeError(f"all arrays must share one dtype: w_hh is {dtype}, {name} is {a.dtype}")
+        what = f"{G}*H biases" if spec.shape == ("G*H",) else f"{spec.stem} {spec.shape}"
+        _check_shape(name, a, shapes[spec.stem], what)
+        rest[spec.stem] = _contiguous(a, dtype)
+    b_ih, b_hh = rest.pop("bias_ih"), rest.pop("bias_hh")
 
     x = _as_array("x", x)
     if x.dtype.kind in "iu":
@@ -395,18 +479,18 @@ def check_forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, variant="", traini
         _check_sizes(T, B, D, H, G, dtype.itemsize, training, False)  # before copying x
         x = _contiguous(x, dtype)
 
-    states = []
-    for name, s, wanted in (("h0", h0, True), ("c0", c0, cell == "lstm")):
-        if not wanted or s is None:
-            states.append(None)
+    states = {}
+    for s_name in cell.states:
+        name, s = s_name + "0", state.get(s_name)
+        if s is None:
+            states[s_name] = None
             continue
         s = _as_array(name, s)
         if s.dtype != dtype:
             _float_dtype(name, s)
             raise TypeError(f"all arrays must share one dtype: w_hh is {dtype}, {name} is {s.dtype}")
         _check_shape(name, s, (B, H), "(B, H) state")
-        states.append(_contiguous(s, dtype))
-    h0, c0 = states
+        states[s_name] = _contiguous(s, dtype)
     lengths = check_lengths(lengths, T, B)
     pk = None if lengths is None else Packing(lengths, T)
     if tokens and x.size:
@@ -422,9 +506,9 @@ def check_forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, variant="", traini
     if tokens:
         x = np.ascontiguousarray(x, dtype=np.int64)
 
-    return Forward(cell, variant, dtype, x, tokens, h0, c0,
+    return Forward(kernel, cell.variant, dtype, x, tokens, states["h"], states.get("c"),
                    _contiguous(w_ih, dtype), _contiguous(w_hh, dtype), b_ih, b_hh,
-                   T, B, D, H, G, lengths, pk)
+                   T, B, D, H, G, lengths, pk, cell, rest or None)
 
 
 def check_cache(cell, cache):
@@ -437,7 +521,7 @@ def check_cache(cell, cache):
     if cache.cell != cell:
         raise ValueError(f"cache comes from {cache.cell}_forward, not {cell}_forward")
     T, B, D, H = cache.shape
-    return T, B, D, H, GATES[cell]
+    return T, B, D, H, cache.celldef.G
 
 
 def check_backward(cell, dy, dh_n, dc_n, cache):
@@ -467,7 +551,19 @@ def check_nonlinearity(nonlinearity):
     return nonlinearity
 
 
-def gru_variant(linear_before_reset):
+def check_linear_before_reset(linear_before_reset):
     if not isinstance(linear_before_reset, (bool, np.bool_)):
         raise TypeError(f"linear_before_reset must be True or False, got {_describe(linear_before_reset)}")
-    return "lbr" if linear_before_reset else "rb"
+    return bool(linear_before_reset)
+
+
+#: The keyword that picks a cell within a family -> its validator (see ``CellDef.option``).
+OPTION_CHECKS = {"nonlinearity": check_nonlinearity,
+                 "linear_before_reset": check_linear_before_reset}
+
+
+def select_cell(kernel, **options):
+    """The :class:`~fastgates.cells.CellDef` of family ``kernel`` picked by the public
+    keyword in ``options`` (validated first: the public error messages)."""
+    checked = {k: OPTION_CHECKS[k](v) for k, v in options.items()}
+    return cells.select(kernel, **checked)

@@ -13,6 +13,10 @@ class Grads(NamedTuple):
     dw_hh: _Array
     db_ih: _Array
     db_hh: _Array
+    @property
+    def param_grads(self) -> dict[str, _Array]: ...
+    @property
+    def state_grads(self) -> dict[str, _Array]: ...
 
 class LSTMGrads(NamedTuple):
     dx: _Array | None
@@ -22,6 +26,10 @@ class LSTMGrads(NamedTuple):
     dw_hh: _Array
     db_ih: _Array
     db_hh: _Array
+    @property
+    def param_grads(self) -> dict[str, _Array]: ...
+    @property
+    def state_grads(self) -> dict[str, _Array]: ...
 
 class Cache:
     cell: str
@@ -39,8 +47,12 @@ class Cache:
     tc: _Array | None
     lengths: NDArray[np.int64] | None
     packing: Any
+    params: dict[str, _Array] | None
+    saved: dict[str, _Array] | None
     def __init__(self, **fields: Any) -> None: ...
     @property
     def shape(self) -> tuple[int, int, int, int]: ...
+    @property
+    def celldef(self) -> Any: ...
 
 def __getattr__(name: str) -> Any: ...

@@ -2,15 +2,17 @@
 
 Every function checks its arguments with fastgates._checks (the same layer the
 NumPy reference uses) before any compiled code runs, then releases the GIL for the
-whole call.  Shapes: T steps, B batch rows, D input features, H hidden units,
+whole call.  The six public functions are thin: they pick the cell of
+:mod:`fastgates.cells` from their keyword and call :func:`cell_forward` /
+:func:`cell_backward`, which serve every cell of the table (the layers call those).  Shapes: T steps, B batch rows, D input features, H hidden units,
 G gates (rnn 1, gru 3, lstm 4).  Weights use PyTorch's layout, so a torch
 ``state_dict`` loads as is.
 """
 
 from __future__ import annotations
 
-from . import _checks, _fork, _recurrence
-from ._checks import Grads, LSTMGrads
+from . import _checks, _fork, _recurrence, cells
+from ._checks import Grads, LSTMGrads  # noqa: F401  (the types of the results, re-exported)
 from ._threads import blas_single
 
 __all__ = ["rnn_forward", "rnn_backward", "gru_forward", "gru_backward",
@@ -30,7 +32,8 @@ _COMMON_PARAMS = """
 
 _COMMON_KW = """
     training : bool
-        False: no cache is kept (memory O(B*G*H) beyond ``y``) and ``cache`` is None.
+        False: no cache is kept and ``cache`` is None; the memory beyond ``y`` is then
+        O(max(1024, B) * G * H) (the input projection runs in chunks of steps).
     n_threads : int or None
         None: the OpenMP default (OMP_NUM_THREADS or the cores); n > 0: n threads;
         n < 0: counts back from the maximum (-1 = all).  0 is an error.  The results
@@ -72,55 +75,71 @@ def _threads(n_threads):
     return _fork.safe_threads(_recurrence.resolve_threads(_checks.check_n_threads(n_threads)))
 
 
-def _forward(cell, variant, x, h0, c0, w_ih, w_hh, b_ih, b_hh, training, n_threads, lengths):
+def cell_forward(cell, x, state, params, *, training=True, n_threads=None, lengths=None):
+    """Forward pass of any cell of :mod:`fastgates.cells` (what the public functions call).
+
+    cell    a CellDef or its name
+    state   state name ("h", "c") -> (B, H) array or None (zeros); missing names are None
+    params  parameter stem ("weight_ih", ...) -> array, every one of ``param_specs(cell)``
+
+    Returns ``(y, state_n, cache)`` with ``state_n`` a dict like ``state``.
+    """
+    cell = cells.get(cell)
     nt = _threads(n_threads)
-    f = _checks.check_forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh,
-                              variant=variant, training=training, lengths=lengths)
+    f = _checks.check_forward(cell, x, state, params, training=training, lengths=lengths)
     with blas_single():
-        return _recurrence.forward(f, bool(training), nt)
+        y, h_n, c_n, cache = _recurrence.forward(f, bool(training), nt)
+    return y, {"h": h_n, "c": c_n} if "c" in cell.states else {"h": h_n}, cache
 
 
-def _backward(cell, dy, dh_n, dc_n, cache, n_threads):
+def cell_backward(cell, dy, dstate, cache, *, n_threads=None):
+    """BPTT of :func:`cell_forward`: ``dstate`` maps state names to gradients (or None).
+
+    Returns the cell's gradient tuple (:class:`Grads` or :class:`LSTMGrads`), whose
+    ``param_grads`` / ``state_grads`` give the gradients by name.
+    """
+    cell = cells.get(cell)
     nt = _threads(n_threads)
-    b = _checks.check_backward(cell, dy, dh_n, dc_n, cache)
+    b = _checks.check_backward(cell.kernel, dy, dstate.get("h"), dstate.get("c"), cache)
     with blas_single():
-        return _recurrence.backward(cache, b, nt)
+        return _checks.make_grads(cache.celldef, *_recurrence.backward(cache, b, nt))
 
 
 def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, *, nonlinearity="tanh", training=True, n_threads=None,
                 lengths=None):
     _checks.check_n_threads(n_threads)      # first, as in the reference: the same error wins
-    variant = _checks.check_nonlinearity(nonlinearity)
-    y, h_n, _, cache = _forward("rnn", variant, x, h0, None, w_ih, w_hh, b_ih, b_hh,
-                                training, n_threads, lengths)
-    return y, h_n, cache
+    cell = _checks.select_cell("rnn", nonlinearity=nonlinearity)
+    y, s, cache = cell_forward(cell, x, {"h": h0}, _checks.kernel_params(w_ih, w_hh, b_ih, b_hh),
+                               training=training, n_threads=n_threads, lengths=lengths)
+    return y, s["h"], cache
 
 
 def rnn_backward(dy, dh_n, cache, *, n_threads=None):
-    dx, dh0, _, dw_ih, dw_hh, db_ih, db_hh = _backward("rnn", dy, dh_n, None, cache, n_threads)
-    return Grads(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)
+    return cell_backward("rnn_tanh", dy, {"h": dh_n}, cache, n_threads=n_threads)
 
 
 def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, *, linear_before_reset=True, training=True, n_threads=None,
                 lengths=None):
     _checks.check_n_threads(n_threads)
-    variant = _checks.gru_variant(linear_before_reset)
-    y, h_n, _, cache = _forward("gru", variant, x, h0, None, w_ih, w_hh, b_ih, b_hh,
-                                training, n_threads, lengths)
-    return y, h_n, cache
+    cell = _checks.select_cell("gru", linear_before_reset=linear_before_reset)
+    y, s, cache = cell_forward(cell, x, {"h": h0}, _checks.kernel_params(w_ih, w_hh, b_ih, b_hh),
+                               training=training, n_threads=n_threads, lengths=lengths)
+    return y, s["h"], cache
 
 
 def gru_backward(dy, dh_n, cache, *, n_threads=None):
-    dx, dh0, _, dw_ih, dw_hh, db_ih, db_hh = _backward("gru", dy, dh_n, None, cache, n_threads)
-    return Grads(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)
+    return cell_backward("gru", dy, {"h": dh_n}, cache, n_threads=n_threads)
 
 
 def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, training=True, n_threads=None, lengths=None):
-    return _forward("lstm", "", x, h0, c0, w_ih, w_hh, b_ih, b_hh, training, n_threads, lengths)
+    y, s, cache = cell_forward("lstm", x, {"h": h0, "c": c0},
+                               _checks.kernel_params(w_ih, w_hh, b_ih, b_hh),
+                               training=training, n_threads=n_threads, lengths=lengths)
+    return y, s["h"], s["c"], cache
 
 
 def lstm_backward(dy, dh_n, dc_n, cache, *, n_threads=None):
-    return LSTMGrads(*_backward("lstm", dy, dh_n, dc_n, cache, n_threads))
+    return cell_backward("lstm", dy, {"h": dh_n, "c": dc_n}, cache, n_threads=n_threads)
 
 
 rnn_forward.__doc__ = f"""Vanilla RNN over a whole sequence (Elman): G = 1.

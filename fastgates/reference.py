@@ -2,11 +2,14 @@
 
 Design: the same six public functions as the compiled fast path, with the same
 signatures, validation (``fastgates._checks``) and results, written for clarity
-rather than speed.  One time loop (:func:`_run_forward`) drives every cell through
-a per-step helper (``_<cell>_step``), and one backward loop (:func:`_run_backward`)
-walks ``t = T-1 ... 0`` through the matching ``_<cell>_step_backward``.  As in the
-compiled core, the input projection of all ``T*B`` rows is one product before the
-loop (a gather of columns of ``w_ih`` for token ids), and the weight, bias and
+rather than speed, plus the same generic pair :func:`cell_forward` /
+:func:`cell_backward` for every cell of :mod:`fastgates.cells`.  One time loop
+(:func:`_run_forward`) drives every cell through its per-step helper, named by the
+table (``CellDef.step`` = "gru" -> ``_gru_step``), and one backward loop
+(:func:`_run_backward`) walks ``t = T-1 ... 0`` through the matching
+``_<step>_step_backward``.  As in the compiled core, the input projection
+``x_t w_ih^T`` of all ``T*B`` rows is one product before the loop (a gather of
+columns of ``w_ih`` for token ids; each step adds ``b_ih``), and the weight, bias and
 input gradients are single products/reductions over all ``T*B`` rows after it.
 The backward pass differentiates through the cached post-activations
 (sigmoid' = s(1-s), tanh' = 1-t^2, relu' = [h > 0]).
@@ -34,10 +37,12 @@ Conventions shared with the fast path:
 
 from __future__ import annotations
 
+import sys
 from typing import NamedTuple, Optional
 
 import numpy as np
 
+from fastgates import cells
 from fastgates._checks import (
     Cache,
     Grads,
@@ -45,12 +50,14 @@ from fastgates._checks import (
     check_backward,
     check_forward,
     check_n_threads,
-    check_nonlinearity,
-    gru_variant,
+    kernel_params,
+    make_grads,
+    select_cell,
 )
 
 __all__ = ["rnn_forward", "rnn_backward", "gru_forward", "gru_backward",
-           "lstm_forward", "lstm_backward", "Cache", "Grads", "LSTMGrads"]
+           "lstm_forward", "lstm_backward", "cell_forward", "cell_backward", "Cache", "Grads",
+           "LSTMGrads"]
 
 
 # Element-wise activations.  All of them keep the dtype of their argument.
@@ -71,8 +78,10 @@ def _relu(a):
 
 
 # One time step of each cell.  Every forward step gets the precomputed input
-# projection xp = x_t w_ih^T + b_ih of shape (B, G*H), the previous state and the
-# recurrent parameters, and returns the new state plus what backward needs.
+# projection xw = x_t w_ih^T of shape (B, G*H), the previous state, the layer's
+# parameters by stem (``p["weight_hh"]``, ``p["bias_ih"]``, ...) and its CellDef (the
+# cells that share a step tell themselves apart by name), and returns the new state plus
+# what backward needs.
 
 class _Step(NamedTuple):
     h: np.ndarray                       # (B, H) h_t
@@ -80,19 +89,23 @@ class _Step(NamedTuple):
     gates: Optional[np.ndarray] = None  # (B, G*H) post-activation gates (gru, lstm)
     extra: Optional[np.ndarray] = None  # (B, H) gru: h W_hn^T + b_hn (lbr) or r * h (rb)
     tc: Optional[np.ndarray] = None     # (B, H) lstm tanh(c_t)
+    saved: Optional[dict] = None        # name -> (B, X): anything else a cell keeps (Cache.saved)
 
 
 class _StepGrad(NamedTuple):
-    da_x: np.ndarray                    # (B, G*H) dL/d(x_t w_ih^T + b_ih), per gate
+    da_x: np.ndarray                    # (B, G*H) dL/d(input-side pre-activation incl. b_ih)
     da_h: np.ndarray                    # (B, G*H) dL/d(recurrent pre-activation incl. b_hh)
     dh: np.ndarray                      # (B, H) dL/dh_{t-1}
     dc: Optional[np.ndarray] = None     # (B, H) dL/dc_{t-1} (lstm)
+    dxw: Optional[np.ndarray] = None    # (B, G*H) dL/d(x_t w_ih^T) where it is not da_x
+    dhw: Optional[np.ndarray] = None    # (B, G*H) dL/d(h_{t-1} w_hh^T) where it is not da_h
+    dparams: Optional[dict] = None      # stem -> this step's share of an extra parameter's grad
 
 
-def _rnn_step(xp, h, c, w_hh, b_hh, variant):
+def _rnn_step(xw, h, c, p, cell):
     """h_t = phi(x_t w_ih^T + b_ih + h_{t-1} w_hh^T + b_hh), phi = tanh or relu."""
-    a = xp + h @ w_hh.T + b_hh
-    return _Step(h=np.tanh(a) if variant == "tanh" else _relu(a))
+    a = xw + p["bias_ih"] + h @ p["weight_hh"].T + p["bias_hh"]
+    return _Step(h=np.tanh(a) if cell.name == "rnn_tanh" else _relu(a))
 
 
 class _Saved(NamedTuple):
@@ -104,28 +117,32 @@ class _Saved(NamedTuple):
     c_prev: Optional[np.ndarray]        # (B, H) lstm c_{t-1}
     tc: Optional[np.ndarray]            # (B, H) lstm tanh(c_t)
     w_hh: np.ndarray
-    variant: str
+    cell: cells.CellDef
+    p: dict                             # the parameters by stem (the biases are not kept)
+    saved: Optional[dict]               # name -> (B, X) rows of Cache.saved
 
 
 def _rnn_step_backward(dh, dc, s):
     """da = dh * phi'(h_t) with tanh' = 1 - h_t^2, relu' = [h_t > 0]; dh_{t-1} = da w_hh."""
     h = s.h
-    da = dh * (1 - h * h) if s.variant == "tanh" else dh * (h > 0)
+    da = dh * (1 - h * h) if s.cell.name == "rnn_tanh" else dh * (h > 0)
     return _StepGrad(da_x=da, da_h=da, dh=da @ s.w_hh)
 
 
-def _gru_step(xp, h, c, w_hh, b_hh, variant):
+def _gru_step(xw, h, c, p, cell):
     """One GRU step, gates r, z, n.
 
     r = sigmoid(x W_ir^T + b_ir + h W_hr^T + b_hr)
     z = sigmoid(x W_iz^T + b_iz + h W_hz^T + b_hz)
-    n = tanh(x W_in^T + b_in + r * (h W_hn^T + b_hn))      linear before reset ("lbr")
-    n = tanh(x W_in^T + b_in + (r * h) W_hn^T + b_hn)      reset before ("rb")
+    n = tanh(x W_in^T + b_in + r * (h W_hn^T + b_hn))      linear before reset ("gru")
+    n = tanh(x W_in^T + b_in + (r * h) W_hn^T + b_hn)      reset before ("gru_rb")
     h_t = z * h + (1 - z) * n
     """
     H = h.shape[1]
+    w_hh, b_hh = p["weight_hh"], p["bias_hh"]
+    xp = xw + p["bias_ih"]
     xr, xz, xn = xp[:, :H], xp[:, H:2 * H], xp[:, 2 * H:]
-    if variant == "lbr":
+    if cell.name == "gru":
         hp = h @ w_hh.T + b_hh
         r = _sigmoid(xr + hp[:, :H])
         z = _sigmoid(xz + hp[:, H:2 * H])
@@ -145,8 +162,8 @@ def _gru_step_backward(dh, dc, s):
     """Gradients of one GRU step through the cached r, z, n.
 
     dn = dh (1 - z),  dz = dh (h_{t-1} - n),  dn_pre = dn (1 - n^2),
-    lbr: dr = dn_pre * (h W_hn^T + b_hn); the recurrent n-gradient is r * dn_pre,
-    rb:  d(r h) = dn_pre W_hn, dr = d(r h) * h_{t-1}; the recurrent n-gradient is
+    gru:    dr = dn_pre * (h W_hn^T + b_hn); the recurrent n-gradient is r * dn_pre,
+    gru_rb: d(r h) = dn_pre W_hn, dr = d(r h) * h_{t-1}; the recurrent n-gradient is
          dn_pre (its weight gradient pairs with r * h, see _run_backward).
     dr_pre = dr r (1 - r),  dz_pre = dz z (1 - z).
     """
@@ -155,7 +172,7 @@ def _gru_step_backward(dh, dc, s):
     r, z, n = gates[:, :H], gates[:, H:2 * H], gates[:, 2 * H:]
     dn_pre = dh * (1 - z) * (1 - n * n)
     dz_pre = dh * (h_prev - n) * z * (1 - z)
-    if s.variant == "lbr":
+    if s.cell.name == "gru":
         dr_pre = dn_pre * extra * r * (1 - r)
         da_x = np.concatenate([dr_pre, dz_pre, dn_pre], axis=1)
         da_h = np.concatenate([dr_pre, dz_pre, r * dn_pre], axis=1)
@@ -169,14 +186,14 @@ def _gru_step_backward(dh, dc, s):
     return _StepGrad(da_x=da_x, da_h=da_h, dh=dh_prev)
 
 
-def _lstm_step(xp, h, c, w_hh, b_hh, variant):
+def _lstm_step(xw, h, c, p, cell):
     """One LSTM step, gates i, f, g, o.
 
     [i, f, g, o] = [sigmoid, sigmoid, tanh, sigmoid](x w_ih^T + b_ih + h w_hh^T + b_hh)
     c_t = f * c_{t-1} + i * g,   h_t = o * tanh(c_t)
     """
     H = h.shape[1]
-    a = xp + h @ w_hh.T + b_hh
+    a = xw + p["bias_ih"] + h @ p["weight_hh"].T + p["bias_hh"]
     i = _sigmoid(a[:, :H])
     f = _sigmoid(a[:, H:2 * H])
     g = np.tanh(a[:, 2 * H:3 * H])
@@ -204,9 +221,20 @@ def _lstm_step_backward(dh, dc, s):
     return _StepGrad(da_x=da, da_h=da, dh=da @ s.w_hh, dc=dc * f)
 
 
-_STEPS = {"rnn": (_rnn_step, _rnn_step_backward),
-          "gru": (_gru_step, _gru_step_backward),
-          "lstm": (_lstm_step, _lstm_step_backward)}
+def _gru_dw_hh(dw_hh, dah, extra, cell):
+    """The reset-before n gate multiplies W_hn with r * h_{t-1}, not h_{t-1}: its rows of
+    dw_hh pair the n-gradients with the cached r * h (``extra``)."""
+    if cell.name == "gru_rb":
+        H = extra.shape[-1]
+        dw_hh[2 * H:] = dah[:, 2 * H:].T @ extra.reshape(-1, H)
+
+
+def _steps(cell):
+    """The step functions the table names: ``_<step>_step``, ``_<step>_step_backward`` and,
+    when a cell needs to correct the generic ``dw_hh = da_h^T h_{t-1}``, ``_<step>_dw_hh``."""
+    mod = sys.modules[__name__]
+    return (getattr(mod, f"_{cell.step}_step"), getattr(mod, f"_{cell.step}_step_backward"),
+            getattr(mod, f"_{cell.step}_dw_hh", None))
 
 
 # The shared time loops.
@@ -254,33 +282,45 @@ def _unpack_states(p, pk):
     return s
 
 
+def _kept_rows(s):
+    """(name, rows) of what a training forward keeps of one step: the Cache fields
+    gates, extra, tc and the entries of ``saved`` (as "saved.<name>")."""
+    out = [(k, v) for k, v in (("gates", s.gates), ("extra", s.extra), ("tc", s.tc))
+           if v is not None]
+    return out + [("saved." + k, v) for k, v in (s.saved or {}).items()]
+
+
 def _run_forward(f, training):
     """Run the time loop of a validated :class:`fastgates._checks.Forward`.
 
-    Returns (y, h_n, c_n, cache); c_n is None except for lstm, cache is None
-    unless ``training``.
+    Returns (y, h_n, c_n, cache); c_n is None unless the cell carries a cell state,
+    cache is None unless ``training``.
     """
-    step = _STEPS[f.cell][0]
+    cell = f.celldef
+    step = _steps(cell)[0]
     T, B, H, G, dtype = f.T, f.B, f.H, f.G, f.dtype
-    lstm = f.cell == "lstm"
+    lstm = "c" in cell.states
     valid = _valid(f.lengths, T, B)
+    p = {"weight_ih": f.w_ih, "weight_hh": f.w_hh, "bias_ih": f.b_ih, "bias_hh": f.b_hh,
+         **(f.params or {})}
 
-    # Input projection of all T*B rows at once: a product, or a gather of
+    # Input projection x_t w_ih^T of all T*B rows at once: a product, or a gather of
     # columns of w_ih for one-hot token ids (padding ids, never read, may be anything).
     if f.tokens:
-        xp = f.w_ih.T[np.where(valid, f.x, 0)] + f.b_ih              # (T, B, G*H)
+        xw = f.w_ih.T[np.where(valid, f.x, 0)]                       # (T, B, G*H)
     else:
-        xp = (f.x.reshape(T * B, f.D) @ f.w_ih.T + f.b_ih).reshape(T, B, G * H)
+        xw = (f.x.reshape(T * B, f.D) @ f.w_ih.T).reshape(T, B, G * H)
 
     h = _state(f.h0, B, H, dtype)
     c = _state(f.c0, B, H, dtype) if lstm else None
     hs = np.zeros((T + 1, B, H), dtype)
     hs[0] = h
-    keep_gates = training and f.cell != "rnn"
-    gates = np.zeros((T, B, G * H), dtype) if keep_gates else None
-    extra = np.zeros((T, B, H), dtype) if training and f.cell == "gru" else None
+    kept = {}                               # name -> (T, B, X): what training keeps per step
+    if training:                            # which arrays: a step over zero rows tells
+        for k, v in _kept_rows(step(np.zeros((0, G * H), dtype), h[:0], c[:0] if lstm else None,
+                                    p, cell)):
+            kept[k] = np.zeros((T, B) + v.shape[1:], dtype)
     cs = np.zeros((T + 1, B, H), dtype) if training and lstm else None
-    tc = np.zeros((T, B, H), dtype) if training and lstm else None
     if cs is not None:
         cs[0] = c
 
@@ -288,18 +328,16 @@ def _run_forward(f, training):
         a = _running(f.lengths, t)          # rows past their end keep their state
         if not valid[t].any():
             break
-        s = step(xp[t, a], h[a], c[a] if lstm else None, f.w_hh, f.b_hh, f.variant)
+        s = step(xw[t, a], h[a], c[a] if lstm else None, p, cell)
         h[a] = s.h
         hs[t + 1, a] = s.h
         if lstm:
             c[a] = s.c
-        if gates is not None:
-            gates[t, a] = s.gates
-        if extra is not None:
-            extra[t, a] = s.extra
-        if cs is not None:
-            cs[t + 1, a] = s.c
-            tc[t, a] = s.tc
+            if cs is not None:
+                cs[t + 1, a] = s.c
+        if training:
+            for k, v in _kept_rows(s):
+                kept[k][t, a] = v
 
     y = hs[1:].copy()
     h_n = h
@@ -311,33 +349,43 @@ def _run_forward(f, training):
         if pk is not None:       # the packed layout shared with the fast path
             x = _pack(x, pk)
             hs, cs = _pack_states(hs, pk), (_pack_states(cs, pk) if lstm else None)
-            gates, extra, tc = (None if a is None else _pack(a, pk) for a in (gates, extra, tc))
+            kept = {k: _pack(v, pk) for k, v in kept.items()}
+        saved = {k[6:]: v for k, v in kept.items() if k.startswith("saved.")}
         cache = Cache(cell=f.cell, variant=f.variant, dtype=dtype,
                       x=x, tokens=f.tokens, D=f.D,
                       w_ih=None if f.tokens else f.w_ih.copy(), w_hh=f.w_hh.copy(),
-                      hs=hs, gates=gates, extra=extra, cs=cs, tc=tc,
-                      lengths=f.lengths, packing=pk)
+                      hs=hs, gates=kept.get("gates"), extra=kept.get("extra"), cs=cs,
+                      tc=kept.get("tc"), lengths=f.lengths, packing=pk,
+                      params=None if not f.params else {k: v.copy() for k, v in f.params.items()},
+                      saved=saved or None)
     return y, h_n, c_n, cache
 
 
 def _run_backward(bw, cache):
     """BPTT over a cache for a validated :class:`fastgates._checks.Backward`.
 
-    Returns (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh); dc0 is None except for lstm.
+    Returns (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dparams); dc0 is None unless the
+    cell carries a cell state, dparams maps the stems of extra parameters to gradients.
     """
-    step_backward = _STEPS[cache.cell][1]
+    cell = cache.celldef
+    _, step_backward, fix_dw_hh = _steps(cell)
     T, B, D, H, G, dtype = bw.T, bw.B, bw.D, bw.H, bw.G, cache.dtype
-    lstm = cache.cell == "lstm"
+    lstm = "c" in cell.states
     hs, x, gates, extra, cs, tc = cache.hs, cache.x, cache.gates, cache.extra, cache.cs, cache.tc
+    saved = dict(cache.saved or {})
     pk, lengths = cache.packing, cache.lengths
     if pk is not None:           # back to the padded (T, B, ...) layout, zeros past the ends
         hs, x = _unpack_states(hs, pk), _unpack(x, pk)
         cs = _unpack_states(cs, pk) if lstm else None
         gates, extra, tc = (None if a is None else _unpack(a, pk) for a in (gates, extra, tc))
+        saved = {k: _unpack(v, pk) for k, v in saved.items()}
     valid = _valid(lengths, T, B)
+    p = {"weight_ih": cache.w_ih, "weight_hh": cache.w_hh, **(cache.params or {})}
 
     da_x = np.zeros((T, B, G * H), dtype)    # gradients of the input-side pre-activations
     da_h = np.zeros((T, B, G * H), dtype)    # ... and of the recurrent-side ones
+    dxw = dhw = None                          # ... of x w_ih^T and h w_hh^T, where they differ
+    dparams = {}
     dh = _state(bw.dh_n, B, H, dtype)
     dc = _state(bw.dc_n, B, H, dtype) if lstm else None
     for t in range(T - 1, -1, -1):
@@ -345,14 +393,23 @@ def _run_backward(bw, cache):
             continue
         a = _running(lengths, t)              # the other rows pass dh, dc through unchanged
         dh_t = dh[a] + bw.dy[t, a] if bw.dy is not None else dh[a]
-        saved = _Saved(h_prev=hs[t, a], h=hs[t + 1, a],
-                       gates=None if gates is None else gates[t, a],
-                       extra=None if extra is None else extra[t, a],
-                       c_prev=cs[t, a] if lstm else None, tc=tc[t, a] if lstm else None,
-                       w_hh=cache.w_hh, variant=cache.variant)
-        g = step_backward(dh_t, dc[a] if lstm else None, saved)
+        s = _Saved(h_prev=hs[t, a], h=hs[t + 1, a],
+                   gates=None if gates is None else gates[t, a],
+                   extra=None if extra is None else extra[t, a],
+                   c_prev=cs[t, a] if lstm else None, tc=tc[t, a] if lstm else None,
+                   w_hh=cache.w_hh, cell=cell, p=p,
+                   saved={k: v[t, a] for k, v in saved.items()})
+        g = step_backward(dh_t, dc[a] if lstm else None, s)
         da_x[t, a] = g.da_x
         da_h[t, a] = g.da_h
+        if g.dxw is not None:
+            dxw = np.zeros_like(da_x) if dxw is None else dxw
+            dxw[t, a] = g.dxw
+        if g.dhw is not None:
+            dhw = np.zeros_like(da_h) if dhw is None else dhw
+            dhw[t, a] = g.dhw
+        for k, v in (g.dparams or {}).items():
+            dparams[k] = v if k not in dparams else dparams[k] + v
         dh[a] = g.dh
         if lstm:
             dc[a] = g.dc
@@ -363,19 +420,44 @@ def _run_backward(bw, cache):
     dah = da_h.reshape(T * B, G * H)
     db_ih = dax.sum(axis=0)
     db_hh = dah.sum(axis=0)
-    dw_hh = dah.T @ hs[:-1].reshape(T * B, H)
-    if cache.cell == "gru" and cache.variant == "rb":
-        # the reset-before n gate multiplies W_hn with r * h_{t-1}, not h_{t-1}
-        dw_hh[2 * H:] = dah[:, 2 * H:].T @ extra.reshape(T * B, H)
+    dxw = dax if dxw is None else dxw.reshape(T * B, G * H)
+    dhw = dah if dhw is None else dhw.reshape(T * B, G * H)
+    dw_hh = dhw.T @ hs[:-1].reshape(T * B, H)
+    if fix_dw_hh is not None:
+        fix_dw_hh(dw_hh, dhw, extra, cell)
     if cache.tokens:
         dw_ih = np.zeros((G * H, D), dtype)
-        np.add.at(dw_ih.T, x.reshape(T * B), dax)                  # scatter-add per token
+        np.add.at(dw_ih.T, x.reshape(T * B), dxw)                  # scatter-add per token
         dx = None
     else:
-        dw_ih = dax.T @ x.reshape(T * B, D)
-        dx = (dax @ cache.w_ih).reshape(T, B, D)
+        dw_ih = dxw.T @ x.reshape(T * B, D)
+        dx = (dxw @ cache.w_ih).reshape(T, B, D)
         dx[~valid] = 0                                            # no input read there
-    return dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh
+    return dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh, dparams
+
+
+def cell_forward(cell, x, state, params, *, training=True, n_threads=None, lengths=None):
+    """Forward pass of any cell of :mod:`fastgates.cells` (``fastgates._fast.cell_forward``).
+
+    ``state`` maps state names ("h", "c") to (B, H) arrays or None, ``params`` parameter
+    stems to arrays.  Returns ``(y, state_n, cache)`` with ``state_n`` a dict.
+    """
+    cell = cells.get(cell)
+    check_n_threads(n_threads)
+    f = check_forward(cell, x, state, params, training=training, lengths=lengths)
+    with np.errstate(all="ignore"):
+        y, h_n, c_n, cache = _run_forward(f, training)
+    return y, {"h": h_n, "c": c_n} if "c" in cell.states else {"h": h_n}, cache
+
+
+def cell_backward(cell, dy, dstate, cache, *, n_threads=None):
+    """BPTT of :func:`cell_forward`; returns the cell's :class:`Grads` / :class:`LSTMGrads`."""
+    cell = cells.get(cell)
+    check_n_threads(n_threads)
+    bw = check_backward(cell.kernel, dy, dstate.get("h"), dstate.get("c"), cache)
+    with np.errstate(all="ignore"):
+        *g, dparams = _run_backward(bw, cache)
+    return make_grads(cache.celldef, *g, extra=dparams)
 
 
 # The public functions.
@@ -416,12 +498,10 @@ def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, *, nonlinearity="tanh", training=
         What :func:`rnn_backward` needs.
     """
     check_n_threads(n_threads)
-    variant = check_nonlinearity(nonlinearity)
-    f = check_forward("rnn", x, h0, None, w_ih, w_hh, b_ih, b_hh, variant=variant,
-                      training=training, lengths=lengths)
-    with np.errstate(all="ignore"):
-        y, h_n, _, cache = _run_forward(f, training)
-    return y, h_n, cache
+    cell = select_cell("rnn", nonlinearity=nonlinearity)
+    y, s, cache = cell_forward(cell, x, {"h": h0}, kernel_params(w_ih, w_hh, b_ih, b_hh),
+                               training=training, lengths=lengths)
+    return y, s["h"], cache
 
 
 def rnn_backward(dy, dh_n, cache, *, n_threads=None):
@@ -447,11 +527,7 @@ def rnn_backward(dy, dh_n, cache, *, n_threads=None):
         ``h0`` was None), ``dw_ih`` (H, D), ``dw_hh`` (H, H), ``db_ih`` (H,),
         ``db_hh`` (H,).
     """
-    check_n_threads(n_threads)
-    bw = check_backward("rnn", dy, dh_n, None, cache)
-    with np.errstate(all="ignore"):
-        dx, dh0, _, dw_ih, dw_hh, db_ih, db_hh = _run_backward(bw, cache)
-    return Grads(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)
+    return cell_backward("rnn_tanh", dy, {"h": dh_n}, cache, n_threads=n_threads)
 
 
 def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, *, linear_before_reset=True, training=True,
@@ -494,12 +570,10 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, *, linear_before_reset=True, trai
     cache : Cache or None
     """
     check_n_threads(n_threads)
-    variant = gru_variant(linear_before_reset)
-    f = check_forward("gru", x, h0, None, w_ih, w_hh, b_ih, b_hh, variant=variant,
-                      training=training, lengths=lengths)
-    with np.errstate(all="ignore"):
-        y, h_n, _, cache = _run_forward(f, training)
-    return y, h_n, cache
+    cell = select_cell("gru", linear_before_reset=linear_before_reset)
+    y, s, cache = cell_forward(cell, x, {"h": h0}, kernel_params(w_ih, w_hh, b_ih, b_hh),
+                               training=training, lengths=lengths)
+    return y, s["h"], cache
 
 
 def gru_backward(dy, dh_n, cache, *, n_threads=None):
@@ -525,11 +599,7 @@ def gru_backward(dy, dh_n, cache, *, n_threads=None):
         ``dx`` (T, B, D) or None for token ids, ``dh0`` (B, H), ``dw_ih``
         (3*H, D), ``dw_hh`` (3*H, H), ``db_ih`` and ``db_hh`` (3*H,).
     """
-    check_n_threads(n_threads)
-    bw = check_backward("gru", dy, dh_n, None, cache)
-    with np.errstate(all="ignore"):
-        dx, dh0, _, dw_ih, dw_hh, db_ih, db_hh = _run_backward(bw, cache)
-    return Grads(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)
+    return cell_backward("gru", dy, {"h": dh_n}, cache, n_threads=n_threads)
 
 
 def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, training=True, n_threads=None,
@@ -563,11 +633,10 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, training=True, n_threads=
     h_n, c_n : ndarray (B, H)
     cache : Cache or None
     """
-    check_n_threads(n_threads)
-    f = check_forward("lstm", x, h0, c0, w_ih, w_hh, b_ih, b_hh, training=training,
-                      lengths=lengths)
-    with np.errstate(all="ignore"):
-        return _run_forward(f, training)
+    y, s, cache = cell_forward("lstm", x, {"h": h0, "c": c0},
+                               kernel_params(w_ih, w_hh, b_ih, b_hh), training=training,
+                               n_threads=n_threads, lengths=lengths)
+    return y, s["h"], s["c"], cache
 
 
 def lstm_backward(dy, dh_n, dc_n, cache, *, n_threads=None):
@@ -591,7 +660,4 @@ def lstm_backward(dy, dh_n, dc_n, cache, *, n_threads=None):
         ``dx`` (T, B, D) or None for token ids, ``dh0`` and ``dc0`` (B, H),
         ``dw_ih`` (4*H, D), ``dw_hh`` (4*H, H), ``db_ih`` and ``db_hh`` (4*H,).
     """
-    check_n_threads(n_threads)
-    bw = check_backward("lstm", dy, dh_n, dc_n, cache)
-    with np.errstate(all="ignore"):
-        return LSTMGrads(*_run_backward(bw, cache))
+    return cell_backward("lstm", dy, {"h": dh_n, "c": dc_n}, cache, n_threads=n_threads)
