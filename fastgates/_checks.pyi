@@ -6,6 +6,8 @@ from numpy.typing import NDArray
 
 _Array = NDArray[np.floating[Any]]
 
+# Both tuples also give their gradients by name: param_grads (parameter stem -> gradient,
+# extra parameters of a cell included) and state_grads (state name -> gradient).
 class Grads(NamedTuple):
     dx: _Array | None
     dh0: _Array
@@ -19,6 +21,10 @@ class Grads(NamedTuple):
     def state_grads(self) -> dict[str, _Array]: ...
 
 class LSTMGrads(NamedTuple):
+    @property
+    def param_grads(self) -> dict[str, _Array]: ...
+    @property
+    def state_grads(self) -> dict[str, _Array]: ...
     dx: _Array | None
     dh0: _Array
     dc0: _Array
@@ -26,10 +32,6 @@ class LSTMGrads(NamedTuple):
     dw_hh: _Array
     db_ih: _Array
     db_hh: _Array
-    @property
-    def param_grads(self) -> dict[str, _Array]: ...
-    @property
-    def state_grads(self) -> dict[str, _Array]: ...
 
 class Cache:
     cell: str

@@ -16,7 +16,7 @@ from ._checks import Grads, LSTMGrads  # noqa: F401  (the types of the results, 
 from ._threads import blas_single
 
 __all__ = ["rnn_forward", "rnn_backward", "gru_forward", "gru_backward",
-           "lstm_forward", "lstm_backward"]
+           "lstm_forward", "lstm_backward", "cell_forward", "cell_backward"]
 
 _COMMON_PARAMS = """
     x : ndarray, (T, B, D) float32/float64, or (T, B) integer token ids in [0, D)
@@ -105,13 +105,19 @@ def cell_backward(cell, dy, dstate, cache, *, n_threads=None):
         return _checks.make_grads(cache.celldef, *_recurrence.backward(cache, b, nt))
 
 
-def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, *, nonlinearity="tanh", training=True, n_threads=None,
-                lengths=None):
+def _h_forward(kernel, options, x, h0, weights, training, n_threads, lengths):
+    """A one-state family's public forward: the cell its keyword picks, then cell_forward."""
     _checks.check_n_threads(n_threads)      # first, as in the reference: the same error wins
-    cell = _checks.select_cell("rnn", nonlinearity=nonlinearity)
-    y, s, cache = cell_forward(cell, x, {"h": h0}, _checks.kernel_params(w_ih, w_hh, b_ih, b_hh),
+    cell = _checks.select_cell(kernel, **options)
+    y, s, cache = cell_forward(cell, x, {"h": h0}, _checks.kernel_params(*weights),
                                training=training, n_threads=n_threads, lengths=lengths)
     return y, s["h"], cache
+
+
+def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, *, nonlinearity="tanh", training=True, n_threads=None,
+                lengths=None):
+    return _h_forward("rnn", {"nonlinearity": nonlinearity}, x, h0, (w_ih, w_hh, b_ih, b_hh),
+                      training, n_threads, lengths)
 
 
 def rnn_backward(dy, dh_n, cache, *, n_threads=None):
@@ -120,11 +126,8 @@ def rnn_backward(dy, dh_n, cache, *, n_threads=None):
 
 def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, *, linear_before_reset=True, training=True, n_threads=None,
                 lengths=None):
-    _checks.check_n_threads(n_threads)
-    cell = _checks.select_cell("gru", linear_before_reset=linear_before_reset)
-    y, s, cache = cell_forward(cell, x, {"h": h0}, _checks.kernel_params(w_ih, w_hh, b_ih, b_hh),
-                               training=training, n_threads=n_threads, lengths=lengths)
-    return y, s["h"], cache
+    return _h_forward("gru", {"linear_before_reset": linear_before_reset}, x, h0,
+                      (w_ih, w_hh, b_ih, b_hh), training, n_threads, lengths)
 
 
 def gru_backward(dy, dh_n, cache, *, n_threads=None):

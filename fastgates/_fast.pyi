@@ -9,7 +9,7 @@ from numpy.typing import ArrayLike, NDArray
 from ._checks import Cache, Grads, LSTMGrads
 
 __all__ = ["rnn_forward", "rnn_backward", "gru_forward", "gru_backward",
-           "lstm_forward", "lstm_backward"]
+           "lstm_forward", "lstm_backward", "cell_forward", "cell_backward"]
 
 _Array = NDArray[np.floating[Any]]
 _Threads = int | np.integer[Any] | None

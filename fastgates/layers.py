@@ -5,9 +5,19 @@ PyTorch's names (``weight_ih_l0``, ``bias_hh_l1_reverse``, ...) and run a stack 
 single-layer kernel calls, one per layer and direction; every time loop stays in the
 compiled kernels, and the Python loops here only run over layers and directions.
 
+* What a cell is comes from :mod:`fastgates.cells`: parameters (names, shapes,
+  initialisation, which vanish with ``bias=False``), states, the keyword that picks a
+  cell in its family.  ``RNN`` and ``LSTM`` are written out (PyTorch's positional
+  ``nonlinearity``); every other class of the table (``GRU``, new cells) is made by
+  :func:`table_class` with the common constructor.
 * The stack itself is two plain functions, :func:`stack_forward` and
-  :func:`stack_backward`, over lists of per-(layer, direction) weights; the layer
-  classes and the PyTorch adapter (``fastgates.torch``) share them.
+  :func:`stack_backward`, over per-(layer, direction) dicts of parameters by stem and
+  a backend (the compiled kernels or ``fastgates.reference``); the layer classes, the
+  PyTorch adapter (``fastgates.torch``) and the language model (``fastgates.lm``) all
+  run on them, and share the scaffolding here (:class:`StackSpec` shapes and names,
+  :func:`make_spec` checks, :func:`split_state` / :func:`join_state`).
+* Gradients come back per (layer, direction) as dicts stem -> gradient (from the
+  kernels' ``Grads.param_grads``), so a cell's extra parameters need no code here.
 * Bidirectional layers concatenate the forward and the reverse outputs along the
   feature axis, like PyTorch.  The reverse direction of a ragged batch runs over
   ``x[lengths[b]-1], ..., x[0]`` of each row: the valid prefix of every row is
@@ -24,71 +34,120 @@ compiled kernels, and the Python loops here only run over layers and directions.
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import os
 import warnings
 from typing import NamedTuple, Optional
 
 import numpy as np
 
-from . import _checks, _fast
+from . import _checks, cells
 
 __all__ = ["RNN", "GRU", "LSTM", "stack_forward", "stack_backward", "StackSpec",
-           "parameter_names"]
+           "parameter_names", "make_spec", "CLASSES"]
 
 
 class StackSpec(NamedTuple):
     """The shape of a recurrent stack.
 
-    cell         "rnn", "gru" or "lstm"
-    variant      the kernel variant: "tanh"/"relu" (rnn), "lbr"/"rb" (gru), "" (lstm)
+    cell         the cell's name in :data:`fastgates.cells.CELLS` ("lstm", "gru_rb", ...)
     input_size   D of the first layer
     hidden_size  H of every layer
     num_layers   L
     num_dirs     1, or 2 when bidirectional
-    bias         False: the biases are zeros and have no parameters
+    bias         False: the parameters marked ``bias`` in the table are zeros, not parameters
+    proj_size    P > 0: the recurrent state and the outputs have P units (the cells that
+                 declare ``when="proj"`` parameters); 0: H
+    peephole     True: the ``when="peephole"`` parameters exist
     """
 
     cell: str
-    variant: str
     input_size: int
     hidden_size: int
     num_layers: int
-    num_dirs: int
-    bias: bool
+    num_dirs: int = 1
+    bias: bool = True
+    proj_size: int = 0
+    peephole: bool = False
+
+    @property
+    def celldef(self) -> cells.CellDef:
+        return cells.get(self.cell)
+
+    @property
+    def out_size(self) -> int:
+        """Width of h and of each direction's output: P, or H."""
+        return self.proj_size or self.hidden_size
 
     def layer_input_size(self, layer):
-        return self.input_size if layer == 0 else self.num_dirs * self.hidden_size
+        return self.input_size if layer == 0 else self.num_dirs * self.out_size
+
+    def _options(self, bias=None):
+        return dict(bias=self.bias if bias is None else bias, proj_size=self.proj_size,
+                    peephole=self.peephole)
+
+    def stems(self, bias=None):
+        """The parameter stems of one (layer, direction), in PyTorch's order (``bias=True``:
+        also the ones a bias-free stack leaves out)."""
+        return [p.stem for p in cells.param_specs(self.celldef, **self._options(bias))]
+
+    def shapes(self, layer, bias=None):
+        """stem -> shape of the parameters of ``layer`` (either direction)."""
+        return cells.param_shapes(self.celldef, self.layer_input_size(layer), self.hidden_size,
+                                  **self._options(bias))
+
+    def state_shape(self, state, B):
+        """(L * num_dirs, B, width) of ``state`` ("h": out_size, others: H)."""
+        width = self.out_size if state == "h" else self.hidden_size
+        return (self.num_layers * self.num_dirs, B, width)
 
 
 def parameter_names(spec):
     """PyTorch's parameter names per (layer, direction), in PyTorch's order.
 
-    Returns a list with one tuple of names per ``k = layer * num_dirs + direction``:
-    ``(weight_ih, weight_hh[, bias_ih, bias_hh])``.
+    Returns a list with one tuple of names per ``k = layer * num_dirs + direction``,
+    e.g. ``(weight_ih_l0, weight_hh_l0[, bias_ih_l0, bias_hh_l0])``.
     """
-    out = []
-    for layer in range(spec.num_layers):
-        for d in range(spec.num_dirs):
-            sfx = f"_l{layer}" + ("_reverse" if d else "")
-            names = ["weight_ih" + sfx, "weight_hh" + sfx]
-            if spec.bias:
-                names += ["bias_ih" + sfx, "bias_hh" + sfx]
-            out.append(tuple(names))
-    return out
+    stems = spec.stems()
+    return [tuple(cells.param_names(stems, layer, d == 1))
+            for layer in range(spec.num_layers) for d in range(spec.num_dirs)]
 
 
 def parameter_shapes(spec):
     """name -> shape for every parameter, in PyTorch's order."""
-    G, H = _checks.GATES[spec.cell], spec.hidden_size
-    shapes = {}
+    out = {}
     for k, names in enumerate(parameter_names(spec)):
-        D = spec.layer_input_size(k // spec.num_dirs)
-        for name, shape in zip(names, [(G * H, D), (G * H, H), (G * H,), (G * H,)]):
-            shapes[name] = shape
-    return shapes
+        shapes = spec.shapes(k // spec.num_dirs)
+        out.update(zip(names, shapes.values()))
+    return out
+
+
+def make_spec(cell, input_size, hidden_size, num_layers, *, bias, bidirectional,
+              strict=True):
+    """Validate the constructor arguments every layer class shares; return the StackSpec.
+
+    ``strict=False`` accepts any truthy/falsy ``bias``/``bidirectional`` (torch.nn does).
+    """
+    sizes = [_check_int(n, v, 1) for n, v in (("input_size", input_size),
+                                               ("hidden_size", hidden_size),
+                                               ("num_layers", num_layers))]
+    flags = [_check_bool(n, v) if strict else bool(v)
+             for n, v in (("bias", bias), ("bidirectional", bidirectional))]
+    return StackSpec(cells.get(cell).name, *sizes, 2 if flags[1] else 1, flags[0])
 
 
 # The stack: one kernel call per (layer, direction).
+
+def kernels(backend):
+    """The kernel module of ``backend``: "fast" (``fastgates``), "reference"
+    (``fastgates.reference``), or a module with ``cell_forward`` / ``cell_backward``."""
+    if isinstance(backend, str):
+        if backend not in ("fast", "reference"):
+            raise ValueError(f"backend must be 'fast' or 'reference', got {backend!r}")
+        return importlib.import_module("fastgates" if backend == "fast" else "fastgates.reference")
+    return backend
+
 
 class Tape(NamedTuple):
     """What :func:`stack_backward` needs from :func:`stack_forward`."""
@@ -99,6 +158,7 @@ class Tape(NamedTuple):
     rev: Optional[tuple]    # the reverse-direction gather (see _reverse_index), None: a flip
     T: int
     B: int
+    backend: object         # the kernel module the forward pass ran on
 
 
 def _reverse_index(lengths, T):
@@ -121,110 +181,112 @@ def _flip(a, rev):
     return a[::-1] if rev is None else a[rev]
 
 
-def _kernel_forward(spec, x, h0, c0, w, lengths, training, n_threads):
-    kw = {"training": training, "n_threads": n_threads}
-    if lengths is not None:
-        kw["lengths"] = lengths
-    if spec.cell == "lstm":
-        return _fast.lstm_forward(x, h0, c0, *w, **kw)
-    if spec.cell == "gru":
-        y, h, cache = _fast.gru_forward(x, h0, *w, linear_before_reset=spec.variant == "lbr", **kw)
-    else:
-        y, h, cache = _fast.rnn_forward(x, h0, *w, nonlinearity=spec.variant, **kw)
-    return y, h, None, cache
+def _full_params(spec, k, w, dtype):
+    """The kernel's parameters of (layer, direction) k: ``w`` plus zeros for the bias-like
+    parameters a bias-free stack does not have."""
+    if spec.bias:
+        return w
+    shapes = spec.shapes(k // spec.num_dirs, bias=True)
+    return {stem: w[stem] if stem in w else np.zeros(shapes[stem], dtype) for stem in shapes}
 
 
-def _kernel_backward(spec, dy, dh_n, dc_n, cache, n_threads):
-    if spec.cell == "lstm":
-        return _fast.lstm_backward(dy, dh_n, dc_n, cache, n_threads=n_threads)
-    g = getattr(_fast, spec.cell + "_backward")(dy, dh_n, cache, n_threads=n_threads)
-    return _checks.LSTMGrads(g.dx, g.dh0, None, g.dw_ih, g.dw_hh, g.db_ih, g.db_hh)
-
-
-def stack_forward(spec, weights, x, h0=None, c0=None, *, lengths=None, masks=None,
-                  training=True, n_threads=None):
+def stack_forward(spec, weights, x, state=None, *, lengths=None, masks=None, training=True,
+                  n_threads=None, backend="fast"):
     """Run a stacked (and maybe bidirectional) recurrent network, sequence first.
 
     Parameters
     ----------
     spec : StackSpec
-    weights : list of (w_ih, w_hh, b_ih, b_hh), one per ``k = layer * num_dirs + direction``
+    weights : list of dicts stem -> array, one per ``k = layer * num_dirs + direction``
+        The parameters the stack has (``spec.stems()``: no biases when ``spec.bias`` is False).
     x : ndarray (T, B, D) float, or (T, B) integer token ids in [0, D)
-    h0, c0 : ndarray (L * num_dirs, B, H) or None (zeros); c0 for lstm only
+    state : dict state name ("h", "c") -> ndarray (L * num_dirs, B, width), or None (zeros)
     lengths : int ndarray (B,) or None
         Valid steps per row (validated, at most T); None: every row has T steps.
-    masks : list of L - 1 ndarrays (T, B, num_dirs * H) or None
+    masks : list of L - 1 ndarrays (T, B, num_dirs * out_size) or None
         Dropout masks (already scaled by 1 / (1 - p)) for the outputs of layers 0 .. L-2.
     training : bool
         False: no tape is kept.
     n_threads : int or None
         Passed to every kernel.
+    backend : "fast", "reference" or a kernel module (see :func:`kernels`)
 
     Returns
     -------
-    y : ndarray (T, B, num_dirs * H)
-    h_n, c_n : ndarray (L * num_dirs, B, H) (c_n is None unless lstm)
+    y : ndarray (T, B, num_dirs * out_size)
+    state_n : dict state name -> ndarray (L * num_dirs, B, width)
     tape : Tape or None
     """
+    K = kernels(backend)
+    cell = spec.celldef
+    state = state or {}
     T, B = x.shape[:2]
-    H, dirs = spec.hidden_size, spec.num_dirs
+    dirs = spec.num_dirs
     rev = None if lengths is None else _reverse_index(lengths, T)
-    h_n, c_n, caches = [], [], []
+    finals = {s: [] for s in cell.states}
+    caches = []
     inp = x
     for layer in range(spec.num_layers):
         outs = []
         for d in range(dirs):
             k = layer * dirs + d
-            y, h, c, cache = _kernel_forward(
-                spec, inp if d == 0 else _flip(inp, rev),
-                None if h0 is None else h0[k], None if c0 is None else c0[k],
-                weights[k], lengths, training, n_threads)
+            dtype = next(iter(weights[k].values())).dtype
+            y, s_n, cache = K.cell_forward(
+                cell, inp if d == 0 else _flip(inp, rev),
+                {s: None if state.get(s) is None else state[s][k] for s in cell.states},
+                _full_params(spec, k, weights[k], dtype),
+                training=training, n_threads=n_threads, lengths=lengths)
             outs.append(y if d == 0 else _flip(y, rev))
-            h_n.append(h)
-            c_n.append(c)
+            for s in cell.states:
+                finals[s].append(s_n[s])
             caches.append(cache)
         inp = outs[0] if dirs == 1 else np.concatenate(outs, axis=2)
         if masks is not None and layer < spec.num_layers - 1:
             inp = inp * masks[layer]
-    h_n = np.stack(h_n) if h_n else np.empty((0, B, H), x.dtype)
-    c_n = np.stack(c_n) if spec.cell == "lstm" else None
-    tape = Tape(spec, caches, masks, rev, T, B) if training else None
-    return inp, h_n, c_n, tape
+    dtype = inp.dtype if inp.dtype.kind == "f" else np.float64
+    state_n = {s: np.stack(v) if v else np.empty(spec.state_shape(s, B), dtype)
+               for s, v in finals.items()}
+    tape = Tape(spec, caches, masks, rev, T, B, K) if training else None
+    return inp, state_n, tape
 
 
-def stack_backward(tape, dy, dh_n=None, dc_n=None, *, n_threads=None):
+def stack_backward(tape, dy, dstate=None, *, n_threads=None):
     """Backpropagation through a stack recorded by :func:`stack_forward`.
 
     Parameters
     ----------
     tape : Tape
-    dy : ndarray (T, B, num_dirs * H) or None
-    dh_n, dc_n : ndarray (L * num_dirs, B, H) or None
+    dy : ndarray (T, B, num_dirs * out_size) or None
+    dstate : dict state name -> ndarray (L * num_dirs, B, width) or None, or None
 
     Returns
     -------
     dx : ndarray (T, B, D), or None for token-id inputs
-    dh0, dc0 : ndarray (L * num_dirs, B, H) (dc0 is None unless lstm)
-    grads : list of (dw_ih, dw_hh, db_ih, db_hh), one per (layer, direction)
+    dstate0 : dict state name -> ndarray (L * num_dirs, B, width)
+    grads : list of dicts stem -> gradient, one per (layer, direction), the stems of the
+        stack's parameters (``tape.spec.stems()``)
     """
     spec = tape.spec
-    H, dirs, L = spec.hidden_size, spec.num_dirs, spec.num_layers
-    lstm = spec.cell == "lstm"
-    dh0 = [None] * (L * dirs)
-    dc0 = [None] * (L * dirs)
+    cell = spec.celldef
+    R, dirs, L = spec.out_size, spec.num_dirs, spec.num_layers
+    dstate = dstate or {}
+    stems = spec.stems()
+    d0 = {s: [None] * (L * dirs) for s in cell.states}
     grads = [None] * (L * dirs)
     g_out = dy
     for layer in range(L - 1, -1, -1):
         dx = None
         for d in range(dirs):
             k = layer * dirs + d
-            dyd = g_out if g_out is None or dirs == 1 else g_out[..., d * H:(d + 1) * H]
-            g = _kernel_backward(spec, dyd if d == 0 else _flip(dyd, tape.rev),
-                                 None if dh_n is None else dh_n[k],
-                                 None if dc_n is None or not lstm else dc_n[k],
-                                 tape.caches[k], n_threads)
-            grads[k] = (g.dw_ih, g.dw_hh, g.db_ih, g.db_hh)
-            dh0[k], dc0[k] = g.dh0, g.dc0
+            dyd = g_out if g_out is None or dirs == 1 else g_out[..., d * R:(d + 1) * R]
+            g = tape.backend.cell_backward(
+                cell, dyd if d == 0 else _flip(dyd, tape.rev),
+                {s: None if dstate.get(s) is None else dstate[s][k] for s in cell.states},
+                tape.caches[k], n_threads=n_threads)
+            pg = g.param_grads
+            grads[k] = {stem: pg[stem] for stem in stems}
+            for s, v in g.state_grads.items():
+                d0[s][k] = v
             gx = g.dx if d == 0 else _flip(g.dx, tape.rev)
             if gx is not None:     # the direction-0 dx is a fresh kernel output: add in place
                 dx = gx if dx is None else np.add(dx, gx, out=dx)
@@ -232,10 +294,37 @@ def stack_backward(tape, dy, dh_n=None, dc_n=None, *, n_threads=None):
             dx *= tape.masks[layer - 1]
         g_out = dx
     dtype = tape.caches[0].dtype if tape.caches else np.float64
-    shape = (L * dirs, tape.B, H)
-    dh0 = np.stack(dh0) if dh0 else np.empty(shape, dtype)
-    dc0 = (np.stack(dc0) if dc0 else np.empty(shape, dtype)) if lstm else None
-    return g_out, dh0, dc0, grads
+    dstate0 = {s: np.stack(v) if v else np.empty(spec.state_shape(s, tape.B), dtype)
+               for s, v in d0.items()}
+    return g_out, dstate0, grads
+
+
+def split_state(spec, state, name, check, bad):
+    """A layer's state argument as a dict state name -> ``check(label, entry)``.
+
+    One state: ``state`` itself, labelled ``name``.  Several (an LSTM's h and c): a tuple
+    or list of them in the table's order, or None, labelled ``name[i] (<state>)`` by
+    default; anything else raises ``TypeError(bad(state))``.
+    """
+    names = spec.celldef.states
+    if len(names) == 1:
+        return {names[0]: check(name, state)}
+    if state is None:
+        return {}
+    if not isinstance(state, (tuple, list)) or len(state) != len(names):
+        raise TypeError(bad(state))
+    return {s: check(i, v) for i, (s, v) in enumerate(zip(names, state))}
+
+
+def join_state(spec, state):
+    """The inverse of :func:`split_state`: the one array, or a tuple in the table's order."""
+    names = spec.celldef.states
+    return state[names[0]] if len(names) == 1 else tuple(state[s] for s in names)
+
+
+def article(word):
+    """"an LSTM", "a GRU", "a LayerNormGRU" (acronyms by their letters' sound)."""
+    return "an" if word[0] in ("AEFHILMNORSX" if word.isupper() else "AEIOU") else "a"
 
 
 # Validation of the layer-level arguments (the kernels validate their own).
@@ -281,23 +370,39 @@ def check_state(name, s, shape, dtype):
     return s
 
 
-_CELL_NAMES = {"rnn": "RNN", "gru": "GRU", "lstm": "LSTM"}
+def option_repr(spec, fmt):
+    """", nonlinearity='relu'" when the cell is not its family's default, else ""."""
+    cell = spec.celldef
+    if cell.option is None or cell is cells.families()[cell.kernel][0]:
+        return ""
+    return f", {cell.option[0]}={fmt(cell.option[1])}"
+
+
+def family(layer_class):
+    """The kernel family of the cells that the layer class named ``layer_class`` runs."""
+    return next(c.kernel for c in cells.CELLS.values() if c.layer == layer_class)
 
 
 class _Layer:
-    """The layer machinery shared by RNN, GRU and LSTM (see the module docstring)."""
+    """The layer machinery shared by every layer class (see the module docstring).
 
-    _cell = ""
+    A subclass names its class in the table (``_layer``); the cell is the table's cell of
+    that family picked by the keyword in ``options`` (``nonlinearity``, ...).
+    """
 
-    def __init__(self, input_size, hidden_size, num_layers=1, *, variant, bias=True,
-                 batch_first=False, dropout=0.0, bidirectional=False, dtype=np.float32,
-                 n_threads=None, seed=None):
-        self.input_size = _check_int("input_size", input_size, 1)
-        self.hidden_size = _check_int("hidden_size", hidden_size, 1)
-        self.num_layers = _check_int("num_layers", num_layers, 1)
-        self.bias = _check_bool("bias", bias)
+    _layer = ""
+
+    def __init__(self, input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False,
+                 dropout=0.0, bidirectional=False, dtype=np.float32, n_threads=None, seed=None,
+                 **options):
+        cell = _checks.select_cell(family(self._layer), **options)
+        if cell.option is not None:              # self.nonlinearity, self.linear_before_reset
+            setattr(self, cell.option[0], cell.option[1])
+        self._spec = make_spec(cell, input_size, hidden_size, num_layers, bias=bias,
+                               bidirectional=bidirectional)
+        self.input_size, self.hidden_size, self.num_layers = self._spec[1:4]
+        self.bias, self.bidirectional = self._spec.bias, self._spec.num_dirs == 2
         self.batch_first = _check_bool("batch_first", batch_first)
-        self.bidirectional = _check_bool("bidirectional", bidirectional)
         self.dropout = check_dropout(dropout, self.num_layers)
         try:
             dt = np.dtype(dtype)
@@ -308,18 +413,20 @@ class _Layer:
         self.dtype = dt
         self.n_threads = _checks.check_n_threads(n_threads)
         self.training = True
-        self._spec = StackSpec(self._cell, variant, self.input_size, self.hidden_size,
-                               self.num_layers, 2 if self.bidirectional else 1, self.bias)
         # One generator for the initialisation and then the dropout masks: a seed
         # makes a whole run reproducible.
         self._rng = np.random.default_rng(seed)
-        k = 1.0 / np.sqrt(self.hidden_size)
-        self._params = {name: self._rng.uniform(-k, k, shape).astype(self.dtype)
-                        for name, shape in parameter_shapes(self._spec).items()}
+        specs = {p.stem: p for p in cells.param_specs(cell, bias=self.bias)}
+        self._params = {}
+        for (name, shape), stem in zip(parameter_shapes(self._spec).items(),
+                                       [st for _ in parameter_names(self._spec)
+                                        for st in self._spec.stems()]):
+            kind, v = cells.init_spec(specs[stem], self.hidden_size)
+            self._params[name] = (self._rng.uniform(-v, v, shape) if kind == "uniform"
+                                  else np.full(shape, v)).astype(self.dtype)
         self.grads = {}
         self.state_grad = None
         self._tape = None
-        self._zeros = None
 
     # Parameters.
 
@@ -387,14 +494,9 @@ class _Layer:
     # Forward and backward.
 
     def _weights(self):
-        names = parameter_names(self._spec)
-        if self.bias:
-            return [tuple(self._params[n] for n in ns) for ns in names]
-        G, H = _checks.GATES[self._cell], self.hidden_size
-        if self._zeros is None or self._zeros.dtype != self.dtype:
-            self._zeros = np.zeros(G * H, self.dtype)
-        return [(self._params[ns[0]], self._params[ns[1]], self._zeros, self._zeros)
-                for ns in names]
+        stems = self._spec.stems()
+        return [{st: self._params[n] for st, n in zip(stems, names)}
+                for names in parameter_names(self._spec)]
 
     def _check_x(self, x):
         x = _checks._as_array("x", x)
@@ -418,11 +520,16 @@ class _Layer:
         return x.swapaxes(0, 1) if self.batch_first else x
 
     def _split_state(self, state, B, name="state"):
-        shape = (self._spec.num_layers * self._spec.num_dirs, B, self.hidden_size)
-        return check_state(name, state, shape, self.dtype), None
+        spec, names = self._spec, self._spec.celldef.states
 
-    def _join_state(self, h, c):
-        return h
+        def check(label, s):
+            label = label if isinstance(label, str) else f"{name}[{label}] ({names[label]})"
+            return check_state(label, s, spec.state_shape(names[0], B), self.dtype)
+
+        def bad(s):
+            return (f"{name} of {article(self._layer)} {self._layer} must be a pair "
+                    f"({', '.join(names)}) of arrays or None, got {_checks._describe(s)}")
+        return split_state(spec, state, name, check, bad)
 
     def forward(self, x, state=None, lengths=None):
         """Run the stack over a batch of sequences.
@@ -447,20 +554,20 @@ class _Layer:
         xs = self._check_x(x)
         T, B = xs.shape[:2]
         lengths = _checks.check_lengths(lengths, T, B)
-        h0, c0 = self._split_state(state, B)
+        state = self._split_state(state, B)
         masks = None
         if self.training and self.dropout > 0 and self.num_layers > 1:
             p = self.dropout
             scale = self.dtype.type(0 if p == 1 else 1 / (1 - p))
-            shape = (T, B, self._spec.num_dirs * self.hidden_size)
+            shape = (T, B, self._spec.num_dirs * self._spec.out_size)
             masks = [(self._rng.random(shape) >= p).astype(self.dtype) * scale
                      for _ in range(self.num_layers - 1)]
         self._tape = None
-        y, h_n, c_n, tape = stack_forward(self._spec, self._weights(), xs, h0, c0,
-                                          lengths=lengths, masks=masks,
-                                          training=self.training, n_threads=self.n_threads)
+        y, state_n, tape = stack_forward(self._spec, self._weights(), xs, state,
+                                         lengths=lengths, masks=masks,
+                                         training=self.training, n_threads=self.n_threads)
         self._tape = tape
-        return (y.swapaxes(0, 1) if self.batch_first else y), self._join_state(h_n, c_n)
+        return (y.swapaxes(0, 1) if self.batch_first else y), join_state(self._spec, state_n)
 
     __call__ = forward
 
@@ -482,22 +589,22 @@ class _Layer:
             raise ValueError("backward needs a forward pass in training mode first "
                              "(layer.train(); y, state = layer.forward(x); layer.backward(dy))")
         tape = self._tape
-        H, dirs = self.hidden_size, self._spec.num_dirs
         if dy is not None:
             dy = _checks._as_array("dy", dy)
-            shape = ((tape.B, tape.T) if self.batch_first else (tape.T, tape.B)) + (dirs * H,)
+            shape = (((tape.B, tape.T) if self.batch_first else (tape.T, tape.B))
+                     + (self._spec.num_dirs * self._spec.out_size,))
             if dy.dtype != self.dtype:
                 raise TypeError(f"dy has dtype {dy.dtype}, expected {self.dtype} like y")
             if dy.shape != shape:
                 raise ValueError(f"dy must have the shape of y {shape}, got {dy.shape}")
             if self.batch_first:
                 dy = dy.swapaxes(0, 1)
-        dh_n, dc_n = self._split_state(dstate, tape.B, "dstate") if dstate is not None else (None, None)
-        dx, dh0, dc0, grads = stack_backward(tape, dy, dh_n, dc_n, n_threads=self.n_threads)
+        dstate = self._split_state(dstate, tape.B, "dstate") if dstate is not None else None
+        dx, dstate0, grads = stack_backward(tape, dy, dstate, n_threads=self.n_threads)
         self.grads = {}
         for names, g in zip(parameter_names(self._spec), grads):
-            self.grads.update(zip(names, g))
-        self.state_grad = self._join_state(dh0, dc0)
+            self.grads.update(zip(names, g.values()))
+        self.state_grad = join_state(self._spec, dstate0)
         if dx is not None and self.batch_first:
             dx = dx.swapaxes(0, 1)
         return dx
@@ -506,17 +613,14 @@ class _Layer:
         s = f"{self.input_size}, {self.hidden_size}"
         if self.num_layers != 1:
             s += f", num_layers={self.num_layers}"
-        s += self._extra_repr()
+        s += option_repr(self._spec, repr)
         for name, default in (("bias", True), ("batch_first", False), ("dropout", 0.0),
                               ("bidirectional", False)):
             if getattr(self, name) != default:
                 s += f", {name}={getattr(self, name)}"
         if self.dtype != np.float32:
             s += f", dtype={self.dtype.name}"
-        return f"fastgates.layers.{_CELL_NAMES[self._cell]}({s})"
-
-    def _extra_repr(self):
-        return ""
+        return f"fastgates.layers.{self._layer}({s})"
 
 
 _LAYER_DOC = """{title}
@@ -555,61 +659,59 @@ class RNN(_Layer):
     __doc__ = _LAYER_DOC.format(
         title="Elman RNN stack: h_t = phi(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh).",
         cls="RNN", extra="\n    nonlinearity : 'tanh' or 'relu'")
-    _cell = "rnn"
+    _layer = "RNN"
 
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", *,
                  bias=True, batch_first=False, dropout=0.0, bidirectional=False,
                  dtype=np.float32, n_threads=None, seed=None):
-        self.nonlinearity = _checks.check_nonlinearity(nonlinearity)
-        super().__init__(input_size, hidden_size, num_layers, variant=self.nonlinearity,
+        super().__init__(input_size, hidden_size, num_layers, nonlinearity=nonlinearity,
                          bias=bias, batch_first=batch_first, dropout=dropout,
                          bidirectional=bidirectional, dtype=dtype, n_threads=n_threads, seed=seed)
-
-    def _extra_repr(self):
-        return "" if self.nonlinearity == "tanh" else f", nonlinearity={self.nonlinearity!r}"
-
-
-class GRU(_Layer):
-    __doc__ = _LAYER_DOC.format(
-        title="GRU stack (gates r, z, n), see ``fastgates.gru_forward``.", cls="GRU",
-        extra="\n    linear_before_reset : bool\n        True (default): PyTorch's form; "
-              "False: the textbook form (no PyTorch counterpart).")
-    _cell = "gru"
-
-    def __init__(self, input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, linear_before_reset=True, dtype=np.float32,
-                 n_threads=None, seed=None):
-        self.linear_before_reset = _check_bool("linear_before_reset", linear_before_reset)
-        super().__init__(input_size, hidden_size, num_layers,
-                         variant=_checks.gru_variant(self.linear_before_reset), bias=bias,
-                         batch_first=batch_first, dropout=dropout, bidirectional=bidirectional,
-                         dtype=dtype, n_threads=n_threads, seed=seed)
-
-    def _extra_repr(self):
-        return "" if self.linear_before_reset else ", linear_before_reset=False"
 
 
 class LSTM(_Layer):
     __doc__ = _LAYER_DOC.format(
         title="LSTM stack (gates i, f, g, o), see ``fastgates.lstm_forward``.", cls="LSTM",
         extra="\n\n    The state is a pair ``(h, c)`` of (num_layers * num_directions, B, H) arrays.")
-    _cell = "lstm"
+    _layer = "LSTM"
 
-    def __init__(self, input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, dtype=np.float32, n_threads=None, seed=None):
-        super().__init__(input_size, hidden_size, num_layers, variant="", bias=bias,
-                         batch_first=batch_first, dropout=dropout, bidirectional=bidirectional,
-                         dtype=dtype, n_threads=n_threads, seed=seed)
 
-    def _split_state(self, state, B, name="state"):
-        if state is None:
-            return None, None
-        if not isinstance(state, (tuple, list)) or len(state) != 2:
-            raise TypeError(f"{name} of an LSTM must be a pair (h, c) of arrays or None, got "
-                            f"{_checks._describe(state)}")
-        shape = (self._spec.num_layers * self._spec.num_dirs, B, self.hidden_size)
-        return (check_state(f"{name}[0] (h)", state[0], shape, self.dtype),
-                check_state(f"{name}[1] (c)", state[1], shape, self.dtype))
+def table_class(base, name, doc, module):
+    """The class ``name`` of the table (``CellDef.layer``) on ``base``: the base's common
+    constructor, plus the keyword that picks among the family's cells (``GRU``'s
+    ``linear_before_reset``, default: the family's first cell) in its signature."""
+    family_cells = [c for c in cells.CELLS.values() if c.layer == name]
+    sig = inspect.signature(base.__init__)
+    params = [p for p in sig.parameters.values() if p.kind is not p.VAR_KEYWORD]
+    option = family_cells[0].option
+    if option is not None:
+        at = next(i for i, p in enumerate(params) if p.kind is p.KEYWORD_ONLY)
+        params.insert(at, inspect.Parameter(option[0], inspect.Parameter.KEYWORD_ONLY,
+                                            default=option[1]))
+    return type(name, (base,), {"__doc__": doc, "_layer": name, "__module__": module,
+                                "__signature__": sig.replace(parameters=params[1:])})
 
-    def _join_state(self, h, c):
-        return h, c
+
+def table_doc(template, name, **fields):
+    """``template`` filled for the table's class ``name`` (``{cls}``, ``{extra}``: the keyword
+    that picks among its cells, and ``fields``)."""
+    family_cells = [c for c in cells.CELLS.values() if c.layer == name]
+    c = family_cells[0]
+    extra = "" if c.option is None else (
+        f"\n    {c.option[0]} : one of {[d.option[1] for d in family_cells]}, default "
+        f"{c.option[1]!r}\n        Picks the cell: "
+        + ", ".join(f"{d.option[1]!r} -> {d.name!r}" for d in family_cells)
+        + " (see fastgates.cells).")
+    return template.format(cls=name, extra=extra, **fields)
+
+
+#: Every layer class, by name: the hand-written ones above (signatures PyTorch's positional
+#: order needs) and one per other ``layer`` of the table (``_Layer``'s constructor).
+CLASSES = {"RNN": RNN, "LSTM": LSTM}
+for _c in cells.CELLS.values():
+    if _c.layer not in CLASSES:
+        CLASSES[_c.layer] = table_class(_Layer, _c.layer, table_doc(
+            _LAYER_DOC, _c.layer, title=f"{_c.layer} stack (gates {', '.join(_c.gates)}), see "
+            f"``fastgates.{_c.kernel}_forward`` / ``fastgates.cell_forward``."), __name__)
+globals().update(CLASSES)
+__all__ += [name for name in CLASSES if name not in __all__]

@@ -462,6 +462,15 @@ def cell_backward(cell, dy, dstate, cache, *, n_threads=None):
 
 # The public functions.
 
+def _h_forward(kernel, options, x, h0, weights, training, n_threads, lengths):
+    """A one-state family's public forward: the cell its keyword picks, then cell_forward."""
+    check_n_threads(n_threads)
+    cell = select_cell(kernel, **options)
+    y, s, cache = cell_forward(cell, x, {"h": h0}, kernel_params(*weights), training=training,
+                               n_threads=n_threads, lengths=lengths)
+    return y, s["h"], cache
+
+
 def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, *, nonlinearity="tanh", training=True,
                 n_threads=None, lengths=None):
     """Forward pass of an Elman RNN over a whole sequence.
@@ -497,11 +506,8 @@ def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, *, nonlinearity="tanh", training=
     cache : Cache or None
         What :func:`rnn_backward` needs.
     """
-    check_n_threads(n_threads)
-    cell = select_cell("rnn", nonlinearity=nonlinearity)
-    y, s, cache = cell_forward(cell, x, {"h": h0}, kernel_params(w_ih, w_hh, b_ih, b_hh),
-                               training=training, lengths=lengths)
-    return y, s["h"], cache
+    return _h_forward("rnn", {"nonlinearity": nonlinearity}, x, h0, (w_ih, w_hh, b_ih, b_hh),
+                      training, n_threads, lengths)
 
 
 def rnn_backward(dy, dh_n, cache, *, n_threads=None):
@@ -554,14 +560,8 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, *, linear_before_reset=True, trai
         [W_hr; W_hz; W_hn] stacked.
     b_ih, b_hh : ndarray (3*H,)
     linear_before_reset : bool
-    training : bool
-        When False, no cache is kept and None is returned in its place.
-    n_threads : int or None
-        Validated and ignored.
-    lengths : array-like (B,) of ints in [0, T], or None
-        Row b runs lengths[b] steps (rows in any order); y is zero past its end
-        and h_n holds its state after its last step (h0 for length 0).  None:
-        all rows run T steps.
+    training, n_threads, lengths
+        As in :func:`rnn_forward`.
 
     Returns
     -------
@@ -569,11 +569,8 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, *, linear_before_reset=True, trai
     h_n : ndarray (B, H)
     cache : Cache or None
     """
-    check_n_threads(n_threads)
-    cell = select_cell("gru", linear_before_reset=linear_before_reset)
-    y, s, cache = cell_forward(cell, x, {"h": h0}, kernel_params(w_ih, w_hh, b_ih, b_hh),
-                               training=training, lengths=lengths)
-    return y, s["h"], cache
+    return _h_forward("gru", {"linear_before_reset": linear_before_reset}, x, h0,
+                      (w_ih, w_hh, b_ih, b_hh), training, n_threads, lengths)
 
 
 def gru_backward(dy, dh_n, cache, *, n_threads=None):
@@ -618,14 +615,8 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, training=True, n_threads=
     w_ih : ndarray (4*H, D)
     w_hh : ndarray (4*H, H)
     b_ih, b_hh : ndarray (4*H,)
-    training : bool
-        When False, no cache is kept and None is returned in its place.
-    n_threads : int or None
-        Validated and ignored.
-    lengths : array-like (B,) of ints in [0, T], or None
-        Row b runs lengths[b] steps (rows in any order); y is zero past its end
-        and h_n holds its state after its last step (h0 for length 0).  None:
-        all rows run T steps.
+    training, n_threads, lengths
+        As in :func:`rnn_forward`.
 
     Returns
     -------

@@ -3,7 +3,10 @@
 Design: each module is a ``torch.nn.Module`` with ``torch.nn.RNN/GRU/LSTM``'s constructor,
 forward signature, parameter names, parameter order and initialisation (so, under the same
 ``torch.manual_seed``, it starts from the same weights and their ``state_dict``s are
-interchangeable).  The whole stack -- every layer and direction -- is one
+interchangeable); the cell, its parameters and their initialisation come from
+:mod:`fastgates.cells`, the scaffolding (shapes, names, states) from :mod:`fastgates.layers`,
+so a new cell of the table gets its module class here without code.  The whole stack --
+every layer and direction -- is one
 ``torch.autograd.Function`` around :func:`fastgates.layers.stack_forward` /
 :func:`~fastgates.layers.stack_backward`: tensors cross into NumPy as views (no copy for
 CPU tensors) and the results come back through ``torch.from_numpy``.  Dropout masks are
@@ -12,7 +15,9 @@ are unpacked to a padded batch plus lengths, which the kernels take as they are.
 
 PyTorch is imported when this module is, never by ``import fastgates``.  Supported: CPU
 float32/float64 tensors, every constructor option except ``proj_size``; GRU additionally
-takes ``linear_before_reset`` (default True, PyTorch's form).
+takes ``linear_before_reset`` (default True, PyTorch's form).  ``RNN`` and ``LSTM`` are
+written out for torch.nn's positional arguments; every other class (``GRU``, and those
+of new cells) is made from the table by :func:`fastgates.layers.table_class`.
 """
 
 from __future__ import annotations
@@ -28,10 +33,12 @@ except ImportError as exc:  # torch is an optional extra
 import numpy as np
 from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
-from . import _checks
-from .layers import StackSpec, check_dropout, parameter_names, stack_backward, stack_forward
+from . import _checks, cells
+from .layers import (article, check_dropout, family, join_state, make_spec, option_repr,
+                     parameter_names, split_state, stack_backward, stack_forward, table_class,
+                     table_doc)
 
-__all__ = ["RNN", "GRU", "LSTM"]
+__all__ = ["RNN", "GRU", "LSTM", "CLASSES"]
 
 _DTYPES = (torch.float32, torch.float64)
 
@@ -42,53 +49,59 @@ def _np(t):
 
 
 def _weights(spec, params):
-    """Group the flat parameter list per (layer, direction), zeros for absent biases."""
+    """Group the flat parameter list per (layer, direction) as dicts stem -> array."""
+    stems = spec.stems()
     arrays = [_np(p) for p in params]
-    n = 4 if spec.bias else 2
-    groups = [tuple(arrays[i:i + n]) for i in range(0, len(arrays), n)]
-    if spec.bias:
-        return groups
-    zeros = np.zeros(_checks.GATES[spec.cell] * spec.hidden_size, arrays[0].dtype)
-    return [g + (zeros, zeros) for g in groups]
+    n = len(stems)
+    return [dict(zip(stems, arrays[i:i + n])) for i in range(0, len(arrays), n)]
 
 
 class _Stack(torch.autograd.Function):
-    """The stack as one autograd node: inputs x, h0, c0 and the flat parameters."""
+    """The stack as one autograd node: inputs x, the states and the flat parameters."""
 
     @staticmethod
-    def forward(ctx, spec, n_threads, lengths, masks, x, h0, c0, *params):
-        y, h_n, c_n, tape = stack_forward(spec, _weights(spec, params), _np(x), _np(h0),
-                                          _np(c0), lengths=lengths, masks=masks,
-                                          training=True, n_threads=n_threads)
+    def forward(ctx, spec, n_threads, lengths, masks, x, n_states, *rest):
+        states, params = rest[:n_states], rest[n_states:]
+        names = spec.celldef.states
+        y, state_n, tape = stack_forward(spec, _weights(spec, params), _np(x),
+                                         {s: _np(v) for s, v in zip(names, states)},
+                                         lengths=lengths, masks=masks, training=True,
+                                         n_threads=n_threads)
         ctx.tape, ctx.n_threads = tape, n_threads
-        ctx.has_h0, ctx.has_c0 = h0 is not None, c0 is not None
+        ctx.given = [v is not None for v in states]
         ctx.set_materialize_grads(False)        # unused outputs give None, not zeros
-        out = (torch.from_numpy(y), torch.from_numpy(h_n))
-        return out + (torch.from_numpy(c_n),) if c_n is not None else out
+        return (torch.from_numpy(y),) + tuple(torch.from_numpy(state_n[s]) for s in names)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, dy, dh_n, dc_n=None):
-        dx, dh0, dc0, grads = stack_backward(ctx.tape, _np(dy), _np(dh_n), _np(dc_n),
-                                             n_threads=ctx.n_threads)
-        n = 4 if ctx.tape.spec.bias else 2
-        dparams = [torch.from_numpy(g) for per in grads for g in per[:n]]
+    def backward(ctx, dy, *dstate):
+        names = ctx.tape.spec.celldef.states
+        dx, dstate0, grads = stack_backward(ctx.tape, _np(dy),
+                                            {s: _np(v) for s, v in zip(names, dstate)},
+                                            n_threads=ctx.n_threads)
+        dparams = [torch.from_numpy(g) for per in grads for g in per.values()]
         return (None, None, None, None,
-                None if dx is None else torch.from_numpy(dx),
-                torch.from_numpy(dh0) if ctx.has_h0 else None,
-                torch.from_numpy(dc0) if ctx.has_c0 else None,
+                None if dx is None else torch.from_numpy(dx), None,
+                *(torch.from_numpy(dstate0[s]) if given else None
+                  for s, given in zip(names, ctx.given)),
                 *dparams)
 
 
 class _RNNBase(torch.nn.Module):
-    """What RNN, GRU and LSTM share; see their docstrings."""
+    """What every module class shares; the cell comes from the table (see fastgates.layers)."""
 
-    _cell = ""
+    _layer = ""
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, device=None, dtype=None, *, variant,
-                 n_threads=None):
+                 dropout=0.0, bidirectional=False, device=None, dtype=None, *, n_threads=None,
+                 **options):
         super().__init__()
+        if "proj_size" in options:
+            raise ValueError("proj_size is not supported: PyTorch itself supports it only for "
+                             "LSTM, and fastgates.torch not at all")
+        if "linear_before_reset" in options:           # torch-style: any truthy value
+            options["linear_before_reset"] = bool(options["linear_before_reset"])
+        cell = _checks.select_cell(family(self._layer), **options)
         if device is not None and torch.device(device).type != "cpu":
             raise ValueError(f"device={device!r} is not supported: fastgates.torch runs on CPU "
                              "tensors only (use torch.nn for other devices)")
@@ -96,39 +109,40 @@ class _RNNBase(torch.nn.Module):
         if dtype not in _DTYPES:
             raise TypeError(f"dtype={dtype} is not supported: fastgates.torch needs "
                             "torch.float32 or torch.float64")
-        for name, v in (("input_size", input_size), ("hidden_size", hidden_size),
-                        ("num_layers", num_layers)):
-            if isinstance(v, bool) or not isinstance(v, int):
-                raise TypeError(f"{name} must be an int, got {type(v).__name__} {v!r}")
-            if v < 1:
-                raise ValueError(f"{name} must be >= 1, got {v}")
-        self.mode = self._cell.upper()
-        self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
-        self.bias, self.batch_first = bool(bias), bool(batch_first)
+        self._spec = make_spec(cell, input_size, hidden_size, num_layers, bias=bias,
+                               bidirectional=bidirectional, strict=False)
+        if cell.option is not None:             # self.nonlinearity, self.linear_before_reset
+            setattr(self, cell.option[0], cell.option[1])
+        self.mode = self._layer.upper()
+        self.input_size, self.hidden_size, self.num_layers = self._spec[1:4]
+        self.bias, self.batch_first = self._spec.bias, bool(batch_first)
         self.dropout = check_dropout(dropout, num_layers)
-        self.bidirectional = bool(bidirectional)
-        self.proj_size = 0
+        self.bidirectional = self._spec.num_dirs == 2
+        self.proj_size = self._spec.proj_size
         self.n_threads = _checks.check_n_threads(n_threads)
-        self._spec = StackSpec(self._cell, variant, input_size, hidden_size, num_layers,
-                               2 if bidirectional else 1, self.bias)
-        G = _checks.GATES[self._cell]
         self._flat_weights_names = []
         self._all_weights = []
+        self._init = {}
+        specs = {p.stem: p for p in cells.param_specs(cell, bias=self.bias)}
         for k, names in enumerate(parameter_names(self._spec)):
-            D = self._spec.layer_input_size(k // self._spec.num_dirs)
-            shapes = [(G * hidden_size, D), (G * hidden_size, hidden_size),
-                      (G * hidden_size,), (G * hidden_size,)]
-            for name, shape in zip(names, shapes):
-                setattr(self, name, torch.nn.Parameter(torch.empty(shape, dtype=dtype)))
+            shapes = self._spec.shapes(k // self._spec.num_dirs)
+            for name, stem in zip(names, self._spec.stems()):
+                setattr(self, name, torch.nn.Parameter(torch.empty(shapes[stem], dtype=dtype)))
+                self._init[name] = cells.init_spec(specs[stem], hidden_size)
             self._flat_weights_names.extend(names)
             self._all_weights.append(list(names))
         self.reset_parameters()
 
     def reset_parameters(self):
-        """PyTorch's initialisation: every parameter uniform(-1/sqrt(H), 1/sqrt(H)), in order."""
-        stdv = 1.0 / math.sqrt(self.hidden_size)
-        for w in self.parameters():
-            torch.nn.init.uniform_(w, -stdv, stdv)
+        """PyTorch's initialisation, in parameter order: uniform(-1/sqrt(H), 1/sqrt(H)) (the
+        table's "uniform"; constants where the table says "ones"/"zeros")."""
+        for name in self._flat_weights_names:
+            kind, v = self._init[name]
+            w = getattr(self, name)
+            if kind == "uniform":
+                torch.nn.init.uniform_(w, -v, v)
+            else:
+                torch.nn.init.constant_(w, v)
 
     @property
     def all_weights(self):
@@ -141,7 +155,7 @@ class _RNNBase(torch.nn.Module):
         s = f"{self.input_size}, {self.hidden_size}"
         if self.num_layers != 1:
             s += f", num_layers={self.num_layers}"
-        s += self._extra_repr()
+        s += option_repr(self._spec, str)
         if self.bias is not True:
             s += f", bias={self.bias}"
         if self.batch_first is not False:
@@ -151,9 +165,6 @@ class _RNNBase(torch.nn.Module):
         if self.bidirectional is not False:
             s += f", bidirectional={self.bidirectional}"
         return s
-
-    def _extra_repr(self):
-        return ""
 
     def _flat(self):
         params = [getattr(self, n) for n in self._flat_weights_names]
@@ -182,8 +193,17 @@ class _RNNBase(torch.nn.Module):
                              f"{'B, ' if batched else ''}hidden_size), got {tuple(s.shape)}")
         return s if batched else s.unsqueeze(1)
 
-    def _split_hx(self, hx):
-        return hx, None
+    def _split_hx(self, hx, B, dtype, batched):
+        spec, names = self._spec, self._spec.celldef.states
+
+        def check(label, s):
+            label = label if isinstance(label, str) else f"hx[{label}] ({names[label]}_0)"
+            return self._check_state(label, s, spec.state_shape(names[0], B), dtype, batched)
+
+        def bad(s):
+            return (f"hx of {article(self._layer)} {self._layer} must be a tuple "
+                    f"({', '.join(n + '_0' for n in names)}) of tensors, got {type(s).__name__}")
+        return split_state(spec, hx, "hx", check, bad)
 
     def forward(self, input, hx=None):
         params, dtype = self._flat()
@@ -211,29 +231,29 @@ class _RNNBase(torch.nn.Module):
             raise ValueError(f"input has {x.shape[2]} features, expected input_size="
                              f"{self.input_size}")
         T, B = x.shape[:2]
-        shape = (self.num_layers * self._spec.num_dirs, B, self.hidden_size)
-        h0, c0 = self._split_hx(hx)
-        h0 = self._check_state("hx" if self._cell != "lstm" else "hx[0] (h_0)", h0, shape,
-                               dtype, batched)
-        c0 = self._check_state("hx[1] (c_0)", c0, shape, dtype, batched)
+        given = self._split_hx(hx, B, dtype, batched)
+        names = self._spec.celldef.states
+        states = [given.get(s) for s in names]
 
         masks = None
         if self.training and self.dropout > 0 and self.num_layers > 1:
             p = self.dropout
-            size = (T, B, self._spec.num_dirs * self.hidden_size)
+            size = (T, B, self._spec.num_dirs * self._spec.out_size)
             masks = [_np(torch.zeros(size, dtype=dtype) if p == 1
                          else torch.empty(size, dtype=dtype).bernoulli_(1 - p).div_(1 - p))
                      for _ in range(self.num_layers - 1)]
 
-        inputs = (x, h0, c0, *params)
+        inputs = (x, *states, *params)
         if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs):
-            out = _Stack.apply(self._spec, self.n_threads, lengths, masks, *inputs)
+            out = _Stack.apply(self._spec, self.n_threads, lengths, masks, x, len(states),
+                               *states, *params)
         else:
             # inference: no tape, no autograd node
-            y, h_n, c_n, _ = stack_forward(self._spec, _weights(self._spec, params), _np(x),
-                                           _np(h0), _np(c0), lengths=lengths, masks=masks,
-                                           training=False, n_threads=self.n_threads)
-            out = tuple(torch.from_numpy(a) for a in (y, h_n, c_n) if a is not None)
+            y, state_n, _ = stack_forward(self._spec, _weights(self._spec, params), _np(x),
+                                          {s: _np(v) for s, v in zip(names, states)},
+                                          lengths=lengths, masks=masks, training=False,
+                                          n_threads=self.n_threads)
+            out = (torch.from_numpy(y),) + tuple(torch.from_numpy(state_n[s]) for s in names)
         y, states = out[0], out[1:]
 
         if packed:
@@ -248,70 +268,37 @@ class _RNNBase(torch.nn.Module):
             states = tuple(s.squeeze(1) for s in states)
         elif self.batch_first:
             y = y.transpose(0, 1)
-        return y, self._join_hx(states)
-
-    def _join_hx(self, states):
-        return states[0]
+        return y, join_state(self._spec, dict(zip(names, states)))
 
 
-_DOC = """Drop-in ``torch.nn.{cls}`` running on the fastgates CPU kernels.
+_DOC = """{title}
 
     Same constructor, forward signature (tensor or PackedSequence input, {state}),
-    parameter names, order and initialisation as ``torch.nn.{cls}``{extra}.  CPU
+    parameter names, order and initialisation as ``torch.nn.{torch_cls}``.  CPU
     float32/float64 only; ``n_threads`` (keyword) sets the kernels' OpenMP threads.
     Gradients flow through one autograd node per call (not twice differentiable).
-"""
+{extra}"""
 
 
 class RNN(_RNNBase):
-    __doc__ = _DOC.format(cls="RNN", state="``hx``", extra="")
-    _cell = "rnn"
+    __doc__ = _DOC.format(title="Drop-in ``torch.nn.RNN`` running on the fastgates CPU kernels.",
+                          state="``hx``", torch_cls="RNN", extra="")
+    _layer = "RNN"
 
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
                  batch_first=False, dropout=0.0, bidirectional=False, device=None, dtype=None,
                  *, n_threads=None, **kwargs):
-        if "proj_size" in kwargs:
-            raise ValueError("proj_size is not supported: PyTorch itself supports it only for "
-                             "LSTM, and fastgates.torch not at all")
-        if kwargs:
-            raise TypeError(f"unexpected keyword arguments {sorted(kwargs)}")
-        self.nonlinearity = _checks.check_nonlinearity(nonlinearity)
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, device, dtype, variant=nonlinearity, n_threads=n_threads)
-        self.mode = "RNN_" + nonlinearity.upper()
-
-    def _extra_repr(self):
-        return "" if self.nonlinearity == "tanh" else f", nonlinearity={self.nonlinearity}"
-
-
-class GRU(_RNNBase):
-    __doc__ = _DOC.format(
-        cls="GRU", state="``hx``",
-        extra=", plus the keyword ``linear_before_reset`` (default True, PyTorch's form; "
-              "False: the textbook form, which torch.nn has no counterpart of)")
-    _cell = "gru"
-
-    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, device=None, dtype=None, *,
-                 linear_before_reset=True, n_threads=None, **kwargs):
-        if "proj_size" in kwargs:
-            raise ValueError("proj_size is not supported: PyTorch itself supports it only for "
-                             "LSTM, and fastgates.torch not at all")
-        if kwargs:
-            raise TypeError(f"unexpected keyword arguments {sorted(kwargs)}")
-        self.linear_before_reset = bool(linear_before_reset)
-        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, device, dtype,
-                         variant=_checks.gru_variant(linear_before_reset), n_threads=n_threads)
-
-    def _extra_repr(self):
-        return "" if self.linear_before_reset else ", linear_before_reset=False"
+                         bidirectional, device, dtype, nonlinearity=nonlinearity,
+                         n_threads=n_threads, **kwargs)
+        self.mode = "RNN_" + self.nonlinearity.upper()
 
 
 class LSTM(_RNNBase):
-    __doc__ = _DOC.format(cls="LSTM", state="``hx = (h_0, c_0)``; ``proj_size`` is not supported",
-                          extra="")
-    _cell = "lstm"
+    __doc__ = _DOC.format(title="Drop-in ``torch.nn.LSTM`` running on the fastgates CPU kernels.",
+                          state="``hx = (h_0, c_0)``; ``proj_size`` is not supported",
+                          torch_cls="LSTM", extra="")
+    _layer = "LSTM"
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, proj_size=0, device=None, dtype=None, *,
@@ -320,15 +307,24 @@ class LSTM(_RNNBase):
             raise ValueError(f"proj_size={proj_size} is not supported by fastgates.torch.LSTM "
                              "(use torch.nn.LSTM for projections)")
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, device, dtype, variant="", n_threads=n_threads)
+                         bidirectional, device, dtype, n_threads=n_threads)
 
-    def _split_hx(self, hx):
-        if hx is None:
-            return None, None
-        if not isinstance(hx, (tuple, list)) or len(hx) != 2:
-            raise TypeError(f"hx of an LSTM must be a tuple (h_0, c_0) of tensors, got "
-                            f"{type(hx).__name__}")
-        return hx[0], hx[1]
 
-    def _join_hx(self, states):
-        return states[0], states[1]
+def _doc(c):
+    twin = c.torch or ("LSTM" if "c" in c.states else "GRU")
+    title = (f"Drop-in ``torch.nn.{c.torch}`` running on the fastgates CPU kernels." if c.torch
+             else f"``torch.nn`` module of the fastgates cell family {c.layer} (gates "
+                  f"{', '.join(c.gates)}), with ``torch.nn.{twin}``'s conventions.")
+    state = "``hx = (" + ", ".join(s + "_0" for s in c.states) + ")``" if len(c.states) > 1 \
+        else "``hx``"
+    return table_doc(_DOC, c.layer, title=title, state=state, torch_cls=twin)
+
+
+#: Every module class, by name, as in fastgates.layers.CLASSES (the table's other classes
+#: get the common constructor: torch.nn's, plus the keyword that picks the cell).
+CLASSES = {"RNN": RNN, "LSTM": LSTM}
+for _c in cells.CELLS.values():
+    if _c.layer not in CLASSES:
+        CLASSES[_c.layer] = table_class(_RNNBase, _c.layer, _doc(_c), __name__)
+globals().update(CLASSES)
+__all__ += [name for name in CLASSES if name not in __all__]
