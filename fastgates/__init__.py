@@ -22,4 +22,5 @@ __version__ = "0.1.0"
 
 __all__ = ["rnn_forward", "rnn_backward", "gru_forward", "gru_backward", "lstm_forward",
            "lstm_backward", "cell_forward", "cell_backward", "Grads", "LSTMGrads", "Cache",
-           "reference", "cells", "layers", *layers.CLASSES, "show_config", "__version__"]
+           "reference", "cells", "layers", "RNN", "GRU", "LSTM", "show_config", "__version__"]
+__all__ += [name for name in layers.CLASSES if name not in __all__]

@@ -715,3 +715,4 @@ for _c in cells.CELLS.values():
             f"``fastgates.{_c.kernel}_forward`` / ``fastgates.cell_forward``."), __name__)
 globals().update(CLASSES)
 __all__ += [name for name in CLASSES if name not in __all__]
+GRU = CLASSES["GRU"]      # the same class, under a name linters and type checkers can see

@@ -56,8 +56,8 @@ from fastgates._checks import (
 )
 
 __all__ = ["rnn_forward", "rnn_backward", "gru_forward", "gru_backward",
-           "lstm_forward", "lstm_backward", "cell_forward", "cell_backward", "Cache", "Grads",
-           "LSTMGrads"]
+           "lstm_forward", "lstm_backward", "cell_forward", "cell_backward", "cell_step",
+           "Cache", "Grads", "LSTMGrads"]
 
 
 # Element-wise activations.  All of them keep the dtype of their argument.
@@ -458,6 +458,24 @@ def cell_backward(cell, dy, dstate, cache, *, n_threads=None):
     with np.errstate(all="ignore"):
         *g, dparams = _run_backward(bw, cache)
     return make_grads(cache.celldef, *g, extra=dparams)
+
+
+def cell_step(cell, x_t, state, params):
+    """One time step of ``cell`` for a batch, in the dtype of ``params`` (no validation).
+
+    x_t     (B, D) floats, or (B,) integer token ids (one-hot rows)
+    state   state name -> (B, H) array
+    params  stem -> array, every parameter of the cell
+    Returns the new state, a dict like ``state``.  :func:`cell_forward` over one step,
+    without the cache; fastgates.lm's NumPy sampler runs it in float64.
+    """
+    cell = cells.get(cell)
+    w_ih = params["weight_ih"]
+    x_t = np.asarray(x_t)
+    xw = w_ih.T[x_t] if x_t.dtype.kind in "iu" else x_t @ w_ih.T
+    with np.errstate(all="ignore"):
+        s = _steps(cell)[0](xw, state["h"], state.get("c"), params, cell)
+    return {"h": s.h, "c": s.c} if "c" in cell.states else {"h": s.h}
 
 
 # The public functions.

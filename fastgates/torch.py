@@ -22,8 +22,6 @@ of new cells) is made from the table by :func:`fastgates.layers.table_class`.
 
 from __future__ import annotations
 
-import math
-
 try:
     import torch
 except ImportError as exc:  # torch is an optional extra
@@ -328,3 +326,4 @@ for _c in cells.CELLS.values():
         CLASSES[_c.layer] = table_class(_RNNBase, _c.layer, _doc(_c), __name__)
 globals().update(CLASSES)
 __all__ += [name for name in CLASSES if name not in __all__]
+GRU = CLASSES["GRU"]      # the same class, under a name linters and type checkers can see

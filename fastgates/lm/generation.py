@@ -4,10 +4,14 @@ Design: :func:`generate` tokenizes the prefix, maps unknown characters to
 ``<unk>`` (with a warning) and hands everything to the compiled loop in
 ``fastgates.lm._sampling``, which feeds the prefix and draws every new token
 without returning to Python.  :func:`sample_numpy` is the same algorithm — the
-same recurrence step for B = 1, the same softmax with temperature and top-k, the
-same xoshiro256** generator — written in NumPy with a Python loop per token; the
-tests check that the two agree, and it is the fallback when the extension has
-not been compiled.
+same recurrence for B = 1, the same softmax with temperature and top-k, the same
+xoshiro256** generator — written in NumPy with a Python loop per token, and it is
+the fallback when the extension has not been compiled.  It is not the same
+arithmetic: the compiled loop runs the kernels' step in the model's dtype, while
+:func:`_numpy_step` runs the NumPy reference's step of the table's cell
+(``fastgates.reference.cell_step``) in float64 and rounds each new state to the
+model's dtype; so it serves every cell of the table without code here.  The tests
+check that the two draw the same tokens (on their models, float32 and float64).
 """
 
 from __future__ import annotations
@@ -16,19 +20,16 @@ import warnings
 
 import numpy as np
 
+from .. import reference
 from .data import tokenize
 from .threadpool import blas_limit
 
 _MASK = (1 << 64) - 1
 
-#: Cell codes shared with the compiled sampler.
-CELL_CODES = {"rnn": 0, "gru_lbr": 1, "gru_rb": 2, "lstm": 3}
-
-
-def _cell_code(config) -> int:
-    if config.cell == "gru":
-        return CELL_CODES["gru_lbr" if config.gru_reset == "after" else "gru_rb"]
-    return CELL_CODES[config.cell]
+#: The table's cells (fastgates.cells) under the compiled sampler's own names: it numbers
+#: its cells itself (``_sampling.CELLS``) and translates them to the kernels' codes.  A
+#: copy to drop when the sampler takes ``CellDef.code``.
+_SAMPLER_NAMES = {"rnn_tanh": "rnn", "gru": "gru_lbr", "gru_rb": "gru_rb", "lstm": "lstm"}
 
 
 class Xoshiro256:
@@ -88,9 +89,9 @@ def encode_prefix(vocab, prefix: str, tokens: str = "char") -> tuple[str, np.nda
 
 
 def _layers(model):
-    p = model.params
-    return [(p[f"rnn.weight_ih_l{k}"], p[f"rnn.weight_hh_l{k}"], p[f"rnn.bias_ih_l{k}"],
-             p[f"rnn.bias_hh_l{k}"]) for k in range(model.config.layers)]
+    """Per layer (w_ih, w_hh, b_ih, b_hh), the sampler's layout."""
+    stems = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+    return [tuple(w[s] for s in stems) for w in model._weights()]
 
 
 def _check_args(model, prefix_ids, length, temperature, top_k):
@@ -124,50 +125,27 @@ def sample_compiled(model, prefix_ids, length, temperature=1.0, top_k=0, seed=0)
     # GNU libgomp would hang there, so it obeys the kernels' fork guard too
     nt = safe_threads(_sampling.resolve_threads(model.n_threads))
     with blas_limit(1):   # a B = 1 GEMV gains nothing from BLAS threads
-        _sampling.sample(_cell_code(cfg), _layers(model), p["fc.weight"], p["fc.bias"],
+        code = _sampling.CELLS[_SAMPLER_NAMES[cfg.celldef.name]]
+        _sampling.sample(code, _layers(model), p["fc.weight"], p["fc.bias"],
                          p.get("embedding.weight"), h, c, prefix_ids, out, temperature, top_k,
                          resolve_seed(seed), nt)
     return out
 
 
-def _sigmoid(v):
-    return 1.0 / (1.0 + np.exp(-v))
-
-
-def _numpy_step(model, layers, code, tok, hs, cs):
-    """One recurrence step of every layer for B = 1 (the compiled ``_layer_step``)."""
-    H, dt = model.config.hidden, model.dtype
+def _numpy_step(model, layers, cell, tok, hs, cs):
+    """One recurrence step of every layer for B = 1: the reference's step of the table's
+    cell (``fastgates.reference.cell_step``) in float64, each new state rounded to the
+    model's dtype (see the module docstring)."""
+    dt = model.dtype
     emb = model.params.get("embedding.weight")
-    x = None if emb is None else emb[tok]
-    for k, (w_ih, w_hh, b_ih, b_hh) in enumerate(layers):
-        if k > 0:
-            x = hs[k - 1]
-        gi = (b_ih + w_ih[:, tok]) if x is None else (b_ih + w_ih @ x)
-        h = hs[k]
-        if code == CELL_CODES["gru_rb"]:
-            gh = b_hh[:2 * H] + w_hh[:2 * H] @ h
-            pre = gi[:2 * H].astype(np.float64) + gh
-            rh = (_sigmoid(pre[:H]) * h).astype(dt)
-            z = _sigmoid(pre[H:]).astype(dt)
-            ghn = b_hh[2 * H:] + w_hh[2 * H:] @ rh
-            n = np.tanh(gi[2 * H:].astype(np.float64) + ghn)
-            hs[k] = (z.astype(np.float64) * h + (1.0 - z.astype(np.float64)) * n).astype(dt)
-            continue
-        gh = b_hh + w_hh @ h
-        g64, h64 = gi.astype(np.float64), gh.astype(np.float64)
-        if code == CELL_CODES["lstm"]:
-            pre = g64 + h64
-            i, f = _sigmoid(pre[:H]), _sigmoid(pre[H:2 * H])
-            g, o = np.tanh(pre[2 * H:3 * H]), _sigmoid(pre[3 * H:])
-            cs[k] = (f * cs[k] + i * g).astype(dt)
-            hs[k] = (o * np.tanh(cs[k].astype(np.float64))).astype(dt)
-        elif code == CELL_CODES["gru_lbr"]:
-            r = _sigmoid(g64[:H] + h64[:H])
-            z = _sigmoid(g64[H:2 * H] + h64[H:2 * H])
-            n = np.tanh(g64[2 * H:] + r * h64[2 * H:])
-            hs[k] = (z * h + (1.0 - z) * n).astype(dt)
-        else:
-            hs[k] = np.tanh(g64 + h64).astype(dt)
+    x = np.array([tok]) if emb is None else emb[tok][None].astype(np.float64)
+    for k, p in enumerate(layers):
+        state = {"h": hs[k][None].astype(np.float64), "c": cs[k][None].astype(np.float64)}
+        new = reference.cell_step(cell, x, state, p)
+        hs[k] = new["h"][0].astype(dt)
+        if "c" in new:
+            cs[k] = new["c"][0].astype(dt)
+        x = hs[k][None].astype(np.float64)
 
 
 def _numpy_draw(logits, temperature, top_k, rng):
@@ -193,18 +171,19 @@ def sample_numpy(model, prefix_ids, length, temperature=1.0, top_k=0, seed=0) ->
     """:func:`sample_compiled` in NumPy (a Python loop per token; for tests and as a fallback)."""
     prefix_ids, length, temperature, top_k = _check_args(model, prefix_ids, length, temperature, top_k)
     cfg, p = model.config, model.params
-    layers, code = _layers(model), _cell_code(cfg)
+    cell = cfg.celldef
+    layers = [{stem: a.astype(np.float64) for stem, a in w.items()} for w in model._weights()]
     hs = [np.zeros(cfg.hidden, model.dtype) for _ in range(cfg.layers)]
     cs = [np.zeros(cfg.hidden, model.dtype) for _ in range(cfg.layers)]
     rng = Xoshiro256(resolve_seed(seed))
     for tok in prefix_ids:
-        _numpy_step(model, layers, code, int(tok), hs, cs)
+        _numpy_step(model, layers, cell, int(tok), hs, cs)
     out = np.zeros(length, np.int64)
     for t in range(length):
         logits = p["fc.bias"] + p["fc.weight"] @ hs[-1]
         out[t] = _numpy_draw(logits, temperature, top_k, rng)
         if t + 1 < length:
-            _numpy_step(model, layers, code, int(out[t]), hs, cs)
+            _numpy_step(model, layers, cell, int(out[t]), hs, cs)
     return out
 
 

@@ -4,9 +4,12 @@ Design: the parameters are a plain dict of NumPy arrays with PyTorch's names
 (``embedding.weight`` when an embedding is used; ``rnn.weight_ih_l{k}``,
 ``rnn.weight_hh_l{k}``, ``rnn.bias_ih_l{k}``, ``rnn.bias_hh_l{k}`` per layer;
 ``fc.weight``, ``fc.bias``), so a ``torch.nn.LSTM`` + ``nn.Linear`` state dict
-maps onto them one to one.  The recurrent layers run through the public kernel
-functions of ``fastgates`` (backend ``fast``) or ``fastgates.reference``
-(backend ``reference``), never through private modules.
+maps onto them one to one.  The recurrent layers run on the one stack of the
+package (:func:`fastgates.layers.stack_forward` / ``stack_backward``, the same as
+``fastgates.LSTM`` and ``fastgates.torch.LSTM``) over the public kernels of
+``fastgates`` (backend ``fast``) or ``fastgates.reference`` (backend ``reference``),
+never through private modules.  The cell is the entry of :mod:`fastgates.cells` that
+``cell`` (a kernel family: rnn, gru, lstm) and ``gru_reset`` select.
 
 Forward, for token ids X (T, B) and targets Y (T, B)::
 
@@ -24,19 +27,21 @@ into the next minibatch stops the gradient at the boundary (truncated BPTT).
 
 from __future__ import annotations
 
-import importlib
 import math
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
+from .. import cells as _cells
+from .. import layers as _layers
 from .threadpool import blas_limit
 
-#: Cell names and their number of gates (PyTorch order: LSTM i,f,g,o; GRU r,z,n).
-CELLS = {"rnn": 1, "gru": 3, "lstm": 4}
+#: The cells the LM offers (``--cell``): the kernel families of fastgates.cells -> gates.
+CELLS = {kernel: defs[0].G for kernel, defs in _cells.families().items()}
 
 #: ``--gru-reset``: "after" = reset applied after the linear map (PyTorch, cuDNN:
-#: linear_before_reset=True); "before" = the textbook form (r ⊙ h) W_hnᵀ.
+#: linear_before_reset=True); "before" = the textbook form (r ⊙ h) W_hnᵀ.  A file and
+#: command-line spelling only: the model reads the table's cell (:meth:`ModelConfig.celldef`).
 GRU_RESETS = ("after", "before")
 
 BACKENDS = ("fast", "reference")
@@ -46,11 +51,9 @@ DTYPES = ("float32", "float64")
 
 def kernels(backend: str = "fast"):
     """The kernel module of ``backend``: ``fastgates`` or ``fastgates.reference``."""
-    if backend == "fast":
-        return importlib.import_module("fastgates")
-    if backend == "reference":
-        return importlib.import_module("fastgates.reference")
-    raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    return _layers.kernels(backend)
 
 
 @dataclass
@@ -87,6 +90,15 @@ class ModelConfig:
         return CELLS[self.cell]
 
     @property
+    def celldef(self) -> _cells.CellDef:
+        """The table's cell: the family ``cell``, picked by ``gru_reset`` where it applies."""
+        return _cells.select(self.cell, linear_before_reset=self.gru_reset == "after")
+
+    def stack_spec(self) -> _layers.StackSpec:
+        """The recurrent stack: ``layers`` unidirectional layers of ``hidden`` units."""
+        return _layers.StackSpec(self.celldef.name, self.input_size, self.hidden, self.layers)
+
+    @property
     def input_size(self) -> int:
         """Size of the first layer's input: the embedding size, or the vocabulary size (one-hot)."""
         return self.embedding or self.vocab_size
@@ -101,38 +113,48 @@ class ModelConfig:
 
 
 def param_shapes(config: ModelConfig) -> dict:
-    """Name -> shape of every parameter, in a fixed order."""
-    G, H, V = config.gates, config.hidden, config.vocab_size
+    """Name -> shape of every parameter, in a fixed order (the recurrent ones from the
+    table, under ``rnn.``: ``rnn.weight_ih_l0``, ...)."""
+    H, V = config.hidden, config.vocab_size
     shapes = {}
     if config.embedding:
         shapes["embedding.weight"] = (V, config.embedding)
-    for k in range(config.layers):
-        D = config.input_size if k == 0 else H
-        shapes[f"rnn.weight_ih_l{k}"] = (G * H, D)
-        shapes[f"rnn.weight_hh_l{k}"] = (G * H, H)
-        shapes[f"rnn.bias_ih_l{k}"] = (G * H,)
-        shapes[f"rnn.bias_hh_l{k}"] = (G * H,)
+    shapes.update(("rnn." + name, shape)
+                  for name, shape in _layers.parameter_shapes(config.stack_spec()).items())
     shapes["fc.weight"] = (V, H)
     shapes["fc.bias"] = (V,)
     return shapes
 
 
+def _recurrent_init(config: ModelConfig) -> dict:
+    """``rnn.<name>`` -> the table's initialisation of that parameter (see cells.init_spec)."""
+    spec = config.stack_spec()
+    specs = {p.stem: p for p in _cells.param_specs(spec.celldef)}
+    return {"rnn." + name: _cells.init_spec(specs[stem], config.hidden)
+            for names in _layers.parameter_names(spec) for name, stem in zip(names, spec.stems())}
+
+
 def init_params(config: ModelConfig, rng: np.random.Generator) -> dict:
     """PyTorch's default initialisation.
 
-    Recurrent weights and biases ~ U(-1/√H, 1/√H) (``nn.LSTM``), the output
-    layer ~ U(-1/√H, 1/√H) (``nn.Linear`` with fan-in H), the embedding ~ N(0, 1)
-    (``nn.Embedding``).  Drawn in float64 and rounded to ``config.dtype``, so a
-    float32 and a float64 model from the same seed start from the same weights.
+    Recurrent parameters as the table says (weights and biases ~ U(-1/√H, 1/√H),
+    ``nn.LSTM``'s), the output layer ~ U(-1/√H, 1/√H) (``nn.Linear`` with fan-in H),
+    the embedding ~ N(0, 1) (``nn.Embedding``).  Drawn in float64 and rounded to
+    ``config.dtype``, so a float32 and a float64 model from the same seed start from
+    the same weights.
     """
     dtype = np.dtype(config.dtype)
     bound = 1.0 / math.sqrt(config.hidden)
+    recurrent = _recurrent_init(config)
     params = {}
     for name, shape in param_shapes(config).items():
+        kind, v = recurrent.get(name, ("uniform", bound))
         if name == "embedding.weight":
             w = rng.standard_normal(shape)
+        elif kind == "uniform":
+            w = rng.uniform(-v, v, shape)
         else:
-            w = rng.uniform(-bound, bound, shape)
+            w = np.full(shape, v)
         params[name] = np.ascontiguousarray(w, dtype=dtype)
     return params
 
@@ -202,6 +224,7 @@ class CharRNN:
             if tuple(params[name].shape) != shape:
                 raise ValueError(f"parameter {name} has shape {params[name].shape}, expected {shape}")
         self.params = {name: np.ascontiguousarray(params[name], dtype=self.dtype) for name in shapes}
+        self.spec = config.stack_spec()
         self.backend = backend
         self.kernels = kernels(backend)
         self.n_threads = n_threads
@@ -213,41 +236,15 @@ class CharRNN:
 
     def zero_state(self, batch: int) -> list:
         """Per layer ``(h,)`` (rnn, gru) or ``(h, c)`` (lstm), zeros of shape (batch, H)."""
-        n = 2 if self.config.cell == "lstm" else 1
+        n = len(self.spec.celldef.states)
         return [tuple(np.zeros((batch, self.config.hidden), self.dtype) for _ in range(n))
                 for _ in range(self.config.layers)]
 
-    def _weights(self, k):
-        p = self.params
-        return (p[f"rnn.weight_ih_l{k}"], p[f"rnn.weight_hh_l{k}"],
-                p[f"rnn.bias_ih_l{k}"], p[f"rnn.bias_hh_l{k}"])
-
-    def _layer_forward(self, k, x, st, training):
-        K, cell = self.kernels, self.config.cell
-        h0 = None if st is None else st[0]
-        if cell == "lstm":
-            c0 = None if st is None else st[1]
-            y, h, c, cache = K.lstm_forward(x, h0, c0, *self._weights(k), training=training,
-                                            n_threads=self.n_threads)
-            return y, (h, c), cache
-        if cell == "gru":
-            y, h, cache = K.gru_forward(x, h0, *self._weights(k), training=training,
-                                        linear_before_reset=self.config.gru_reset == "after",
-                                        n_threads=self.n_threads)
-        else:
-            y, h, cache = K.rnn_forward(x, h0, *self._weights(k), nonlinearity="tanh",
-                                        training=training, n_threads=self.n_threads)
-        return y, (h,), cache
-
-    def _layer_backward(self, k, dy, cache):
-        K, cell = self.kernels, self.config.cell
-        if cell == "lstm":
-            g = K.lstm_backward(dy, None, None, cache, n_threads=self.n_threads)
-        elif cell == "gru":
-            g = K.gru_backward(dy, None, cache, n_threads=self.n_threads)
-        else:
-            g = K.rnn_backward(dy, None, cache, n_threads=self.n_threads)
-        return g
+    def _weights(self):
+        """Per layer: stem -> parameter, for the stack."""
+        spec = self.spec
+        return [{stem: self.params["rnn." + name] for stem, name in zip(spec.stems(), names)}
+                for names in _layers.parameter_names(spec)]
 
     def _check_ids(self, X, name="X"):
         X = np.asarray(X)
@@ -257,29 +254,28 @@ class CharRNN:
         return np.ascontiguousarray(X, dtype=np.int64)
 
     def _forward(self, X, state, training, rng):
-        """Run all layers; return the last layer's output, the new state and what backward needs."""
-        cfg = self.config
+        """Run all layers; return the last layer's output, the new state and the tape."""
+        cfg, spec = self.config, self.spec
         X = self._check_ids(X)
-        if state is None:
-            state = [None] * cfg.layers
         x = self.params["embedding.weight"][X] if cfg.embedding else X
-        caches, masks, new_state = [], [], []
-        for k in range(cfg.layers):
-            y, st, cache = self._layer_forward(k, x, state[k], training)
-            new_state.append(st)
-            caches.append(cache)
-            if training and cfg.dropout > 0 and k < cfg.layers - 1:
-                if rng is None:
-                    raise ValueError("dropout needs a random generator (rng) in training mode")
-                keep = 1.0 - cfg.dropout
-                mask = (rng.random(y.shape) < keep).astype(self.dtype)
+        masks = None
+        if training and cfg.dropout > 0 and cfg.layers > 1:
+            if rng is None:
+                raise ValueError("dropout needs a random generator (rng) in training mode")
+            keep = 1.0 - cfg.dropout
+            masks = []
+            for _ in range(cfg.layers - 1):      # the generator's order: layer 0 first
+                mask = (rng.random(X.shape + (cfg.hidden,)) < keep).astype(self.dtype)
                 mask *= self.dtype.type(1.0 / keep)
-                y = y * mask
                 masks.append(mask)
-            else:
-                masks.append(None)
-            x = y
-        return X, x, new_state, caches, masks
+        names = spec.celldef.states
+        stacked = None if state is None else {
+            s: np.stack([st[i] for st in state]) for i, s in enumerate(names)}
+        y, state_n, tape = _layers.stack_forward(spec, self._weights(), x, stacked, masks=masks,
+                                                 training=training, n_threads=self.n_threads,
+                                                 backend=self.kernels)
+        new_state = [tuple(state_n[s][k] for s in names) for k in range(cfg.layers)]
+        return X, y, new_state, tape
 
     def _logits(self, y):
         T, B, H = y.shape
@@ -314,7 +310,7 @@ class CharRNN:
 
     def _loss_and_grads(self, X, Y, state, rng):
         cfg, p = self.config, self.params
-        X, y, new_state, caches, masks = self._forward(X, state, True, rng)
+        X, y, new_state, tape = self._forward(X, state, True, rng)
         Y = self._check_ids(Y, "Y")
         if Y.shape != X.shape:
             raise ValueError(f"Y has shape {Y.shape}, expected {X.shape} (the shape of X)")
@@ -323,18 +319,12 @@ class CharRNN:
         total, dlogits = softmax_cross_entropy(logits, Y.ravel())
         grads = {"fc.weight": dlogits.T @ yf, "fc.bias": dlogits.sum(axis=0)}
         dy = (dlogits @ p["fc.weight"]).reshape(T, B, cfg.hidden)
-        for k in reversed(range(cfg.layers)):
-            if masks[k] is not None:
-                dy *= masks[k]
-            g = self._layer_backward(k, dy, caches[k])
-            grads[f"rnn.weight_ih_l{k}"] = g.dw_ih
-            grads[f"rnn.weight_hh_l{k}"] = g.dw_hh
-            grads[f"rnn.bias_ih_l{k}"] = g.db_ih
-            grads[f"rnn.bias_hh_l{k}"] = g.db_hh
-            dy = g.dx
+        dx, _, layer_grads = _layers.stack_backward(tape, dy, n_threads=self.n_threads)
+        for names, g in zip(_layers.parameter_names(self.spec), layer_grads):
+            grads.update(("rnn." + name, v) for name, v in zip(names, g.values()))
         if cfg.embedding:
             demb = np.zeros_like(p["embedding.weight"])
-            np.add.at(demb, X.ravel(), dy.reshape(T * B, cfg.embedding))
+            np.add.at(demb, X.ravel(), dx.reshape(T * B, cfg.embedding))
             grads["embedding.weight"] = demb
         grads = {name: grads[name] for name in p}
         return total / (T * B), grads, new_state
@@ -345,7 +335,7 @@ class CharRNN:
         Returns ``(total, state)``; ``total`` is a float64 sum over T*B tokens.
         """
         with blas_limit(self.blas_threads):
-            X, y, new_state, _, _ = self._forward(X, state, False, None)
+            X, y, new_state, _ = self._forward(X, state, False, None)
             _, logits = self._logits(y)
             total, _ = softmax_cross_entropy(logits, self._check_ids(Y, "Y").ravel(), grad=False)
         return total, new_state
@@ -353,6 +343,6 @@ class CharRNN:
     def logits(self, X, state=None):
         """Output logits (T, B, V) and the final state (evaluation mode)."""
         with blas_limit(self.blas_threads):
-            X, y, new_state, _, _ = self._forward(X, state, False, None)
+            X, y, new_state, _ = self._forward(X, state, False, None)
             T, B = X.shape
             return self._logits(y)[1].reshape(T, B, -1), new_state
