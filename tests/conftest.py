@@ -1,7 +1,8 @@
 """Shared helpers for the fastgates tests.
 
 Every cell is described by a ``(cell, variant)`` pair with the variant names of
-``fastgates._checks.Cache``; ``forward``/``backward`` call either backend (the
+``fastgates._checks.Cache``, read from the table of ``fastgates.cells`` (the ids are the
+table's cell names); ``forward``/``backward`` call either backend (the
 compiled ``fastgates`` or ``fastgates.reference``) through one uniform interface,
 and the comparison helpers put a case description in every failure message.
 """
@@ -14,10 +15,16 @@ from typing import NamedTuple, Optional
 import numpy as np
 import pytest
 
-#: (cell, variant) of every cell form, and their test ids.
-CELLS = [("rnn", "tanh"), ("rnn", "relu"), ("gru", "lbr"), ("gru", "rb"), ("lstm", "")]
-CELL_IDS = ["rnn-tanh", "rnn-relu", "gru-lbr", "gru-rb", "lstm"]
-GATES = {"rnn": 1, "gru": 3, "lstm": 4}
+from fastgates import cells as _cells
+
+#: (cell, variant) of every cell of the table, and their test ids (the table's names).
+CELLS = [(c.kernel, c.variant) for c in _cells.CELLS.values()]
+CELL_IDS = list(_cells.CELLS)
+#: Gates per kernel family.
+GATES = {kernel: defs[0].G for kernel, defs in _cells.families().items()}
+#: The cells torch.nn has a module for (the oracle tests' cells).
+TORCH_CELLS = [(c.kernel, c.variant) for c in _cells.CELLS.values() if c.torch]
+TORCH_IDS = [c.name for c in _cells.CELLS.values() if c.torch]
 
 DTYPES = [np.float32, np.float64]
 DTYPE_IDS = ["f32", "f64"]
@@ -88,10 +95,10 @@ class Params(NamedTuple):
 
 def make_params(rng, cell, D, H, dtype) -> Params:
     """Uniform(-1/sqrt(H), 1/sqrt(H)) weights and biases, PyTorch's default init."""
-    G = GATES[cell]
+    shapes = _cells.param_shapes(_cells.families()[cell][0], D, H)
     k = 1.0 / np.sqrt(H)
-    shapes = [(G * H, D), (G * H, H), (G * H,), (G * H,)]
-    return Params(*(rng.uniform(-k, k, s).astype(dtype) for s in shapes))
+    return Params(*(rng.uniform(-k, k, shapes[s]).astype(dtype)
+                    for s in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")))
 
 
 def make_x(rng, T, B, D, dtype, tokens):
@@ -106,12 +113,9 @@ def make_state(rng, B, H, dtype):
 
 
 def cell_kwargs(cell, variant):
-    """The keyword that selects ``variant`` in ``<cell>_forward``."""
-    if cell == "rnn":
-        return {"nonlinearity": variant}
-    if cell == "gru":
-        return {"linear_before_reset": variant == "lbr"}
-    return {}
+    """The keyword that selects ``variant`` in ``<cell>_forward`` (the table's ``option``)."""
+    option = _cells.by_kernel(cell, variant).option
+    return {} if option is None else {option[0]: option[1]}
 
 
 class Out(NamedTuple):

@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 
 from conftest import GATES, cell_kwargs, make_params
+from fastgates import cells
 
 T, B, D, H = 3, 2, 4, 5
-CELL_NAMES = ["rnn", "gru", "lstm"]
-VARIANT = {"rnn": "tanh", "gru": "lbr", "lstm": ""}
+CELL_NAMES = list(cells.families())
+#: Each family's default cell (its first in the table).
+VARIANT = {kernel: defs[0].variant for kernel, defs in cells.families().items()}
 
 
 def valid_args(cell, dtype=np.float64):

@@ -15,7 +15,8 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from conftest import (CELL_IDS, CELLS, DTYPE_IDS, DTYPES, BACKENDS, assert_close, assert_equal,
+from conftest import (TORCH_CELLS, TORCH_IDS, CELL_IDS, CELLS, DTYPE_IDS, DTYPES, BACKENDS, assert_close,
+                      assert_equal,
                       assert_grads_close, assert_outputs_close, backward, case_id, forward,
                       grad_sources, import_backend, make_grad_outputs, make_params, make_state,
                       make_x)
@@ -279,8 +280,6 @@ def test_ragged_inference_memory_is_bounded(cell):
 
 # torch oracle: pack_padded_sequence(enforce_sorted=False) on the same weights
 
-TORCH_CELLS = [(c, v) for c, v in CELLS if (c, v) != ("gru", "rb")]
-TORCH_IDS = [i for (c, v), i in zip(CELLS, CELL_IDS) if (c, v) != ("gru", "rb")]
 
 
 @pytest.mark.parametrize("backend_name", BACKENDS, ids=["fast", "reference"])
@@ -414,8 +413,9 @@ def test_bad_lengths_raise(backend, cell, variant, bad, exc, match, rng):
 def test_lengths_accept_any_integer_sequence(backend, good, rng):
     T, B, D, H = 4, 3, 2, 5
     p, x, h0, c0, _ = problem(rng, "gru", T, B, D, H, np.float64, False)
-    want = forward(backend, "gru", "lbr", x, h0, c0, p, lengths=np.asarray(good, np.int64))
-    got = forward(backend, "gru", "lbr", x, h0, c0, p, lengths=good)
+    gru = CELLS[CELL_IDS.index("gru")]                  # (kernel, variant) of the cell "gru"
+    want = forward(backend, *gru, x, h0, c0, p, lengths=np.asarray(good, np.int64))
+    got = forward(backend, *gru, x, h0, c0, p, lengths=good)
     assert_equal(got.y, want.y, f"y with lengths={good!r}")
     assert got.cache.lengths.dtype == np.int64
 

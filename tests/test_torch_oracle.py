@@ -8,13 +8,11 @@ torch counterpart; finite differences cover it (test_reference_gradients.py).
 import numpy as np
 import pytest
 
-from conftest import (BACKENDS, CELL_IDS, CELLS, DTYPE_IDS, DTYPES, assert_close, backward,
+from conftest import (TORCH_CELLS, TORCH_IDS, BACKENDS, DTYPE_IDS, DTYPES, assert_close, backward,
                       case_id, forward, import_backend, make_grad_outputs, make_state, make_x)
 
 torch = pytest.importorskip("torch")
 
-TORCH_CELLS = [(c, v) for c, v in CELLS if (c, v) != ("gru", "rb")]
-TORCH_IDS = [i for (c, v), i in zip(CELLS, CELL_IDS) if (c, v) != ("gru", "rb")]
 SHAPES = {"odd": (7, 3, 5, 9), "larger": (12, 8, 16, 24)}
 
 

@@ -36,10 +36,7 @@ from hypothesis import strategies as st
 
 import fastgates
 import fastgates.reference as reference
-from conftest import ATOL, RTOL
-
-CELLS = [("rnn", "tanh"), ("rnn", "relu"), ("gru", "lbr"), ("gru", "rb"), ("lstm", "")]
-GATES = {"rnn": 1, "gru": 3, "lstm": 4}
+from conftest import ATOL, CELLS, GATES, RTOL, cell_kwargs
 BACKENDS = {"fast": fastgates, "reference": reference}
 ARG_NAMES = ("x", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh", "dy", "dh_n", "dc_n", "cache",
              "n_threads", "training", "nonlinearity", "linear_before_reset", "T", "B", "D", "H",
@@ -276,7 +273,8 @@ def forward_case(draw):
     if cell == "rnn":
         kw["nonlinearity"] = variant if draw(st.integers(0, 3)) else draw(st.sampled_from(NONLIN))
     elif cell == "gru":
-        kw["linear_before_reset"] = (variant == "lbr") if draw(st.integers(0, 3)) else \
+        kw["linear_before_reset"] = cell_kwargs(cell, variant)["linear_before_reset"] \
+            if draw(st.integers(0, 3)) else \
             draw(st.sampled_from(LBR))
     value_seed = draw(st.integers(0, 2**32 - 1))
     key = (cell, variant, dtype, tokens, huge[0] if huge else (T, B, D, H), token_dtype,

@@ -5,10 +5,10 @@ import numpy as np
 
 import fastgates
 import fastgates.reference as ref
+from fastgates import cells
 
-CELLS = [("rnn", {"nonlinearity": "tanh"}), ("rnn", {"nonlinearity": "relu"}),
-         ("gru", {"linear_before_reset": True}), ("gru", {"linear_before_reset": False}),
-         ("lstm", {})]
+#: (kernel family, the keyword that picks the cell) of every cell of the table.
+CELLS = [(c.kernel, dict([c.option]) if c.option else {}) for c in cells.CELLS.values()]
 
 
 def main():
@@ -16,7 +16,7 @@ def main():
     T, B, D, H = 5, 3, 7, 19           # H not a multiple of the 8/16-unit blocks: tail paths
     n = 0
     for cell, kw in CELLS:
-        G = {"rnn": 1, "gru": 3, "lstm": 4}[cell]
+        G = cells.families()[cell][0].G
         for dtype in (np.float32, np.float64):
             w = [(rng.standard_normal(s) * 0.3).astype(dtype)
                  for s in ((G * H, D), (G * H, H), (G * H,), (G * H,))]
