@@ -7,6 +7,8 @@ bit-identity across thread counts, training=False, empty sequences and batches,
 NaN propagation, inputs left unmodified and non-contiguous inputs.
 """
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -201,12 +203,16 @@ def test_nan_propagates(fast, ref, cell, variant, dtype, rng):
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("cell,variant", CELLS, ids=CELL_IDS)
 def test_inf_input_does_not_crash(backend, cell, variant, dtype, rng):
-    """+-Inf in x and h0 run through without exceptions (or warnings turned errors)."""
+    """+-Inf in x and h0 run through without exceptions and without a warning (turned into
+    errors here): the reference's NaN/Inf arithmetic is silenced inside each call, the
+    compiled kernels never report to NumPy.  (An ``np.errstate(..."raise")`` around the
+    calls could not fire: see test_numerics for where it can.)"""
     p, x, h0, c0, (dy, dh_n, dc_n) = problem(rng, cell, (5, 3, 4, 6), dtype, False)
     x[1, 0, :] = np.inf
     x[3, 2, 1] = -np.inf
     h0[1, 0] = np.inf
-    with np.errstate(over="raise", invalid="raise", divide="raise"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         out = forward(backend, cell, variant, x, h0, c0, p)
         g = backward(backend, cell, dy, dh_n, dc_n, out.cache)
     case = case_id(backend=backend.__name__, cell=cell, variant=variant, dtype=dtype)
