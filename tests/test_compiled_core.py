@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import fastgates
+from conftest import GATES
 from fastgates import _recurrence
 
 SIGMOID, TANH = 0, 1
@@ -48,11 +49,12 @@ def test_activations_saturate_exactly_and_propagate_nan(dtype):
     assert np.allclose(_recurrence.activation(TANH, t), t, rtol=4 * np.finfo(dtype).eps, atol=0)
 
 
-@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+@pytest.mark.parametrize("cell", list(GATES))
 def test_inference_memory_does_not_grow_with_T(cell):
-    """training=False keeps no per-step activations: beyond y, peak memory is O(B*G*H)."""
+    """training=False keeps no per-step activations: beyond y, peak memory is
+    O(max(1024, B)*G*H) (a chunk of at least 1024 rows of input projections)."""
     B, D, H = 4, 8, 64
-    G = {"rnn": 1, "gru": 3, "lstm": 4}[cell]
+    G = GATES[cell]
     rng = np.random.default_rng(0)
     w = [rng.standard_normal(s) * 0.1 for s in ((G * H, D), (G * H, H), (G * H,), (G * H,))]
     fwd = getattr(fastgates, f"{cell}_forward")
