@@ -79,6 +79,16 @@ def backend(request):
     return import_backend(request.param)
 
 
+@pytest.fixture(scope="module")
+def single_threaded_torch():
+    """torch.set_num_threads(1) for a module's tests (then restored)."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(20240527)

@@ -31,12 +31,7 @@ CONFIGS = {
 }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_threaded_torch():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_threaded_torch")
 
 
 def torch_run(net, x, state, lengths, dy, dstate, batch_first):

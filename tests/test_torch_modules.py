@@ -19,12 +19,7 @@ KINDS = {"rnn-tanh": ("RNN", {"nonlinearity": "tanh"}),
 NP = {torch.float32: np.float32, torch.float64: np.float64}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_threaded_torch():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_threaded_torch")
 
 
 def pair(kind, seed=0, **kw):
