@@ -186,6 +186,8 @@ class _RNNBase(torch.nn.Module):
         return hx, None
 
     def forward(self, input, hx=None):
+        if _tracing():   # jit.trace / onnx.export / torch.export cannot see into the kernels
+            return _traced_forward(self, input, hx)
         params, dtype = self._flat()
         packed = isinstance(input, PackedSequence)
         lengths = None
@@ -332,3 +334,7 @@ class LSTM(_RNNBase):
 
     def _join_hx(self, states):
         return states[0], states[1]
+
+
+from ._torch_convert import from_torch, to_torch, tracing as _tracing, traced_forward as _traced_forward  # noqa: E402,E501
+__all__ += ["to_torch", "from_torch"]
