@@ -213,6 +213,14 @@ def test_unsupported_attributes_are_refused_by_name(tmp_path, attr, value, match
     assert "LSTM" in str(info.value)
 
 
+def test_malformed_attribute(tmp_path):
+    path, m = small_model(tmp_path)
+    a = node_of(m).attribute.add()
+    a.name = "direction"                  # no type, no value
+    with pytest.raises(fo.OnnxModelError, match="attribute 'direction' is malformed"):
+        fo.load(save(m, tmp_path / "malformed.onnx"))
+
+
 @pytest.mark.parametrize("op,attr,value,match", [
     ("GRU", "linear_before_reset", 2, "linear_before_reset=2"),
     ("RNN", "activations", ["Sigmoid"], "activations="),
@@ -302,6 +310,12 @@ def test_weights_computed_in_the_graph_and_missing_operators(tmp_path):
     node.input[1] = "W_computed"
     with pytest.raises(fo.OnnxModelError, match="computed in the graph"):
         fo.load(save(m, tmp_path / "computed.onnx"))
+    _, m = small_model(tmp_path)
+    node = node_of(m)
+    m.graph.input.append(helper.make_tensor_value_info("W_in", TensorProto.FLOAT, [2, 16, 3]))
+    node.input[1] = "W_in"
+    with pytest.raises(fo.OnnxModelError, match="input of the graph.*export_params=True"):
+        fo.load(save(m, tmp_path / "input.onnx"))
     _, m = small_model(tmp_path)
     keep = [n for n in m.graph.node if n.op_type != "LSTM"]
     del m.graph.node[:]

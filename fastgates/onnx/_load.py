@@ -179,8 +179,16 @@ def tensor_array(t, what, base_dir):
 
 # Operators.
 
-def _attrs(node):
-    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+def _attrs(node, where):
+    out = {}
+    for a in node.attribute:
+        try:
+            out[a.name] = helper.get_attribute_value(a)
+        except Exception as exc:      # an attribute of an unknown type
+            raise OnnxModelError(f"{where}: attribute {a.name!r} is malformed ({exc})") from None
+        if out[a.name] is None:
+            raise OnnxModelError(f"{where}: attribute {a.name!r} is malformed (no type)")
+    return out
 
 
 def _text(v):
@@ -190,7 +198,7 @@ def _text(v):
 def _check_attrs(node, where):
     """Map the node's attributes to (cell, num_dirs, batch_first, hidden_size) or refuse them."""
     op = node.op_type
-    attrs = _attrs(node)
+    attrs = _attrs(node, where)
     unknown = sorted(set(attrs) - _OP_ATTRS[op])
     if unknown:
         raise OnnxModelError(f"{where}: unknown attribute(s) {unknown} of {op}; refused rather "
@@ -237,9 +245,16 @@ def _check_attrs(node, where):
                              for c in cells.CELLS.values() if c.onnx and c.onnx.op == op) + ")")
 
 
+class _Constants(dict):
+    """name -> TensorProto of every initializer and Constant-node value (and the graph's
+    input names, to say why a weight is missing)."""
+
+    inputs = frozenset()
+
+
 def _constants(graph):
-    """name -> TensorProto of every initializer and Constant-node value."""
-    out = {t.name: t for t in graph.initializer}
+    out = _Constants((t.name, t) for t in graph.initializer)
+    out.inputs = frozenset(i.name for i in graph.input)
     for node in graph.node:
         if node.op_type == "Constant" and node.domain in ("", "ai.onnx") and node.output:
             for a in node.attribute:
@@ -250,6 +265,10 @@ def _constants(graph):
 
 def _stored(consts, name, what):
     """The TensorProto of a weight input; weights computed in the graph are refused."""
+    if name not in consts and name in consts.inputs:
+        raise OnnxModelError(f"{what} ({name!r}) is an input of the graph, not stored in the "
+                             "model (exported without its weights? torch.onnx.export(..., "
+                             "export_params=True) stores them)")
     if name not in consts:
         raise OnnxModelError(f"{what} ({name!r}) is computed in the graph, not stored: fastgates "
                              "reads weights from initializers or Constant nodes (fold the "
