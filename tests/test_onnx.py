@@ -99,6 +99,9 @@ def test_onnxruntime_matches_fastgates(tmp_path, name, cls, kw, shape):
     m2 = fo.export(layer, plain, initial_state=False)
     assert [i.name for i in m2.graph.input] == ["x"]
     assert_close(*run_both(layer, session(plain), x), case + " no state, no lengths")
+    stateless = tmp_path / "stateless.onnx"
+    fo.export(layer, stateless, initial_state=False, lengths=True)
+    assert_close(*run_both(layer, session(stateless), x, None, lengths), case + " no state, ragged")
 
 
 def layer_cell_name(layer):
@@ -237,10 +240,19 @@ def test_peephole_and_bias_helpers():
     np.testing.assert_array_equal(cells.stack_directions(cells.split_directions(a)), a)
 
 
+def test_the_operators_never_see_a_length_0(tmp_path):
+    model = fo.export(fastgates.GRU(3, 4, num_layers=2), tmp_path / "m.onnx", lengths=True)
+    made_by = {o: n for n in model.graph.node for o in n.output}
+    for node in model.graph.node:
+        if node.op_type == "GRU":
+            cast = made_by[node.input[4]]
+            assert cast.op_type == "Cast" and made_by[cast.input[0]].op_type == "Max"
+
+
 def test_what_length_0_rows_need_in_onnxruntime():
     """ONNX Runtime gives a length-0 row zeros in Y (like fastgates) but also zeros in Y_h and
-    Y_c, where fastgates keeps the initial state: the exported graph selects h0 / c0 there
-    (one Where per state).  If this test fails, ONNX Runtime changed that behaviour."""
+    Y_c, where fastgates keeps the initial state.  (The exported graphs do not depend on
+    this: they clamp the lengths to 1 and select zeros / h0 / c0 for those rows.)"""
     from onnx import TensorProto, helper, numpy_helper
     H, D = 3, 2
     rng = np.random.default_rng(0)

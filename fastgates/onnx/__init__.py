@@ -19,8 +19,9 @@ never imports it.  Running the exported models needs a runtime such as ONNX Runt
 
 Ragged batches: ONNX Runtime (1.32) accepts ``sequence_lens`` of 0 and then returns
 zeros for that row's ``Y`` (as fastgates does) *and* for its ``Y_h`` / ``Y_c``, where
-fastgates returns the initial state.  Exported models with both ``lengths`` and state
-inputs therefore select ``h0`` / ``c0`` for length-0 rows with one ``Where`` per state.
+fastgates returns the initial state; the ONNX spec does not say what 0 means.  Exported
+models never pass a 0 to the operators: they clamp ``lengths`` to at least 1 and select
+zeros (``y``) and ``h0`` / ``c0`` (states) for length-0 rows with ``Where``.
 """
 
 try:

@@ -14,11 +14,18 @@ Per layer, for an ONNX output ``Y`` (T, num_dirs, B, H) and states (num_dirs, B,
     y     = Squeeze(Y, axis 1)                         one direction
           = Reshape(Transpose(Y, [0, 2, 1, 3]), (T, B, 2H))   two: [forward, reverse]
     h0_l  = Slice(h0, l * dirs, (l + 1) * dirs)        stacked layers share one h0 input
-    h_n   = Where(lengths == 0, h0_l, Y_h)             only with lengths and a state input
 
-The last line is what fastgates' length-0 rows need: ONNX Runtime (checked with 1.32)
-accepts ``sequence_lens`` of 0 and writes zeros to ``Y`` for such a row, as fastgates
-does, but also zeros to ``Y_h`` / ``Y_c``, where fastgates returns the initial state.
+and, with a ``lengths`` input, for fastgates' rows of length 0::
+
+    sequence_lens = Cast(Max(lengths, 1), int32)       the operators never see a 0
+    h_n   = Where(lengths == 0, h0_l (or 0), Y_h)      per layer, likewise c_n
+    y     = Where(lengths == 0, 0, y)                  once, on the last layer's output
+
+ONNX Runtime 1.32 does accept ``sequence_lens`` of 0: it writes zeros to ``Y`` for such
+a row, as fastgates does, but also zeros to ``Y_h`` / ``Y_c``, where fastgates returns
+the initial state; the ONNX spec says nothing about 0, and other runtimes (and older
+ONNX Runtimes) may refuse it.  Clamping to 1 and selecting the results makes the model
+independent of that: a length-0 row runs one step whose results are all replaced.
 """
 
 from __future__ import annotations
@@ -115,7 +122,8 @@ def add_layer(g, cell, per_dir, x, hidden_size, *, tag, h0=None, c0=None, seq_le
     tag : str, used in the names of the node and its initializers ("l0", ...)
     h0, c0 : names of (num_dirs, B, H) states, or None (zeros)
     seq_lens : name of the (B,) int32 lengths, or None
-    zero_rows : name of the (1, B, 1) bool "length is 0" mask, or None
+    zero_rows : name of the (1, B, 1) bool "length is 0" mask, or None; where it is
+        set, h_n / c_n are h0 / c0 (zeros without them)
 
     Returns
     -------
@@ -146,10 +154,10 @@ def add_layer(g, cell, per_dir, x, hidden_size, *, tag, h0=None, c0=None, seq_le
         yt = g.op("Transpose", [Y], name=f"transpose_{tag}", perm=[0, 2, 1, 3])
         y = g.op("Reshape", [yt, g.ints("shape_TB_1", [0, 0, -1])], name=f"reshape_{tag}")
     if zero_rows is not None:
-        if h0:
-            Y_h = g.op("Where", [zero_rows, h0, Y_h], name=f"h_len0_{tag}")
-        if lstm and c0:
-            Y_c = g.op("Where", [zero_rows, c0, Y_c], name=f"c_len0_{tag}")
+        zero = g.const("zero_f32", np.zeros((), np.float32))
+        Y_h = g.op("Where", [zero_rows, h0 or zero, Y_h], name=f"h_len0_{tag}")
+        if lstm:
+            Y_c = g.op("Where", [zero_rows, c0 or zero, Y_c], name=f"c_len0_{tag}")
     return y, Y_h, Y_c
 
 
@@ -163,12 +171,12 @@ def add_stack(g, cell, params, x, *, num_layers, num_dirs, hidden_size, h0=None,
     """
     seq_lens = zero_rows = None
     if lengths is not None:
-        seq_lens = g.op("Cast", [lengths], name="lengths_int32", to=TensorProto.INT32)
-        if h0 is not None or c0 is not None:
-            is0 = g.op("Equal", [lengths, g.const("zero", np.zeros((), np.int64))],
-                       name="length_is_0")
-            zero_rows = g.op("Unsqueeze", [is0, g.ints("axes_0_2", [0, 2])],
-                             name="length_is_0_b")
+        at_least_1 = g.op("Max", [lengths, g.const("one_i64", np.ones((), np.int64))],
+                          name="lengths_at_least_1")
+        seq_lens = g.op("Cast", [at_least_1], name="lengths_int32", to=TensorProto.INT32)
+        is0 = g.op("Equal", [lengths, g.const("zero_i64", np.zeros((), np.int64))],
+                   name="length_is_0")
+        zero_rows = g.op("Unsqueeze", [is0, g.ints("axes_0_2", [0, 2])], name="length_is_0_b")
     hs, cs = [], []
     for layer in range(num_layers):
         def state(s):
@@ -182,6 +190,9 @@ def add_stack(g, cell, params, x, *, num_layers, num_dirs, hidden_size, h0=None,
                             c0=state(c0), seq_lens=seq_lens, zero_rows=zero_rows)
         hs.append(h)
         cs.append(c)
+    if zero_rows is not None:
+        x = g.op("Where", [zero_rows, g.const("zero_f32", np.zeros((), np.float32)), x],
+                 name="y_len0")
     h_n = hs[0] if num_layers == 1 else g.op("Concat", hs, name="concat_h", axis=0)
     c_n = None
     if cs[0] is not None:
