@@ -293,3 +293,20 @@ def test_no_warnings_for_float32(tmp_path):
         warnings.simplefilter("error")
         fo.export(fastgates.GRU(3, 4, num_layers=2, bidirectional=True), tmp_path / "m.onnx")
         fo.load(tmp_path / "m.onnx")
+
+
+@pytest.mark.parametrize("name,cls,kw", [c for c in LAYERS if c[0] != "rnn-relu"],
+                         ids=[c[0] for c in LAYERS if c[0] != "rnn-relu"])
+def test_onnx_reference_evaluator_agrees(tmp_path, name, cls, kw):
+    """A second runtime: onnx's own reference implementation of the operators (it knows no
+    Relu activation for RNN and ignores sequence_lens, so full batches of the others)."""
+    from onnx.reference import ReferenceEvaluator
+    layer = cls(3, 4, num_layers=2, bidirectional=True, batch_first=True, seed=0, **kw).eval()
+    fo.export(layer, tmp_path / "m.onnx")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 5, 3)).astype(np.float32)
+    state = states_of(layer, rng, 3)
+    y, st = layer.forward(x, state)
+    feeds = dict(zip(("x", "h0", "c0"), (x,) + (state if isinstance(state, tuple) else (state,))))
+    got = ReferenceEvaluator(str(tmp_path / "m.onnx")).run(None, feeds)
+    assert_close([y] + (list(st) if isinstance(st, tuple) else [st]), got, repr(layer))
