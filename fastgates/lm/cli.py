@@ -515,7 +515,7 @@ def cmd_eval(args) -> int:
 
 def cmd_export(args) -> int:
     try:
-        from .onnx_export import export_model
+        from .onnx_export import describe, export_model
         import fastgates.onnx  # noqa: F401  (the clear ImportError when onnx is missing)
     except ImportError as exc:
         raise UsageError(str(exc)) from None
@@ -528,11 +528,7 @@ def cmd_export(args) -> int:
                      tokens=loaded.meta.get("config", {}).get("tokens", "char"))
     except (ValueError, OSError) as exc:
         raise UsageError(f"--onnx/--opset: {exc}") from None
-    c = loaded.model.config
-    state = "h0, c0" if c.cell == "lstm" else "h0"
-    print(f"{args.onnx}: {c.cell} {c.layers} x {c.hidden}, vocabulary {c.vocab_size}; inputs "
-          f"tokens (T, B) int64, {state} ({c.layers}, B, {c.hidden}); outputs logits "
-          f"(T, B, {c.vocab_size}), {state.replace('0', '_n')}")
+    print(f"{args.onnx}: {describe(loaded.model.config)}")
     return 0
 
 

@@ -22,13 +22,22 @@ import json
 
 import numpy as np
 
-__all__ = ["export_model"]
+__all__ = ["export_model", "describe"]
 
 
 def _cell_name(config):
     if config.cell == "gru":
         return "gru" if config.gru_reset == "after" else "gru_rb"
     return "rnn_tanh" if config.cell == "rnn" else "lstm"
+
+
+def describe(config):
+    """One line on the exported model of ``config``: its cell, size, inputs and outputs."""
+    c = config
+    state = "h0, c0" if c.cell == "lstm" else "h0"
+    return (f"{c.cell} {c.layers} x {c.hidden}, vocabulary {c.vocab_size}; inputs tokens "
+            f"(T, B) int64, {state} ({c.layers}, B, {c.hidden}); outputs logits "
+            f"(T, B, {c.vocab_size}), {state.replace('0', '_n')}")
 
 
 def export_model(model, path, *, vocab=None, tokens="char", opset=None):
