@@ -247,3 +247,56 @@ def from_onnx_gates(a: np.ndarray, cell: CellDef, axis: int = 0) -> np.ndarray:
 def _permute_blocks(a, G, order, axis):
     blocks = np.split(np.asarray(a), G, axis=axis)
     return np.concatenate([blocks[k] for k in order], axis=axis)
+
+
+# ONNX layouts of whole operator inputs (fastgates.onnx): biases, peepholes, directions.
+#
+# An ONNX recurrent operator keeps both directions in one tensor (axis 0: forward, then
+# reverse), its two biases as one vector [Wb, Rb] per direction, and the LSTM peepholes as
+# one vector in the order i, o, f; fastgates keeps one (layer, direction) per parameter
+# set, PyTorch's two biases, and the peepholes as (3, H) rows i, f, o.
+
+ONNX_DEFAULT_ACTIVATIONS = {"RNN": ("Tanh",), "GRU": ("Sigmoid", "Tanh"),
+                            "LSTM": ("Sigmoid", "Tanh", "Tanh")}
+
+
+def onnx_activations(cell: CellDef, num_dirs: int = 1) -> list:
+    """The ``activations`` attribute of ``cell``'s ONNX operator, one set per direction."""
+    acts = cell.onnx.attrs.get("activations", ONNX_DEFAULT_ACTIVATIONS[cell.onnx.op])
+    return list(acts) * num_dirs
+
+
+def to_onnx_bias(b_ih: np.ndarray, b_hh: np.ndarray, cell: CellDef) -> np.ndarray:
+    """ONNX's bias row ``[Wb, Rb]`` (2 G H,) of one direction from PyTorch's two biases."""
+    return np.concatenate([to_onnx_gates(b_ih, cell), to_onnx_gates(b_hh, cell)])
+
+
+def from_onnx_bias(b: np.ndarray, cell: CellDef) -> tuple:
+    """PyTorch's ``(b_ih, b_hh)`` from ONNX's bias row ``[Wb, Rb]`` (2 G H,) of one direction."""
+    wb, rb = np.split(np.asarray(b), 2)
+    return from_onnx_gates(wb, cell), from_onnx_gates(rb, cell)
+
+
+def to_onnx_peepholes(w_peep: np.ndarray, cell: CellDef) -> np.ndarray:
+    """ONNX's peephole vector (3 H,) (i, o, f) from fastgates' ``weight_peep`` (3, H) (i, f, o)."""
+    w_peep = np.asarray(w_peep)
+    return np.concatenate([w_peep[k] for k in cell.onnx.peep_order])
+
+
+def from_onnx_peepholes(p: np.ndarray, cell: CellDef) -> np.ndarray:
+    """fastgates' ``weight_peep`` (3, H) (i, f, o) from ONNX's peephole vector (3 H,) (i, o, f)."""
+    rows = np.split(np.asarray(p), 3)
+    out = [None] * 3
+    for k, row in zip(cell.onnx.peep_order, rows):
+        out[k] = row
+    return np.stack(out)
+
+
+def stack_directions(per_direction: list) -> np.ndarray:
+    """One ONNX operator input (num_dirs, ...) from one array per direction (forward first)."""
+    return np.stack(per_direction)
+
+
+def split_directions(a: np.ndarray) -> list:
+    """One array per direction (forward first) from an ONNX operator input (num_dirs, ...)."""
+    return [a[d] for d in range(a.shape[0])]

@@ -204,6 +204,8 @@ class _RNNBase(torch.nn.Module):
         return split_state(spec, hx, "hx", check, bad)
 
     def forward(self, input, hx=None):
+        if _tracing():   # jit.trace / onnx.export / torch.export cannot see into the kernels
+            return _traced_forward(self, input, hx)
         params, dtype = self._flat()
         packed = isinstance(input, PackedSequence)
         lengths = None
@@ -327,3 +329,7 @@ for _c in cells.CELLS.values():
 globals().update(CLASSES)
 __all__ += [name for name in CLASSES if name not in __all__]
 GRU = CLASSES["GRU"]      # the same class, under a name linters and type checkers can see
+
+
+from ._torch_convert import from_torch, to_torch, tracing as _tracing, traced_forward as _traced_forward  # noqa: E402,E501
+__all__ += ["to_torch", "from_torch"]

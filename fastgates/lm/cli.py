@@ -1,4 +1,4 @@
-"""``fastgates-lm``: train, sample from and evaluate a character language model.
+"""``fastgates-lm``: train, sample from, evaluate and export (ONNX) a character language model.
 
 Design: a thin layer over :mod:`fastgates.lm`.  Every option is checked by
 argparse (a bad value is a usage error naming the flag, exit code 2, never a
@@ -129,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="fastgates-lm",
         description="Character-level RNN language model on the fastgates kernels: train with "
                     "truncated BPTT and clipping, measure perplexity, generate text.")
-    sub = parser.add_subparsers(dest="command", metavar="{train,generate,eval}")
+    sub = parser.add_subparsers(dest="command", metavar="{train,generate,eval,export}")
     sub.required = True
     d = TRAIN_DEFAULTS
 
@@ -207,7 +207,15 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--threads", type=nonzero_int, default=None, metavar="N")
     ev.add_argument("--backend", choices=BACKENDS, default="fast")
     ev.add_argument("--json", action="store_true", help="print one JSON line")
-    parser.subcommands = {"train": t, "generate": gen, "eval": ev}
+    ex = sub.add_parser("export", help="write a checkpoint's model as an ONNX file (needs onnx)",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                        description="Write the whole model (token ids and state in, logits and "
+                                    "state out) as an ONNX file; see fastgates.lm.onnx_export.")
+    ex.add_argument("--checkpoint", required=True, metavar="PATH",
+                    help="checkpoint.npz (or its run directory)")
+    ex.add_argument("--onnx", required=True, metavar="PATH", help="the .onnx file to write")
+    ex.add_argument("--opset", type=positive_int, default=17, help="ONNX opset (14 or later)")
+    parser.subcommands = {"train": t, "generate": gen, "eval": ev, "export": ex}
     return parser
 
 
@@ -505,6 +513,25 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    try:
+        from .onnx_export import describe, export_model
+        import fastgates.onnx  # noqa: F401  (the clear ImportError when onnx is missing)
+    except ImportError as exc:
+        raise UsageError(str(exc)) from None
+    loaded = _open_checkpoint(args.checkpoint)
+    directory = os.path.dirname(os.path.abspath(args.onnx))
+    if not os.path.isdir(directory):
+        raise UsageError(f"--onnx: the folder {directory!r} does not exist")
+    try:
+        export_model(loaded.model, args.onnx, vocab=loaded.vocab, opset=args.opset,
+                     tokens=loaded.meta.get("config", {}).get("tokens", "char"))
+    except (ValueError, OSError) as exc:
+        raise UsageError(f"--onnx/--opset: {exc}") from None
+    print(f"{args.onnx}: {describe(loaded.model.config)}")
+    return 0
+
+
 # -- entry point --------------------------------------------------------------------------------
 
 def main(argv=None) -> int:
@@ -519,6 +546,8 @@ def main(argv=None) -> int:
             return cmd_train(args)
         if args.command == "generate":
             return cmd_generate(args)
+        if args.command == "export":
+            return cmd_export(args)
         return cmd_eval(args)
     except UsageError as exc:
         sub.error(str(exc))
