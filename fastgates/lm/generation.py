@@ -22,7 +22,7 @@ from .threadpool import blas_limit
 _MASK = (1 << 64) - 1
 
 #: Cell codes shared with the compiled sampler.
-CELL_CODES = {"rnn": 0, "gru_lbr": 1, "gru_rb": 2, "lstm": 3}
+CELL_CODES = {"rnn": 0, "gru_lbr": 2, "gru_rb": 3, "lstm": 4}
 
 
 def _cell_code(config) -> int:
@@ -112,8 +112,8 @@ def _check_args(model, prefix_ids, length, temperature, top_k):
 
 def sample_compiled(model, prefix_ids, length, temperature=1.0, top_k=0, seed=0) -> np.ndarray:
     """Feed ``prefix_ids`` and draw ``length`` token ids in compiled code (see the module doc)."""
-    from . import _sampling
-    from .._fork import safe_threads
+    from .. import _recurrence
+    from .._fast import _threads
 
     prefix_ids, length, temperature, top_k = _check_args(model, prefix_ids, length, temperature, top_k)
     cfg, p = model.config, model.params
@@ -122,11 +122,11 @@ def sample_compiled(model, prefix_ids, length, temperature=1.0, top_k=0, seed=0)
     out = np.zeros(length, np.int64)
     # the sampler runs its own OpenMP region: in a child forked after OpenMP threads ran,
     # GNU libgomp would hang there, so it obeys the kernels' fork guard too
-    nt = safe_threads(_sampling.resolve_threads(model.n_threads))
+    nt = _threads(model.n_threads)
     with blas_limit(1):   # a B = 1 GEMV gains nothing from BLAS threads
-        _sampling.sample(_cell_code(cfg), _layers(model), p["fc.weight"], p["fc.bias"],
-                         p.get("embedding.weight"), h, c, prefix_ids, out, temperature, top_k,
-                         resolve_seed(seed), nt)
+        _recurrence.sample(_cell_code(cfg), _layers(model), p["fc.weight"], p["fc.bias"],
+                           p.get("embedding.weight"), h, c, prefix_ids, out, temperature, top_k,
+                           resolve_seed(seed), nt)
     return out
 
 
@@ -211,7 +211,7 @@ def sample_numpy(model, prefix_ids, length, temperature=1.0, top_k=0, seed=0) ->
 def compiled_available() -> bool:
     """True when the compiled sampler (``fastgates.lm._sampling``) is built."""
     try:
-        from . import _sampling  # noqa: F401
+        from .. import _recurrence  # noqa: F401
     except ImportError:
         return False
     return True
