@@ -99,7 +99,7 @@ def test_python_m_fastgates_usage():
 # Typing files
 
 @pytest.mark.parametrize("name", ["py.typed", "_fast.pyi", "reference.pyi", "_checks.pyi",
-                                  "_recurrence.pyi", os.path.join("lm", "_sampling.pyi")])
+                                  "_recurrence.pyi"])
 def test_typing_files_ship_with_the_package(name):
     assert os.path.isfile(os.path.join(PKG, name)), f"{name} is missing next to {PKG}"
 
