@@ -40,6 +40,24 @@ def _compiler_accepts(compiler, flags, source):
     return True
 
 
+# The instruction-set levels beyond generic, each one translation unit compiled under a
+# target region (src_c/kernels_<level>.c), and a program that uses what that file uses.
+ISA_LEVELS = {
+    "avx2": ("src_c/kernels_avx2.c", textwrap.dedent("""
+        #pragma GCC target("avx2,fma")
+        #include <immintrin.h>
+        __m256 f(__m256 a, __m256 b, __m256 c) { return _mm256_fmadd_ps(a, b, c); }
+        int main(void) { return 0; }
+    """)),
+    "avx512": ("src_c/kernels_avx512.c", textwrap.dedent("""
+        #pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")
+        #include <immintrin.h>
+        __m512 f(const float *p) { return _mm512_maskz_loadu_ps((__mmask16)3, p); }
+        void g(float *p, __m512d v) { _mm512_mask_storeu_pd((double *)p, (__mmask8)1, v); }
+        int main(void) { return 0; }
+    """)),
+}
+
 OPENMP_PROBE = textwrap.dedent("""
     #include <omp.h>
     int main(void) { int n = 0;
@@ -116,7 +134,12 @@ class BuildExt(build_ext):
                           "For multi-threaded kernels install an OpenMP runtime (GCC: libgomp; "
                           "macOS: brew install libomp) and unset FASTGATES_NO_OPENMP.", stacklevel=1)
         san = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer"] if _flag("FASTGATES_SANITIZE") else []
+        levels = self._isa_levels(ctype)
         for ext in self.extensions:
+            if ext.name == "fastgates._recurrence":
+                ext.sources += [ISA_LEVELS[name][0] for name in levels]
+                ext.define_macros = list(ext.define_macros or []) + [
+                    (f"FG_BUILD_{name.upper()}", "1") for name in levels]
             ext.extra_compile_args = opt + san + (omp_c if use_omp else [])
             ext.extra_link_args = san + (omp_l if use_omp else [])
             ext.define_macros = list(ext.define_macros or []) + [
@@ -124,8 +147,28 @@ class BuildExt(build_ext):
                 ("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION"),
                 ("NPY_TARGET_VERSION", NPY_TARGET)]
         self._info = self._build_info(opt + san, omp_c, omp_l, use_omp, serial_reason)
+        self._info["isa_levels"] = " ".join(["generic"] + levels)
         super().build_extensions()
         self._write_build_info()
+
+    def _isa_levels(self, ctype):
+        """The levels this compiler can build (x86-64 GCC/Clang); the others are left out
+        with a message, and the kernels then never dispatch to them."""
+        import platform
+
+        if ctype == "msvc" or platform.machine().lower() not in ("x86_64", "amd64", "i686", "i386"):
+            print("fastgates: building the generic kernels only (instruction-set levels avx2/"
+                  "avx512 need GCC or Clang on x86-64)")
+            return []
+        levels = []
+        for name, (_, probe) in ISA_LEVELS.items():
+            if _compiler_accepts(self.compiler, [], probe):
+                levels.append(name)
+            else:
+                warnings.warn(f"fastgates: the C compiler cannot build the {name} kernels; "
+                              f"that level is left out (the kernels will not use it)", stacklevel=1)
+        print(f"fastgates: kernels for the instruction-set levels generic {' '.join(levels)}")
+        return levels
 
     def _build_info(self, flags, omp_c, omp_l, use_omp, serial_reason):
         import Cython
@@ -192,11 +235,15 @@ def extensions():
     }
     import numpy
 
-    common = dict(include_dirs=["src_c", numpy.get_include()], depends=[os.path.join("src_c", f) for f in os.listdir("src_c")])
+    depends = [os.path.join(d, f) for d in ("src_c", "src_c/cells") for f in sorted(os.listdir(d))
+               if f.endswith((".h", ".c"))] + ["fastgates/_sampling.pxi"]
+    common = dict(include_dirs=["src_c", numpy.get_include()], depends=depends)
     exts = [
         Extension("fastgates._blas", ["fastgates/_blas.pyx"], **common),
-        Extension("fastgates._recurrence", ["fastgates/_recurrence.pyx", "src_c/recurrence.c"], **common),
-        Extension("fastgates.lm._sampling", ["fastgates/lm/_sampling.pyx", "src_c/recurrence.c"], **common),
+        # the one compiled core: the time loops, generation, and (added by BuildExt) the
+        # kernels of every instruction-set level the compiler can build
+        Extension("fastgates._recurrence", ["fastgates/_recurrence.pyx", "src_c/dispatch.c",
+                                            "src_c/kernels_generic.c"], **common),
     ]
     return cythonize(exts, compiler_directives=directives, compile_time_env={"FASTGATES_DEBUG": debug})
 

@@ -5,7 +5,8 @@ Design: one dict, gathered from three places, printed as sections (in the spirit
 
 build     what setup.py decided (fastgates/_build_info.py, written next to the
           extensions at build time): compiler, flags, OpenMP or serial and why
-runtime   the compiled core's answers (SIMD level picked at run time, OpenMP on/off,
+runtime   the compiled core's answers (the instruction-set level the kernels run, the
+          levels the CPU and the build offer, OpenMP on/off,
           the default thread count), the OpenMP runtime library it is bound to
 threads   threadpoolctl's view of every loaded OpenMP and BLAS library, with ours and
           SciPy's BLAS (the one the kernels call) marked
@@ -102,7 +103,10 @@ def config() -> dict[str, Any]:
             "numpy": _version("numpy"),
             "scipy": _version("scipy"),
             "threadpoolctl": _version("threadpoolctl"),
-            "simd": _recurrence.simd_level(),
+            "isa": _recurrence.isa_active(),
+            "isa_cpu": " ".join(_recurrence.isa_supported()),
+            "isa_build": " ".join(_recurrence.isa_compiled()),
+            "FASTGATES_ISA": os.environ.get("FASTGATES_ISA", "unset"),
             **_cpus(),
         },
         "openmp": _openmp(),

@@ -27,15 +27,14 @@ from libc.string cimport memcpy, memset
 from fastgates._blas cimport floating, gemm, gemm_split
 from fastgates._checks import Cache
 
-cdef extern from "recurrence.h" nogil:
+cdef extern from "fastgates.h" nogil:
     enum:
         FG_RNN_TANH
         FG_RNN_RELU
         FG_GRU_LBR
         FG_GRU_RB
         FG_LSTM
-        FG_NR_F32
-        FG_NR_F64
+        FG_ISA_COUNT
     ctypedef struct fg_forward_args:
         int cell, T, B, H, n_threads
         const void *P
@@ -50,6 +49,7 @@ cdef extern from "recurrence.h" nogil:
         const void *b_hn
         const int *batch
         int c_in_place
+        int keep
     ctypedef struct fg_backward_args:
         int cell, T, B, H, n_threads
         const void *P
@@ -63,26 +63,29 @@ cdef extern from "recurrence.h" nogil:
         void *dnx
         void *dh
         void *dc
-        void *scratch
+        void *db
+        void *dbn
         const int *batch
-    size_t fg_packed_size(int H, int G, int nr)
-    void fg_pack_forward_f32(const float *w_hh, int H, int G, float *P, int n_threads)
-    void fg_pack_forward_f64(const double *w_hh, int H, int G, double *P, int n_threads)
-    void fg_pack_backward_f32(const float *w_hh, int H, int G, float *P, int n_threads)
-    void fg_pack_backward_f64(const double *w_hh, int H, int G, double *P, int n_threads)
+    size_t fg_packed_size(int cell, int H, int backward, int f64)
+    void fg_pack_f32(int cell, const float *w_hh, int H, int backward, float *P, int n_threads)
+    void fg_pack_f64(int cell, const double *w_hh, int H, int backward, double *P, int n_threads)
     void fg_forward_f32(const fg_forward_args *a)
     void fg_forward_f64(const fg_forward_args *a)
     void fg_backward_f32(const fg_backward_args *a)
     void fg_backward_f64(const fg_backward_args *a)
     void fg_activation_f32(int kind, size_t n, const float *x, float *out)
-    int fg_gemm_tn_f32(int n_threads, int M, int N, int K, const float *A, size_t lda,
-                       const float *B, size_t ldb, float *C, size_t ldc)
-    int fg_gemm_tn_f64(int n_threads, int M, int N, int K, const double *A, size_t lda,
-                       const double *B, size_t ldb, double *C, size_t ldc)
     void fg_activation_f64(int kind, size_t n, const double *x, double *out)
+    int fg_gemm_tn_f32(int n_threads, int M, int N, int K, const float *A, size_t lda,
+                       const float *B, size_t ldb, float *C, size_t ldc, int trans)
+    int fg_gemm_tn_f64(int n_threads, int M, int N, int K, const double *A, size_t lda,
+                       const double *B, size_t ldb, double *C, size_t ldc, int trans)
     int fg_max_threads()
     int fg_have_openmp()
-    const char *fg_simd_level()
+    int fg_isa_compiled()
+    int fg_isa_supported()
+    int fg_isa_select(int level)
+    int fg_isa_active()
+    const char *fg_isa_name(int level)
 
 # Rows of the input projection computed per GEMM in inference mode.
 DEF CHUNK_ROWS = 1024
@@ -100,8 +103,28 @@ def have_openmp():
     return bool(fg_have_openmp())
 
 
-def simd_level():
-    return fg_simd_level().decode()
+#: The instruction-set levels, lowest first (see src_c/dispatch.c).
+ISA_LEVELS = tuple(fg_isa_name(i).decode() for i in range(FG_ISA_COUNT))
+
+
+def isa_compiled():
+    """Names of the levels this build contains."""
+    return [n for i, n in enumerate(ISA_LEVELS) if fg_isa_compiled() & (1 << i)]
+
+
+def isa_supported():
+    """Names of the levels this CPU and OS can run (CPUID and XSAVE state)."""
+    return [n for i, n in enumerate(ISA_LEVELS) if fg_isa_supported() & (1 << i)]
+
+
+def isa_select(name):
+    """Make the best available level no higher than ``name`` the active one; return it."""
+    return ISA_LEVELS[fg_isa_select(ISA_LEVELS.index(name))]
+
+
+def isa_active():
+    """The name of the level the kernels run with."""
+    return ISA_LEVELS[fg_isa_active()]
 
 
 def resolve_threads(n_threads):
@@ -132,6 +155,110 @@ def activation(kind, floating[::1] x):
 cnp.import_array()
 
 
+def _ram_bytes():
+    import os
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return 1 << 32
+
+
+# Workspace memory.  A call allocates tens of MiB at the d2l/mid shapes (the cache, the
+# gate gradients, packed weights); fresh memory from the OS costs a page fault per 4 KiB
+# page, taken inside the time loop by whichever thread touches the page first while
+# the other waits at the next barrier (a quarter of the training forward at d2l).  Large
+# arrays therefore come from a pool of freed blocks: an array's memory goes back to the
+# pool when the array (and every view of it) is gone, and the next call of the same
+# shapes finds it mapped.  The pool holds at most POOL_BYTES; a block that does not fit
+# is returned to the OS.  Blocks are 64-byte aligned (one AVX-512 vector).
+
+cdef extern from "stdlib.h" nogil:
+    int posix_memalign(void **memptr, size_t alignment, size_t size)
+    void free(void *ptr)
+
+#: Arrays smaller than this come from NumPy (malloc keeps them mapped anyway).
+POOL_MIN = 1 << 18
+#: The most the pool keeps (bytes): 1/16 of the RAM, at most 1 GiB.
+POOL_BYTES = min(1 << 30, max(1 << 26, _ram_bytes() // 16))
+cdef dict _pool = {}            # block size -> list of addresses (Python ints)
+cdef size_t _pool_held = 0
+
+
+cdef class _Block:
+    """Owns one pooled allocation; its death gives the memory back to the pool."""
+    cdef void *ptr
+    cdef size_t size
+
+    def __dealloc__(self):
+        global _pool_held
+        if self.ptr == NULL:
+            return
+        if _pool_held + self.size <= POOL_BYTES:
+            _pool.setdefault(self.size, []).append(<size_t>self.ptr)
+            _pool_held += self.size
+        else:
+            free(self.ptr)
+
+
+cdef object _empty(shape, dtype):
+    """np.empty(shape, dtype), large arrays from the pool (see above)."""
+    global _pool_held
+    dt = np.dtype(dtype)
+    if not isinstance(shape, tuple):
+        shape = (shape,)
+    cdef Py_ssize_t n = 1
+    for d in shape:
+        n *= d
+    cdef size_t nbytes = <size_t>n * dt.itemsize
+    if nbytes < POOL_MIN:
+        return np.empty(shape, dt)
+    cdef size_t size = (nbytes + 65535) & ~(<size_t>65535)
+    cdef void *ptr = NULL
+    free_list = _pool.get(size)
+    if free_list:
+        ptr = <void *><size_t>free_list.pop()
+        _pool_held -= size
+    elif posix_memalign(&ptr, 64, size) != 0:
+        raise MemoryError(f"fastgates: cannot allocate {nbytes} bytes of workspace")
+    blk = _Block()
+    blk.ptr, blk.size = ptr, size
+    cdef cnp.npy_intp dims[8]
+    cdef int nd = len(shape), i
+    for i in range(nd):
+        dims[i] = shape[i]
+    arr = cnp.PyArray_SimpleNewFromData(nd, dims, dt.num, ptr)
+    cnp.set_array_base(arr, blk)
+    return arr
+
+
+cdef object _zeros(shape, dtype):
+    a = _empty(shape, dtype)
+    a.fill(0)
+    return a
+
+
+cdef object _copy(a):
+    """A C-contiguous copy of ``a`` in pooled memory."""
+    out = _empty(a.shape, a.dtype)
+    np.copyto(out, a)
+    return out
+
+
+def pool_info():
+    """(bytes held in the pool, blocks held): for tests and show_config."""
+    return _pool_held, sum(len(v) for v in _pool.values())
+
+
+def pool_clear():
+    """Return every pooled block to the OS (the arrays in use are not affected)."""
+    global _pool_held
+    for blocks in _pool.values():
+        for addr in blocks:
+            free(<void *><size_t>addr)
+    _pool.clear()
+    _pool_held = 0
+
+
 cdef void *vptr(a):
     """Data pointer of a C-contiguous ndarray (NULL for None or empty)."""
     if a is None:
@@ -141,26 +268,16 @@ cdef void *vptr(a):
     return cnp.PyArray_DATA(<cnp.ndarray>a)
 
 
-cdef void _pack(bint forward, floating *w_hh, int H, int G, floating *P, int nt) noexcept nogil:
-    if floating is float:
-        if forward:
-            fg_pack_forward_f32(w_hh, H, G, P, nt)
-        else:
-            fg_pack_backward_f32(w_hh, H, G, P, nt)
-    else:
-        if forward:
-            fg_pack_forward_f64(w_hh, H, G, P, nt)
-        else:
-            fg_pack_backward_f64(w_hh, H, G, P, nt)
-
-
-cdef object _packed(w_hh, int H, int G, bint forward, int nt, floating dummy):
-    cdef int nr = FG_NR_F32 if floating is float else FG_NR_F64
-    P = np.empty(fg_packed_size(H, G, nr), dtype=w_hh.dtype)
+cdef object _packed(int cell, w_hh, int H, bint forward, int nt, floating dummy):
+    """w_hh (G*H, H) packed for the forward or the backward loop of the active level."""
+    P = _empty((fg_packed_size(cell, H, not forward, floating is double),), w_hh.dtype)
     cdef floating *p = <floating *>vptr(P)
     cdef floating *w = <floating *>vptr(w_hh)
     with nogil:
-        _pack(forward, w, H, G, p, nt)
+        if floating is float:
+            fg_pack_f32(cell, w, H, not forward, p, nt)
+        else:
+            fg_pack_f64(cell, w, H, not forward, p, nt)
     return P
 
 
@@ -245,7 +362,7 @@ cdef object _forward(f, bint training, int nt, floating dummy):
     if cell == FG_GRU_LBR:
         bias[2 * H:] = f.b_ih[2 * H:]      # b_hn acts inside r * (...)
     w_ihT = np.ascontiguousarray(f.w_ih.T) if tokens else None
-    P = _packed(f.w_hh, H, G, True, nt, dummy)
+    P = _packed(cell, f.w_hh, H, True, nt, dummy)
 
     # The time loop's layout: Tk steps over `rows` packed rows starting from states in
     # sorted order; dense: Tk = T, rows = T*B, x as given, no permutation.
@@ -262,7 +379,7 @@ cdef object _forward(f, bint training, int nt, floating dummy):
             if tokens:
                 x = f.x.reshape(T * B)[flat]
             else:
-                x = np.empty((rows, D), dtype)
+                x = _empty((rows, D), dtype)
                 _gather_py(nt, flat, f.x, x, dummy)
 
     cdef fg_forward_args a
@@ -281,16 +398,16 @@ cdef object _forward(f, bint training, int nt, floating dummy):
     cdef floating *yp
 
     if training:
-        hs = np.empty((B + rows, H), dtype)     # h0, then h_t of every (step, row)
+        hs = _empty((B + rows, H), dtype)       # h0, then h_t of every (step, row)
         hs[:B] = h0
-        gates = hs[B:] if rnn else np.empty((rows, GH), dtype)
+        gates = hs[B:] if rnn else _empty((rows, GH), dtype)
         cs = tc = extra = None
         if lstm:
-            cs = np.empty((B + rows, H), dtype)
+            cs = _empty((B + rows, H), dtype)
             cs[:B] = c0
-            tc = np.empty((rows, H), dtype)
+            tc = _empty((rows, H), dtype)
         if gru:
-            extra = np.empty((rows, H), dtype)
+            extra = _empty((rows, H), dtype)
         a.T = Tk
         a.pre = <floating *>vptr(gates)
         a.h0 = <floating *>vptr(hs)
@@ -301,11 +418,12 @@ cdef object _forward(f, bint training, int nt, floating dummy):
             a.tc = <floating *>vptr(tc)
         a.extra = <floating *>vptr(extra)
         a.extra_step = 1
+        a.keep = 1
         with nogil:
             _project(nt, rows, GH, D, xp, tp, wp, wtp, bp, <floating *>a.pre)
             _run_forward(&a, dummy)
         if ragged:
-            y = np.zeros((T, B, H), dtype)
+            y = _zeros((T, B, H), dtype)
             yp = <floating *>vptr(y)
             with nogil:
                 _scatter(nt, rows, H, fp, <floating *>a.hout, yp)
@@ -317,10 +435,10 @@ cdef object _forward(f, bint training, int nt, floating dummy):
                 cs, tc = cs.reshape(T + 1, B, H), tc.reshape(T, B, H)
             if gru:
                 extra = extra.reshape(T, B, H)
-            y, h_n, c_n = hs[1:].copy(), hs[T].copy(), (cs[T].copy() if lstm else None)
+            y, h_n, c_n = _copy(hs[1:]), hs[T].copy(), (cs[T].copy() if lstm else None)
         cache = Cache(cell=f.cell, variant=f.variant, dtype=dtype, tokens=tokens, D=D,
-                      x=x if ragged else x.copy(),     # the gathered x is already private
-                      w_ih=None if tokens else f.w_ih.copy(), w_hh=f.w_hh.copy(),
+                      x=x if ragged else _copy(x),     # the gathered x is already private
+                      w_ih=None if tokens else _copy(f.w_ih), w_hh=_copy(f.w_hh),
                       hs=hs, gates=None if rnn else gates,
                       extra=extra, cs=cs, tc=tc, lengths=f.lengths, packing=pk)
         return y, h_n, c_n, cache
@@ -364,10 +482,10 @@ cdef object _infer(f, fg_forward_args a, x, h0, c0, P, bias, w_ihT, int nt, floa
     cdef const long long *tp_chunk
 
     if not ragged:
-        y = np.empty((T, B, H), dtype)
+        y = _empty((T, B, H), dtype)
         yp = <floating *>vptr(y)
         Tc = max(1, min(T, CHUNK_ROWS // max(B, 1)))
-        pre = None if rnn else np.empty((Tc, B, GH), dtype)
+        pre = None if rnn else _empty((Tc, B, GH), dtype)
         while t0 < T:
             n = min(Tc, T - t0)
             a.T = n
@@ -388,10 +506,10 @@ cdef object _infer(f, fg_forward_args a, x, h0, c0, P, bias, w_ihT, int nt, floa
     # `carry` holds every sorted row's latest h (its final h once the row has ended)
     cdef int Tk = len(pk.batch_sizes)
     cdef int cap = max(CHUNK_ROWS, B)
-    y = np.zeros((T, B, H), dtype)
-    hbuf = np.empty((cap, H), dtype)
-    pre = None if rnn else np.empty((cap, GH), dtype)
-    xbuf = None if tokens else np.empty((cap, D), dtype)
+    y = _zeros((T, B, H), dtype)
+    hbuf = _empty((cap, H), dtype)
+    pre = None if rnn else _empty((cap, GH), dtype)
+    xbuf = None if tokens else _empty((cap, D), dtype)
     carry = <floating *>vptr(h0)            # h0 is already a private sorted copy
     hb = <floating *>vptr(hbuf)
     yp = <floating *>vptr(y)
@@ -434,44 +552,20 @@ cdef object _infer(f, fg_forward_args a, x, h0, c0, P, bias, w_ihT, int nt, floa
     return y, h_n, c_n, None
 
 
-# The weight-gradient product dW_hh^T = [h_{t-1}]^T dG: our micro-kernel (True) or BLAS
-# (False; kept for side-by-side measurement, see bench/).
-cdef bint _OWN_DW_HH = True
-
-
-def use_own_dw_hh(bint own):
-    """Select the dW_hh product (True: fg_gemm_tn, False: BLAS); returns the previous choice."""
-    global _OWN_DW_HH
-    prev = _OWN_DW_HH
-    _OWN_DW_HH = own
-    return prev
-
-
 cdef void _gemm_tn(int nt, int M, int N, int K, const floating *A, int lda, const floating *B,
-                   int ldb, floating *C, int ldc) noexcept nogil:
-    """C = A^T B   (A: [K, lda] of which M columns, B: [K, ldb] of which N, C: [M, ldc])"""
-    cdef int rc = -1
-    if _OWN_DW_HH:
-        if floating is float:
-            rc = fg_gemm_tn_f32(nt, M, N, K, A, lda, B, ldb, C, ldc)
+                   int ldb, floating *C, int ldc, bint trans) noexcept nogil:
+    """C = A^T B   (A: [K, lda] of which M columns, B: [K, ldb] of which N, C: [M, ldc]);
+    trans: C^T is stored ([N, ldc])"""
+    cdef int rc
+    if floating is float:
+        rc = fg_gemm_tn_f32(nt, M, N, K, A, lda, B, ldb, C, ldc, trans)
+    else:
+        rc = fg_gemm_tn_f64(nt, M, N, K, A, lda, B, ldb, C, ldc, trans)
+    if rc != 0:      # BLAS when the scratch could not be allocated
+        if trans:    # C^T = B^T A
+            gemm_split(nt, True, False, N, M, K, <floating>1, B, ldb, A, lda, <floating>0, C, ldc)
         else:
-            rc = fg_gemm_tn_f64(nt, M, N, K, A, lda, B, ldb, C, ldc)
-    if rc != 0:      # BLAS (also when the scratch could not be allocated)
-        gemm_split(nt, True, False, M, N, K, <floating>1, A, lda, B, ldb, <floating>0, C, ldc)
-
-
-cdef void _colsum(int nt, int rows, int cols, const floating *A, int lda, floating *out) noexcept nogil:
-    """out[j] = sum_r A[r, j]   (A: [rows, cols], row stride lda); rows added in order for every j,
-    threads own column ranges, so the result does not depend on the thread count."""
-    cdef int i, r, j, j0, j1
-    for i in prange(nt, num_threads=nt, schedule='static'):
-        j0 = <int>((<long>cols * i) // nt)
-        j1 = <int>((<long>cols * (i + 1)) // nt)
-        for j in range(j0, j1):
-            out[j] = 0
-        for r in range(rows):
-            for j in range(j0, j1):
-                out[j] += A[<size_t>r * lda + j]
+            gemm_split(nt, True, False, M, N, K, <floating>1, A, lda, B, ldb, <floating>0, C, ldc)
 
 
 cdef void _scatter_rows(int nt, int rows, int cols, const long long *tok, const floating *A, int lda,
@@ -518,14 +612,13 @@ cdef object _backward(cache, b, int nt, floating dummy):
         Tk, rows = len(pk.batch_sizes), pk.N
         dh, dc = dh[pk.order], (dc[pk.order] if lstm else None)
         if dy is not None:
-            dy = np.empty((rows, H), dtype)
+            dy = _empty((rows, H), dtype)
             _gather_py(nt, pk.flat, b.dy, dy, dummy)
-        hprev_rows = np.empty((rows, H), dtype)
+        hprev_rows = _empty((rows, H), dtype)
         _gather_py(nt, pk.prev, cache.hs, hprev_rows, dummy)
-    dG = np.empty((rows, GH), dtype)
-    dnx = np.empty((rows, H), dtype) if cell == FG_GRU_LBR else None
-    scratch = np.empty((B, H), dtype) if cell == FG_GRU_RB else None
-    P = _packed(cache.w_hh, H, G, False, nt, dummy)
+    dG = _empty((rows, GH), dtype)
+    dnx = _empty((rows, H), dtype) if cell == FG_GRU_LBR else None
+    P = _packed(cell, cache.w_hh, H, False, nt, dummy)
 
     cdef fg_backward_args a
     memset(&a, 0, sizeof(a))
@@ -542,9 +635,8 @@ cdef object _backward(cache, b, int nt, floating dummy):
     a.dnx = <floating *>vptr(dnx)
     a.dh = <floating *>vptr(dh)
     a.dc = <floating *>vptr(dc)
-    a.scratch = <floating *>vptr(scratch)
 
-    new = np.empty if rows > 0 else np.zeros    # every entry is written below when T*B > 0
+    new = _empty if rows > 0 else _zeros        # every entry is written below when T*B > 0
     dw_hh = new((GH, H), dtype)
     db_hh = new(GH, dtype)
     db_ih = new(GH, dtype)
@@ -552,14 +644,13 @@ cdef object _backward(cache, b, int nt, floating dummy):
     dx = dx_out = None
     if not cache.tokens:
         dx = new((rows, D), dtype)             # packed when ragged, scattered below
-        dx_out = np.zeros((T, B, D), dtype) if ragged else dx.reshape(T, B, D)
+        dx_out = _zeros((T, B, D), dtype) if ragged else dx.reshape(T, B, D)
 
     cdef floating *g = <floating *>vptr(dG)
     cdef floating *gn = <floating *>vptr(dnx)
     cdef floating *hprev = <floating *>vptr(hprev_rows)
     cdef floating *rh = <floating *>vptr(cache.extra)
-    dw_hhT = new((H, GH), dtype)
-    cdef floating *whhT = <floating *>vptr(dw_hhT)
+    cdef floating *whh = <floating *>vptr(dw_hh)
     cdef floating *wih = <floating *>vptr(dw_ih)
     cdef floating *bhh = <floating *>vptr(db_hh)
     cdef floating *bih = <floating *>vptr(db_ih)
@@ -570,24 +661,27 @@ cdef object _backward(cache, b, int nt, floating dummy):
     cdef int gx = 2 * H if cell == FG_GRU_LBR else GH
     cdef int rz = 2 * H if cell == FG_GRU_RB else GH   # columns whose dw_hh input is h_{t-1}
     cdef const long long *tp = <const long long *>vptr(cache.x) if cache.tokens else NULL
-    dw_ihT = np.zeros((D, GH), dtype) if tp != NULL else None
+    dw_ihT = _zeros((D, GH), dtype) if tp != NULL else None
     cdef floating *wihT = <floating *>vptr(dw_ihT)
     cdef const long long *flatp = <const long long *>vptr(pk.flat) if ragged else NULL
     cdef floating *dxo = <floating *>vptr(dx_out)
 
+    # the time loop also sums the bias gradients: db_hh = sum of dG, and for lbr the
+    # input-side n gate's = sum of dnx
+    dbn = _empty(H, dtype) if cell == FG_GRU_LBR else None
+    a.db = bhh
+    a.dbn = <floating *>vptr(dbn)
     if rows > 0:
         with nogil:
             _run_backward(&a, dummy)
-            # dw_hh^T = [h_{t-1}]^T dG  (rb n-gate columns: (r*h_{t-1})^T dn).  Formed transposed:
-            # OpenBLAS 0.3.30 runs dG^T [h_{t-1}] at a third of the speed (10 against 30 GFLOP/s
-            # on one core at G*H=1024, H=256, T*B=1120)
-            _gemm_tn(nt, H, rz, rows, hprev, H, g, GH, whhT, GH)
+            # dw_hh = dG^T [h_{t-1}]  (rb n-gate rows: dn^T (r*h_{t-1})), as the transpose of
+            # [h_{t-1}]^T dG: the transposition of the narrow operand is the cheap one
+            _gemm_tn(nt, H, rz, rows, hprev, H, g, GH, whh, H, True)
             if rz < GH:
-                _gemm_tn(nt, H, GH - rz, rows, rh, H, g + rz, GH, whhT + rz, GH)
-            _colsum(nt, rows, GH, g, GH, bhh)
-            _colsum(nt, rows, gx, g, GH, bih)
+                _gemm_tn(nt, H, GH - rz, rows, rh, H, g + rz, GH, whh + <size_t>rz * H, H, True)
+            memcpy(bih, bhh, gx * sizeof(floating))
             if gx < GH:
-                _colsum(nt, rows, H, gn, H, bih + gx)
+                memcpy(bih + gx, <floating *>a.dbn, H * sizeof(floating))
             if tp == NULL:
                 # dw_ih = dGx^T x ;  dx = dGx w_ih
                 gemm_split(nt, True, False, gx, D, rows, <floating>1, g, GH, xp, D, <floating>0, wih, D)
@@ -603,7 +697,6 @@ cdef object _backward(cache, b, int nt, floating dummy):
                     _scatter_rows(nt, rows, H, tp, gn, H, wihT + gx, GH)
             if ragged and dxp != NULL:
                 _scatter(nt, rows, D, flatp, dxp, dxo)
-        dw_hh[...] = dw_hhT.T
         if tp != NULL:
             dw_ih[...] = dw_ihT.T
     if ragged:          # back from sorted order
@@ -615,3 +708,50 @@ cdef object _backward(cache, b, int nt, floating dummy):
             dc0[pk.order] = dc
         dh, dc = dh0, dc0
     return dx_out, dh, dc, dw_ih, dw_hh, db_ih, db_hh
+
+
+def _select_isa_from_environment():
+    """Cap the level by FASTGATES_ISA (generic | avx2 | avx512), once, at import."""
+    import os
+    import warnings
+    best = isa_select(ISA_LEVELS[len(ISA_LEVELS) - 1])
+    want = os.environ.get("FASTGATES_ISA", "").strip().lower()
+    if not want:
+        return
+    available = [n for n in ISA_LEVELS if n in isa_compiled() and n in isa_supported()]
+    if want not in ISA_LEVELS:
+        warnings.warn(f"FASTGATES_ISA={want!r} is not a level ({' | '.join(ISA_LEVELS)}); "
+                      f"running {best}, the best of the available levels {available}",
+                      RuntimeWarning, stacklevel=2)
+        return
+    got = isa_select(want)
+    if got != want:
+        warnings.warn(f"FASTGATES_ISA={want} asks for more than this machine offers: the "
+                      f"available levels are {available} (CPU/OS: {isa_supported()}, build: "
+                      f"{isa_compiled()}); running {got}", RuntimeWarning, stacklevel=2)
+
+
+_select_isa_from_environment()
+
+
+include "_sampling.pxi"
+
+
+def gemm_tn(A, B, int nt):
+    """C = A^T B with the kernels' product (tests and bench/; A: (K, M), B: (K, N))."""
+    if A.dtype == np.float32:
+        return _gemm_tn_py(A, B, nt, <float>0)
+    return _gemm_tn_py(A, B, nt, <double>0)
+
+
+cdef object _gemm_tn_py(A, B, int nt, floating dummy):
+    A = np.ascontiguousarray(A)
+    B = np.ascontiguousarray(B, dtype=A.dtype)
+    cdef int K = A.shape[0], M = A.shape[1], N = B.shape[1]
+    C = np.empty((M, N), A.dtype)
+    cdef const floating *a = <floating *>vptr(A)
+    cdef const floating *b = <floating *>vptr(B)
+    cdef floating *c = <floating *>vptr(C)
+    with nogil:
+        _gemm_tn(nt, M, N, K, a, M, b, N, c, N, False)
+    return C

@@ -1,7 +1,7 @@
-/* Vectorised exp / sigmoid / tanh on 32-byte GCC vectors, for one element type.
+/* Vectorised exp / sigmoid / tanh on GCC vectors, for one element type and width.
  *
- * Included by kernels_typed.h with FG_T (float|double), FG_V (the vector type),
- * FG_VI (the same-size integer vector) and FG_FN (name mangling) defined.
+ * Included by kernels.h after isa.h, which defines FG_T (float|double), FG_V (the
+ * vector type), FG_VI (the same-size integer vector) and FG_FN (name mangling).
  *
  * Only exp(x) for x <= 0 is needed: sigmoid(x) = 1/(1+e) or e/(1+e) and
  * tanh(|x|) = (1-e)/(1+e) with e = exp(-|x|) resp. exp(-2|x|), so nothing can

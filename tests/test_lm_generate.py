@@ -8,7 +8,7 @@ from fastgates.lm.data import Vocab
 from fastgates.lm.generation import Xoshiro256, generate, sample_compiled, sample_numpy
 from fastgates.lm.model import CharRNN, ModelConfig
 
-pytest.importorskip("fastgates.lm._sampling", reason="the compiled sampler is not built")
+pytest.importorskip("fastgates._recurrence", reason="the compiled core is not built")
 
 VOCAB = Vocab(["<unk>"] + list(" etaoinshrdlu.\n"))
 V = len(VOCAB)
@@ -72,7 +72,7 @@ def test_top_k_restricts_the_choice():
 
 
 def test_generator_is_xoshiro256starstar():
-    from fastgates.lm import _sampling
+    from fastgates import _recurrence as _sampling
 
     py = Xoshiro256(12345)
     assert _sampling.random_doubles(12345, 5) == [py.uniform() for _ in range(5)]

@@ -2,7 +2,7 @@
 
 Design: :func:`generate` tokenizes the prefix, maps unknown characters to
 ``<unk>`` (with a warning) and hands everything to the compiled loop in
-``fastgates.lm._sampling``, which feeds the prefix and draws every new token
+``fastgates._recurrence.sample`` (the compiled core), which feeds the prefix and draws every new token
 without returning to Python.  :func:`sample_numpy` is the same algorithm — the
 same recurrence for B = 1, the same softmax with temperature and top-k, the same
 xoshiro256** generator — written in NumPy with a Python loop per token, and it is
@@ -26,10 +26,6 @@ from .threadpool import blas_limit
 
 _MASK = (1 << 64) - 1
 
-#: The table's cells (fastgates.cells) under the compiled sampler's own names: it numbers
-#: its cells itself (``_sampling.CELLS``) and translates them to the kernels' codes.  A
-#: copy to drop when the sampler takes ``CellDef.code``.
-_SAMPLER_NAMES = {"rnn_tanh": "rnn", "gru": "gru_lbr", "gru_rb": "gru_rb", "lstm": "lstm"}
 
 
 class Xoshiro256:
@@ -113,8 +109,8 @@ def _check_args(model, prefix_ids, length, temperature, top_k):
 
 def sample_compiled(model, prefix_ids, length, temperature=1.0, top_k=0, seed=0) -> np.ndarray:
     """Feed ``prefix_ids`` and draw ``length`` token ids in compiled code (see the module doc)."""
-    from . import _sampling
-    from .._fork import safe_threads
+    from .. import _recurrence
+    from .._fast import _threads
 
     prefix_ids, length, temperature, top_k = _check_args(model, prefix_ids, length, temperature, top_k)
     cfg, p = model.config, model.params
@@ -123,12 +119,11 @@ def sample_compiled(model, prefix_ids, length, temperature=1.0, top_k=0, seed=0)
     out = np.zeros(length, np.int64)
     # the sampler runs its own OpenMP region: in a child forked after OpenMP threads ran,
     # GNU libgomp would hang there, so it obeys the kernels' fork guard too
-    nt = safe_threads(_sampling.resolve_threads(model.n_threads))
+    nt = _threads(model.n_threads)
     with blas_limit(1):   # a B = 1 GEMV gains nothing from BLAS threads
-        code = _sampling.CELLS[_SAMPLER_NAMES[cfg.celldef.name]]
-        _sampling.sample(code, _layers(model), p["fc.weight"], p["fc.bias"],
-                         p.get("embedding.weight"), h, c, prefix_ids, out, temperature, top_k,
-                         resolve_seed(seed), nt)
+        _recurrence.sample(cfg.celldef.code, _layers(model), p["fc.weight"], p["fc.bias"],
+                           p.get("embedding.weight"), h, c, prefix_ids, out, temperature, top_k,
+                           resolve_seed(seed), nt)
     return out
 
 
@@ -188,9 +183,9 @@ def sample_numpy(model, prefix_ids, length, temperature=1.0, top_k=0, seed=0) ->
 
 
 def compiled_available() -> bool:
-    """True when the compiled sampler (``fastgates.lm._sampling``) is built."""
+    """True when the compiled core (with its sampler, ``fastgates._recurrence``) is built."""
     try:
-        from . import _sampling  # noqa: F401
+        from .. import _recurrence  # noqa: F401
     except ImportError:
         return False
     return True
@@ -226,7 +221,7 @@ def generate(model, vocab, prefix: str = "the ", length: int = 200, *, temperatu
     if compiled_available():
         out = sample_compiled(model, ids, length, temperature, top_k, seed)
     else:
-        warnings.warn("fastgates.lm._sampling is not compiled; generating with the slow NumPy "
+        warnings.warn("fastgates._recurrence is not compiled; generating with the slow NumPy "
                       "loop (build the package to get the compiled sampler)", RuntimeWarning,
                       stacklevel=2)
         out = sample_numpy(model, ids, length, temperature, top_k, seed)

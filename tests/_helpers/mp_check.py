@@ -35,7 +35,7 @@ def kernel(n_threads):
 
 
 def generate():
-    """Text generation runs its own OpenMP region (fastgates.lm._sampling): 2 threads."""
+    """Text generation runs its own OpenMP region (the compiled sampler): 2 threads."""
     from fastgates.lm.generation import sample_compiled
     from fastgates.lm.model import CharRNN, ModelConfig
 

@@ -1,20 +1,22 @@
-/* The compiled time loops of fastgates: forward and BPTT of RNN, GRU and LSTM.
+/* The compiled core of fastgates: its C interface (called by fastgates/_recurrence.pyx).
  *
- * Design.  One parallel region covers the whole time loop; each thread owns a fixed
- * range of hidden units (blocks of FG_NR units, all gates of a unit together) for
- * every step, so its slice of the packed recurrent weights stays in its own cache.
- * A step is: the recurrent product for the thread's units (a register-blocked
- * kernel over weights packed once per call), then the fused gate math on those
- * units while they are hot, then one barrier (the next step needs all of h).  The
- * reset-before GRU needs (r*h) of all units before its n-gate product, so it takes
- * two barriers per step.  Every output element is computed by the same code in the
- * same order whatever the thread count, so results are bit-identical for any
- * n_threads.  Partitioning over units (not batch rows) keeps all threads busy at
- * batch 1 and halves each thread's weight traffic.
+ * Design.  The kernels are written once and compiled once per instruction-set level
+ * (generic, avx2 = AVX2+FMA, avx512 = AVX-512 F/VL/BW/DQ) in the same extension;
+ * dispatch.c picks the level once, from CPUID and the OS's XSAVE state, capped by
+ * FASTGATES_ISA (see fg_isa_select).  Every entry point below goes through that one
+ * dispatch point.  The pieces:
+ *   isa.h       the vector type of a level (width, masked tails)
+ *   vecmath.h   vector exp / sigmoid / tanh
+ *   product.h   register-tiled products over packed panels
+ *   cells/<cell>.h   one header per cell: its gate math forward and backward
+ *   loop.h      the time loops written once for every cell (forward, BPTT, generation)
+ *   kernels.h   instantiates all of it for float and double under one level
+ *   dispatch.c  CPU detection, the parallel regions, the public functions below
  *
  * Arrays are row-major and C-contiguous; shapes are given on every field
  * (T steps, B rows, H units, G gates: rnn 1, gru 3 (r, z, n), lstm 4 (i, f, g, o)).
- * The caller (fastgates/_recurrence.pyx) validates everything first.
+ * The caller validates everything first (fastgates/_checks.py) and allocates every
+ * array; nothing here allocates except fg_gemm_tn's scratch.
  *
  * Variable lengths use PyTorch's packed layout: rows sorted by length (descending),
  * step t has the n_t = batch[t] rows still running (non-increasing in t), and they
@@ -26,21 +28,20 @@
  * nor written at step t, so a finished row's dh/dc in backward keeps dh_n/dc_n until
  * its last step comes.
  */
-#ifndef FASTGATES_RECURRENCE_H
-#define FASTGATES_RECURRENCE_H
+#ifndef FASTGATES_H
+#define FASTGATES_H
 
 #include <stddef.h>
 
 enum fg_cell { FG_RNN_TANH = 0, FG_RNN_RELU = 1, FG_GRU_LBR = 2, FG_GRU_RB = 3, FG_LSTM = 4 };
 
-/* Hidden units per packed block (two SIMD vectors of 32 bytes). */
-#define FG_NR_F32 16
-#define FG_NR_F64 8
+/* Instruction-set levels, in increasing order. */
+enum fg_isa { FG_ISA_GENERIC = 0, FG_ISA_AVX2 = 1, FG_ISA_AVX512 = 2, FG_ISA_COUNT = 3 };
 
 typedef struct {
     int cell, T, B, H;
     int n_threads;
-    const void *P;      /* packed w_hh^T from fg_pack_forward_*                                */
+    const void *P;      /* packed w_hh from fg_pack_forward_* (same cell and level)            */
     void *pre;          /* IN  (T, B, G*H): x_t w_ih^T + biases (lbr: without b_hn)            */
                         /* OUT the post-activation gates (rnn: pre is hout itself)             */
     const void *h0;     /* IN  (B, H) state before step 0                                      */
@@ -54,6 +55,7 @@ typedef struct {
     const void *b_hn;   /* IN  (H,) gru lbr recurrent n-gate bias                              */
     const int *batch;   /* IN  (T,) rows active at each step (packed layout), or NULL: all B   */
     int c_in_place;     /* lstm: c updated in place in cout (== c0), see cout                  */
+    int keep;           /* training: pre returns the post-activation gates, extra is kept      */
 } fg_forward_args;
 
 typedef struct {
@@ -70,7 +72,8 @@ typedef struct {
     void *dnx;          /* OUT (T, B, H) gru lbr: gradient of the input-side n pre-activation  */
     void *dh;           /* IN  (B, H) dL/dh_T (zeros if none); OUT dL/dh_0                     */
     void *dc;           /* IN  (B, H) lstm dL/dc_T;            OUT dL/dc_0                     */
-    void *scratch;      /* (B, H) gru rb workspace                                             */
+    void *db;           /* OUT (G*H,) sum of dG over every (step, row) = db_hh                 */
+    void *dbn;          /* OUT (H,) gru lbr: sum of dnx (the input-side n bias gradient)       */
     const int *batch;   /* IN  (T,) rows active at each step (packed layout), or NULL: all B   */
 } fg_backward_args;
 
@@ -89,7 +92,7 @@ typedef struct {
     int max_steps;              /* upper bound on the steps; next() normally stops earlier */
     long long first;            /* tok_0                                                    */
     const int *d_in;            /* [L] input width of each layer                            */
-    const void *const *P;       /* [L] packed w_hh^T (fg_pack_forward_*)                    */
+    const void *const *P;       /* [L] packed w_hh (fg_pack_forward_*)                      */
     const void *const *w_ih;    /* [L] (G*H, d_in[k]); one-hot input: layer 0 holds w_ih^T
                                    (V, G*H) instead, so a token reads one contiguous row    */
     const void *const *bias;    /* [L] (G*H,) b_ih + b_hh (gru lbr: gate n without b_hn)    */
@@ -108,22 +111,20 @@ typedef struct {
 void fg_generate_f32(const fg_generate_args *a);
 void fg_generate_f64(const fg_generate_args *a);
 
-/* C = A^T B for row-major A [K, lda] (M columns used), B [K, ldb] (N columns), C [M, ldc]:
- * the weight-gradient product dW_hh^T = [h_{t-1}]^T dG with our micro-kernel (OpenBLAS
- * 0.3.30 runs some of these shapes, e.g. 128 x 256 outputs, at a third of its speed).
- * Bit-identical for every thread count.  Returns 0, or -1 when scratch memory is short. */
+/* C = A^T B for row-major A [K, lda] (M columns used), B [K, ldb] (N columns), C [M, ldc]
+ * (trans: C^T stored, [N, ldc]): the weight-gradient product dW_hh = dG^T [h_{t-1}] with
+ * the kernels' tiles.  Bit-identical for every thread count.  Returns 0, or -1 when
+ * scratch memory is short (nothing was written). */
 int fg_gemm_tn_f32(int n_threads, int M, int N, int K, const float *A, size_t lda,
-                   const float *B, size_t ldb, float *C, size_t ldc);
+                   const float *B, size_t ldb, float *C, size_t ldc, int trans);
 int fg_gemm_tn_f64(int n_threads, int M, int N, int K, const double *A, size_t lda,
-                   const double *B, size_t ldb, double *C, size_t ldc);
+                   const double *B, size_t ldb, double *C, size_t ldc, int trans);
 
-/* Size in elements of the packed weights for H units and G gates. */
-size_t fg_packed_size(int H, int G, int nr);
-
-void fg_pack_forward_f32(const float *w_hh, int H, int G, float *P, int n_threads);
-void fg_pack_forward_f64(const double *w_hh, int H, int G, double *P, int n_threads);
-void fg_pack_backward_f32(const float *w_hh, int H, int G, float *P, int n_threads);
-void fg_pack_backward_f64(const double *w_hh, int H, int G, double *P, int n_threads);
+/* Elements of the packed w_hh (G*H, H) of `cell` for the forward or backward loop, in
+ * the layout of the active level (packed weights are valid only for that level). */
+size_t fg_packed_size(int cell, int H, int backward, int f64);
+void fg_pack_f32(int cell, const float *w_hh, int H, int backward, float *P, int n_threads);
+void fg_pack_f64(int cell, const double *w_hh, int H, int backward, double *P, int n_threads);
 
 void fg_forward_f32(const fg_forward_args *a);
 void fg_forward_f64(const fg_forward_args *a);
@@ -134,10 +135,18 @@ void fg_backward_f64(const fg_backward_args *a);
 void fg_activation_f32(int kind, size_t n, const float *x, float *out);
 void fg_activation_f64(int kind, size_t n, const double *x, double *out);
 
+/* Instruction-set dispatch.  fg_isa_compiled / fg_isa_supported: bit masks (1 << level)
+ * of the levels this build contains / this CPU and OS can run.  fg_isa_select(level)
+ * makes the best level <= `level` that both allow the active one (call it before any
+ * kernel runs, from one thread) and returns it; fg_isa_active() is the level in use. */
+int fg_isa_compiled(void);
+int fg_isa_supported(void);
+int fg_isa_select(int level);
+int fg_isa_active(void);
+const char *fg_isa_name(int level);
+
 /* OpenMP: the maximum thread count (1 without OpenMP) and whether OpenMP is compiled in. */
 int fg_max_threads(void);
 int fg_have_openmp(void);
-/* The instruction set the gate kernels run with on this CPU: "avx2+fma" or "generic". */
-const char *fg_simd_level(void);
 
 #endif

@@ -1,4 +1,4 @@
-# cython: language_level=3
+# Included by _recurrence.pyx: the sampler is part of the one compiled core.
 """Compiled text generation: the whole sampling loop runs without the GIL.
 
 Design: the recurrence runs in the kernels' C code (``fg_generate_*`` in
@@ -27,26 +27,8 @@ input), and the drawn ids do not depend on the thread count.
 ``fastgates.lm.generation.sample_numpy`` is the same algorithm in NumPy.
 """
 
-from libc.math cimport exp, tanh, INFINITY
+from libc.math cimport exp, INFINITY
 from libc.stdint cimport uint64_t, int64_t
-from libc.stdlib cimport malloc, free
-from libc.string cimport memcpy
-
-import numpy as np
-from scipy.linalg.cython_blas cimport sgemv, dgemv
-
-ctypedef fused floating:
-    float
-    double
-
-cdef enum:
-    CELL_RNN_TANH = 0
-    CELL_GRU_LBR = 1
-    CELL_GRU_RB = 2
-    CELL_LSTM = 3
-
-#: Cell codes understood by :func:`sample` (also used by the NumPy version).
-CELLS = {"rnn": CELL_RNN_TANH, "gru_lbr": CELL_GRU_LBR, "gru_rb": CELL_GRU_RB, "lstm": CELL_LSTM}
 
 
 # -- random numbers: xoshiro256** (Blackman & Vigna), seeded with splitmix64 ----------------
@@ -92,22 +74,6 @@ def random_doubles(uint64_t seed, Py_ssize_t n):
     cdef Rng r
     _rng_seed(&r, seed)
     return [_rng_uniform(&r) for _ in range(n)]
-
-
-# -- BLAS: y := A x + beta y for a row-major A (M, N) ------------------------------------------
-
-cdef inline void _gemv(const floating* A, int M, int N, const floating* x, floating beta,
-                       floating* y) noexcept nogil:
-    # row-major A (M, N) is column-major Aᵀ (N, M) with lda N: y = (Aᵀ)ᵀ x
-    cdef char trans = b'T'
-    cdef int inc = 1
-    cdef floating one = 1
-    if M <= 0 or N <= 0:
-        return
-    if floating is float:
-        sgemv(&trans, &N, &M, &one, <float*>A, &N, <float*>x, &inc, &beta, y, &inc)
-    else:
-        dgemv(&trans, &N, &M, &one, <double*>A, &N, <double*>x, &inc, &beta, y, &inc)
 
 
 # -- the draw ----------------------------------------------------------------------------------
@@ -171,7 +137,7 @@ cdef int64_t _draw(const floating* logits, int V, double temperature, int top_k,
 
 # -- the loop ----------------------------------------------------------------------------------
 
-cdef extern from "recurrence.h" nogil:
+cdef extern from "fastgates.h" nogil:
     ctypedef long long (*fg_next_token)(void *ctx, int step, const void *h_top) noexcept nogil
     ctypedef struct fg_generate_args:
         int cell, L, H, n_threads, max_steps
@@ -189,21 +155,8 @@ cdef extern from "recurrence.h" nogil:
         fg_next_token next
         void *ctx
         long long *slot
-    size_t fg_packed_size(int H, int G, int nr)
-    void fg_pack_forward_f32(const float *w_hh, int H, int G, float *P, int n_threads)
-    void fg_pack_forward_f64(const double *w_hh, int H, int G, double *P, int n_threads)
     void fg_generate_f32(const fg_generate_args *a)
     void fg_generate_f64(const fg_generate_args *a)
-    int fg_max_threads()
-    int FG_NR_F32, FG_NR_F64
-    int FG_RNN_TANH, FG_GRU_LBR, FG_GRU_RB, FG_LSTM
-
-# the kernels' cell codes, by the codes of CELLS
-cdef int _KERNEL_CELL[4]
-_KERNEL_CELL[CELL_RNN_TANH] = FG_RNN_TANH
-_KERNEL_CELL[CELL_GRU_LBR] = FG_GRU_LBR
-_KERNEL_CELL[CELL_GRU_RB] = FG_GRU_RB
-_KERNEL_CELL[CELL_LSTM] = FG_LSTM
 
 
 cdef struct DrawCtx:
@@ -223,7 +176,8 @@ cdef int64_t _logits_draw(DrawCtx *d, const floating *h) noexcept nogil:
     """logits = fc_w h + fc_b, then the draw."""
     cdef floating *logits = <floating *>d.logits
     memcpy(logits, d.fc_b, d.V * sizeof(floating))
-    _gemv(<const floating *>d.fc_w, d.V, d.H, h, <floating>1, logits)
+    gemm(False, True, 1, d.V, d.H, <floating>1, h, d.H, <const floating *>d.fc_w, d.H,
+         <floating>1, logits, d.V)
     return _draw(logits, d.V, d.temperature, d.top_k, d.p, d.scratch, &d.rng)
 
 
@@ -246,27 +200,16 @@ cdef long long _next_token(void *ctx, int step, const void *h_top) noexcept nogi
     return tok if t + 1 < d.n_out else -1
 
 
-def resolve_threads(n_threads):
-    """Threads for generation: None = the OpenMP default, n > 0, or n < 0 counting back
-    from the maximum (as the kernels).  Two threads beat one here from H = 64 up (each
-    core keeps its half of the packed w_hh in its own cache)."""
-    cdef int top = fg_max_threads()
-    if n_threads is None:
-        return top
-    n = int(n_threads)
-    return max(1, n if n > 0 else top + 1 + n)
-
-
 def sample(int cell, list layers, floating[:, ::1] fc_w, floating[::1] fc_b,
            floating[:, ::1] embedding, floating[:, ::1] h_state, floating[:, ::1] c_state,
            const int64_t[::1] prefix, int64_t[::1] out, double temperature, int top_k,
-           uint64_t seed, int n_threads=1):
+           uint64_t seed, int n_threads):
     """Feed ``prefix`` through the model, then draw ``len(out)`` tokens into ``out``.
 
     Parameters (validated by the caller; V tokens, H units, L layers)
     ----------
     cell : int
-        ``CELLS["rnn"]`` (tanh), ``CELLS["gru_lbr"]``, ``CELLS["gru_rb"]`` or ``CELLS["lstm"]``.
+        The kernel code of the cell (``CELL_CODES``; rnn with tanh, gru lbr or rb, lstm).
     layers : list of (w_ih, w_hh, b_ih, b_hh)
         # IN  PyTorch layout, C-contiguous, the dtype of fc_w
     fc_w, fc_b : (V, H), (V,)
@@ -279,30 +222,21 @@ def sample(int cell, list layers, floating[:, ::1] fc_w, floating[::1] fc_b,
     temperature : 0 = greedy argmax
     top_k : <= 0 = no limit
     seed : the generator's seed
-    n_threads : threads of the recurrence (>= 1); the results do not depend on it
+    n_threads : threads of the recurrence, resolved and checked by the caller like every
+        kernel's (fastgates._fast); the results do not depend on it
     """
     cdef int L = len(layers), V = fc_w.shape[0], H = fc_w.shape[1], k
-    cdef int G = 4 if cell == CELL_LSTM else (3 if cell in (CELL_GRU_LBR, CELL_GRU_RB) else 1)
-    cdef int nr = FG_NR_F32 if floating is float else FG_NR_F64
     dtype = np.float32 if floating is float else np.float64
     # per layer: packed w_hh, combined bias (lbr keeps b_hn apart), pointers
     packed, biases = [], []
     d_in = np.empty(L, np.intc)
-    ptrs = np.zeros((5, L), np.uintp)       # P, w_ih, bias, b_hn (0 = NULL), unused
-    cdef floating[:, ::1] w2
-    cdef floating[::1] w1
+    ptrs = np.zeros((4, L), np.uintp)       # P, w_ih, bias, b_hn (0 = NULL)
+    cdef int G = layers[0][1].shape[0] // H
     for k in range(L):
         w_ih, w_hh, b_ih, b_hh = layers[k]
-        P = np.empty(fg_packed_size(H, G, nr), dtype)
-        w2 = w_hh
-        w1 = P
-        with nogil:
-            if floating is float:
-                fg_pack_forward_f32(&w2[0, 0], H, G, &w1[0], 1)
-            else:
-                fg_pack_forward_f64(&w2[0, 0], H, G, &w1[0], 1)
+        P = _packed(cell, np.ascontiguousarray(w_hh), H, True, n_threads, fc_b[0])
         bias = b_ih + b_hh
-        if cell == CELL_GRU_LBR:
+        if cell == FG_GRU_LBR:
             bias[2 * H:] = b_ih[2 * H:]    # b_hn acts inside r * (...)
         if k == 0 and embedding is None:
             w_ih = np.ascontiguousarray(w_ih.T)   # (V, G*H): a token's column as one row
@@ -312,10 +246,10 @@ def sample(int cell, list layers, floating[:, ::1] fc_w, floating[::1] fc_b,
         ptrs[0, k] = P.ctypes.data
         ptrs[1, k] = w_ih.ctypes.data
         ptrs[2, k] = bias.ctypes.data
-        ptrs[3, k] = b_hh[2 * H:].ctypes.data if cell == CELL_GRU_LBR else 0
+        ptrs[3, k] = b_hh[2 * H:].ctypes.data if cell == FG_GRU_LBR else 0
     hbuf = np.zeros((2, L, H), dtype)
     hbuf[0] = h_state
-    cbuf = np.array(c_state, dtype) if cell == CELL_LSTM else None
+    cbuf = np.array(c_state, dtype) if cell == FG_LSTM else None
     pre = np.empty((L, G * H), dtype)
     extra = np.empty((L, H), dtype)
     logits = np.empty(V, dtype)
@@ -338,7 +272,7 @@ def sample(int cell, list layers, floating[:, ::1] fc_w, floating[::1] fc_b,
     cdef const int[::1] dv = d_in
     cdef const size_t[:, ::1] pv = ptrs
     cdef fg_generate_args a
-    a.cell, a.L, a.H, a.n_threads = _KERNEL_CELL[cell], L, H, max(1, n_threads)
+    a.cell, a.L, a.H, a.n_threads = cell, L, H, n_threads
     a.max_steps = prefix.shape[0] + out.shape[0]
     a.first = prefix[0]
     a.d_in = &dv[0]

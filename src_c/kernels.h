@@ -1,0 +1,115 @@
+/* Instantiates the kernels for float and double under one instruction-set level.
+ *
+ * Included by kernels_<level>.c with FG_LEVEL (the level's name), FG_VBYTES (vector
+ * bytes) and FG_NREG (vector registers) defined, inside that file's target region.
+ * Exports one table, fg_kernels_<level>, of the entry points dispatch.c calls.
+ */
+#include <string.h>
+#include "fastgates.h"
+#include "kernels_table.h"
+
+#define FG_CAT3_(a, b, c) fg_##a##_##b##_##c
+#define FG_CAT3(a, b, c) FG_CAT3_(a, b, c)
+
+/* Per-step pointers of the forward loop, for the cell functions (cells/<cell>.h).  Rows are
+ * this step's active rows; shapes (Bt, X) with row stride X. */
+#define FG_STEP_STRUCTS                                                                     \
+typedef struct {                                                                            \
+    int H;                                                                                  \
+    size_t GH;                                                                              \
+    const FG_T *hp;     /* IN  h_{t-1}     (Bt, H)                                      */  \
+    FG_T *h;            /* OUT h_t         (Bt, H)                                      */  \
+    FG_T *pre;          /* IN  x w_ih^T + biases (Bt, G*H); OUT the gates (if keep)     */  \
+    const FG_T *cp;     /* IN  lstm c_{t-1} (Bt, H)                                     */  \
+    FG_T *c;            /* OUT lstm c_t    (Bt, H) (may be cp: updated in place)        */  \
+    FG_T *tc;           /* OUT lstm tanh(c_t) (Bt, H), or NULL                          */  \
+    FG_T *ex;           /* OUT gru lbr: h W_hn^T + b_hn; gru rb: r * h_{t-1}  (Bt, H)   */  \
+    const FG_T *b_hn;   /* IN  gru lbr (H,)                                             */  \
+    int keep;           /* training: keep the post-activation gates (and lbr's ex)      */  \
+} FG_FN(fstep);                                                                             \
+typedef struct {                                                                            \
+    int H;                                                                                  \
+    size_t GH;                                                                              \
+    const FG_T *g;      /* IN  post-activation gates (Bt, G*H)                          */  \
+    const FG_T *hp;     /* IN  h_{t-1} (Bt, H)                                          */  \
+    const FG_T *hc;     /* IN  h_t (Bt, H)                                              */  \
+    const FG_T *cp;     /* IN  lstm c_{t-1} (Bt, H)                                     */  \
+    const FG_T *tc;     /* IN  lstm tanh(c_t) (Bt, H)                                   */  \
+    const FG_T *ex;     /* IN  gru: as in the forward step (Bt, H)                      */  \
+    const FG_T *dy;     /* IN  dL/dy_t (Bt, H), or NULL                                 */  \
+    FG_T *dG;           /* OUT gradient of the recurrent pre-activations (Bt, G*H)      */  \
+    FG_T *dnx;          /* OUT gru lbr: gradient of the input-side n pre-activation     */  \
+    FG_T *dh;           /* IN  dL/dh_t; OUT the direct part of dL/dh_{t-1} (gru)  (Bt, H) */ \
+    FG_T *dc;           /* IN  dL/dc_t; OUT dL/dc_{t-1} (lstm)  (Bt, H)                 */  \
+} FG_FN(bstep);
+
+/* sum_k a[k] b[k], vector partial sums added in a fixed order (no thread dependence). */
+#define FG_DOT                                                                              \
+static FG_T FG_FN(dot)(const FG_T *a, const FG_T *b, int n)                                \
+{                                                                                           \
+    FG_V s0 = {0}, s1 = {0};                                                                \
+    int k = 0;                                                                              \
+    for (; k + 2 * FG_VL <= n; k += 2 * FG_VL) {                                            \
+        s0 += FG_FN(ld)(a + k) * FG_FN(ld)(b + k);                                          \
+        s1 += FG_FN(ld)(a + k + FG_VL) * FG_FN(ld)(b + k + FG_VL);                          \
+    }                                                                                       \
+    FG_T r = FG_FN(hsum)(s0 + s1);                                                          \
+    for (; k < n; k++)                                                                      \
+        r += a[k] * b[k];                                                                   \
+    return r;                                                                               \
+}
+
+#define FG_INSTANTIATE                                                                      \
+    FG_STEP_STRUCTS                                                                         \
+    FG_DOT
+
+/* float */
+#define FG_T float
+#define FG_IS_F32 1
+#define FG_FN(name) FG_CAT3(name, f32, FG_LEVEL)
+#include "isa.h"
+#include "vecmath.h"
+#include "product.h"
+FG_INSTANTIATE
+#include "cells/rnn.h"
+#include "cells/gru.h"
+#include "cells/lstm.h"
+#include "loop.h"
+#include "kernels_undef.h"
+
+/* double */
+#define FG_T double
+#define FG_IS_F32 0
+#define FG_FN(name) FG_CAT3(name, f64, FG_LEVEL)
+#include "isa.h"
+#include "vecmath.h"
+#include "product.h"
+FG_INSTANTIATE
+#include "cells/rnn.h"
+#include "cells/gru.h"
+#include "cells/lstm.h"
+#include "loop.h"
+#include "kernels_undef.h"
+
+#define FG_TABLE_(level) fg_kernels_##level
+#define FG_TABLE(level) FG_TABLE_(level)
+const fg_kernels FG_TABLE(FG_LEVEL) = {
+    .forward_f32 = FG_CAT3(forward_thread, f32, FG_LEVEL),
+    .forward_f64 = FG_CAT3(forward_thread, f64, FG_LEVEL),
+    .backward_f32 = FG_CAT3(backward_thread, f32, FG_LEVEL),
+    .backward_f64 = FG_CAT3(backward_thread, f64, FG_LEVEL),
+    .generate_f32 = FG_CAT3(generate_thread, f32, FG_LEVEL),
+    .generate_f64 = FG_CAT3(generate_thread, f64, FG_LEVEL),
+    .gemm_tn_f32 = FG_CAT3(gemm_tn_thread, f32, FG_LEVEL),
+    .gemm_tn_f64 = FG_CAT3(gemm_tn_thread, f64, FG_LEVEL),
+    .pack_forward_f32 = FG_CAT3(pack_forward_thread, f32, FG_LEVEL),
+    .pack_forward_f64 = FG_CAT3(pack_forward_thread, f64, FG_LEVEL),
+    .pack_backward_f32 = FG_CAT3(pack_backward_thread, f32, FG_LEVEL),
+    .pack_backward_f64 = FG_CAT3(pack_backward_thread, f64, FG_LEVEL),
+    .packed_size_f32 = FG_CAT3(packed_size, f32, FG_LEVEL),
+    .packed_size_f64 = FG_CAT3(packed_size, f64, FG_LEVEL),
+    .activation_f32 = FG_CAT3(activation, f32, FG_LEVEL),
+    .activation_f64 = FG_CAT3(activation, f64, FG_LEVEL),
+    .vl_f32 = FG_VBYTES / 4,
+    .vl_f64 = FG_VBYTES / 8,
+};

@@ -1,0 +1,35 @@
+/* The entry points of one instruction-set level (see kernels.h, dispatch.c). */
+#ifndef FASTGATES_KERNELS_TABLE_H
+#define FASTGATES_KERNELS_TABLE_H
+#include <stddef.h>
+#include "fastgates.h"
+
+typedef struct {
+    /* thread bodies, run by every thread of one parallel region */
+    void (*forward_f32)(const fg_forward_args *, int tid, int nth);
+    void (*forward_f64)(const fg_forward_args *, int tid, int nth);
+    void (*backward_f32)(const fg_backward_args *, int tid, int nth);
+    void (*backward_f64)(const fg_backward_args *, int tid, int nth);
+    void (*generate_f32)(const fg_generate_args *, int tid, int nth);
+    void (*generate_f64)(const fg_generate_args *, int tid, int nth);
+    void (*gemm_tn_f32)(int M, int N, int K, const float *A, size_t lda, const float *B,
+                        size_t ldb, float *C, size_t ldc, int trans, float *At, float *Pt,
+                        int tid, int nth);
+    void (*gemm_tn_f64)(int M, int N, int K, const double *A, size_t lda, const double *B,
+                        size_t ldb, double *C, size_t ldc, int trans, double *At, double *Pt,
+                        int tid, int nth);
+    void (*pack_forward_f32)(int cell, const float *w, int H, float *P, int tid, int nth);
+    void (*pack_forward_f64)(int cell, const double *w, int H, double *P, int tid, int nth);
+    void (*pack_backward_f32)(int cell, const float *w, int H, float *P, int tid, int nth);
+    void (*pack_backward_f64)(int cell, const double *w, int H, double *P, int tid, int nth);
+    /* plain functions */
+    size_t (*packed_size_f32)(int cell, int H, int backward);
+    size_t (*packed_size_f64)(int cell, int H, int backward);
+    void (*activation_f32)(int kind, size_t n, const float *x, float *out);
+    void (*activation_f64)(int kind, size_t n, const double *x, double *out);
+    int vl_f32, vl_f64;   /* vector lanes */
+} fg_kernels;
+
+extern const fg_kernels fg_kernels_generic, fg_kernels_avx2, fg_kernels_avx512;
+
+#endif

@@ -1,0 +1,387 @@
+/* The time loops, written once for every cell: forward, BPTT, one step of a stack
+ * (generation), and the packing of the recurrent weights they read.
+ *
+ * Included by kernels.h for one element type and one instruction set, after the cell
+ * headers.  The functions run inside the caller's OpenMP parallel region (the
+ * barriers are orphaned directives binding to it); thread tid of nth owns a fixed
+ * range of hidden units for the whole call, so its slice of the packed weights stays
+ * in its own cache.
+ *
+ * A forward step, for this thread's blocks of NU = UV*VL units (all gates of a unit
+ * together): the register-tiled product h_{t-1} W_hh^T of a few batch rows at a time
+ * (product.h), then the cell's gate math on those rows while the tile is in L1; the
+ * reset-before GRU takes a second product after a barrier (it needs r*h of every unit).
+ * One barrier ends the step: the next one needs all of h_t.  The backward step is the
+ * cell's gate gradients for this thread's units, a barrier, then dL/dh_{t-1} = direct
+ * part + dG W_hh for the same units (no barrier after it: the next gate gradients touch
+ * only this thread's units of dh and dc).
+ *
+ * Every output element is computed by the same code in the same order whatever the
+ * thread count: results are bit-identical for any n_threads.
+ *
+ * Packed weights (zero-padded past H):
+ *   forward   block u (units j0 = u*NU ..), product group 1 then group 2 (gru rb):
+ *             P[u][k][(g*UV + v)*VL + l] = w_hh[g*H + j0 + v*VL + l, k]
+ *             group 1: every gate (gru rb: r, z), group 2: gate n (gru rb only)
+ *   backward  strip q (units q*VL ..):  P[q][k][l] = w_hh[k, q*VL + l],  k < G*H
+ * Layout of the per-step arrays (dense or packed/ragged): see fastgates.h.
+ */
+
+/* The cells' hooks.  Adding a cell: its header in cells/, a case in each switch below. */
+
+FG_AI int FG_FN(gates)(const int cell)
+{
+    return cell == FG_LSTM ? 4 : (cell == FG_GRU_LBR || cell == FG_GRU_RB) ? 3 : 1;
+}
+
+/* Vectors of units per block: every block's product panel is 3 or 4 vectors wide. */
+FG_AI int FG_FN(uv)(const int cell) { return FG_FN(gates)(cell) == 1 ? 4 : 1; }
+
+/* Gates in the first product group (the rest, if any, come after a barrier). */
+FG_AI int FG_FN(group1)(const int cell) { return cell == FG_GRU_RB ? 2 : FG_FN(gates)(cell); }
+
+FG_AI void FG_FN(fwd_vec)(const int cell, const FG_FN(fstep) *s, size_t b, int j, int m,
+                          const FG_T *acc, int an)
+{
+    switch (cell) {
+    case FG_RNN_TANH: FG_FN(rnn_fwd)(s, b, j, m, acc, an, 0); break;
+    case FG_RNN_RELU: FG_FN(rnn_fwd)(s, b, j, m, acc, an, 1); break;
+    case FG_GRU_LBR: FG_FN(gru_lbr_fwd)(s, b, j, m, acc, an); break;
+    case FG_GRU_RB: FG_FN(gru_rb_fwd)(s, b, j, m, acc, an); break;
+    case FG_LSTM: FG_FN(lstm_fwd)(s, b, j, m, acc, an); break;
+    }
+}
+
+FG_AI void FG_FN(fwd_vec2)(const int cell, const FG_FN(fstep) *s, size_t b, int j, int m,
+                           const FG_T *acc)
+{
+    if (cell == FG_GRU_RB)
+        FG_FN(gru_rb_fwd2)(s, b, j, m, acc);
+}
+
+FG_AI void FG_FN(bwd_vec)(const int cell, const FG_FN(bstep) *s, size_t b, int j, int m)
+{
+    switch (cell) {
+    case FG_RNN_TANH: FG_FN(rnn_bwd)(s, b, j, m, 0); break;
+    case FG_RNN_RELU: FG_FN(rnn_bwd)(s, b, j, m, 1); break;
+    case FG_GRU_LBR: FG_FN(gru_bwd)(s, b, j, m, 1); break;
+    case FG_GRU_RB: FG_FN(gru_bwd)(s, b, j, m, 0); break;
+    case FG_LSTM: FG_FN(lstm_bwd)(s, b, j, m); break;
+    }
+}
+
+FG_AI void FG_FN(bwd_vec2)(const int cell, const FG_FN(bstep) *s, size_t b, int j, int m,
+                           const FG_T *acc)
+{
+    if (cell == FG_GRU_RB)
+        FG_FN(gru_rb_bwd2)(s, b, j, m, acc);
+}
+
+/* This thread's blocks [*u0, *u1) of nb. */
+FG_AI void FG_FN(my_blocks)(int nb, int tid, int nth, int *u0, int *u1)
+{
+    *u0 = (int)((long)nb * tid / nth);
+    *u1 = (int)((long)nb * (tid + 1) / nth);
+}
+
+/* One product group over this thread's blocks and Bt rows, each tile followed by its
+ * gate math.  A: [Bt, K] (row stride K), group offset goff inside each block. */
+FG_AI void FG_FN(fwd_group)(const int cell, const int second, const FG_FN(fstep) *s, int Bt,
+                            const FG_T *A, const FG_T *P, int u0, int u1)
+{
+    const int H = s->H, UV = FG_FN(uv)(cell), NU = UV * FG_VL;
+    const int G = FG_FN(gates)(cell), g1 = FG_FN(group1)(cell);
+    const int nv = (second ? G - g1 : g1) * UV;
+    const int MR = FG_FN(mr_for)(nv);
+    const size_t blk = (size_t)H * G * NU, goff = second ? (size_t)H * g1 * NU : 0;
+    FG_T acc[FG_MRMAX * FG_NVMAX * FG_VL] __attribute__((aligned(64)));
+    for (int u = u0; u < u1; u++) {
+        const int j0 = u * NU, n = H - j0 < NU ? H - j0 : NU;
+        const FG_T *Pu = P + (size_t)u * blk + goff;
+        for (int b0 = 0; b0 < Bt; b0 += MR) {
+            const int mr = Bt - b0 < MR ? Bt - b0 : MR;
+            FG_FN(tiles)(nv, mr, A + (size_t)b0 * H, (size_t)H, Pu, (size_t)nv * FG_VL, FG_VL, H, acc);
+            for (int r = 0; r < mr; r++)
+                for (int v = 0; v < UV && v * FG_VL < n; v++) {
+                    const int m = n - v * FG_VL < FG_VL ? n - v * FG_VL : FG_VL;
+                    const FG_T *ar = acc + (size_t)r * nv * FG_VL + (size_t)v * FG_VL;
+                    if (second)
+                        FG_FN(fwd_vec2)(cell, s, (size_t)(b0 + r), j0 + v * FG_VL, m, ar);
+                    else
+                        FG_FN(fwd_vec)(cell, s, (size_t)(b0 + r), j0 + v * FG_VL, m, ar, NU);
+                }
+        }
+    }
+}
+
+/* One forward step of Bt rows for this thread's units; the caller ends it with a barrier. */
+FG_AI void FG_FN(fwd_step)(const int cell, const FG_FN(fstep) *s, int Bt, const FG_T *P,
+                           int tid, int nth)
+{
+    const int nb = (s->H + FG_FN(uv)(cell) * FG_VL - 1) / (FG_FN(uv)(cell) * FG_VL);
+    int u0, u1;
+    FG_FN(my_blocks)(nb, tid, nth, &u0, &u1);
+    FG_FN(fwd_group)(cell, 0, s, Bt, s->hp, P, u0, u1);
+    if (FG_FN(group1)(cell) < FG_FN(gates)(cell)) {
+        /* the second group's input (gru rb: r * h_{t-1}) must be complete */
+#pragma omp barrier
+        FG_FN(fwd_group)(cell, 1, s, Bt, s->ex, P, u0, u1);
+    }
+}
+
+FG_AI void FG_FN(forward_cell)(const int cell, const fg_forward_args *a, int tid, int nth)
+{
+    const int T = a->T, B = a->B, H = a->H;
+    const size_t GH = (size_t)FG_FN(gates)(cell) * H;
+    FG_FN(fstep) s;
+    s.H = H, s.GH = GH, s.keep = a->keep, s.b_hn = (const FG_T *)a->b_hn;
+    FG_T *hout = (FG_T *)a->hout, *cout = (FG_T *)a->cout;
+    size_t off = 0, off_prev = 0;   /* first row of steps t and t-1 (packed layout) */
+    for (int t = 0; t < T; off_prev = off, off += a->batch ? a->batch[t] : B, t++) {
+        const int Bt = a->batch ? a->batch[t] : B;
+        s.hp = t ? hout + off_prev * H : (const FG_T *)a->h0;
+        s.h = hout + off * H;
+        s.pre = (FG_T *)a->pre + off * GH;
+        s.ex = (FG_T *)a->extra + (a->extra_step ? off * H : 0);
+        if (cell == FG_LSTM) {
+            /* in place (inference): c_{t-1} and c_t share one (B, H) state */
+            s.cp = a->c_in_place || !t ? (const FG_T *)a->c0 : cout + off_prev * H;
+            s.c = a->c_in_place ? cout : cout + off * H;
+            s.tc = a->tc ? (FG_T *)a->tc + off * H : NULL;
+        }
+        FG_FN(fwd_step)(cell, &s, Bt, (const FG_T *)a->P, tid, nth);
+#pragma omp barrier
+    }
+}
+
+FG_AI void FG_FN(backward_cell)(const int cell, const fg_backward_args *a, int tid, int nth)
+{
+    const int T = a->T, B = a->B, H = a->H, G = FG_FN(gates)(cell);
+    const size_t GH = (size_t)G * H;
+    /* this thread's units: whole panels of 4 vectors, so that every panel (and with it
+     * the tile shape, hence the order of every sum) is the same for any thread count */
+    const int NP = 4 * FG_VL, np = (H + NP - 1) / NP;
+    int p0, p1;
+    FG_FN(my_blocks)(np, tid, nth, &p0, &p1);
+    const int jlo = p0 * NP, jhi = p1 * NP < H ? p1 * NP : H;
+    const FG_T *P = (const FG_T *)a->P;
+    FG_FN(bstep) s;
+    s.H = H, s.GH = GH, s.dh = (FG_T *)a->dh, s.dc = (FG_T *)a->dc;
+    FG_T acc[FG_MRMAX * FG_NVMAX * FG_VL] __attribute__((aligned(64)));
+    FG_T *db = (FG_T *)a->db, *dbn = (FG_T *)a->dbn;
+    size_t off = 0;
+    for (int t = 0; t < T; t++)
+        off += a->batch ? a->batch[t] : B;
+    for (int g = 0; g < G; g++)
+        memset(db + (size_t)g * H + jlo, 0, (size_t)(jhi - jlo) * sizeof(FG_T));
+    if (dbn)
+        memset(dbn + jlo, 0, (size_t)(jhi - jlo) * sizeof(FG_T));
+
+    for (int t = T - 1; t >= 0; t--) {
+        const int Bt = a->batch ? a->batch[t] : B;
+        off -= Bt;
+        /* state rows: h0 (B rows) first, then h_t at B + off_t; cs likewise */
+        const size_t sp = t ? B + off - (a->batch ? a->batch[t - 1] : B) : 0;
+        s.hp = (const FG_T *)a->hs + sp * H;
+        s.hc = (const FG_T *)a->hs + (B + off) * H;
+        s.g = a->gates ? (const FG_T *)a->gates + off * GH : NULL;
+        s.cp = a->cs ? (const FG_T *)a->cs + sp * H : NULL;
+        s.tc = a->tc ? (const FG_T *)a->tc + off * H : NULL;
+        s.ex = a->extra ? (const FG_T *)a->extra + off * H : NULL;
+        s.dy = a->dy ? (const FG_T *)a->dy + off * H : NULL;
+        s.dG = (FG_T *)a->dG + off * GH;
+        s.dnx = a->dnx ? (FG_T *)a->dnx + off * H : NULL;
+
+        /* phase A: gate gradients of this thread's units */
+        for (int b = 0; b < Bt; b++)
+            for (int j = jlo; j < jhi; j += FG_VL)
+                FG_FN(bwd_vec)(cell, &s, (size_t)b, j, jhi - j < FG_VL ? jhi - j : FG_VL);
+#pragma omp barrier
+        /* phase B: dL/dh_{t-1} (+)= dG_t W_hh for this thread's units, panels of up to 4
+         * strips; gru rb first needs d(r h) = dn W_hn and then dr (phase B1) */
+        for (int phase = cell == FG_GRU_RB ? 0 : 1; phase < 2; phase++) {
+            const int K = phase == 0 ? H : cell == FG_GRU_RB ? 2 * H : (int)GH;
+            const size_t k0 = phase == 0 ? 2 * (size_t)H : 0;
+            const int beta = cell == FG_GRU_LBR || cell == FG_GRU_RB;
+            for (int j0 = jlo; j0 < jhi; j0 += NP) {
+                const int n = jhi - j0 < NP ? jhi - j0 : NP;
+                const int nv = (n + FG_VL - 1) / FG_VL, MR = FG_FN(mr_for)(nv);
+                const FG_T *Pq = P + (size_t)(j0 / FG_VL) * GH * FG_VL + k0 * FG_VL;
+                for (int b0 = 0; b0 < Bt; b0 += MR) {
+                    const int mr = Bt - b0 < MR ? Bt - b0 : MR;
+                    FG_FN(tiles)(nv, mr, s.dG + (size_t)b0 * GH + k0, GH, Pq, FG_VL, GH * FG_VL, K, acc);
+                    if (phase == 0) {
+                        for (int r = 0; r < mr; r++)
+                            for (int v = 0; v < nv; v++) {
+                                const int m = n - v * FG_VL < FG_VL ? n - v * FG_VL : FG_VL;
+                                FG_FN(bwd_vec2)(cell, &s, (size_t)(b0 + r), j0 + v * FG_VL, m,
+                                                acc + (size_t)r * nv * FG_VL + (size_t)v * FG_VL);
+                            }
+                    } else {
+                        FG_FN(tile_out)(mr, nv, acc, s.dh + (size_t)b0 * H + j0, (size_t)H, n, beta);
+                    }
+                }
+            }
+            if (phase == 0) {
+#pragma omp barrier
+            }
+        }
+        /* the bias gradients: this step's dG of this thread's units, now final, summed
+         * in a fixed order (t = T-1 .. 0, then rows) */
+        for (int g = 0; g < G; g++)
+            for (int j = jlo; j < jhi; j += FG_VL) {
+                const int m = jhi - j < FG_VL ? jhi - j : FG_VL;
+                FG_T *o = db + (size_t)g * H + j;
+                FG_V sum = FG_FN(ldn)(o, m);
+                for (int b = 0; b < Bt; b++)
+                    sum += FG_FN(ldn)(s.dG + (size_t)b * GH + (size_t)g * H + j, m);
+                FG_FN(stn)(o, m, sum);
+            }
+        if (dbn)
+            for (int j = jlo; j < jhi; j += FG_VL) {
+                const int m = jhi - j < FG_VL ? jhi - j : FG_VL;
+                FG_V sum = FG_FN(ldn)(dbn + j, m);
+                for (int b = 0; b < Bt; b++)
+                    sum += FG_FN(ldn)(s.dnx + (size_t)b * H + j, m);
+                FG_FN(stn)(dbn + j, m, sum);
+            }
+    }
+}
+
+/* Token-by-token generation for one sequence through L stacked layers (see fastgates.h).
+ * Every thread owns the same unit blocks in every layer. */
+FG_AI void FG_FN(generate_cell)(const int cell, const fg_generate_args *a, int tid, int nth)
+{
+    const int L = a->L, H = a->H, G = FG_FN(gates)(cell);
+    const size_t GH = (size_t)G * H, LH = (size_t)L * H;
+    const int NU = FG_FN(uv)(cell) * FG_VL, nb = (H + NU - 1) / NU;
+    int u0, u1;
+    FG_FN(my_blocks)(nb, tid, nth, &u0, &u1);
+    const int jlo = u0 * NU, jhi = u1 * NU < H ? u1 * NU : H;
+    FG_T *hb = (FG_T *)a->h, *c = (FG_T *)a->c;
+    long long tok = a->first;
+    FG_FN(fstep) s;
+    s.H = H, s.GH = GH, s.keep = 0, s.tc = NULL;
+
+    for (int st = 0; st < a->max_steps; st++) {
+        FG_T *hold = hb + (size_t)(st & 1) * LH, *hnew = hb + (size_t)((st + 1) & 1) * LH;
+        for (int k = 0; k < L; k++) {
+            const FG_T *w = (const FG_T *)a->w_ih[k], *bias = (const FG_T *)a->bias[k];
+            const int D = a->d_in[k];
+            const FG_T *x = k ? hnew + (size_t)(k - 1) * H
+                              : a->emb ? (const FG_T *)a->emb + (size_t)tok * D : NULL;
+            FG_T *pre = (FG_T *)a->pre + k * GH;
+            /* this thread's rows of the input projection (the units it steps below) */
+            for (int g = 0; g < G; g++)
+                for (int j = jlo; j < jhi; j++) {
+                    const size_t row = (size_t)g * H + j;
+                    pre[row] = x ? FG_FN(dot)(w + row * D, x, D) + bias[row]
+                                 : w[(size_t)tok * GH + row] + bias[row];
+                }
+            s.hp = hold + (size_t)k * H, s.h = hnew + (size_t)k * H, s.pre = pre;
+            s.cp = s.c = c ? c + (size_t)k * H : NULL;   /* in place: each unit read, then written by its owner */
+            s.ex = (FG_T *)a->extra + (size_t)k * H;
+            s.b_hn = (const FG_T *)a->b_hn[k];
+            FG_FN(fwd_step)(cell, &s, 1, (const FG_T *)a->P[k], tid, nth);
+#pragma omp barrier
+        }
+        if (tid == 0)
+            *a->slot = a->next(a->ctx, st, hnew + (size_t)(L - 1) * H);
+#pragma omp barrier
+        tok = *(volatile long long *)a->slot;
+        if (tok < 0)
+            break;
+        /* thread 0 writes the slot again only after the next step's barriers */
+    }
+}
+
+/* The entry points of one level: a switch on the cell outside the time loop, so every
+ * cell's loop is compiled with its own constants. */
+#define FG_CELL_SWITCH(fn, ...)                                                          \
+    switch (cell) {                                                                      \
+    case FG_RNN_TANH: fn(FG_RNN_TANH, __VA_ARGS__); break;                               \
+    case FG_RNN_RELU: fn(FG_RNN_RELU, __VA_ARGS__); break;                               \
+    case FG_GRU_LBR: fn(FG_GRU_LBR, __VA_ARGS__); break;                                 \
+    case FG_GRU_RB: fn(FG_GRU_RB, __VA_ARGS__); break;                                   \
+    default: fn(FG_LSTM, __VA_ARGS__); break;                                            \
+    }
+
+static void FG_FN(forward_thread)(const fg_forward_args *a, int tid, int nth)
+{
+    const int cell = a->cell;
+    FG_CELL_SWITCH(FG_FN(forward_cell), a, tid, nth)
+}
+
+static void FG_FN(backward_thread)(const fg_backward_args *a, int tid, int nth)
+{
+    const int cell = a->cell;
+    FG_CELL_SWITCH(FG_FN(backward_cell), a, tid, nth)
+}
+
+static void FG_FN(generate_thread)(const fg_generate_args *a, int tid, int nth)
+{
+    const int cell = a->cell;
+    FG_CELL_SWITCH(FG_FN(generate_cell), a, tid, nth)
+}
+
+/* Packing, run by every thread of a region over its share of blocks / strips. */
+static void FG_FN(pack_forward_thread)(int cell, const FG_T *w, int H, FG_T *P, int tid, int nth)
+{
+    const int G = FG_FN(gates)(cell), UV = FG_FN(uv)(cell), NU = UV * FG_VL;
+    const int g1 = FG_FN(group1)(cell), nb = (H + NU - 1) / NU;
+    const size_t blk = (size_t)H * G * NU;
+    int u0, u1;
+    FG_FN(my_blocks)(nb, tid, nth, &u0, &u1);
+    for (int u = u0; u < u1; u++) {
+        const int j0 = u * NU, n = H - j0 < NU ? H - j0 : NU;
+        for (int grp = 0; grp < (g1 < G ? 2 : 1); grp++) {
+            const int ga = grp ? g1 : 0, gb = grp ? G : g1, W = (gb - ga) * NU;
+            FG_T *dst = P + (size_t)u * blk + (grp ? (size_t)H * g1 * NU : 0);   /* [H][W] */
+            if (n < NU)
+                memset(dst, 0, (size_t)H * W * sizeof(FG_T));
+            for (int g = ga; g < gb; g++)
+                for (int jj = 0; jj < n; jj++) {
+                    const FG_T *row = w + ((size_t)g * H + j0 + jj) * H;
+                    FG_T *col = dst + (size_t)(g - ga) * NU + jj;
+                    for (int k = 0; k < H; k++)
+                        col[(size_t)k * W] = row[k];
+                }
+        }
+    }
+}
+
+static void FG_FN(pack_backward_thread)(int cell, const FG_T *w, int H, FG_T *P, int tid, int nth)
+{
+    const size_t GH = (size_t)FG_FN(gates)(cell) * H;
+    const int nq = (H + FG_VL - 1) / FG_VL;
+    int q0, q1;
+    FG_FN(my_blocks)(nq, tid, nth, &q0, &q1);
+    for (int q = q0; q < q1; q++) {
+        const int j0 = q * FG_VL, n = H - j0 < FG_VL ? H - j0 : FG_VL;
+        FG_T *dst = P + (size_t)q * GH * FG_VL;
+        if (n < FG_VL)
+            memset(dst, 0, GH * FG_VL * sizeof(FG_T));
+        for (size_t k = 0; k < GH; k++)
+            memcpy(dst + k * FG_VL, w + k * H + j0, (size_t)n * sizeof(FG_T));
+    }
+}
+
+static size_t FG_FN(packed_size)(int cell, int H, int backward)
+{
+    const size_t G = (size_t)FG_FN(gates)(cell);
+    if (backward)
+        return (size_t)((H + FG_VL - 1) / FG_VL) * FG_VL * G * H;
+    const int NU = FG_FN(uv)(cell) * FG_VL;
+    return (size_t)((H + NU - 1) / NU) * NU * G * H;
+}
+
+static void FG_FN(activation)(int kind, size_t n, const FG_T *x, FG_T *out)
+{
+    for (size_t i = 0; i < n; i += FG_VL) {
+        const int m = n - i < (size_t)FG_VL ? (int)(n - i) : FG_VL;
+        const FG_V v = FG_FN(ldn)(x + i, m);
+        FG_FN(stn)(out + i, m, kind == 0 ? FG_FN(vsigmoid)(v) : FG_FN(vtanh)(v));
+    }
+}
+
+#undef FG_CELL_SWITCH

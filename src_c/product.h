@@ -1,0 +1,190 @@
+/* Register-tiled products: the recurrent product of every step, dh = dG W_hh in BPTT
+ * and the weight-gradient product dW_hh^T = [h_{t-1}]^T dG.
+ *
+ * Included by kernels.h after isa.h (FG_T, FG_V, FG_VL, FG_NREG, FG_FN defined).
+ *
+ * tile:  C[r][v*VL + l] = sum_{k<K} A[r*lda + k] * P[k*pk + v*pv + l]     r < mr, v < nv
+ *   A  [mr, K]  rows of the left operand (row stride lda), read one element at a time
+ *   P  K rows of nv vectors (k stride pk, vector stride pv): a packed panel
+ *   C  [mr, nv*VL] scratch, overwritten
+ * The mr*nv accumulators stay in registers for the whole k loop (mr*nv + nv + 1
+ * registers: 6 x 4 tiles with AVX-512's 32 registers, 3 x 4 with 16).  Few
+ * accumulators cannot hide the FMA latency, so with small tiles the k sum is split
+ * into S interleaved partial sums (S*mr*nv independent chains), added pairwise at the
+ * end.  S depends only on (mr, nv): every element is summed in the same order for any
+ * thread count, which keeps the results bit-identical across thread counts.
+ */
+
+#define FG_MRMAX 8
+#define FG_NVMAX 4
+
+/* Rows per tile for nv vectors per row: accumulators + one panel row + a broadcast fit
+ * the register file. */
+FG_AI int FG_FN(mr_for)(int nv)
+{
+#if FG_NREG >= 32
+    return nv >= 4 ? 6 : 8;
+#else
+    return nv >= 4 ? 3 : nv == 3 ? 4 : nv == 2 ? 6 : 8;
+#endif
+}
+
+FG_AI void FG_FN(tile)(const int mr, const int nv, const FG_T *A, size_t lda, const FG_T *P,
+                       size_t pk, size_t pv, int K, FG_T *C)
+{
+    enum { SM = 4 };
+    const int S = mr * nv >= 8 ? 1 : mr * nv >= 4 ? 2 : 4;
+    FG_V acc[SM][FG_MRMAX][FG_NVMAX];
+    for (int s = 0; s < S; s++)
+        for (int r = 0; r < mr; r++)
+            for (int v = 0; v < nv; v++)
+                acc[s][r][v] = (FG_V){0};
+    int k = 0;
+    for (; k + S <= K; k += S) {
+        for (int s = 0; s < S; s++) {
+            FG_V p[FG_NVMAX];
+            for (int v = 0; v < nv; v++)
+                p[v] = FG_FN(ld)(P + (size_t)(k + s) * pk + (size_t)v * pv);
+            for (int r = 0; r < mr; r++) {
+                const FG_V a = FG_SPLAT(A[r * lda + k + s]);
+                for (int v = 0; v < nv; v++)
+                    acc[s][r][v] += a * p[v];
+            }
+        }
+    }
+    for (; k < K; k++) {   /* the last K % S terms go to the first partial sum */
+        FG_V p[FG_NVMAX];
+        for (int v = 0; v < nv; v++)
+            p[v] = FG_FN(ld)(P + (size_t)k * pk + (size_t)v * pv);
+        for (int r = 0; r < mr; r++) {
+            const FG_V a = FG_SPLAT(A[r * lda + k]);
+            for (int v = 0; v < nv; v++)
+                acc[0][r][v] += a * p[v];
+        }
+    }
+    for (int r = 0; r < mr; r++)
+        for (int v = 0; v < nv; v++) {
+            FG_V c = acc[0][r][v];
+            if (S == 4)
+                c = (c + acc[1][r][v]) + (acc[2][r][v] + acc[3][r][v]);
+            else if (S == 2)
+                c += acc[1][r][v];
+            FG_FN(st)(C + (size_t)r * nv * FG_VL + (size_t)v * FG_VL, c);
+        }
+}
+
+/* tile() for a run-time mr (1..mr_for(NV)) and a compile-time NV: each (mr, nv) pair is
+ * its own fully unrolled kernel. */
+#define FG_TILES(NV)                                                                        \
+static void FG_FN(tile_nv##NV)(int mr, const FG_T *A, size_t lda, const FG_T *P, size_t pk, \
+                               size_t pv, int K, FG_T *C)                                   \
+{                                                                                           \
+    switch (mr) {                                                                           \
+    case 1: FG_FN(tile)(1, NV, A, lda, P, pk, pv, K, C); break;                             \
+    case 2: FG_FN(tile)(2, NV, A, lda, P, pk, pv, K, C); break;                             \
+    case 3: FG_FN(tile)(3, NV, A, lda, P, pk, pv, K, C); break;                             \
+    case 4: if (4 <= FG_MRLIM(NV)) FG_FN(tile)(4, NV, A, lda, P, pk, pv, K, C); break;      \
+    case 5: if (5 <= FG_MRLIM(NV)) FG_FN(tile)(5, NV, A, lda, P, pk, pv, K, C); break;      \
+    case 6: if (6 <= FG_MRLIM(NV)) FG_FN(tile)(6, NV, A, lda, P, pk, pv, K, C); break;      \
+    case 7: if (7 <= FG_MRLIM(NV)) FG_FN(tile)(7, NV, A, lda, P, pk, pv, K, C); break;      \
+    default: if (8 <= FG_MRLIM(NV)) FG_FN(tile)(8, NV, A, lda, P, pk, pv, K, C); break;     \
+    }                                                                                       \
+}
+#if FG_NREG >= 32
+#define FG_MRLIM(NV) ((NV) >= 4 ? 6 : 8)
+#else
+#define FG_MRLIM(NV) ((NV) >= 4 ? 3 : (NV) == 3 ? 4 : (NV) == 2 ? 6 : 8)
+#endif
+FG_TILES(1)
+FG_TILES(2)
+FG_TILES(3)
+FG_TILES(4)
+#undef FG_TILES
+#undef FG_MRLIM
+
+/* C = tile product of mr <= mr_for(nv) rows with nv (1..4) vectors per row. */
+static inline void FG_FN(tiles)(int nv, int mr, const FG_T *A, size_t lda, const FG_T *P,
+                                size_t pk, size_t pv, int K, FG_T *C)
+{
+    switch (nv) {
+    case 1: FG_FN(tile_nv1)(mr, A, lda, P, pk, pv, K, C); break;
+    case 2: FG_FN(tile_nv2)(mr, A, lda, P, pk, pv, K, C); break;
+    case 3: FG_FN(tile_nv3)(mr, A, lda, P, pk, pv, K, C); break;
+    default: FG_FN(tile_nv4)(mr, A, lda, P, pk, pv, K, C); break;
+    }
+}
+
+/* out[r, j0 + i] (+)= C[r][i] for i < n (the valid columns of a tile): the epilogue of
+ * the products whose result is a plain row-major array. */
+FG_AI void FG_FN(tile_out)(int mr, int nv, const FG_T *C, FG_T *out, size_t ldo, int n, int beta)
+{
+    for (int r = 0; r < mr; r++)
+        for (int v = 0; v < nv && v * FG_VL < n; v++) {
+            const int m = n - v * FG_VL < FG_VL ? n - v * FG_VL : FG_VL;
+            FG_T *o = out + (size_t)r * ldo + (size_t)v * FG_VL;
+            FG_V c = FG_FN(ld)(C + (size_t)r * nv * FG_VL + (size_t)v * FG_VL);
+            FG_FN(stn)(o, m, beta ? FG_FN(ldn)(o, m) + c : c);
+        }
+}
+
+/* out[c*ldo + r] (+)= C[r][c] for r < mr, c < n: the epilogue of a product whose result
+ * is wanted transposed (a few scalar stores per column, next to K*mr*nv FMAs). */
+FG_AI void FG_FN(tile_out_t)(int mr, int nv, const FG_T *C, FG_T *out, size_t ldo, int n, int beta)
+{
+    for (int c = 0; c < n; c++)
+        for (int r = 0; r < mr; r++) {
+            const FG_T v = C[(size_t)r * nv * FG_VL + c];
+            out[(size_t)c * ldo + r] = beta ? out[(size_t)c * ldo + r] + v : v;
+        }
+}
+
+/* C[i, j] = sum_{r<K} A[r, i] B[r, j]   (C = A^T B, overwritten; trans: C^T, i.e. the
+ * result is stored as C[j, i] with row stride ldc)
+ * A [K, lda] (columns i < M)   B [K, ldb] (columns j < N)   C [M, ldc] (trans: [N, ldc])
+ * At scratch [M, K]   Pt this thread's scratch [KC, 4*VL]
+ * Phase 1 transposes A (each thread its rows of At); phase 2 walks the column panels
+ * (up to 4 vectors wide) of this thread, packing KC rows of B at a time and running the
+ * tiles over all M rows; chunks after the first add to C.  Threads own column panels and
+ * each element is summed in one fixed order: the result does not depend on nth. */
+#define FG_KC 1024
+
+static void FG_FN(gemm_tn_thread)(int M, int N, int K, const FG_T *A, size_t lda, const FG_T *B,
+                                  size_t ldb, FG_T *C, size_t ldc, int trans, FG_T *At, FG_T *Pt,
+                                  int tid, int nth)
+{
+    const int i0 = (int)((long)M * tid / nth), i1 = (int)((long)M * (tid + 1) / nth);
+    enum { RB = 64 };   /* rows of A per pass: the At rows being written stay in cache */
+    for (int r0 = 0; r0 < K; r0 += RB) {
+        const int r1 = K - r0 < RB ? K : r0 + RB;
+        for (int i = i0; i < i1; i++)
+            for (int r = r0; r < r1; r++)
+                At[(size_t)i * K + r] = A[(size_t)r * lda + i];
+    }
+#pragma omp barrier
+    const int PW = 4 * FG_VL;                      /* panel width */
+    const int np = (N + PW - 1) / PW;
+    const int p0 = (int)((long)np * tid / nth), p1 = (int)((long)np * (tid + 1) / nth);
+    FG_T acc[FG_MRMAX * FG_NVMAX * FG_VL] __attribute__((aligned(64)));
+    for (int p = p0; p < p1; p++) {
+        const int j0 = p * PW, n = N - j0 < PW ? N - j0 : PW;
+        const int nv = (n + FG_VL - 1) / FG_VL, mrmax = FG_FN(mr_for)(nv);
+        for (int k0 = 0; k0 < K; k0 += FG_KC) {
+            const int kc = K - k0 < FG_KC ? K - k0 : FG_KC;
+            for (int r = 0; r < kc; r++) {
+                FG_T *dst = Pt + (size_t)r * nv * FG_VL;
+                memcpy(dst, B + (size_t)(k0 + r) * ldb + j0, (size_t)n * sizeof(FG_T));
+                if (n < nv * FG_VL)
+                    memset(dst + n, 0, (size_t)(nv * FG_VL - n) * sizeof(FG_T));
+            }
+            for (int i = 0; i < M; i += mrmax) {
+                const int mr = M - i < mrmax ? M - i : mrmax;
+                FG_FN(tiles)(nv, mr, At + (size_t)i * K + k0, (size_t)K, Pt,
+                             (size_t)nv * FG_VL, FG_VL, kc, acc);
+                if (trans)
+                    FG_FN(tile_out_t)(mr, nv, acc, C + (size_t)j0 * ldc + i, ldc, n, k0 > 0);
+                else
+                    FG_FN(tile_out)(mr, nv, acc, C + (size_t)i * ldc + j0, ldc, n, k0 > 0);
+            }
+        }
+    }
+}
