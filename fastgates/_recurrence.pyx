@@ -35,6 +35,9 @@ cdef extern from "fastgates.h" nogil:
         FG_GRU_RB
         FG_LSTM
         FG_ISA_COUNT
+        FG_PACK_HH
+        FG_PACK_IH
+        FG_PACK_BWD
     ctypedef struct fg_forward_args:
         int cell, T, B, H, n_threads
         const void *P
@@ -50,6 +53,28 @@ cdef extern from "fastgates.h" nogil:
         const int *batch
         int c_in_place
         int keep
+        int D
+        const void *x
+        const long long *tok
+        const void *Pi
+        const void *wT
+        const void *bias
+    ctypedef struct fg_step_args:
+        int cell, L, B, H, n_threads
+        const int *d_in
+        const void **P
+        const void **Pi
+        const void *wT
+        const void **bias
+        const void **b_hn
+        const void *x
+        const long long *tok
+        const void *h0
+        void *h1
+        const void *c0
+        void *c1
+        void *pre
+        void *extra
     ctypedef struct fg_backward_args:
         int cell, T, B, H, n_threads
         const void *P
@@ -66,9 +91,11 @@ cdef extern from "fastgates.h" nogil:
         void *db
         void *dbn
         const int *batch
-    size_t fg_packed_size(int cell, int H, int backward, int f64)
-    void fg_pack_f32(int cell, const float *w_hh, int H, int backward, float *P, int n_threads)
-    void fg_pack_f64(int cell, const double *w_hh, int H, int backward, double *P, int n_threads)
+    size_t fg_packed_size(int cell, int H, int K, int which, int f64)
+    void fg_pack_f32(int cell, const float *w, int H, int K, int which, float *P, int n_threads)
+    void fg_pack_f64(int cell, const double *w, int H, int K, int which, double *P, int n_threads)
+    void fg_step_f32(const fg_step_args *a)
+    void fg_step_f64(const fg_step_args *a)
     void fg_forward_f32(const fg_forward_args *a)
     void fg_forward_f64(const fg_forward_args *a)
     void fg_backward_f32(const fg_backward_args *a)
@@ -268,38 +295,19 @@ cdef void *vptr(a):
     return cnp.PyArray_DATA(<cnp.ndarray>a)
 
 
-cdef object _packed(int cell, w_hh, int H, bint forward, int nt, floating dummy):
-    """w_hh (G*H, H) packed for the forward or the backward loop of the active level."""
-    P = _empty((fg_packed_size(cell, H, not forward, floating is double),), w_hh.dtype)
+cdef object _packed(int cell, w, int H, int which, int nt, floating dummy):
+    """w (G*H, K) packed for the active level: which = FG_PACK_HH (w_hh, the forward loop),
+    FG_PACK_IH (w_ih, the input projection) or FG_PACK_BWD (w_hh, BPTT)."""
+    cdef int K = w.shape[1]
+    P = _empty((fg_packed_size(cell, H, K, which, floating is double),), w.dtype)
     cdef floating *p = <floating *>vptr(P)
-    cdef floating *w = <floating *>vptr(w_hh)
+    cdef floating *wp = <floating *>vptr(w)
     with nogil:
         if floating is float:
-            fg_pack_f32(cell, w, H, not forward, p, nt)
+            fg_pack_f32(cell, wp, H, K, which, p, nt)
         else:
-            fg_pack_f64(cell, w, H, not forward, p, nt)
+            fg_pack_f64(cell, wp, H, K, which, p, nt)
     return P
-
-
-cdef void _project(int nt, int rows, int GH, int D, const floating *x, const long long *tok,
-                   const floating *w_ih, const floating *w_ihT, const floating *bias,
-                   floating *out) noexcept nogil:
-    """out[r, :] = x[r] w_ih^T + bias   (x: [rows, D] or token ids tok: [rows]; out: [rows, GH])"""
-    cdef int r
-    if tok != NULL:
-        for r in prange(rows, num_threads=nt, schedule='static'):
-            memcpy(out + <size_t>r * GH, w_ihT + <size_t>tok[r] * GH, GH * sizeof(floating))
-            _add_row(GH, bias, out + <size_t>r * GH)
-        return
-    for r in prange(rows, num_threads=nt, schedule='static'):
-        memcpy(out + <size_t>r * GH, bias, GH * sizeof(floating))
-    gemm_split(nt, False, True, rows, GH, D, <floating>1, x, D, w_ih, D, <floating>1, out, GH)
-
-
-cdef inline void _add_row(int n, const floating *src, floating *dst) noexcept nogil:
-    cdef int j
-    for j in range(n):
-        dst[j] += src[j]
 
 
 cdef void _run_forward(fg_forward_args *a, floating dummy) noexcept nogil:
@@ -309,12 +317,13 @@ cdef void _run_forward(fg_forward_args *a, floating dummy) noexcept nogil:
         fg_forward_f64(a)
 
 
-def forward(f, bint training, int nt):
-    """Forward pass of a validated call ``f`` (a fastgates._checks.Forward)."""
+def forward(f, bint training, int nt, packed=None):
+    """Forward pass of a validated call ``f`` (a fastgates._checks.Forward); ``packed``: a
+    PackedLayer of f's weights (then nothing is packed again; the results are the same)."""
     dtype = f.dtype
     if dtype == np.float32:
-        return _forward(f, training, nt, <float>0)
-    return _forward(f, training, nt, <double>0)
+        return _forward(f, training, nt, packed, <float>0)
+    return _forward(f, training, nt, packed, <double>0)
 
 
 cdef void _gather(int nt, int n, int cols, const long long *idx, const floating *src,
@@ -345,7 +354,7 @@ cdef void _gather_py(int nt, idx, src, dst, floating dummy):
         _gather(nt, n, cols, ip, sp, dp)
 
 
-cdef object _forward(f, bint training, int nt, floating dummy):
+cdef object _forward(f, bint training, int nt, packed, floating dummy):
     cdef int T = f.T, B = f.B, D = f.D, H = f.H, G = f.G
     cdef int GH = G * H
     cdef int cell = CELL_CODES[f.cell, f.variant]
@@ -358,11 +367,15 @@ cdef object _forward(f, bint training, int nt, floating dummy):
 
     h0 = f.h0 if f.h0 is not None else np.zeros((B, H), dtype)
     c0 = (f.c0 if f.c0 is not None else np.zeros((B, H), dtype)) if lstm else None
-    bias = f.b_ih + f.b_hh
-    if cell == FG_GRU_LBR:
-        bias[2 * H:] = f.b_ih[2 * H:]      # b_hn acts inside r * (...)
-    w_ihT = np.ascontiguousarray(f.w_ih.T) if tokens else None
-    P = _packed(cell, f.w_hh, H, True, nt, dummy)
+    if packed is not None:
+        P, Pi, w_ihT, bias = packed.P, packed.Pi, packed.wT, packed.bias
+    else:
+        bias = f.b_ih + f.b_hh
+        if cell == FG_GRU_LBR:
+            bias[2 * H:] = f.b_ih[2 * H:]      # b_hn acts inside r * (...)
+        w_ihT = np.ascontiguousarray(f.w_ih.T) if tokens else None
+        P = _packed(cell, f.w_hh, H, FG_PACK_HH, nt, dummy)
+        Pi = None if tokens else _packed(cell, f.w_ih, H, FG_PACK_IH, nt, dummy)
 
     # The time loop's layout: Tk steps over `rows` packed rows starting from states in
     # sorted order; dense: Tk = T, rows = T*B, x as given, no permutation.
@@ -386,14 +399,16 @@ cdef object _forward(f, bint training, int nt, floating dummy):
     memset(&a, 0, sizeof(a))
     a.cell, a.B, a.H, a.n_threads = cell, B, H, nt
     a.P = <floating *>vptr(P)
-    a.b_hn = <floating *>vptr(f.b_hh) + 2 * H if cell == FG_GRU_LBR else NULL
+    a.b_hn = (<floating *>vptr(packed.b_hn if packed is not None else f.b_hh[2 * H:])
+              if cell == FG_GRU_LBR else NULL)
     a.batch = <const int *>vptr(batch)
+    a.D = D
+    a.Pi = <floating *>vptr(Pi)
+    a.wT = <floating *>vptr(w_ihT)
+    a.bias = <floating *>vptr(bias)
 
     cdef const floating *xp = NULL if tokens else <floating *>vptr(x)
     cdef const long long *tp = <const long long *>vptr(x) if tokens else NULL
-    cdef const floating *wp = <floating *>vptr(f.w_ih)
-    cdef const floating *wtp = <floating *>vptr(w_ihT)
-    cdef const floating *bp = <floating *>vptr(bias)
     cdef const long long *fp = <const long long *>vptr(flat)
     cdef floating *yp
 
@@ -419,8 +434,8 @@ cdef object _forward(f, bint training, int nt, floating dummy):
         a.extra = <floating *>vptr(extra)
         a.extra_step = 1
         a.keep = 1
+        a.x, a.tok = xp, tp              # the kernel projects every row, then runs the loop
         with nogil:
-            _project(nt, rows, GH, D, xp, tp, wp, wtp, bp, <floating *>a.pre)
             _run_forward(&a, dummy)
         if ragged:
             y = _zeros((T, B, H), dtype)
@@ -442,10 +457,10 @@ cdef object _forward(f, bint training, int nt, floating dummy):
                       hs=hs, gates=None if rnn else gates,
                       extra=extra, cs=cs, tc=tc, lengths=f.lengths, packing=pk)
         return y, h_n, c_n, cache
-    return _infer(f, a, x, h0, c0, P, bias, w_ihT, nt, dummy)
+    return _infer(f, a, x, h0, c0, nt, dummy)
 
 
-cdef object _infer(f, fg_forward_args a, x, h0, c0, P, bias, w_ihT, int nt, floating dummy):
+cdef object _infer(f, fg_forward_args a, x, h0, c0, int nt, floating dummy):
     """training=False: time in chunks of about CHUNK_ROWS rows (at least one step), so memory
     beyond y stays O(max(CHUNK_ROWS, B) * G*H); the LSTM's c lives in one (B, H) state
     updated in place."""
@@ -459,9 +474,6 @@ cdef object _infer(f, fg_forward_args a, x, h0, c0, P, bias, w_ihT, int nt, floa
     cdef bint tokens = f.tokens
     cdef const floating *xp = NULL if tokens or ragged else <floating *>vptr(x)
     cdef const long long *tp = <const long long *>vptr(x) if tokens and not ragged else NULL
-    cdef const floating *wp = <floating *>vptr(f.w_ih)
-    cdef const floating *wtp = <floating *>vptr(w_ihT)
-    cdef const floating *bp = <floating *>vptr(bias)
 
     c_state = c0.copy() if lstm else None
     extra = np.empty((B, H), dtype) if gru else None
@@ -492,11 +504,9 @@ cdef object _infer(f, fg_forward_args a, x, h0, c0, P, bias, w_ihT, int nt, floa
             a.hout = yp + t0 * BH
             a.h0 = <floating *>vptr(h0) if t0 == 0 else yp + (t0 - 1) * BH
             a.pre = a.hout if pre is None else <floating *>vptr(pre)
+            a.x = xp + <size_t>t0 * B * D if xp != NULL else NULL
+            a.tok = tp + <size_t>t0 * B if tp != NULL else NULL
             with nogil:
-                _project(nt, n * B, GH, D,
-                         xp + <size_t>t0 * B * D if xp != NULL else NULL,
-                         tp + <size_t>t0 * B if tp != NULL else NULL,
-                         wp, wtp, bp, <floating *>a.pre)
                 _run_forward(&a, dummy)
             t0 += n
         h_n = y[T - 1].copy() if T > 0 else h0.copy()
@@ -531,10 +541,10 @@ cdef object _infer(f, fg_forward_args a, x, h0, c0, P, bias, w_ihT, int nt, floa
         fp = <const long long *>vptr(flat)
         tok = x.reshape(T * B)[flat] if tokens else None
         tp_chunk = <const long long *>vptr(tok)
+        a.x, a.tok = xb, tp_chunk
         with nogil:
             if xb != NULL:
                 _gather(nt, nrows, D, fp, xsrc, xb)
-            _project(nt, nrows, GH, D, xb, tp_chunk, wp, wtp, bp, <floating *>a.pre)
             _run_forward(&a, dummy)
             _scatter(nt, nrows, H, fp, hb, yp)
             # rows ending at step s (and, at the chunk's last step, all rows) into carry
@@ -618,7 +628,7 @@ cdef object _backward(cache, b, int nt, floating dummy):
         _gather_py(nt, pk.prev, cache.hs, hprev_rows, dummy)
     dG = _empty((rows, GH), dtype)
     dnx = _empty((rows, H), dtype) if cell == FG_GRU_LBR else None
-    P = _packed(cell, cache.w_hh, H, False, nt, dummy)
+    P = _packed(cell, cache.w_hh, H, FG_PACK_BWD, nt, dummy)
 
     cdef fg_backward_args a
     memset(&a, 0, sizeof(a))
@@ -755,3 +765,104 @@ cdef object _gemm_tn_py(A, B, int nt, floating dummy):
     with nogil:
         _gemm_tn(nt, M, N, K, a, M, b, N, c, N, False)
     return C
+
+
+# Packed layers and the streaming step (inference runners, fastgates/_runner.py).
+
+cdef class PackedLayer:
+    """The weights of one single-direction layer, packed once for the active level.
+
+    cell     kernel cell code        dtype  float32 / float64
+    H, D     hidden and input size    isa    the level that packed them (they are valid
+                                             for that level only: the level is fixed at import)
+    P        w_hh packed for the forward loop     Pi  w_ih packed for the input projection
+    wT       w_ih^T (D, G*H), the rows that token ids select
+    bias     b_ih + b_hh (gru lbr: gate n without b_hn)    b_hn  gru lbr (H,)
+    The arrays are private copies: later changes to the caller's weights do not reach them.
+    """
+    cdef readonly int cell, H, D, G
+    cdef readonly object dtype, isa, P, Pi, wT, bias, b_hn
+
+    def __repr__(self):
+        return (f"<PackedLayer cell={self.cell} {self.dtype} D={self.D} H={self.H} "
+                f"isa={self.isa}>")
+
+
+def pack_layer(int cell, w_ih, w_hh, b_ih, b_hh, int nt):
+    """A :class:`PackedLayer` from validated, C-contiguous weights of one dtype
+    (w_ih (G*H, D), w_hh (G*H, H), b_ih, b_hh (G*H,))."""
+    if w_hh.dtype == np.float32:
+        return _pack_layer(cell, w_ih, w_hh, b_ih, b_hh, nt, <float>0)
+    return _pack_layer(cell, w_ih, w_hh, b_ih, b_hh, nt, <double>0)
+
+
+cdef object _pack_layer(int cell, w_ih, w_hh, b_ih, b_hh, int nt, floating dummy):
+    cdef PackedLayer p = PackedLayer()
+    cdef int H = w_hh.shape[1]
+    p.cell, p.H, p.D, p.G = cell, H, w_ih.shape[1], w_hh.shape[0] // H
+    p.dtype, p.isa = w_hh.dtype, isa_active()
+    p.P = _packed(cell, w_hh, H, FG_PACK_HH, nt, dummy)
+    p.Pi = _packed(cell, w_ih, H, FG_PACK_IH, nt, dummy)
+    p.wT = np.ascontiguousarray(w_ih.T)
+    bias = b_ih + b_hh
+    p.b_hn = None
+    if cell == FG_GRU_LBR:
+        bias[2 * H:] = b_ih[2 * H:]      # b_hn acts inside r * (...)
+        p.b_hn = b_hh[2 * H:].copy()
+    p.bias = bias
+    return p
+
+
+def step(list layers, x, h0, c0, int nt):
+    """One time step of B rows through the stacked ``layers`` (PackedLayer, one per layer).
+
+    x   (B, D) floats or (B,) int64 token ids      h0, c0  (L, B, H) (c0: lstm, else None)
+    Returns fresh (h1, c1) of shape (L, B, H) (c1 None unless lstm).  Validated by the
+    caller; the arithmetic is that of forward() on the same rows, bit for bit."""
+    if (<PackedLayer>layers[0]).dtype == np.float32:
+        return _step(layers, x, h0, c0, nt, <float>0)
+    return _step(layers, x, h0, c0, nt, <double>0)
+
+
+cdef object _step(list layers, x, h0, c0, int nt, floating dummy):
+    cdef PackedLayer first = layers[0]
+    cdef int L = len(layers), H = first.H, cell = first.cell, G = first.G
+    cdef int B = h0.shape[1], k
+    cdef bint tokens = x.dtype.kind in "iu"
+    dtype = first.dtype
+    ptrs = np.zeros((5, L), np.uintp)            # P, Pi, bias, b_hn (0 = NULL), d_in
+    d_in = np.empty(L, np.intc)
+    cdef PackedLayer lay
+    for k in range(L):
+        lay = layers[k]
+        ptrs[0, k] = <size_t>vptr(lay.P)
+        ptrs[1, k] = <size_t>vptr(lay.Pi)
+        ptrs[2, k] = <size_t>vptr(lay.bias)
+        ptrs[3, k] = <size_t>vptr(lay.b_hn)
+        d_in[k] = lay.D
+    h1 = np.empty((L, B, H), dtype)
+    c1 = np.empty((L, B, H), dtype) if cell == FG_LSTM else None
+    pre = np.empty((B, G * H), dtype)
+    extra = np.empty((B, H), dtype)
+    cdef const size_t[:, ::1] pv = ptrs
+    cdef const int[::1] dv = d_in
+    cdef fg_step_args a
+    memset(&a, 0, sizeof(a))
+    a.cell, a.L, a.B, a.H, a.n_threads = cell, L, B, H, nt
+    a.d_in = &dv[0]
+    a.P = <const void **>&pv[0, 0]
+    a.Pi = <const void **>&pv[1, 0]
+    a.bias = <const void **>&pv[2, 0]
+    a.b_hn = <const void **>&pv[3, 0]
+    a.wT = vptr(first.wT)
+    a.x = NULL if tokens else vptr(x)
+    a.tok = <const long long *>vptr(x) if tokens else NULL
+    a.h0, a.h1 = vptr(h0), vptr(h1)
+    a.c0, a.c1 = vptr(c0), vptr(c1)
+    a.pre, a.extra = vptr(pre), vptr(extra)
+    with nogil:
+        if floating is float:
+            fg_step_f32(&a)
+        else:
+            fg_step_f64(&a)
+    return h1, c1

@@ -132,9 +132,11 @@ int fg_max_threads(void)
 
 /* Thread bodies are run by every thread of one parallel region. */
 #if FG_HAVE_OMP
+/* One thread runs without a parallel region (no team to start), unless we are already
+ * inside someone's parallel region: the orphaned barriers must bind to a team of ours. */
 #define FG_PARALLEL(nt, ...)                                                     \
     { int fg_nt_ = (nt) < 1 ? 1 : (nt);                                          \
-      if (fg_nt_ == 1) { int tid = 0, nth = 1; __VA_ARGS__; }                    \
+      if (fg_nt_ == 1 && !omp_in_parallel()) { int tid = 0, nth = 1; __VA_ARGS__; } \
       else {                                                                     \
       _Pragma("omp parallel num_threads(fg_nt_)")                                \
       { int tid = omp_get_thread_num(), nth = omp_get_num_threads(); __VA_ARGS__; } } }
@@ -142,20 +144,24 @@ int fg_max_threads(void)
 #define FG_PARALLEL(nt, ...) { int tid = 0, nth = 1; (void)(nt); __VA_ARGS__; }
 #endif
 
-size_t fg_packed_size(int cell, int H, int backward, int f64)
+size_t fg_packed_size(int cell, int H, int K, int which, int f64)
 {
     const fg_kernels *k = fg_k();
-    return f64 ? k->packed_size_f64(cell, H, backward) : k->packed_size_f32(cell, H, backward);
+    return f64 ? k->packed_size_f64(cell, H, K, which) : k->packed_size_f32(cell, H, K, which);
 }
 
 #define FG_DRIVERS(ELT, S)                                                                   \
-void fg_pack_##S(int cell, const ELT *w, int H, int backward, ELT *P, int n_threads)          \
+void fg_pack_##S(int cell, const ELT *w, int H, int K, int which, ELT *P, int n_threads)     \
 {                                                                                            \
     const fg_kernels *k = fg_k();                                                            \
-    if (backward)                                                                            \
-        FG_PARALLEL(n_threads, k->pack_backward_##S(cell, w, H, P, tid, nth))                \
-    else                                                                                     \
-        FG_PARALLEL(n_threads, k->pack_forward_##S(cell, w, H, P, tid, nth))                 \
+    FG_PARALLEL(n_threads, k->pack_##S(cell, w, H, K, which, P, tid, nth))                   \
+}                                                                                            \
+void fg_step_##S(const fg_step_args *a)                                                      \
+{                                                                                            \
+    const fg_kernels *k = fg_k();                                                            \
+    if (a->B <= 0 || a->L <= 0)                                                              \
+        return;                                                                              \
+    FG_PARALLEL(a->n_threads, k->step_##S(a, tid, nth))                                      \
 }                                                                                            \
 void fg_forward_##S(const fg_forward_args *a)                                                \
 {                                                                                            \

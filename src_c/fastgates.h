@@ -35,6 +35,9 @@
 
 enum fg_cell { FG_RNN_TANH = 0, FG_RNN_RELU = 1, FG_GRU_LBR = 2, FG_GRU_RB = 3, FG_LSTM = 4 };
 
+/* What a packed weight matrix is for (fg_pack_*). */
+enum fg_pack { FG_PACK_HH = 0, FG_PACK_IH = 1, FG_PACK_BWD = 2 };
+
 /* Instruction-set levels, in increasing order. */
 enum fg_isa { FG_ISA_GENERIC = 0, FG_ISA_AVX2 = 1, FG_ISA_AVX512 = 2, FG_ISA_COUNT = 3 };
 
@@ -56,6 +59,14 @@ typedef struct {
     const int *batch;   /* IN  (T,) rows active at each step (packed layout), or NULL: all B   */
     int c_in_place;     /* lstm: c updated in place in cout (== c0), see cout                  */
     int keep;           /* training: pre returns the post-activation gates, extra is kept      */
+    /* The input projection, computed by the call when x or tok is given (else pre holds
+     * it already): pre = x w_ih^T + bias over the call's rows, or w_ih^T[tok] + bias.    */
+    int D;              /* input width                                                         */
+    const void *x;      /* IN  (T, B, D) float input, or NULL                                  */
+    const long long *tok; /* IN (T, B) token ids, or NULL                                      */
+    const void *Pi;     /* packed w_ih (FG_PACK_IH) for x                                      */
+    const void *wT;     /* (D, G*H) w_ih^T for tok                                             */
+    const void *bias;   /* (G*H,) b_ih + b_hh (gru lbr: gate n without b_hn)                   */
 } fg_forward_args;
 
 typedef struct {
@@ -76,6 +87,34 @@ typedef struct {
     void *dbn;          /* OUT (H,) gru lbr: sum of dnx (the input-side n bias gradient)       */
     const int *batch;   /* IN  (T,) rows active at each step (packed layout), or NULL: all B   */
 } fg_backward_args;
+
+/* One time step of B rows through L stacked layers (a unidirectional stack, inference):
+ * layer k's input is x (or the token ids tok: rows of wT) for k = 0, else layer k-1's new
+ * h.  Layer k: pre = input w_ih^T + bias, then one step of the forward loop from state
+ * (h0[k], c0[k]) to (h1[k], c1[k]).  Every thread owns the same unit blocks in every
+ * layer.  h1 may not alias h0; c1 may equal c0 (updated in place).  The same arithmetic
+ * as fg_forward_* on the same rows: T calls equal one call over T steps, bit for bit. */
+typedef struct {
+    int cell, L, B, H;
+    int n_threads;
+    const int *d_in;            /* [L] input width of each layer                            */
+    const void *const *P;       /* [L] packed w_hh (FG_PACK_HH)                             */
+    const void *const *Pi;      /* [L] packed w_ih (FG_PACK_IH); entry 0 unused with tok    */
+    const void *wT;             /* (V, G*H) layer 0's w_ih^T for token ids, or NULL         */
+    const void *const *bias;    /* [L] (G*H,) b_ih + b_hh (gru lbr: gate n without b_hn)    */
+    const void *const *b_hn;    /* [L] (H,) gru lbr, else NULL entries                      */
+    const void *x;              /* IN  (B, d_in[0]) or NULL                                 */
+    const long long *tok;       /* IN  (B,) token ids in [0, V), or NULL                    */
+    const void *h0;             /* IN  (L, B, H)                                            */
+    void *h1;                   /* OUT (L, B, H)                                            */
+    const void *c0;             /* IN  (L, B, H) lstm                                       */
+    void *c1;                   /* OUT (L, B, H) lstm                                       */
+    void *pre;                  /* scratch (B, G*H)                                         */
+    void *extra;                /* scratch (B, H)                                           */
+} fg_step_args;
+
+void fg_step_f32(const fg_step_args *a);
+void fg_step_f64(const fg_step_args *a);
 
 /* Token-by-token generation for one sequence (B = 1) through L stacked layers.
  * Step s feeds token tok_s: layer k computes pre = bias_k + input (row tok_s of w_ih[0]^T,
@@ -120,11 +159,12 @@ int fg_gemm_tn_f32(int n_threads, int M, int N, int K, const float *A, size_t ld
 int fg_gemm_tn_f64(int n_threads, int M, int N, int K, const double *A, size_t lda,
                    const double *B, size_t ldb, double *C, size_t ldc, int trans);
 
-/* Elements of the packed w_hh (G*H, H) of `cell` for the forward or backward loop, in
- * the layout of the active level (packed weights are valid only for that level). */
-size_t fg_packed_size(int cell, int H, int backward, int f64);
-void fg_pack_f32(int cell, const float *w_hh, int H, int backward, float *P, int n_threads);
-void fg_pack_f64(int cell, const double *w_hh, int H, int backward, double *P, int n_threads);
+/* Elements of a packed (G*H, K) weight of `cell` (which: enum fg_pack; K = H for w_hh, D
+ * for w_ih), in the layout of the active level: packed weights are valid only for the
+ * level that packed them. */
+size_t fg_packed_size(int cell, int H, int K, int which, int f64);
+void fg_pack_f32(int cell, const float *w, int H, int K, int which, float *P, int n_threads);
+void fg_pack_f64(int cell, const double *w, int H, int K, int which, double *P, int n_threads);
 
 void fg_forward_f32(const fg_forward_args *a);
 void fg_forward_f64(const fg_forward_args *a);

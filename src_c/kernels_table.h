@@ -18,13 +18,13 @@ typedef struct {
     void (*gemm_tn_f64)(int M, int N, int K, const double *A, size_t lda, const double *B,
                         size_t ldb, double *C, size_t ldc, int trans, double *At, double *Pt,
                         int tid, int nth);
-    void (*pack_forward_f32)(int cell, const float *w, int H, float *P, int tid, int nth);
-    void (*pack_forward_f64)(int cell, const double *w, int H, double *P, int tid, int nth);
-    void (*pack_backward_f32)(int cell, const float *w, int H, float *P, int tid, int nth);
-    void (*pack_backward_f64)(int cell, const double *w, int H, double *P, int tid, int nth);
+    void (*step_f32)(const fg_step_args *, int tid, int nth);
+    void (*step_f64)(const fg_step_args *, int tid, int nth);
+    void (*pack_f32)(int cell, const float *w, int H, int K, int which, float *P, int tid, int nth);
+    void (*pack_f64)(int cell, const double *w, int H, int K, int which, double *P, int tid, int nth);
     /* plain functions */
-    size_t (*packed_size_f32)(int cell, int H, int backward);
-    size_t (*packed_size_f64)(int cell, int H, int backward);
+    size_t (*packed_size_f32)(int cell, int H, int K, int which);
+    size_t (*packed_size_f64)(int cell, int H, int K, int which);
     void (*activation_f32)(int kind, size_t n, const float *x, float *out);
     void (*activation_f64)(int kind, size_t n, const double *x, double *out);
     int vl_f32, vl_f64;   /* vector lanes */

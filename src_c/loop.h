@@ -129,6 +129,48 @@ FG_AI void FG_FN(fwd_step)(const int cell, const FG_FN(fstep) *s, int Bt, const 
     }
 }
 
+/* The input projection of R rows for this thread's blocks:
+ *   pre[r, g*H + j] = sum_d x[r, d] w_ih[g*H + j, d] + bias[g*H + j]     (x: [R, D])
+ *   pre[r, :] = w_ih^T[tok[r], :] + bias                                  (token ids)
+ * with the packed w_ih (FG_PACK_IH).  The sum over d runs in one order (no split into
+ * partial sums), whatever the number of rows: a step of B rows (fg_step) computes
+ * exactly what the sequence forward computes for the same rows. */
+FG_AI void FG_FN(project)(const int cell, int R, int D, int H, const FG_T *x, const long long *tok,
+                          const FG_T *Pi, const FG_T *wT, const FG_T *bias, FG_T *pre, int u0, int u1)
+{
+    const int G = FG_FN(gates)(cell), UV = FG_FN(uv)(cell), NU = UV * FG_VL, nv = G * UV;
+    const size_t GH = (size_t)G * H, blk = (size_t)D * G * NU;
+    const int MR = FG_FN(mr_for)(nv);
+    FG_T acc[FG_MRMAX * FG_NVMAX * FG_VL] __attribute__((aligned(64)));
+    for (int u = u0; u < u1; u++) {
+        const int j0 = u * NU, n = H - j0 < NU ? H - j0 : NU;
+        if (tok) {
+            for (int r = 0; r < R; r++)
+                for (int g = 0; g < G; g++)
+                    for (int v = 0; v < UV && v * FG_VL < n; v++) {
+                        const int m = n - v * FG_VL < FG_VL ? n - v * FG_VL : FG_VL;
+                        const size_t c = (size_t)g * H + j0 + (size_t)v * FG_VL;
+                        FG_FN(stn)(pre + (size_t)r * GH + c, m, FG_FN(ldn)(wT + (size_t)tok[r] * GH + c, m)
+                                                                  + FG_FN(ldn)(bias + c, m));
+                    }
+            continue;
+        }
+        const FG_T *Pu = Pi + (size_t)u * blk;
+        for (int b0 = 0; b0 < R; b0 += MR) {
+            const int mr = R - b0 < MR ? R - b0 : MR;
+            FG_FN(tiles1)(nv, mr, x + (size_t)b0 * D, (size_t)D, Pu, (size_t)nv * FG_VL, FG_VL, D, acc);
+            for (int r = 0; r < mr; r++)
+                for (int g = 0; g < G; g++)
+                    for (int v = 0; v < UV && v * FG_VL < n; v++) {
+                        const int m = n - v * FG_VL < FG_VL ? n - v * FG_VL : FG_VL;
+                        const size_t c = (size_t)g * H + j0 + (size_t)v * FG_VL;
+                        const FG_V sum = FG_FN(ld)(acc + (size_t)r * nv * FG_VL + (size_t)(g * UV + v) * FG_VL);
+                        FG_FN(stn)(pre + (size_t)(b0 + r) * GH + c, m, sum + FG_FN(ldn)(bias + c, m));
+                    }
+        }
+    }
+}
+
 FG_AI void FG_FN(forward_cell)(const int cell, const fg_forward_args *a, int tid, int nth)
 {
     const int T = a->T, B = a->B, H = a->H;
@@ -136,6 +178,17 @@ FG_AI void FG_FN(forward_cell)(const int cell, const fg_forward_args *a, int tid
     FG_FN(fstep) s;
     s.H = H, s.GH = GH, s.keep = a->keep, s.b_hn = (const FG_T *)a->b_hn;
     FG_T *hout = (FG_T *)a->hout, *cout = (FG_T *)a->cout;
+    if (a->x || a->tok) {
+        /* the input projection of every row, for this thread's units: the loop below
+         * reads pre only at this thread's units, so no barrier is needed in between */
+        const int NU = FG_FN(uv)(cell) * FG_VL, nb = (H + NU - 1) / NU;
+        int u0, u1, R = 0;
+        FG_FN(my_blocks)(nb, tid, nth, &u0, &u1);
+        for (int t = 0; t < T; t++)
+            R += a->batch ? a->batch[t] : B;
+        FG_FN(project)(cell, R, a->D, H, (const FG_T *)a->x, a->tok, (const FG_T *)a->Pi,
+                       (const FG_T *)a->wT, (const FG_T *)a->bias, (FG_T *)a->pre, u0, u1);
+    }
     size_t off = 0, off_prev = 0;   /* first row of steps t and t-1 (packed layout) */
     for (int t = 0; t < T; off_prev = off, off += a->batch ? a->batch[t] : B, t++) {
         const int Bt = a->batch ? a->batch[t] : B;
@@ -248,6 +301,34 @@ FG_AI void FG_FN(backward_cell)(const int cell, const fg_backward_args *a, int t
     }
 }
 
+/* One time step of B rows through L stacked layers (fg_step, see fastgates.h): per layer,
+ * the input projection and the recurrent step for this thread's units, then a barrier
+ * (the next layer reads every unit of this one's h). */
+FG_AI void FG_FN(step_cell)(const int cell, const fg_step_args *a, int tid, int nth)
+{
+    const int L = a->L, B = a->B, H = a->H;
+    const size_t GH = (size_t)FG_FN(gates)(cell) * H, LBH = (size_t)B * H;
+    const int NU = FG_FN(uv)(cell) * FG_VL, nb = (H + NU - 1) / NU;
+    int u0, u1;
+    FG_FN(my_blocks)(nb, tid, nth, &u0, &u1);
+    FG_FN(fstep) s;
+    s.H = H, s.GH = GH, s.keep = 0, s.tc = NULL, s.pre = (FG_T *)a->pre, s.ex = (FG_T *)a->extra;
+    for (int k = 0; k < L; k++) {
+        const FG_T *x = k ? (const FG_T *)a->h1 + (size_t)(k - 1) * LBH : (const FG_T *)a->x;
+        FG_FN(project)(cell, B, a->d_in[k], H, x, k ? NULL : a->tok, (const FG_T *)a->Pi[k],
+                       (const FG_T *)a->wT, (const FG_T *)a->bias[k], s.pre, u0, u1);
+        s.hp = (const FG_T *)a->h0 + (size_t)k * LBH;
+        s.h = (FG_T *)a->h1 + (size_t)k * LBH;
+        if (cell == FG_LSTM) {
+            s.cp = (const FG_T *)a->c0 + (size_t)k * LBH;
+            s.c = (FG_T *)a->c1 + (size_t)k * LBH;
+        }
+        s.b_hn = (const FG_T *)a->b_hn[k];
+        FG_FN(fwd_step)(cell, &s, B, (const FG_T *)a->P[k], tid, nth);
+#pragma omp barrier
+    }
+}
+
 /* Token-by-token generation for one sequence through L stacked layers (see fastgates.h).
  * Every thread owns the same unit blocks in every layer. */
 FG_AI void FG_FN(generate_cell)(const int cell, const fg_generate_args *a, int tid, int nth)
@@ -324,55 +405,65 @@ static void FG_FN(generate_thread)(const fg_generate_args *a, int tid, int nth)
     FG_CELL_SWITCH(FG_FN(generate_cell), a, tid, nth)
 }
 
-/* Packing, run by every thread of a region over its share of blocks / strips. */
-static void FG_FN(pack_forward_thread)(int cell, const FG_T *w, int H, FG_T *P, int tid, int nth)
+static void FG_FN(step_thread)(const fg_step_args *a, int tid, int nth)
 {
-    const int G = FG_FN(gates)(cell), UV = FG_FN(uv)(cell), NU = UV * FG_VL;
-    const int g1 = FG_FN(group1)(cell), nb = (H + NU - 1) / NU;
-    const size_t blk = (size_t)H * G * NU;
+    const int cell = a->cell;
+    FG_CELL_SWITCH(FG_FN(step_cell), a, tid, nth)
+}
+
+/* Packing, run by every thread of a region over its share of blocks / strips.
+ * which: FG_PACK_HH  w_hh (G*H, K=H) for the forward loop (the cell's product groups)
+ *        FG_PACK_IH  w_ih (G*H, K=D) for the input projection (one group: every gate)
+ *        FG_PACK_BWD w_hh (G*H, H) as strips for BPTT's dh = dG W_hh */
+static void FG_FN(pack_thread)(int cell, const FG_T *w, int H, int K, int which, FG_T *P,
+                               int tid, int nth)
+{
+    const int G = FG_FN(gates)(cell);
+    if (which == FG_PACK_BWD) {
+        const size_t GH = (size_t)G * H;
+        const int nq = (H + FG_VL - 1) / FG_VL;
+        int q0, q1;
+        FG_FN(my_blocks)(nq, tid, nth, &q0, &q1);
+        for (int q = q0; q < q1; q++) {
+            const int j0 = q * FG_VL, n = H - j0 < FG_VL ? H - j0 : FG_VL;
+            FG_T *dst = P + (size_t)q * GH * FG_VL;
+            if (n < FG_VL)
+                memset(dst, 0, GH * FG_VL * sizeof(FG_T));
+            for (size_t k = 0; k < GH; k++)
+                memcpy(dst + k * FG_VL, w + k * H + j0, (size_t)n * sizeof(FG_T));
+        }
+        return;
+    }
+    const int UV = FG_FN(uv)(cell), NU = UV * FG_VL, nb = (H + NU - 1) / NU;
+    const int g1 = which == FG_PACK_IH ? G : FG_FN(group1)(cell);
+    const size_t blk = (size_t)K * G * NU;
     int u0, u1;
     FG_FN(my_blocks)(nb, tid, nth, &u0, &u1);
     for (int u = u0; u < u1; u++) {
         const int j0 = u * NU, n = H - j0 < NU ? H - j0 : NU;
         for (int grp = 0; grp < (g1 < G ? 2 : 1); grp++) {
             const int ga = grp ? g1 : 0, gb = grp ? G : g1, W = (gb - ga) * NU;
-            FG_T *dst = P + (size_t)u * blk + (grp ? (size_t)H * g1 * NU : 0);   /* [H][W] */
+            FG_T *dst = P + (size_t)u * blk + (grp ? (size_t)K * g1 * NU : 0);   /* [K][W] */
             if (n < NU)
-                memset(dst, 0, (size_t)H * W * sizeof(FG_T));
+                memset(dst, 0, (size_t)K * W * sizeof(FG_T));
             for (int g = ga; g < gb; g++)
                 for (int jj = 0; jj < n; jj++) {
-                    const FG_T *row = w + ((size_t)g * H + j0 + jj) * H;
+                    const FG_T *row = w + ((size_t)g * H + j0 + jj) * K;
                     FG_T *col = dst + (size_t)(g - ga) * NU + jj;
-                    for (int k = 0; k < H; k++)
+                    for (int k = 0; k < K; k++)
                         col[(size_t)k * W] = row[k];
                 }
         }
     }
 }
 
-static void FG_FN(pack_backward_thread)(int cell, const FG_T *w, int H, FG_T *P, int tid, int nth)
-{
-    const size_t GH = (size_t)FG_FN(gates)(cell) * H;
-    const int nq = (H + FG_VL - 1) / FG_VL;
-    int q0, q1;
-    FG_FN(my_blocks)(nq, tid, nth, &q0, &q1);
-    for (int q = q0; q < q1; q++) {
-        const int j0 = q * FG_VL, n = H - j0 < FG_VL ? H - j0 : FG_VL;
-        FG_T *dst = P + (size_t)q * GH * FG_VL;
-        if (n < FG_VL)
-            memset(dst, 0, GH * FG_VL * sizeof(FG_T));
-        for (size_t k = 0; k < GH; k++)
-            memcpy(dst + k * FG_VL, w + k * H + j0, (size_t)n * sizeof(FG_T));
-    }
-}
-
-static size_t FG_FN(packed_size)(int cell, int H, int backward)
+static size_t FG_FN(packed_size)(int cell, int H, int K, int which)
 {
     const size_t G = (size_t)FG_FN(gates)(cell);
-    if (backward)
+    if (which == FG_PACK_BWD)
         return (size_t)((H + FG_VL - 1) / FG_VL) * FG_VL * G * H;
     const int NU = FG_FN(uv)(cell) * FG_VL;
-    return (size_t)((H + NU - 1) / NU) * NU * G * H;
+    return (size_t)((H + NU - 1) / NU) * NU * G * (size_t)K;
 }
 
 static void FG_FN(activation)(int kind, size_t n, const FG_T *x, FG_T *out)

@@ -29,11 +29,11 @@ FG_AI int FG_FN(mr_for)(int nv)
 #endif
 }
 
-FG_AI void FG_FN(tile)(const int mr, const int nv, const FG_T *A, size_t lda, const FG_T *P,
-                       size_t pk, size_t pv, int K, FG_T *C)
+FG_AI void FG_FN(tile)(const int mr, const int nv, const int one, const FG_T *A, size_t lda,
+                       const FG_T *P, size_t pk, size_t pv, int K, FG_T *C)
 {
     enum { SM = 4 };
-    const int S = mr * nv >= 8 ? 1 : mr * nv >= 4 ? 2 : 4;
+    const int S = one || mr * nv >= 8 ? 1 : mr * nv >= 4 ? 2 : 4;
     FG_V acc[SM][FG_MRMAX][FG_NVMAX];
     for (int s = 0; s < S; s++)
         for (int r = 0; r < mr; r++)
@@ -74,20 +74,20 @@ FG_AI void FG_FN(tile)(const int mr, const int nv, const FG_T *A, size_t lda, co
 }
 
 /* tile() for a run-time mr (1..mr_for(NV)) and a compile-time NV: each (mr, nv) pair is
- * its own fully unrolled kernel. */
-#define FG_TILES(NV)                                                                        \
-static void FG_FN(tile_nv##NV)(int mr, const FG_T *A, size_t lda, const FG_T *P, size_t pk, \
-                               size_t pv, int K, FG_T *C)                                   \
+ * its own fully unrolled kernel; ONE = 1 never splits the k sum (see FG_FN(project)). */
+#define FG_TILES(NAME, NV, ONE)                                                             \
+static void FG_FN(NAME##NV)(int mr, const FG_T *A, size_t lda, const FG_T *P, size_t pk,    \
+                            size_t pv, int K, FG_T *C)                                      \
 {                                                                                           \
     switch (mr) {                                                                           \
-    case 1: FG_FN(tile)(1, NV, A, lda, P, pk, pv, K, C); break;                             \
-    case 2: FG_FN(tile)(2, NV, A, lda, P, pk, pv, K, C); break;                             \
-    case 3: FG_FN(tile)(3, NV, A, lda, P, pk, pv, K, C); break;                             \
-    case 4: if (4 <= FG_MRLIM(NV)) FG_FN(tile)(4, NV, A, lda, P, pk, pv, K, C); break;      \
-    case 5: if (5 <= FG_MRLIM(NV)) FG_FN(tile)(5, NV, A, lda, P, pk, pv, K, C); break;      \
-    case 6: if (6 <= FG_MRLIM(NV)) FG_FN(tile)(6, NV, A, lda, P, pk, pv, K, C); break;      \
-    case 7: if (7 <= FG_MRLIM(NV)) FG_FN(tile)(7, NV, A, lda, P, pk, pv, K, C); break;      \
-    default: if (8 <= FG_MRLIM(NV)) FG_FN(tile)(8, NV, A, lda, P, pk, pv, K, C); break;     \
+    case 1: FG_FN(tile)(1, NV, ONE, A, lda, P, pk, pv, K, C); break;                        \
+    case 2: FG_FN(tile)(2, NV, ONE, A, lda, P, pk, pv, K, C); break;                        \
+    case 3: FG_FN(tile)(3, NV, ONE, A, lda, P, pk, pv, K, C); break;                        \
+    case 4: if (4 <= FG_MRLIM(NV)) FG_FN(tile)(4, NV, ONE, A, lda, P, pk, pv, K, C); break; \
+    case 5: if (5 <= FG_MRLIM(NV)) FG_FN(tile)(5, NV, ONE, A, lda, P, pk, pv, K, C); break; \
+    case 6: if (6 <= FG_MRLIM(NV)) FG_FN(tile)(6, NV, ONE, A, lda, P, pk, pv, K, C); break; \
+    case 7: if (7 <= FG_MRLIM(NV)) FG_FN(tile)(7, NV, ONE, A, lda, P, pk, pv, K, C); break; \
+    default: if (8 <= FG_MRLIM(NV)) FG_FN(tile)(8, NV, ONE, A, lda, P, pk, pv, K, C); break;\
     }                                                                                       \
 }
 #if FG_NREG >= 32
@@ -95,10 +95,14 @@ static void FG_FN(tile_nv##NV)(int mr, const FG_T *A, size_t lda, const FG_T *P,
 #else
 #define FG_MRLIM(NV) ((NV) >= 4 ? 3 : (NV) == 3 ? 4 : (NV) == 2 ? 6 : 8)
 #endif
-FG_TILES(1)
-FG_TILES(2)
-FG_TILES(3)
-FG_TILES(4)
+FG_TILES(tile_nv, 1, 0)
+FG_TILES(tile_nv, 2, 0)
+FG_TILES(tile_nv, 3, 0)
+FG_TILES(tile_nv, 4, 0)
+FG_TILES(tile1_nv, 1, 1)
+FG_TILES(tile1_nv, 2, 1)
+FG_TILES(tile1_nv, 3, 1)
+FG_TILES(tile1_nv, 4, 1)
 #undef FG_TILES
 #undef FG_MRLIM
 
@@ -111,6 +115,17 @@ static inline void FG_FN(tiles)(int nv, int mr, const FG_T *A, size_t lda, const
     case 2: FG_FN(tile_nv2)(mr, A, lda, P, pk, pv, K, C); break;
     case 3: FG_FN(tile_nv3)(mr, A, lda, P, pk, pv, K, C); break;
     default: FG_FN(tile_nv4)(mr, A, lda, P, pk, pv, K, C); break;
+    }
+}
+
+static inline void FG_FN(tiles1)(int nv, int mr, const FG_T *A, size_t lda, const FG_T *P,
+                                 size_t pk, size_t pv, int K, FG_T *C)
+{
+    switch (nv) {
+    case 1: FG_FN(tile1_nv1)(mr, A, lda, P, pk, pv, K, C); break;
+    case 2: FG_FN(tile1_nv2)(mr, A, lda, P, pk, pv, K, C); break;
+    case 3: FG_FN(tile1_nv3)(mr, A, lda, P, pk, pv, K, C); break;
+    default: FG_FN(tile1_nv4)(mr, A, lda, P, pk, pv, K, C); break;
     }
 }
 
