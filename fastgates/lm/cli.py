@@ -439,9 +439,9 @@ def cmd_train(args) -> int:
 
 
 def _plot(out, say):
-    why = plot_history(os.path.join(out, "log.csv"), os.path.join(out, "perplexity.png"))
-    if why:
-        say(f"skipping perplexity.png: {why}")
+    png = os.path.join(out, "perplexity.png")
+    why = plot_history(os.path.join(out, "log.csv"), png)
+    say(f"skipping perplexity.png: {why}" if why else f"perplexity curve: {png}")
 
 
 # -- generate / eval ----------------------------------------------------------------------------
