@@ -134,7 +134,21 @@ class CsvLog:
 
 
 def read_csv(path):
-    """The rows of a ``log.csv`` as dicts (empty fields -> None, numbers -> float)."""
+    """The rows of a ``log.csv`` as dicts.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A ``log.csv`` written by :class:`CsvLog`.
+
+    Returns
+    -------
+    list of dict
+        One dict per row, keyed by the columns (``kind``, ``epoch``, ``step``,
+        ``seconds``, ``tokens_per_s``, ``train_ppl``, ``val_ppl``, ``val_bpc``,
+        ``grad_norm``, ``lr``): ``kind`` is "interval" or "epoch", numbers are
+        floats and empty fields None.
+    """
     rows = []
     with open(path, newline="", encoding="utf-8") as f:
         for r in csv.DictReader(f):
