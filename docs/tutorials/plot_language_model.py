@@ -40,8 +40,8 @@ with open(text_path, "w", encoding="utf-8") as f:
     f.write(lm.load_text()[:150_000])
 run = os.path.join(work, "run")
 
-cli.main(["train", "--text", text_path, "--hidden", "128", "--optimizer", "adam", "--lr", "0.005",
-          "--epochs", "3", "--log-every", "150", "--sample-length", "80", "--out", run])
+status = cli.main(["train", "--text", text_path, "--hidden", "128", "--optimizer", "adam", "--lr", "0.005",
+                   "--epochs", "3", "--log-every", "150", "--sample-length", "80", "--out", run])
 
 # %%
 # The perplexity curve
@@ -89,7 +89,7 @@ for temperature in ("0.5", "1.0"):
 # ``eval`` measures perplexity and bits per character, on the run's validation text by
 # default or on any other text (``--text``):
 
-cli.main(["eval", "--checkpoint", checkpoint])
+status = cli.main(["eval", "--checkpoint", checkpoint])
 
 # %%
 # The same from Python
