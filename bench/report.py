@@ -424,6 +424,15 @@ def fmt_load(l):
 
 # -- main ------------------------------------------------------------------------------------
 
+def draw_figures(res, json_path):
+    """The figures of bench/plots.py, next to the JSON (``results-kernels.png``, ...)."""
+    import plots
+
+    stem = os.path.splitext(os.path.basename(json_path))[0]
+    out = plots.plot_results(res, os.path.dirname(os.path.abspath(json_path)), stem)
+    log(f"no figures: {out}" if isinstance(out, str) else "wrote " + ", ".join(out))
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="fastgates performance report (issue 4)")
     p.add_argument("--json", default=os.path.join(H.BENCH_DIR, "results.json"),
@@ -552,6 +561,7 @@ def main(argv=None):
         with open(args.json, "w") as f:
             json.dump(res, f, indent=1, default=str)
         log(f"wrote {args.json}")
+        draw_figures(res, args.json)
     shutil.rmtree(log_dir, ignore_errors=True)
     return 0
 

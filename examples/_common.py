@@ -1,20 +1,52 @@
 """Helpers shared by the examples: the command line, Adam over a dict of arrays, softmax
-cross-entropy."""
+cross-entropy, and the optional figure."""
 
 import argparse
 
 import numpy as np
 
 
-def parse_args(argv, description, steps, batch):
-    """The options every example takes (training steps, batch, hidden units, seed, threads)."""
-    ap = argparse.ArgumentParser(description=description)
+def parse_args(argv, doc, steps, batch, hidden=32):
+    """The options every example takes (training steps, batch, hidden units, seed, threads,
+    figure).  ``doc`` is the example's docstring: its title line describes the script."""
+    title = next((line.strip() for line in (doc or "").splitlines() if line.strip()), None)
+    ap = argparse.ArgumentParser(description=title)
     ap.add_argument("--steps", type=int, default=steps)
     ap.add_argument("--batch", type=int, default=batch)
-    ap.add_argument("--hidden", type=int, default=32)
+    ap.add_argument("--hidden", type=int, default=hidden)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--plot", nargs="?", const="", default=None, metavar="PNG",
+                    help="draw the figure (needs matplotlib); with a path, save it there")
     return ap.parse_args(argv)
+
+
+def figure(args, *subplots, **kw):
+    """A matplotlib figure when ``--plot`` asked for one and matplotlib is installed, else
+    None (the examples run without matplotlib; the figure is optional)."""
+    if args.plot is None:
+        return None, None
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("skipping the figure: matplotlib is not installed (pip install matplotlib)")
+        return None, None
+    fig, axes = plt.subplots(*subplots, **kw)
+    return fig, axes
+
+
+def finish(args, fig):
+    """Save the figure to the path of ``--plot PNG`` (with ``--plot`` alone it stays open:
+    the documentation's gallery shows it)."""
+    if fig is None:
+        return
+    fig.tight_layout()
+    if args.plot:
+        fig.savefig(args.plot, dpi=100)
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+        print(f"figure: {args.plot}")
 
 
 class Adam:

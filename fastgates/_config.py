@@ -140,18 +140,41 @@ def show_config(mode: Literal["dicts"]) -> dict[str, Any]: ...
 def show_config(mode: Literal["stdout", "dicts"] = "stdout") -> dict[str, Any] | None:
     """Print (or return) how fastgates was built and what it runs on.
 
-    Parameters
-    ----------
-    mode : {"stdout", "dicts"}
-        "stdout" prints a report; "dicts" returns it as a dict of sections instead.
-
     The report covers the fastgates version; the compiler, its flags and whether the
     kernels were built with OpenMP (and why not, for a serial build); the SIMD level
     the gate math picked at run time; the OpenMP runtime the kernels are bound to
     (GNU libgomp, LLVM libomp, ...), the default thread count and OMP_NUM_THREADS;
     every thread pool threadpoolctl sees (BLAS and OpenMP), with the ones fastgates
     uses marked; and the NumPy/SciPy versions.  Attach it to bug reports
-    (``python -m fastgates --info``).
+    (``python -m fastgates --info``, ``--info --json``).
+
+    Parameters
+    ----------
+    mode : {"stdout", "dicts"}, default "stdout"
+        "stdout" prints the report; "dicts" returns it instead.
+
+    Returns
+    -------
+    dict or None
+        With ``mode="dicts"``, the sections ``fastgates``, ``build``, ``runtime``,
+        ``openmp`` (dicts) and ``threadpools`` (a list of dicts, one per pool);
+        None otherwise.
+
+    Raises
+    ------
+    ValueError
+        An unknown ``mode``.
+
+    Examples
+    --------
+    >>> cfg = fastgates.show_config(mode="dicts")
+    >>> sorted(cfg)
+    ['build', 'fastgates', 'openmp', 'runtime', 'threadpools']
+    >>> cfg["fastgates"]["version"] == fastgates.__version__
+    True
+    >>> fastgates.show_config()                     # doctest: +ELLIPSIS
+    fastgates:
+      version  : ...
     """
     if mode not in ("stdout", "dicts"):
         raise ValueError(f"mode must be 'stdout' or 'dicts', got {mode!r}")

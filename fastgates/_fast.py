@@ -19,57 +19,87 @@ __all__ = ["rnn_forward", "rnn_backward", "gru_forward", "gru_backward",
            "lstm_forward", "lstm_backward", "cell_forward", "cell_backward"]
 
 _COMMON_PARAMS = """
-    x : ndarray, (T, B, D) float32/float64, or (T, B) integer token ids in [0, D)
-        Sequence-first input.  Token ids are one-hot inputs: the input projection is a
-        gather of columns of ``w_ih`` (no GEMM) and backward returns ``dx=None``.
-    h0 : ndarray (B, H) or None
-        Initial hidden state (None: zeros).
-    w_ih : ndarray (G*H, D)
-    w_hh : ndarray (G*H, H)
-    b_ih, b_hh : ndarray (G*H,)
-        All float arrays share one dtype (float32 or float64); results have it too.
-        Non-contiguous inputs are copied once; inputs are never modified."""
+    x : ndarray of shape (T, B, D), float32 or float64; or (T, B) integer token ids
+        Sequence-first input.  Integer ids in ``[0, D)`` stand for one-hot rows: the
+        input projection is then a gather of columns of ``w_ih`` (no GEMM) and backward
+        returns ``dx=None``.
+    h0 : ndarray of shape (B, H) or None
+        Initial hidden state; None means zeros."""
+
+_WEIGHT_PARAMS = """
+    w_ih : ndarray of shape (G*H, D)
+        Input weights of the G gates, stacked in gate order ({gates}).
+    w_hh : ndarray of shape (G*H, H)
+        Recurrent weights, stacked the same way.
+    b_ih, b_hh : ndarray of shape (G*H,)
+        The two biases (PyTorch's layout).  Every float array of a call shares one
+        dtype, float32 or float64, and the results have it too.  Non-contiguous
+        inputs are copied once; inputs are never modified."""
 
 _COMMON_KW = """
-    training : bool
-        False: no cache is kept and ``cache`` is None; the memory beyond ``y`` is then
-        O(max(1024, B) * G * H) (the input projection runs in chunks of steps).
-    n_threads : int or None
-        None: the OpenMP default (OMP_NUM_THREADS or the cores); n > 0: n threads;
-        n < 0: counts back from the maximum (-1 = all).  0 is an error.  The results
-        are bit-identical for every thread count.
-    lengths : array-like (B,) of ints in [0, T], or None
-        Variable-length (ragged) batch, rows in any order: row b's recurrence stops
-        after lengths[b] steps.  y is zero past a row's end, h_n (and c_n) hold each
-        row's state after its last valid step (h0 for length 0), backward takes
-        gradients from the valid steps only (dy past a row's end is ignored, dx there
-        is zero), and x past a row's end is never read (token ids there may be any
-        value).  The work follows the valid tokens, not T*B: the valid rows are packed
-        as in PyTorch's PackedSequence.  None: every row runs all T steps.  The cache
-        remembers lengths; all lengths T give exactly the results of None."""
+    training : bool, default True
+        False: no cache is kept (no per-step activations are stored) and ``cache``
+        is None; the memory beyond ``y`` is then O(max(1024, B) * G * H) (the steps
+        run in chunks).
+    n_threads : int or None, default None
+        None: the OpenMP default (``OMP_NUM_THREADS`` or the cores); n > 0: n
+        threads; n < 0: counts back from the maximum (-1 = all).  0 is an error.
+        The results are bit-identical for every thread count.
+    lengths : array_like of shape (B,), integers in [0, T], or None
+        A ragged batch, rows in any order: row b runs ``lengths[b]`` steps.  ``y``
+        is zero past a row's end, the final states hold each row's state after its
+        last valid step (``h0`` for length 0), and ``x`` past a row's end is never
+        read.  The work follows the valid steps, not ``T*B`` (they are packed as in
+        PyTorch's PackedSequence).  None: every row runs all T steps; all lengths
+        equal to T give exactly the results of None."""
 
-_BACKWARD_DOC = """
-    Backpropagation through time for a cache from ``{cell}_forward(..., training=True)``.
+_RAISES = """
+    Raises
+    ------
+    TypeError
+        An argument of the wrong type or dtype (mixed float dtypes, a float ``x``
+        whose dtype differs from the weights', non-integer ``lengths``...).
+    ValueError
+        A shape that does not match the others, token ids or lengths out of range,
+        ``n_threads=0``, an unknown variant, or a call that would need more memory
+        than the machine has.  Every message names the argument, what it got and
+        what was expected; nothing runs before the checks pass."""
+
+_BACKWARD_DOC = """Backpropagation through time of :func:`{cell}_forward`.
+
+    Walks ``t = T-1, ..., 0`` through the cache of a ``training=True`` forward pass,
+    then forms ``dw_ih``, ``dw_hh`` and ``dx`` as single products over all ``T*B``
+    rows (so the results do not depend on the thread count).
 
     Parameters
     ----------
-    dy : ndarray (T, B, H) or None
-        Gradient of the loss w.r.t. ``y`` (None: no gradient from the outputs).  With
-        ``lengths`` (remembered by the cache), entries past a row's end are ignored.
-    dh_n : ndarray (B, H) or None
-        Gradient w.r.t. the final hidden state.{extra}
-    cache : fastgates.Cache
-    n_threads : int or None
+    dy : ndarray of shape (T, B, H) or None
+        Gradient of the loss with respect to ``y``; None means no gradient from the
+        outputs.  With ``lengths`` (remembered by the cache), entries past a row's
+        end are ignored.
+    dh_n : ndarray of shape (B, H) or None
+        Gradient with respect to the final hidden state; None means zero.{extra}
+    cache : Cache
+        The cache returned by ``{cell}_forward(..., training=True)`` (of either
+        backend: the fast path and :mod:`fastgates.reference` read each other's).
+    n_threads : int or None, default None
         As in the forward pass.
 
     Returns
     -------
-    {ret}
-        Freshly allocated gradients: backward OVERWRITES, it never accumulates into
-        earlier results.  ``dx`` is None for token-id inputs; ``dh0`` (and ``dc0``) are
-        the gradients w.r.t. the initial state, returned even when it was None (zeros).
-"""
+    {ret_type}
+        ``{ret}``:
+        freshly allocated gradients of the cache's dtype.  Backward OVERWRITES, it
+        never accumulates into earlier results.  ``dx`` is (T, B, D), or None for
+        token-id inputs; {states} (B, H) the gradient with respect to the initial
+        state, returned also when it was None (zeros); ``dw_ih`` (G*H, D), ``dw_hh``
+        (G*H, H), ``db_ih`` and ``db_hh`` (G*H,).
+{raises}
 
+    Examples
+    --------
+{example}
+"""
 
 def _threads(n_threads):
     return _fork.safe_threads(_recurrence.resolve_threads(_checks.check_n_threads(n_threads)))
@@ -145,62 +175,170 @@ def lstm_backward(dy, dh_n, dc_n, cache, *, n_threads=None):
     return cell_backward("lstm", dy, {"h": dh_n, "c": dc_n}, cache, n_threads=n_threads)
 
 
-rnn_forward.__doc__ = f"""Vanilla RNN over a whole sequence (Elman): G = 1.
+_EXAMPLE_SETUP = """    >>> import numpy as np
+    >>> import fastgates
+    >>> T, B, D, H, G = 5, 3, 4, 8, {G}
+    >>> rng = np.random.default_rng(0)
+    >>> w_ih, w_hh = rng.uniform(-0.3, 0.3, (G * H, D)), rng.uniform(-0.3, 0.3, (G * H, H))
+    >>> b_ih, b_hh = rng.uniform(-0.3, 0.3, G * H), rng.uniform(-0.3, 0.3, G * H)
+    >>> x = rng.standard_normal((T, B, D))                      # float64 in, float64 out"""
 
-    h_t = phi(x_t w_ih^T + b_ih + h_{{t-1}} w_hh^T + b_hh),  phi = tanh or relu
+rnn_forward.__doc__ = rf"""Elman RNN over a whole sequence (G = 1).
+
+    .. math::
+
+        h_t = \phi\left(x_t W_{{ih}}^\top + b_{{ih}} + h_{{t-1}} W_{{hh}}^\top + b_{{hh}}\right),
+        \qquad \phi = \tanh \text{{ or }} \max(\cdot, 0)
 
     Parameters
-    ----------{_COMMON_PARAMS}
-    nonlinearity : "tanh" or "relu"{_COMMON_KW}
+    ----------{_COMMON_PARAMS}{_WEIGHT_PARAMS.format(gates="one block: h")}
+    nonlinearity : {{"tanh", "relu"}}, default "tanh"
+        The activation :math:`\phi`.{_COMMON_KW}
 
     Returns
     -------
-    y : ndarray (T, B, H)    h_1 .. h_T (zeros past each row's end with lengths)
-    h_n : ndarray (B, H)     h_T (h0 when T = 0); with lengths, h at each row's last step
-    cache : fastgates.Cache or None
+    y : ndarray of shape (T, B, H)
+        :math:`h_1, \dots, h_T` (zero past each row's end with ``lengths``).
+    h_n : ndarray of shape (B, H)
+        The last hidden state (``h0``, or zeros, when T = 0); with ``lengths``, each
+        row's state after its last step.
+    cache : Cache or None
+        What :func:`rnn_backward` needs; None when ``training=False``.
+{_RAISES}
+
+    See Also
+    --------
+    rnn_backward : the backward pass.
+    fastgates.reference.rnn_forward : the NumPy twin.
+    fastgates.RNN : stacked, bidirectional layers over this kernel.
+
+    Examples
+    --------
+{_EXAMPLE_SETUP.format(G=1)}
+    >>> y, h_n, cache = fastgates.rnn_forward(x, None, w_ih, w_hh, b_ih, b_hh)
+    >>> y.shape, h_n.shape, y.dtype
+    ((5, 3, 8), (3, 8), dtype('float64'))
+    >>> bool(np.array_equal(h_n, y[-1]))
+    True
+    >>> y2, _, _ = fastgates.rnn_forward(x, None, w_ih, w_hh, b_ih, b_hh, lengths=[5, 2, 0])
+    >>> bool(np.all(y2[2:, 1] == 0))
+    True
 """
 
-gru_forward.__doc__ = f"""Gated recurrent unit over a whole sequence: G = 3, gate order r, z, n.
+gru_forward.__doc__ = rf"""Gated recurrent unit over a whole sequence (G = 3, gate order r, z, n).
 
-    r = sigma(x W_ir^T + b_ir + h W_hr^T + b_hr)
-    z = sigma(x W_iz^T + b_iz + h W_hz^T + b_hz)
-    linear_before_reset=True  (PyTorch, cuDNN, oneDNN "lbr"):
-        n = tanh(x W_in^T + b_in + r * (h W_hn^T + b_hn))
-    linear_before_reset=False (the textbook form, Cho et al. 2014):
-        n = tanh(x W_in^T + b_in + (r * h) W_hn^T + b_hn)
-    h_t = z * h_{{t-1}} + (1 - z) * n
+    .. math::
+
+        r_t &= \sigma(x_t W_{{ir}}^\top + b_{{ir}} + h_{{t-1}} W_{{hr}}^\top + b_{{hr}}) \\
+        z_t &= \sigma(x_t W_{{iz}}^\top + b_{{iz}} + h_{{t-1}} W_{{hz}}^\top + b_{{hz}}) \\
+        n_t &= \tanh(x_t W_{{in}}^\top + b_{{in}} + r_t \odot (h_{{t-1}} W_{{hn}}^\top + b_{{hn}}))
+        \quad \text{{(linear before reset)}} \\
+        n_t &= \tanh(x_t W_{{in}}^\top + b_{{in}} + (r_t \odot h_{{t-1}}) W_{{hn}}^\top + b_{{hn}})
+        \quad \text{{(reset before)}} \\
+        h_t &= z_t \odot h_{{t-1}} + (1 - z_t) \odot n_t
 
     Parameters
-    ----------{_COMMON_PARAMS}
-    linear_before_reset : bool{_COMMON_KW}
+    ----------{_COMMON_PARAMS}{_WEIGHT_PARAMS.format(gates="r, z, n")}
+    linear_before_reset : bool, default True
+        True: PyTorch's, cuDNN's and oneDNN's form (the reset gate scales
+        :math:`h_{{t-1}} W_{{hn}}^\top + b_{{hn}}`); False: the textbook form of Cho et
+        al. (2014) (the reset gate scales :math:`h_{{t-1}}` before the product).{_COMMON_KW}
 
     Returns
     -------
-    y : ndarray (T, B, H)
-    h_n : ndarray (B, H)
-    cache : fastgates.Cache or None
+    y : ndarray of shape (T, B, H)
+        :math:`h_1, \dots, h_T` (zero past each row's end with ``lengths``).
+    h_n : ndarray of shape (B, H)
+        The last hidden state; with ``lengths``, each row's state after its last step.
+    cache : Cache or None
+        What :func:`gru_backward` needs; None when ``training=False``.
+{_RAISES}
+
+    See Also
+    --------
+    gru_backward : the backward pass.
+    fastgates.reference.gru_forward : the NumPy twin.
+    fastgates.GRU : stacked, bidirectional layers over this kernel.
+
+    Examples
+    --------
+{_EXAMPLE_SETUP.format(G=3)}
+    >>> y, h_n, cache = fastgates.gru_forward(x, None, w_ih, w_hh, b_ih, b_hh)
+    >>> y_rb, _, _ = fastgates.gru_forward(x, None, w_ih, w_hh, b_ih, b_hh,
+    ...                                    linear_before_reset=False, training=False)
+    >>> y.shape, bool(np.allclose(y, y_rb))
+    ((5, 3, 8), False)
 """
 
-lstm_forward.__doc__ = f"""Long short-term memory over a whole sequence: G = 4, gate order i, f, g, o.
+lstm_forward.__doc__ = rf"""Long short-term memory over a whole sequence (G = 4, gate order i, f, g, o).
 
-    i, f, o = sigma(x W_*^T + b_i* + h W_h*^T + b_h*),  g = tanh(...)
-    c_t = f * c_{{t-1}} + i * g
-    h_t = o * tanh(c_t)
+    .. math::
+
+        i_t, f_t, o_t &= \sigma(x_t W_{{i\cdot}}^\top + b_{{i\cdot}} + h_{{t-1}} W_{{h\cdot}}^\top
+        + b_{{h\cdot}}) \text{{ for the gates }} i, f, o \\
+        g_t &= \tanh(x_t W_{{ig}}^\top + b_{{ig}} + h_{{t-1}} W_{{hg}}^\top + b_{{hg}}) \\
+        c_t &= f_t \odot c_{{t-1}} + i_t \odot g_t \\
+        h_t &= o_t \odot \tanh(c_t)
 
     Parameters
     ----------{_COMMON_PARAMS}
-    c0 : ndarray (B, H) or None
-        Initial cell state (None: zeros).{_COMMON_KW}
+    c0 : ndarray of shape (B, H) or None
+        Initial cell state; None means zeros.{_WEIGHT_PARAMS.format(gates="i, f, g, o")}{_COMMON_KW}
 
     Returns
     -------
-    y : ndarray (T, B, H)
-    h_n, c_n : ndarray (B, H)
-    cache : fastgates.Cache or None
+    y : ndarray of shape (T, B, H)
+        :math:`h_1, \dots, h_T` (zero past each row's end with ``lengths``).
+    h_n, c_n : ndarray of shape (B, H)
+        The last hidden and cell states; with ``lengths``, each row's states after
+        its last step.
+    cache : Cache or None
+        What :func:`lstm_backward` needs; None when ``training=False``.
+{_RAISES}
+
+    See Also
+    --------
+    lstm_backward : the backward pass.
+    fastgates.reference.lstm_forward : the NumPy twin.
+    fastgates.LSTM : stacked, bidirectional layers over this kernel.
+
+    Examples
+    --------
+{_EXAMPLE_SETUP.format(G=4)}
+    >>> y, h_n, c_n, cache = fastgates.lstm_forward(x, None, None, w_ih, w_hh, b_ih, b_hh)
+    >>> y.shape, c_n.shape
+    ((5, 3, 8), (3, 8))
+    >>> ids = rng.integers(0, D, (T, B))                         # token ids: one-hot inputs
+    >>> y_ids, *_ = fastgates.lstm_forward(ids, None, None, w_ih, w_hh, b_ih, b_hh)
+    >>> y_hot, *_ = fastgates.lstm_forward(np.eye(D)[ids], None, None, w_ih, w_hh, b_ih, b_hh)
+    >>> bool(np.allclose(y_ids, y_hot))
+    True
 """
 
-rnn_backward.__doc__ = _BACKWARD_DOC.format(cell="rnn", extra="", ret="Grads(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)")
-gru_backward.__doc__ = _BACKWARD_DOC.format(cell="gru", extra="", ret="Grads(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)")
+_BACKWARD_EXAMPLE = _EXAMPLE_SETUP + """
+    >>> {call}
+    >>> g = fastgates.{cell}_backward(np.ones_like(y), {dstate}cache)      # dL/dy = 1
+    >>> g.dw_hh.shape, g.dx.shape
+    (({GH}, 8), (5, 3, 4))"""
+
+rnn_backward.__doc__ = _BACKWARD_DOC.format(
+    cell="rnn", extra="", ret_type="Grads", ret="Grads(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)",
+    states="``dh0``", raises=_RAISES,
+    example=_BACKWARD_EXAMPLE.format(
+        G=1, GH=8, cell="rnn", dstate="None, ",
+        call="y, h_n, cache = fastgates.rnn_forward(x, None, w_ih, w_hh, b_ih, b_hh)"))
+gru_backward.__doc__ = _BACKWARD_DOC.format(
+    cell="gru", extra="", ret_type="Grads", ret="Grads(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)",
+    states="``dh0``", raises=_RAISES,
+    example=_BACKWARD_EXAMPLE.format(
+        G=3, GH=24, cell="gru", dstate="None, ",
+        call="y, h_n, cache = fastgates.gru_forward(x, None, w_ih, w_hh, b_ih, b_hh)"))
 lstm_backward.__doc__ = _BACKWARD_DOC.format(
-    cell="lstm", extra="\n    dc_n : ndarray (B, H) or None\n        Gradient w.r.t. the final cell state.",
-    ret="LSTMGrads(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh)")
+    cell="lstm",
+    extra="\n    dc_n : ndarray of shape (B, H) or None\n        Gradient with respect to the "
+          "final cell state; None means zero.",
+    ret_type="LSTMGrads", ret="LSTMGrads(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh)",
+    states="``dh0`` and ``dc0``", raises=_RAISES,
+    example=_BACKWARD_EXAMPLE.format(
+        G=4, GH=32, cell="lstm", dstate="None, None, ",
+        call="y, h_n, c_n, cache = fastgates.lstm_forward(x, None, None, w_ih, w_hh, b_ih, b_hh)"))

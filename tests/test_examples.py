@@ -5,6 +5,7 @@ chance) and prints a JSON summary last; these tests run them in subprocesses out
 the checkout, so the package they import is the installed (or in-place built) one.
 """
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -37,6 +38,27 @@ def test_many_to_many_tags_every_position():
     r, res = run_example("tag_sequences.py")
     assert r.returncode == 0, r.stdout + r.stderr
     assert res["task"] == "tag" and res["accuracy"] > res["baseline"] + 0.3
+
+
+def test_one_to_many_generates_text():
+    r, res = run_example("generate_text.py", "--steps", "200")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert res["task"] == "generate" and res["val_ppl"] < 0.75 * res["unigram_ppl"]
+    assert r.stdout.count("--- temperature") == 3
+
+
+@pytest.mark.parametrize("name", ["classify_sequences.py", "tag_sequences.py"])
+def test_plot_draws_the_figure_or_says_why_not(name, tmp_path):
+    """--plot PNG saves the figure with matplotlib, and says it skipped it without."""
+    png = tmp_path / "figure.png"
+    r, res = run_example(name, "--steps", "30", "--plot", str(png))
+    assert "Traceback" not in r.stderr
+    if importlib.util.find_spec("matplotlib") is None:
+        assert "skipping the figure: matplotlib is not installed" in r.stdout
+        assert not png.exists()
+    else:
+        assert f"figure: {png}" in r.stdout
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_an_untrained_example_reports_failure():

@@ -61,6 +61,7 @@ def test_train_generate_eval_end_to_end(tmp_path, text_file):
     try:
         import matplotlib  # noqa: F401
         assert os.path.exists(os.path.join(out, "perplexity.png"))
+        assert f"perplexity curve: {os.path.join(out, 'perplexity.png')}" in r.stdout
     except ImportError:
         assert "skipping perplexity.png: matplotlib is not installed" in r.stdout
     rows = open(os.path.join(out, "log.csv")).read().splitlines()
@@ -226,3 +227,13 @@ def test_tiny_shakespeare_corpus():
     before = tr.validate().ppl
     tr.run(1)
     assert tr.history[0]["val_ppl"] < 0.6 * before
+
+
+def test_matplotlib_stays_optional():
+    """Importing the package, the LM and its CLI never imports matplotlib (only drawing does)."""
+    code = ("import sys, fastgates, fastgates.lm, fastgates.lm.cli, fastgates.lm.report; "
+            "assert 'matplotlib' not in sys.modules, 'matplotlib imported'")
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr

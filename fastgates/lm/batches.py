@@ -44,14 +44,47 @@ def _offset(rng, steps):
 class SequentialBatches:
     """Consecutive minibatches continue ``batch`` parallel streams of the text.
 
+    The text (after the offset) is cut into ``batch`` contiguous streams; minibatch
+    ``i`` holds steps ``i*steps ... (i+1)*steps - 1`` of every stream, so the hidden
+    state can be carried from one minibatch to the next (truncated BPTT).
+
     Parameters
     ----------
-    ids : (N,) int array
-        The token ids.
+    ids : array_like of shape (N,), integers
+        The token ids (converted to int64).
     batch, steps : int
-        Minibatch size B (streams) and sequence length T.
-    rng : numpy.random.Generator or None
+        Minibatch size B (streams) and sequence length T, both >= 1.
+    rng : numpy.random.Generator or None, default None
         Draws the starting offset in ``[0, steps)``; None starts at 0.
+
+    Raises
+    ------
+    ValueError
+        ``ids`` is not 1-D, or ``batch`` / ``steps`` is not a positive integer.
+
+    See Also
+    --------
+    RandomBatches : independent subsequences, the state reset for each.
+
+    Notes
+    -----
+    Iterating yields ``(X, Y)``, C-contiguous int64 arrays of shape (steps, batch)
+    (the kernels' token-id layout), ``Y[t, b]`` the token after ``X[t, b]``;
+    ``len()`` is the number of minibatches and :meth:`batch` gives one directly.
+
+    Examples
+    --------
+    >>> from fastgates.lm import SequentialBatches
+    >>> it = SequentialBatches(np.arange(21), batch=2, steps=3)
+    >>> len(it)
+    3
+    >>> X, Y = it.batch(0)
+    >>> X.T                                   # stream b is row b here
+    array([[ 0,  1,  2],
+           [10, 11, 12]])
+    >>> it.batch(1)[0].T                      # ... and continues in the next minibatch
+    array([[ 3,  4,  5],
+           [13, 14, 15]])
     """
 
     def __init__(self, ids, batch, steps, rng=None):
@@ -71,7 +104,23 @@ class SequentialBatches:
         return self.n_batches
 
     def batch(self, i):
-        """Minibatch ``i`` as ``(X, Y)``, each (steps, batch) int64."""
+        """Minibatch ``i`` as ``(X, Y)``, each (steps, batch) int64.
+
+        Parameters
+        ----------
+        i : int
+            In ``[0, len(self))``.
+
+        Returns
+        -------
+        X, Y : ndarray of shape (steps, batch), int64
+            Inputs and targets (the inputs shifted by one).
+
+        Raises
+        ------
+        IndexError
+            ``i`` out of range.
+        """
         if not 0 <= i < self.n_batches:
             raise IndexError(f"minibatch {i} out of range [0, {self.n_batches})")
         s = slice(i * self.steps, (i + 1) * self.steps)
@@ -85,8 +134,36 @@ class SequentialBatches:
 class RandomBatches:
     """Minibatches of random, non-overlapping subsequences of the text.
 
-    Parameters are those of :class:`SequentialBatches`; ``rng`` also shuffles
-    the subsequences (None keeps them in text order).
+    The text (after the offset) is cut into subsequences of ``steps`` tokens,
+    visited in random order, ``batch`` per minibatch; neighbouring minibatches are
+    unrelated, so the state is reset for each.
+
+    Parameters
+    ----------
+    ids : array_like of shape (N,), integers
+        The token ids (converted to int64).
+    batch, steps : int
+        Minibatch size B and sequence length T, both >= 1.
+    rng : numpy.random.Generator or None, default None
+        Draws the starting offset in ``[0, steps)`` and shuffles the subsequences;
+        None starts at 0 and keeps them in text order.
+
+    Raises
+    ------
+    ValueError
+        ``ids`` is not 1-D, or ``batch`` / ``steps`` is not a positive integer.
+
+    See Also
+    --------
+    SequentialBatches : contiguous streams, the state carried across minibatches.
+
+    Examples
+    --------
+    >>> from fastgates.lm import RandomBatches
+    >>> it = RandomBatches(np.arange(100), batch=4, steps=5, rng=np.random.default_rng(0))
+    >>> X, Y = next(iter(it))
+    >>> X.shape, bool(np.all(Y == X + 1))
+    ((5, 4), True)
     """
 
     def __init__(self, ids, batch, steps, rng=None):
@@ -105,7 +182,23 @@ class RandomBatches:
         return self.n_batches
 
     def batch(self, i):
-        """Minibatch ``i`` as ``(X, Y)``, each (steps, batch) int64."""
+        """Minibatch ``i`` as ``(X, Y)``, each (steps, batch) int64.
+
+        Parameters
+        ----------
+        i : int
+            In ``[0, len(self))``.
+
+        Returns
+        -------
+        X, Y : ndarray of shape (steps, batch), int64
+            Inputs and targets (the inputs shifted by one).
+
+        Raises
+        ------
+        IndexError
+            ``i`` out of range.
+        """
         if not 0 <= i < self.n_batches:
             raise IndexError(f"minibatch {i} out of range [0, {self.n_batches})")
         idx = self.starts[i * self.batch_size:(i + 1) * self.batch_size][None, :] + self._t
@@ -117,7 +210,24 @@ class RandomBatches:
 
 
 def make_batches(sampling, ids, batch, steps, rng=None):
-    """The minibatch iterator of scheme ``sampling`` ("sequential" or "random")."""
+    """The minibatch iterator of scheme ``sampling``.
+
+    Parameters
+    ----------
+    sampling : {"sequential", "random"}
+        :class:`SequentialBatches` or :class:`RandomBatches`.
+    ids, batch, steps, rng
+        Passed to the iterator's constructor.
+
+    Returns
+    -------
+    SequentialBatches or RandomBatches
+
+    Raises
+    ------
+    ValueError
+        An unknown ``sampling``, or arguments the iterator refuses.
+    """
     if sampling == "sequential":
         return SequentialBatches(ids, batch, steps, rng)
     if sampling == "random":

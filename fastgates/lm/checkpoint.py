@@ -68,11 +68,22 @@ def save_checkpoint(path, arrays: dict, meta: dict) -> None:
     Parameters
     ----------
     path : str or path-like
-        Target file (``.npz``); its directory must exist.
+        Target file (``.npz``); its directory must exist.  Written to a temporary
+        file in the same directory, fsync'ed and renamed over ``path``: a crash
+        leaves the previous file intact.
     arrays : dict of str -> ndarray
         Numeric arrays only (no object dtype).
     meta : dict
         JSON-serialisable; stored with ``format`` and ``version`` added.
+
+    Raises
+    ------
+    ValueError
+        ``arrays`` uses the reserved name ``meta.json``.
+    TypeError
+        An array of object dtype.
+    OSError
+        The file cannot be written.
     """
     path = os.fspath(path)
     if META_KEY in arrays:
@@ -110,6 +121,14 @@ def save_checkpoint(path, arrays: dict, meta: dict) -> None:
 
 def load_checkpoint(path) -> tuple[dict, dict]:
     """Read a checkpoint written by :func:`save_checkpoint`.
+
+    Everything is read with ``np.load(path, allow_pickle=False)``: a checkpoint can
+    never run code.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The ``.npz`` file.
 
     Returns
     -------
@@ -157,7 +176,19 @@ def load_checkpoint(path) -> tuple[dict, dict]:
 
 
 class Loaded(NamedTuple):
-    """A checkpoint opened for use: the model, its vocabulary and everything saved."""
+    """A checkpoint opened for use, as :func:`load_model` returns it.
+
+    Parameters
+    ----------
+    model : CharRNN
+        The model with the saved parameters.
+    vocab : Vocab
+        Its vocabulary.
+    meta : dict
+        The saved metadata (configuration, progress, optimizer, generator state).
+    arrays : dict of str to ndarray
+        Every saved array.
+    """
 
     model: object
     vocab: object
@@ -166,7 +197,19 @@ class Loaded(NamedTuple):
 
 
 def save_training(path, trainer, vocab, config: dict) -> None:
-    """Checkpoint a :class:`~fastgates.lm.training.Trainer` with its vocabulary and run ``config``."""
+    """Checkpoint a :class:`~fastgates.lm.Trainer` with its vocabulary and run ``config``.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Target ``.npz`` (written atomically, see :func:`save_checkpoint`).
+    trainer : Trainer
+        Its model, optimizer state, carried state and progress are saved.
+    vocab : Vocab
+        The vocabulary of the model's token ids.
+    config : dict
+        The run's configuration (JSON), e.g. the command line's options.
+    """
     meta = trainer.state_meta()
     meta["model"] = trainer.model.config.to_dict()
     meta["vocab"] = list(vocab.tokens)
@@ -175,7 +218,33 @@ def save_training(path, trainer, vocab, config: dict) -> None:
 
 
 def load_model(path, *, backend: str = "fast", n_threads=None) -> Loaded:
-    """Open a checkpoint written by :func:`save_training` as a ready :class:`CharRNN`."""
+    """Open a checkpoint written by :func:`save_training` as a ready model.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A ``checkpoint.npz`` (``fastgates-lm train`` writes one per run directory).
+    backend : {"fast", "reference"}, default "fast"
+        The kernels the model runs on.
+    n_threads : int or None, default None
+        Threads of every kernel call.
+
+    Returns
+    -------
+    Loaded
+        ``(model, vocab, meta, arrays)``.
+
+    Raises
+    ------
+    CheckpointError
+        A missing, truncated, garbled or inconsistent checkpoint, or another format.
+
+    Examples
+    --------
+    >>> from fastgates import lm
+    >>> loaded = lm.load_model("runs/demo/checkpoint.npz")     # doctest: +SKIP
+    >>> print(lm.generate(loaded.model, loaded.vocab, "the ", 100, seed=0))  # doctest: +SKIP
+    """
     from .data import Vocab
     from .model import CharRNN, ModelConfig, param_shapes
 

@@ -447,9 +447,9 @@ def cmd_train(args) -> int:
 
 
 def _plot(out, say):
-    why = plot_history(os.path.join(out, "log.csv"), os.path.join(out, "perplexity.png"))
-    if why:
-        say(f"skipping perplexity.png: {why}")
+    png = os.path.join(out, "perplexity.png")
+    why = plot_history(os.path.join(out, "log.csv"), png)
+    say(f"skipping perplexity.png: {why}" if why else f"perplexity curve: {png}")
 
 
 # -- generate / eval ----------------------------------------------------------------------------
@@ -535,7 +535,31 @@ def cmd_export(args) -> int:
 # -- entry point --------------------------------------------------------------------------------
 
 def main(argv=None) -> int:
-    """Run ``fastgates-lm``; returns the exit code (2 for usage and input errors)."""
+    """Run ``fastgates-lm`` (also ``python -m fastgates.lm``).
+
+    Parameters
+    ----------
+    argv : list of str or None, default None
+        The arguments after the program name; None reads ``sys.argv``.
+
+    Returns
+    -------
+    int
+        The exit code: 0 on success, 130 when interrupted, 1 when the output pipe
+        closed early.
+
+    Raises
+    ------
+    SystemExit
+        Usage and input errors (a bad option, an unreadable text or checkpoint):
+        status 2 with the message on stderr, as argparse does.
+
+    Examples
+    --------
+    >>> from fastgates.lm import cli
+    >>> cli.main(["train", "--epochs", "1", "--hidden", "64", "--out", "runs/quick"])  # doctest: +SKIP
+    >>> cli.main(["generate", "--checkpoint", "runs/quick", "--temperature", "0.8"])  # doctest: +SKIP
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     sub = parser.subcommands[args.command]

@@ -37,7 +37,15 @@ class DataError(ValueError):
 
 
 def default_text() -> str:
-    """The default corpus: CPython's ``pydoc_data.topics`` in sorted key order."""
+    """The default corpus: CPython's ``pydoc_data.topics`` in sorted key order.
+
+    The text of the Python language reference that ships with every CPython (about
+    465,000 characters), so the language model trains without a download.
+
+    Returns
+    -------
+    str
+    """
     from pydoc_data.topics import topics
 
     return "".join(topics[key] for key in sorted(topics))
@@ -50,8 +58,13 @@ def load_text(path: str | os.PathLike | None = None, encoding: str = "utf-8") ->
     ----------
     path : str or path-like or None
         A text file, or None for :func:`default_text`.
-    encoding : str
-        The file's encoding (default UTF-8).
+    encoding : str, default "utf-8"
+        The file's encoding.  A UTF-8 byte-order mark is dropped.
+
+    Returns
+    -------
+    str
+        The decoded text.
 
     Raises
     ------
@@ -94,9 +107,28 @@ def load_text(path: str | os.PathLike | None = None, encoding: str = "utf-8") ->
 def tokenize(text: str, tokens: str = "char") -> str:
     """Map ``text`` to a string whose characters are the tokens.
 
-    ``char`` keeps every character.  ``letters`` lower-cases, maps everything
-    outside a-z to a space and collapses runs of such characters into one space
-    (the textbook's 26 letters + space; with ``<unk>`` a 28-token vocabulary).
+    Parameters
+    ----------
+    text : str
+    tokens : {"char", "letters"}, default "char"
+        ``char`` keeps every character.  ``letters`` lower-cases, maps everything
+        outside a-z to a space and collapses runs of such characters into one space
+        (the textbook's 26 letters + space; with ``<unk>`` a 28-token vocabulary).
+
+    Returns
+    -------
+    str
+
+    Raises
+    ------
+    ValueError
+        An unknown ``tokens``.
+
+    Examples
+    --------
+    >>> from fastgates.lm import tokenize
+    >>> tokenize("Hello, World 42!", "letters")
+    'hello world '
     """
     if tokens == "char":
         return text
@@ -120,6 +152,23 @@ class Vocab:
     tokens : sequence of str
         The vocabulary in id order: ``tokens[0]`` must be ``"<unk>"``, the others
         single distinct characters.
+
+    Raises
+    ------
+    ValueError
+        ``tokens`` does not start with ``"<unk>"``, or the others are not distinct
+        single characters.
+
+    Examples
+    --------
+    >>> from fastgates.lm import Vocab
+    >>> v = Vocab.build("abracadabra")
+    >>> v.tokens
+    ['<unk>', 'a', 'b', 'r', 'c', 'd']
+    >>> v.encode("cab!")
+    array([4, 1, 2, 0])
+    >>> v.decode([4, 1, 2, 0])
+    'cab\ufffd'
     """
 
     def __init__(self, tokens: Sequence[str]):
@@ -140,7 +189,16 @@ class Vocab:
 
     @classmethod
     def build(cls, text: str) -> "Vocab":
-        """The vocabulary of ``text`` (its distinct characters by decreasing frequency)."""
+        """The vocabulary of ``text``: its distinct characters by decreasing frequency.
+
+        Parameters
+        ----------
+        text : str
+
+        Returns
+        -------
+        Vocab
+        """
         counts = Counter(text)
         chars = sorted(counts, key=lambda c: (-counts[c], ord(c)))
         return cls([UNK] + chars)
@@ -158,11 +216,29 @@ class Vocab:
         return isinstance(other, Vocab) and self.tokens == other.tokens
 
     def id(self, char: str) -> int:
-        """The id of one character (0 = ``<unk>`` when unknown)."""
+        """The id of one character (0 = ``<unk>`` when unknown).
+
+        Parameters
+        ----------
+        char : str
+
+        Returns
+        -------
+        int
+        """
         return self._index.get(char, 0) if char != UNK else 0
 
     def encode(self, text: str) -> np.ndarray:
-        """Ids of the characters of ``text`` as an int64 array (unknown -> 0)."""
+        """Ids of the characters of ``text`` (unknown characters -> 0).
+
+        Parameters
+        ----------
+        text : str
+
+        Returns
+        -------
+        ndarray of shape (len(text),), int64
+        """
         cps = _codepoints(text)
         if not len(self._sorted_cps):
             return np.zeros(len(cps), dtype=np.int64)
@@ -172,11 +248,33 @@ class Vocab:
         return np.where(found, self._sorted_ids[pos], 0)
 
     def unknown(self, text: str) -> list[str]:
-        """The distinct characters of ``text`` that are not in the vocabulary."""
+        """The distinct characters of ``text`` that are not in the vocabulary.
+
+        Parameters
+        ----------
+        text : str
+
+        Returns
+        -------
+        list of str
+            Sorted.
+        """
         return sorted({c for c in text if c not in self._index or c == UNK})
 
     def decode(self, ids: Iterable[int], unk: str = "\ufffd") -> str:
-        """The text of ``ids``; ``<unk>`` becomes ``unk`` (default U+FFFD)."""
+        """The text of ``ids``.
+
+        Parameters
+        ----------
+        ids : iterable of int
+            Token ids in ``[0, len(self))`` (any shape; flattened).
+        unk : str, default "\\ufffd"
+            What ``<unk>`` (id 0) becomes.
+
+        Returns
+        -------
+        str
+        """
         table = [unk] + self.tokens[1:]
         return "".join(table[int(i)] for i in np.asarray(ids, dtype=np.int64).ravel())
 
@@ -184,8 +282,16 @@ class Vocab:
 class Corpus(NamedTuple):
     """A tokenized text split into training and validation ids.
 
-    ``train`` is the first ``1 - val_fraction`` of the token ids and ``val`` the
-    rest; ``vocab`` is built from the training part only.
+    Parameters
+    ----------
+    vocab : Vocab
+        Built from the training part only.
+    train : ndarray of shape (N_train,), int64
+        The first ``1 - val_fraction`` of the token ids.
+    val : ndarray of shape (N_val,), int64
+        The rest.
+    tokens : {"char", "letters"}
+        How the text was tokenized (:func:`tokenize`).
     """
 
     vocab: Vocab
@@ -195,7 +301,19 @@ class Corpus(NamedTuple):
 
 
 def split_point(n: int, val_fraction: float) -> int:
-    """Index of the first validation token for ``n`` tokens."""
+    """Index of the first validation token for ``n`` tokens.
+
+    Parameters
+    ----------
+    n : int
+        Number of tokens.
+    val_fraction : float
+        Held-out fraction, in [0, 1).
+
+    Returns
+    -------
+    int
+    """
     return n - int(round(n * val_fraction))
 
 
@@ -203,7 +321,34 @@ def make_corpus(text: str, tokens: str = "char", val_fraction: float = 0.1,
                 vocab: Vocab | None = None) -> Corpus:
     """Tokenize ``text``, hold out its last ``val_fraction`` and encode both parts.
 
-    ``vocab`` (e.g. from a checkpoint) overrides building one from the training part.
+    Parameters
+    ----------
+    text : str
+    tokens : {"char", "letters"}, default "char"
+        See :func:`tokenize`.
+    val_fraction : float, default 0.1
+        The final fraction of the tokens held out for validation, in [0, 1).
+    vocab : Vocab or None, default None
+        A vocabulary to use (e.g. a checkpoint's) instead of building one from the
+        training part.
+
+    Returns
+    -------
+    Corpus
+
+    Raises
+    ------
+    ValueError
+        ``val_fraction`` outside [0, 1) or an unknown ``tokens``.
+    DataError
+        A training or validation part of fewer than 2 tokens.
+
+    Examples
+    --------
+    >>> from fastgates.lm import make_corpus
+    >>> c = make_corpus("the quick brown fox jumps over the lazy dog", val_fraction=0.25)
+    >>> len(c.vocab), c.train.shape, c.val.shape, c.train.dtype
+    (22, (32,), (11,), dtype('int64'))
     """
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction!r}")

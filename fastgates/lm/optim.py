@@ -20,7 +20,29 @@ DEFAULT_LR = {"sgd": 1.0, "adam": 2e-3}
 
 
 class SGD:
-    """Plain stochastic gradient descent: ``p -= lr * g``."""
+    """Plain stochastic gradient descent: ``p -= lr * g``, in place.
+
+    Parameters
+    ----------
+    params : dict of str to ndarray
+        The parameters (for a constructor like :class:`Adam`'s; SGD keeps no state
+        per parameter).
+    lr : float, default 1.0
+        Learning rate, > 0.
+
+    Raises
+    ------
+    ValueError
+        ``lr`` is not positive.
+
+    Examples
+    --------
+    >>> from fastgates.lm import SGD
+    >>> params, grads = {"w": np.ones(3)}, {"w": np.full(3, 0.5)}
+    >>> SGD(params, lr=0.1).step(params, grads)
+    >>> params["w"]
+    array([0.95, 0.95, 0.95])
+    """
 
     name = "sgd"
 
@@ -31,22 +53,60 @@ class SGD:
         self.t = 0
 
     def step(self, params: dict, grads: dict) -> None:
+        """Update every array of ``params`` in place from the gradient of the same name.
+
+        Parameters
+        ----------
+        params, grads : dict of str to ndarray
+            The parameters and their gradients (same names, shapes and dtypes).
+        """
         for name, p in params.items():
             p -= p.dtype.type(self.lr) * grads[name]
         self.t += 1
 
     def config(self) -> dict:
+        """The settings and step count, as JSON for a checkpoint."""
         return {"name": self.name, "lr": self.lr, "t": self.t}
 
     def state_dict(self) -> dict:
+        """The arrays of the state, by name: none for SGD."""
         return {}
 
     def load_state(self, config: dict, arrays: dict) -> None:
+        """Restore what :meth:`config` and :meth:`state_dict` returned.
+
+        Parameters
+        ----------
+        config : dict
+            The output of :meth:`config`.
+        arrays : dict of str to ndarray
+            The output of :meth:`state_dict`.
+        """
         self.lr, self.t = float(config["lr"]), int(config["t"])
 
 
 class Adam:
-    """Adam with bias correction (state: first and second moments per parameter)."""
+    """Adam (Kingma and Ba, 2015) with bias correction, in place.
+
+    Keeps the first and second moments of every parameter (arrays of its shape and
+    dtype), which checkpoints save and restore.
+
+    Parameters
+    ----------
+    params : dict of str to ndarray
+        The parameters the moments are shaped after.
+    lr : float, default 2e-3
+        Learning rate, > 0.
+    betas : tuple of float, default (0.9, 0.999)
+        Decay rates of the first and second moments.
+    eps : float, default 1e-8
+        Added to the square root of the second moment.
+
+    Raises
+    ------
+    ValueError
+        ``lr`` is not positive.
+    """
 
     name = "adam"
 
@@ -59,6 +119,13 @@ class Adam:
         self.v = {k: np.zeros_like(p) for k, p in params.items()}
 
     def step(self, params: dict, grads: dict) -> None:
+        """Update every array of ``params`` in place from the gradient of the same name.
+
+        Parameters
+        ----------
+        params, grads : dict of str to ndarray
+            The parameters and their gradients (same names, shapes and dtypes).
+        """
         self.t += 1
         c1 = 1.0 - self.beta1 ** self.t
         c2 = 1.0 - self.beta2 ** self.t
@@ -74,15 +141,26 @@ class Adam:
             p -= f(self.lr / c1) * m / denom
 
     def config(self) -> dict:
+        """The settings and step count, as JSON for a checkpoint."""
         return {"name": self.name, "lr": self.lr, "betas": [self.beta1, self.beta2],
                 "eps": self.eps, "t": self.t}
 
     def state_dict(self) -> dict:
+        """The moments by name: ``m/<param>`` and ``v/<param>`` (live arrays)."""
         out = {f"m/{k}": a for k, a in self.m.items()}
         out.update({f"v/{k}": a for k, a in self.v.items()})
         return out
 
     def load_state(self, config: dict, arrays: dict) -> None:
+        """Restore what :meth:`config` and :meth:`state_dict` returned.
+
+        Parameters
+        ----------
+        config : dict
+            The output of :meth:`config`.
+        arrays : dict of str to ndarray
+            The output of :meth:`state_dict`; copied into the existing moments.
+        """
         self.lr, self.eps, self.t = float(config["lr"]), float(config["eps"]), int(config["t"])
         self.beta1, self.beta2 = (float(b) for b in config["betas"])
         for k in self.m:
@@ -91,7 +169,26 @@ class Adam:
 
 
 def make_optimizer(name: str, params: dict, lr: float | None = None):
-    """``SGD`` or ``Adam`` over ``params``; ``lr`` None takes :data:`DEFAULT_LR`."""
+    """The optimizer called ``name`` over ``params``.
+
+    Parameters
+    ----------
+    name : {"sgd", "adam"}
+        :class:`SGD` or :class:`Adam`.
+    params : dict of str to ndarray
+        The parameters.
+    lr : float or None, default None
+        Learning rate; None takes the optimizer's default (SGD 1, Adam 2e-3).
+
+    Returns
+    -------
+    SGD or Adam
+
+    Raises
+    ------
+    ValueError
+        An unknown ``name`` or a non-positive ``lr``.
+    """
     if name not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}")
     lr = DEFAULT_LR[name] if lr is None else lr

@@ -134,7 +134,21 @@ class CsvLog:
 
 
 def read_csv(path):
-    """The rows of a ``log.csv`` as dicts (empty fields -> None, numbers -> float)."""
+    """The rows of a ``log.csv`` as dicts.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A ``log.csv`` written by :class:`CsvLog`.
+
+    Returns
+    -------
+    list of dict
+        One dict per row, keyed by the columns (``kind``, ``epoch``, ``step``,
+        ``seconds``, ``tokens_per_s``, ``train_ppl``, ``val_ppl``, ``val_bpc``,
+        ``grad_norm``, ``lr``): ``kind`` is "interval" or "epoch", numbers are
+        floats and empty fields None.
+    """
     rows = []
     with open(path, newline="", encoding="utf-8") as f:
         for r in csv.DictReader(f):
@@ -152,18 +166,37 @@ def read_csv(path):
 
 
 def plot_history(csv_path, png_path) -> str | None:
-    """Draw ``perplexity.png`` from ``log.csv``; returns None, or why the plot was skipped."""
-    try:
-        import matplotlib
+    """Draw ``perplexity.png``: train and validation perplexity per epoch, from ``log.csv``.
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+    The figure is drawn without pyplot (a :class:`matplotlib.figure.Figure` saved
+    directly), so it never changes the matplotlib backend of the calling process, and
+    written atomically (a temporary file renamed over ``png_path``).
+
+    Parameters
+    ----------
+    csv_path : str or path-like
+        A ``log.csv`` written by :class:`CsvLog` (``fastgates-lm train`` writes one in
+        its run directory).
+    png_path : str or path-like
+        Where to write the PNG.
+
+    Returns
+    -------
+    str or None
+        None when the figure was written; otherwise why it was skipped (matplotlib, an
+        optional extra, is not installed: ``pip install "fastgates[plot]"``).
+    """
+    try:
+        from matplotlib.figure import Figure
+        from matplotlib.ticker import FormatStrFormatter
     except ImportError:
         return "matplotlib is not installed (pip install 'fastgates[plot]')"
+    png_path = os.fspath(png_path)
     rows = read_csv(csv_path)
     interval = [(r["epoch"], r["train_ppl"]) for r in rows if r["kind"] == "interval" and r["train_ppl"]]
     epochs = [r for r in rows if r["kind"] == "epoch"]
-    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
+    fig = Figure(figsize=(6.4, 4.0), dpi=100)
+    ax = fig.subplots()
     if interval:
         ax.plot(*zip(*interval), color="tab:blue", alpha=0.35, lw=1, label="train (interval)")
     ep_train = [(r["epoch"], r["train_ppl"]) for r in epochs if r["train_ppl"]]
@@ -175,8 +208,6 @@ def plot_history(csv_path, png_path) -> str | None:
     ax.set_xlabel("epoch")
     ax.set_ylabel("perplexity")
     ax.set_yscale("log")
-    from matplotlib.ticker import FormatStrFormatter
-
     ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
     ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
     ax.tick_params(axis="y", which="minor", labelsize=8)
@@ -186,6 +217,5 @@ def plot_history(csv_path, png_path) -> str | None:
     fig.tight_layout()
     tmp = png_path + ".tmp.png"
     fig.savefig(tmp)
-    plt.close(fig)
     os.replace(tmp, png_path)
     return None

@@ -46,6 +46,16 @@ def grad_norm(grads: dict) -> float:
     Each array's sum of squares is a BLAS dot product in its own dtype, redone in
     float64 when a float32 sum overflows, so only a truly non-finite gradient
     gives a non-finite norm.
+
+    Parameters
+    ----------
+    grads : dict of str to ndarray
+        The gradients (any shapes, float32 or float64).
+
+    Returns
+    -------
+    float
+        The norm of their concatenation.
     """
     total = 0.0
     with np.errstate(over="ignore", invalid="ignore"):
@@ -64,8 +74,9 @@ def clip_grad_norm(grads: dict, max_norm: float) -> float:
 
     Parameters
     ----------
-    grads : dict of arrays
-        Every parameter's gradient; ‖g‖ is the norm of their concatenation.
+    grads : dict of str to ndarray
+        Every parameter's gradient, scaled in place; ‖g‖ is the norm of their
+        concatenation.
     max_norm : float
         θ > 0.
 
@@ -74,6 +85,20 @@ def clip_grad_norm(grads: dict, max_norm: float) -> float:
     float
         ‖g‖ before clipping.  When it is not finite the gradients are left
         untouched (the caller should skip the update).
+
+    Raises
+    ------
+    ValueError
+        ``max_norm`` is not positive.
+
+    Examples
+    --------
+    >>> from fastgates.lm import clip_grad_norm
+    >>> grads = {"a": np.array([3.0]), "b": np.array([4.0])}
+    >>> clip_grad_norm(grads, 1.0)
+    5.0
+    >>> grads["a"], grads["b"]
+    (array([0.6]), array([0.8]))
     """
     if not max_norm > 0:
         raise ValueError(f"max_norm must be positive, got {max_norm!r}")
@@ -86,7 +111,19 @@ def clip_grad_norm(grads: dict, max_norm: float) -> float:
 
 
 class Evaluation(NamedTuple):
-    """Perplexity of a text: ``ppl = exp(ce)``, ``bpc = ce / ln 2``, over ``tokens`` predictions."""
+    """Perplexity of a text, as :func:`evaluate` returns it.
+
+    Parameters
+    ----------
+    ppl : float
+        Perplexity, ``exp(ce)`` (inf when ``ce`` overflows).
+    bpc : float
+        Bits per character (token), ``ce / ln 2``.
+    ce : float
+        Mean cross-entropy in nats.
+    tokens : int
+        Number of predictions averaged over.
+    """
 
     ppl: float
     bpc: float
@@ -101,8 +138,31 @@ def evaluate(model: CharRNN, ids, streams: int = 32, chunk: int = 512,
     The text is split into ``streams`` contiguous parts evaluated side by side,
     each with its hidden state carried across the whole part (chunks of
     ``chunk`` steps); the tokens left over continue the last stream.  Every one
-    of the ``len(ids) - 1`` next-token predictions counts once.  ``blas_threads``:
-    NumPy's BLAS threads meanwhile (see :mod:`fastgates.lm.threadpool`; None = unchanged).
+    of the ``len(ids) - 1`` next-token predictions counts once.
+
+    Parameters
+    ----------
+    model : CharRNN
+        Evaluated in inference mode (no dropout, no cache).
+    ids : array_like of shape (N,), integers in [0, vocab_size)
+        The text as token ids, N >= 2.
+    streams : int, default 32
+        Parallel streams (the batch of the evaluation).
+    chunk : int, default 512
+        Steps per kernel call.
+    blas_threads : int or None, default 1
+        NumPy's BLAS threads meanwhile (see :mod:`fastgates.lm.threadpool`); None
+        leaves them unchanged.
+
+    Returns
+    -------
+    Evaluation
+        ``(ppl, bpc, ce, tokens)``.
+
+    Raises
+    ------
+    ValueError
+        Fewer than 2 tokens.
     """
     ids = np.ascontiguousarray(ids, dtype=np.int64)
     n = len(ids) - 1
@@ -127,7 +187,20 @@ def evaluate(model: CharRNN, ids, streams: int = 32, chunk: int = 512,
 
 
 def perplexity(model: CharRNN, ids, streams: int = 32) -> float:
-    """exp(mean cross-entropy) of ``ids`` with the state carried (see :func:`evaluate`)."""
+    """Perplexity, exp(mean cross-entropy), of ``ids`` with the state carried.
+
+    Parameters
+    ----------
+    model : CharRNN
+    ids : array_like of shape (N,), integers
+        The text as token ids, N >= 2.
+    streams : int, default 32
+        Parallel streams (see :func:`evaluate`).
+
+    Returns
+    -------
+    float
+    """
     return evaluate(model, ids, streams).ppl
 
 
@@ -158,7 +231,27 @@ def _deferred_sigint():
 
 
 class BatchInfo(NamedTuple):
-    """What :meth:`Trainer.run` reports after every step."""
+    """What :meth:`Trainer.run` reports to ``on_batch`` after every step.
+
+    Parameters
+    ----------
+    epoch : int
+        Completed epochs before this one (0-based epoch index).
+    batch, n_batches : int
+        This minibatch's 1-based index and the number in the epoch.
+    step : int
+        Optimizer steps taken in total.
+    loss : float
+        Mean cross-entropy of the minibatch.
+    grad_norm : float
+        Gradient norm before clipping.
+    epoch_ppl : float
+        Training perplexity of the epoch so far.
+    tokens : int
+        Tokens in the minibatch.
+    seconds : float
+        Wall time of the step.
+    """
 
     epoch: int
     batch: int
@@ -195,6 +288,23 @@ class Trainer:
         Threads of NumPy's BLAS (the output layer) while training: 1 by default so
         that it does not compete with the kernels' OpenMP threads (see
         :mod:`fastgates.lm.threadpool`); None leaves BLAS alone.
+
+    Raises
+    ------
+    ValueError
+        An unknown ``sampling`` or ``optimizer``, a non-positive ``lr``, or a training
+        text too short for one minibatch.
+
+    Examples
+    --------
+    >>> from fastgates import lm
+    >>> corpus = lm.make_corpus(lm.load_text()[:20000])
+    >>> model = lm.CharRNN(lm.ModelConfig(len(corpus.vocab), cell="gru", hidden=32))
+    >>> trainer = lm.Trainer(model, corpus.train, corpus.val, batch=16, steps=20)
+    >>> trainer.run(1)
+    'done'
+    >>> sorted(trainer.history[-1])
+    ['epoch', 'seconds', 'tokens_per_s', 'train_ppl', 'val_bpc', 'val_ppl']
     """
 
     def __init__(self, model: CharRNN, train_ids, val_ids=None, *, batch=32, steps=35,
@@ -243,7 +353,23 @@ class Trainer:
 
     # -- one step ---------------------------------------------------------------------------
     def train_step(self, X, Y):
-        """One optimizer step on (X, Y); returns ``(loss, grad_norm)``."""
+        """One optimizer step on one minibatch.
+
+        A step whose loss or gradient norm is not finite is skipped (weights
+        unchanged) with a RuntimeWarning.
+
+        Parameters
+        ----------
+        X, Y : ndarray of shape (steps, batch), integers
+            Inputs and targets (the inputs shifted by one).
+
+        Returns
+        -------
+        loss : float
+            Mean cross-entropy of the minibatch.
+        grad_norm : float
+            Gradient norm before clipping.
+        """
         carried = self.state if self.sampling == "sequential" else None
         loss, grads, new_state = self.model.loss_and_grads(X, Y, carried, rng=self.dropout_rng)
         norm = clip_grad_norm(grads, self.clip) if self.clip else grad_norm(grads)
@@ -263,7 +389,13 @@ class Trainer:
 
     # -- evaluation --------------------------------------------------------------------------
     def validate(self):
-        """Evaluation of the held-out text (None without one)."""
+        """Evaluate the held-out text.
+
+        Returns
+        -------
+        Evaluation or None
+            None when the trainer has no validation text.
+        """
         if self.val_ids is None or len(self.val_ids) < 2:
             return None
         return evaluate(self.model, self.val_ids, self.eval_streams, blas_threads=self.blas_threads)
@@ -280,11 +412,28 @@ class Trainer:
     def run(self, epochs, *, max_seconds=None, on_batch=None, on_epoch=None):
         """Train until ``epochs`` epochs are complete or ``max_seconds`` have passed.
 
-        ``on_batch(trainer, BatchInfo)`` runs after every step; ``on_epoch(trainer,
-        record)`` after every epoch, ``record`` being the dict appended to
-        ``history`` (epoch, train_ppl, val_ppl, val_bpc, seconds, tokens_per_s).
-        Returns "done" or "time".  A KeyboardInterrupt propagates with the
-        trainer at a consistent point unless ``trainer.in_step`` is True.
+        A Ctrl-C in the main thread is deferred to the end of the current step, then
+        raised as KeyboardInterrupt with the trainer at a consistent point (unless
+        ``trainer.in_step`` is True), so the caller can checkpoint.
+
+        Parameters
+        ----------
+        epochs : int
+            The total number of epochs to reach (a resumed trainer continues).
+        max_seconds : float or None, default None
+            A time budget; None: no limit.
+        on_batch : callable or None
+            ``on_batch(trainer, info)`` after every step, ``info`` a
+            :class:`BatchInfo`.
+        on_epoch : callable or None
+            ``on_epoch(trainer, record)`` after every epoch, ``record`` the dict
+            appended to ``history`` (epoch, train_ppl, val_ppl, val_bpc, seconds,
+            tokens_per_s).
+
+        Returns
+        -------
+        str
+            "done" or "time".
         """
         t0 = time.perf_counter()
         tokens_run = 0
@@ -342,7 +491,13 @@ class Trainer:
 
     # -- resumable state ---------------------------------------------------------------------
     def state_arrays(self) -> dict:
-        """Arrays to checkpoint: parameters, optimizer state, carried hidden state."""
+        """Arrays to checkpoint: parameters, optimizer state, carried hidden state.
+
+        Returns
+        -------
+        dict of str to ndarray
+            ``params/<name>``, ``optim/<m|v>/<name>`` and ``carried/<h|c>_l<k>``.
+        """
         arrays = {f"params/{k}": v for k, v in self.model.params.items()}
         arrays.update({f"optim/{k}": v for k, v in self.optimizer.state_dict().items()})
         if self.state is not None:
@@ -352,7 +507,12 @@ class Trainer:
         return arrays
 
     def state_meta(self) -> dict:
-        """JSON-able progress, optimizer settings and generator state."""
+        """JSON-able progress, optimizer settings and generator state.
+
+        Returns
+        -------
+        dict
+        """
         return {
             "train": {"batch": self.batch, "steps": self.steps, "sampling": self.sampling,
                       "clip": self.clip, "seed": self.seed, "eval_streams": self.eval_streams},
@@ -365,7 +525,20 @@ class Trainer:
         }
 
     def load_state(self, arrays: dict, meta: dict) -> None:
-        """Restore what :meth:`state_arrays` / :meth:`state_meta` saved (parameters included)."""
+        """Restore what :meth:`state_arrays` / :meth:`state_meta` saved (parameters included).
+
+        Parameters
+        ----------
+        arrays : dict of str to ndarray
+            As :meth:`state_arrays` returned them.
+        meta : dict
+            As :meth:`state_meta` returned it.
+
+        Raises
+        ------
+        ValueError
+            The checkpoint's optimizer differs from this trainer's.
+        """
         for k, p in self.model.params.items():
             p[...] = arrays[f"params/{k}"]
         if meta["optimizer"]["name"] != self.optimizer.name:
@@ -392,11 +565,28 @@ def train(model: CharRNN, train_ids, val_ids=None, *, epochs=1, max_seconds=None
           on_batch=None, on_epoch=None, **options) -> dict:
     """Train ``model`` in place; a thin wrapper over :class:`Trainer`.
 
-    ``options`` are those of :class:`Trainer` (batch, steps, sampling, optimizer,
-    lr, clip, seed, eval_streams).  Returns a summary dict: ``train_ppl`` (last
-    epoch), ``val_ppl``, ``val_bpc`` (final model), ``epochs`` (fractional),
-    ``steps``, ``tokens_per_s``, ``seconds``, ``history``, ``stopped`` and
-    ``trainer``.
+    Parameters
+    ----------
+    model : CharRNN
+    train_ids : array_like of shape (N,), integers
+        The training text as token ids.
+    val_ids : array_like of shape (M,), integers, or None
+        The held-out text.
+    epochs : int, default 1
+    max_seconds : float or None, default None
+        A time budget.
+    on_batch, on_epoch : callable or None
+        As in :meth:`Trainer.run`.
+    **options
+        Those of :class:`Trainer` (batch, steps, sampling, optimizer, lr, clip,
+        seed, eval_streams, blas_threads).
+
+    Returns
+    -------
+    dict
+        ``train_ppl`` (last epoch), ``val_ppl``, ``val_bpc`` (final model),
+        ``epochs`` (fractional), ``steps``, ``tokens_per_s``, ``seconds``,
+        ``history``, ``stopped`` ("done" or "time") and ``trainer``.
     """
     trainer = Trainer(model, train_ids, val_ids, **options)
     t0 = time.perf_counter()
@@ -405,7 +595,21 @@ def train(model: CharRNN, train_ids, val_ids=None, *, epochs=1, max_seconds=None
 
 
 def summarize(trainer: Trainer, stopped: str, seconds: float) -> dict:
-    """The final numbers of a run (validation recomputed unless the last epoch just did it)."""
+    """The final numbers of a run (validation recomputed unless the last epoch just did it).
+
+    Parameters
+    ----------
+    trainer : Trainer
+    stopped : str
+        What :meth:`Trainer.run` returned.
+    seconds : float
+        Wall time of the run.
+
+    Returns
+    -------
+    dict
+        As :func:`train` returns it.
+    """
     if trainer.batch_index == 0 and trainer.history:
         last = trainer.history[-1]
         val_ppl, val_bpc, train_ppl = last["val_ppl"], last["val_bpc"], last["train_ppl"]
