@@ -234,7 +234,7 @@ def sample(int cell, list layers, floating[:, ::1] fc_w, floating[::1] fc_b,
     cdef int G = layers[0][1].shape[0] // H
     for k in range(L):
         w_ih, w_hh, b_ih, b_hh = layers[k]
-        P = _packed(cell, np.ascontiguousarray(w_hh), H, True, n_threads, fc_b[0])
+        P = _packed(cell, np.ascontiguousarray(w_hh), H, FG_PACK_HH, n_threads, fc_b[0])
         bias = b_ih + b_hh
         if cell == FG_GRU_LBR:
             bias[2 * H:] = b_ih[2 * H:]    # b_hn acts inside r * (...)
