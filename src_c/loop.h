@@ -23,7 +23,7 @@
  *   forward   block u (units j0 = u*NU ..), product group 1 then group 2 (gru rb):
  *             P[u][k][(g*UV + v)*VL + l] = w_hh[g*H + j0 + v*VL + l, k]
  *             group 1: every gate (gru rb: r, z), group 2: gate n (gru rb only)
- *   backward  strip q (units q*VL ..):  P[q][k][l] = w_hh[k, q*VL + l],  k < G*H
+ *   backward  panel q (units j0 = q*4*VL ..):  P[q][k][l] = w_hh[k, j0 + l],  l < 4*VL, k < G*H
  * Layout of the per-step arrays (dense or packed/ragged): see fastgates.h.
  */
 
@@ -251,7 +251,7 @@ FG_AI void FG_FN(backward_cell)(const int cell, const fg_backward_args *a, int t
                 FG_FN(bwd_vec)(cell, &s, (size_t)b, j, jhi - j < FG_VL ? jhi - j : FG_VL);
 #pragma omp barrier
         /* phase B: dL/dh_{t-1} (+)= dG_t W_hh for this thread's units, panels of up to 4
-         * strips; gru rb first needs d(r h) = dn W_hn and then dr (phase B1) */
+         * vectors (one contiguous panel); gru rb first needs d(r h) = dn W_hn and then dr (phase B1) */
         for (int phase = cell == FG_GRU_RB ? 0 : 1; phase < 2; phase++) {
             const int K = phase == 0 ? H : cell == FG_GRU_RB ? 2 * H : (int)GH;
             const size_t k0 = phase == 0 ? 2 * (size_t)H : 0;
@@ -259,10 +259,10 @@ FG_AI void FG_FN(backward_cell)(const int cell, const fg_backward_args *a, int t
             for (int j0 = jlo; j0 < jhi; j0 += NP) {
                 const int n = jhi - j0 < NP ? jhi - j0 : NP;
                 const int nv = (n + FG_VL - 1) / FG_VL, MR = FG_FN(mr_for)(nv);
-                const FG_T *Pq = P + (size_t)(j0 / FG_VL) * GH * FG_VL + k0 * FG_VL;
+                const FG_T *Pq = P + (size_t)(j0 / NP) * GH * NP + k0 * NP;   /* panel [GH][NP] */
                 for (int b0 = 0; b0 < Bt; b0 += MR) {
                     const int mr = Bt - b0 < MR ? Bt - b0 : MR;
-                    FG_FN(tiles)(nv, mr, s.dG + (size_t)b0 * GH + k0, GH, Pq, FG_VL, GH * FG_VL, K, acc);
+                    FG_FN(tiles)(nv, mr, s.dG + (size_t)b0 * GH + k0, GH, Pq, NP, FG_VL, K, acc);
                     if (phase == 0) {
                         for (int r = 0; r < mr; r++)
                             for (int v = 0; v < nv; v++) {
@@ -414,23 +414,23 @@ static void FG_FN(step_thread)(const fg_step_args *a, int tid, int nth)
 /* Packing, run by every thread of a region over its share of blocks / strips.
  * which: FG_PACK_HH  w_hh (G*H, K=H) for the forward loop (the cell's product groups)
  *        FG_PACK_IH  w_ih (G*H, K=D) for the input projection (one group: every gate)
- *        FG_PACK_BWD w_hh (G*H, H) as strips for BPTT's dh = dG W_hh */
+ *        FG_PACK_BWD w_hh (G*H, H) as panels of 4 vectors for BPTT's dh = dG W_hh */
 static void FG_FN(pack_thread)(int cell, const FG_T *w, int H, int K, int which, FG_T *P,
                                int tid, int nth)
 {
     const int G = FG_FN(gates)(cell);
-    if (which == FG_PACK_BWD) {
+    if (which == FG_PACK_BWD) {   /* panels of NP = 4 vectors of units: P[p][k][NP] */
         const size_t GH = (size_t)G * H;
-        const int nq = (H + FG_VL - 1) / FG_VL;
-        int q0, q1;
-        FG_FN(my_blocks)(nq, tid, nth, &q0, &q1);
-        for (int q = q0; q < q1; q++) {
-            const int j0 = q * FG_VL, n = H - j0 < FG_VL ? H - j0 : FG_VL;
-            FG_T *dst = P + (size_t)q * GH * FG_VL;
-            if (n < FG_VL)
-                memset(dst, 0, GH * FG_VL * sizeof(FG_T));
+        const int NP = 4 * FG_VL, np = (H + NP - 1) / NP;
+        int p0, p1;
+        FG_FN(my_blocks)(np, tid, nth, &p0, &p1);
+        for (int q = p0; q < p1; q++) {
+            const int j0 = q * NP, n = H - j0 < NP ? H - j0 : NP;
+            FG_T *dst = P + (size_t)q * GH * NP;
+            if (n < NP)
+                memset(dst, 0, GH * NP * sizeof(FG_T));
             for (size_t k = 0; k < GH; k++)
-                memcpy(dst + k * FG_VL, w + k * H + j0, (size_t)n * sizeof(FG_T));
+                memcpy(dst + k * NP, w + k * H + j0, (size_t)n * sizeof(FG_T));
         }
         return;
     }
@@ -461,7 +461,7 @@ static size_t FG_FN(packed_size)(int cell, int H, int K, int which)
 {
     const size_t G = (size_t)FG_FN(gates)(cell);
     if (which == FG_PACK_BWD)
-        return (size_t)((H + FG_VL - 1) / FG_VL) * FG_VL * G * H;
+        return (size_t)((H + 4 * FG_VL - 1) / (4 * FG_VL)) * 4 * FG_VL * G * H;
     const int NU = FG_FN(uv)(cell) * FG_VL;
     return (size_t)((H + NU - 1) / NU) * NU * G * (size_t)K;
 }

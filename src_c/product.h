@@ -42,6 +42,8 @@ FG_AI void FG_FN(tile)(const int mr, const int nv, const int one, const FG_T *A,
     int k = 0;
     for (; k + S <= K; k += S) {
         for (int s = 0; s < S; s++) {
+#if FG_NREG >= 32
+            /* a panel row in registers, one broadcast at a time */
             FG_V p[FG_NVMAX];
             for (int v = 0; v < nv; v++)
                 p[v] = FG_FN(ld)(P + (size_t)(k + s) * pk + (size_t)v * pv);
@@ -50,6 +52,18 @@ FG_AI void FG_FN(tile)(const int mr, const int nv, const int one, const FG_T *A,
                 for (int v = 0; v < nv; v++)
                     acc[s][r][v] += a * p[v];
             }
+#else
+            /* 16 registers: the mr broadcasts stay, each panel vector is loaded once and
+             * used at once (mr*nv + mr + 1 <= 16 with a 3 x 4 tile) */
+            FG_V a[FG_MRMAX];
+            for (int r = 0; r < mr; r++)
+                a[r] = FG_SPLAT(A[r * lda + k + s]);
+            for (int v = 0; v < nv; v++) {
+                const FG_V p = FG_FN(ld)(P + (size_t)(k + s) * pk + (size_t)v * pv);
+                for (int r = 0; r < mr; r++)
+                    acc[s][r][v] += a[r] * p;
+            }
+#endif
         }
     }
     for (; k < K; k++) {   /* the last K % S terms go to the first partial sum */
