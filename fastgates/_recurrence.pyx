@@ -721,24 +721,32 @@ cdef object _backward(cache, b, int nt, floating dummy):
 
 
 def _select_isa_from_environment():
-    """Cap the level by FASTGATES_ISA (generic | avx2 | avx512), once, at import."""
+    """Cap the level by FASTGATES_ISA (generic | avx2 | avx512), once, at import.
+
+    _FASTGATES_ISA_CPU (tests only) makes the CPU look as if it offered nothing above the
+    level it names, so that asking for more than the CPU has can be tested anywhere."""
     import os
     import warnings
-    best = isa_select(ISA_LEVELS[len(ISA_LEVELS) - 1])
+    cpu = isa_supported()
+    pretend = os.environ.get("_FASTGATES_ISA_CPU", "").strip().lower()
+    if pretend in ISA_LEVELS:
+        cpu = [n for n in cpu if ISA_LEVELS.index(n) <= ISA_LEVELS.index(pretend)]
+    available = [n for n in ISA_LEVELS if n in isa_compiled() and n in cpu]
+    best = isa_select(available[len(available) - 1])
     want = os.environ.get("FASTGATES_ISA", "").strip().lower()
     if not want:
         return
-    available = [n for n in ISA_LEVELS if n in isa_compiled() and n in isa_supported()]
     if want not in ISA_LEVELS:
         warnings.warn(f"FASTGATES_ISA={want!r} is not a level ({' | '.join(ISA_LEVELS)}); "
                       f"running {best}, the best of the available levels {available}",
                       RuntimeWarning, stacklevel=2)
         return
-    got = isa_select(want)
-    if got != want:
+    if want not in available:
         warnings.warn(f"FASTGATES_ISA={want} asks for more than this machine offers: the "
-                      f"available levels are {available} (CPU/OS: {isa_supported()}, build: "
-                      f"{isa_compiled()}); running {got}", RuntimeWarning, stacklevel=2)
+                      f"available levels are {available} (CPU/OS: {cpu}, build: "
+                      f"{isa_compiled()}); running {best}", RuntimeWarning, stacklevel=2)
+        return
+    isa_select(want)
 
 
 _select_isa_from_environment()
