@@ -108,6 +108,7 @@ cdef extern from "fastgates.h" nogil:
                        const double *B, size_t ldb, double *C, size_t ldc, int trans)
     int fg_max_threads()
     int fg_have_openmp()
+    double fg_fma_peak(int f64, int n_threads, long iters, double *seconds)
     int fg_isa_compiled()
     int fg_isa_supported()
     int fg_isa_select(int level)
@@ -147,6 +148,29 @@ def isa_supported():
 def isa_select(name):
     """Make the best available level no higher than ``name`` the active one; return it."""
     return ISA_LEVELS[fg_isa_select(ISA_LEVELS.index(name))]
+
+
+def fma_peak(int n_threads, dtype=np.float32, double seconds=0.2):
+    """Measured FMA peak in GFLOP/s of the active level: n_threads threads of independent
+    vector FMAs for about ``seconds`` (best of 3), for the benchmark report."""
+    import time
+    cdef double secs = 0, flops
+    cdef long iters = 1 << 16
+    cdef bint f64 = np.dtype(dtype) == np.float64
+    best = 0.0
+    while True:                       # grow the loop until one run takes ~seconds / 3
+        t = time.perf_counter()
+        flops = fg_fma_peak(f64, n_threads, iters, &secs)
+        el = time.perf_counter() - t
+        if el > seconds / 3 or iters > (1 << 40):
+            break
+        iters *= 2
+    for _ in range(3):
+        t = time.perf_counter()
+        flops = fg_fma_peak(f64, n_threads, iters, &secs)
+        el = time.perf_counter() - t
+        best = max(best, flops / el / 1e9)
+    return best
 
 
 def isa_active():

@@ -209,3 +209,27 @@ void fg_activation_##S(int kind, size_t n, const ELT *x, ELT *out)              
 
 FG_DRIVERS(float, f32)
 FG_DRIVERS(double, f64)
+
+static double fg_fma_one(const fg_kernels *k, int f64, long iters)
+{
+    float s32;
+    double s64;
+    return f64 ? k->fma_loop_f64(iters, &s64) : k->fma_loop_f32(iters, &s32);
+}
+
+double fg_fma_peak(int f64, int n_threads, long iters, double *seconds)
+{
+    const fg_kernels *k = fg_k();
+    double flops = 0;
+#if FG_HAVE_OMP
+    const double t0 = omp_get_wtime();
+#pragma omp parallel num_threads(n_threads < 1 ? 1 : n_threads) reduction(+:flops)
+    flops += fg_fma_one(k, f64, iters);
+    *seconds = omp_get_wtime() - t0;
+#else
+    (void)n_threads;
+    flops = fg_fma_one(k, f64, iters);
+    *seconds = 0;
+#endif
+    return flops;
+}

@@ -185,6 +185,11 @@ int fg_isa_select(int level);
 int fg_isa_active(void);
 const char *fg_isa_name(int level);
 
+/* The FMA peak of the active level: n_threads threads each run `iters` rounds of
+ * independent vector FMAs; returns the flops, *seconds the wall time (0 without OpenMP:
+ * the caller then times the call itself).  For the benchmark report. */
+double fg_fma_peak(int f64, int n_threads, long iters, double *seconds);
+
 /* OpenMP: the maximum thread count (1 without OpenMP) and whether OpenMP is compiled in. */
 int fg_max_threads(void);
 int fg_have_openmp(void);

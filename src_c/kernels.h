@@ -110,6 +110,8 @@ const fg_kernels FG_TABLE(FG_LEVEL) = {
     .packed_size_f64 = FG_CAT3(packed_size, f64, FG_LEVEL),
     .activation_f32 = FG_CAT3(activation, f32, FG_LEVEL),
     .activation_f64 = FG_CAT3(activation, f64, FG_LEVEL),
+    .fma_loop_f32 = FG_CAT3(fma_loop, f32, FG_LEVEL),
+    .fma_loop_f64 = FG_CAT3(fma_loop, f64, FG_LEVEL),
     .vl_f32 = FG_VBYTES / 4,
     .vl_f64 = FG_VBYTES / 8,
 };

@@ -27,6 +27,8 @@ typedef struct {
     size_t (*packed_size_f64)(int cell, int H, int K, int which);
     void (*activation_f32)(int kind, size_t n, const float *x, float *out);
     void (*activation_f64)(int kind, size_t n, const double *x, double *out);
+    double (*fma_loop_f32)(long iters, float *sink);
+    double (*fma_loop_f64)(long iters, double *sink);
     int vl_f32, vl_f64;   /* vector lanes */
 } fg_kernels;
 

@@ -466,6 +466,27 @@ static size_t FG_FN(packed_size)(int cell, int H, int K, int which)
     return (size_t)((H + NU - 1) / NU) * NU * G * (size_t)K;
 }
 
+/* The FMA peak of this level: iters rounds of 12 independent vector FMA chains (enough to
+ * cover the FMA latency on every core this targets).  Returns the flop count (2 per lane
+ * per FMA); *sink keeps the compiler from dropping the work. */
+static double FG_FN(fma_loop)(long iters, FG_T *sink)
+{
+    enum { NC = 12 };
+    FG_V acc[NC];
+    for (int c = 0; c < NC; c++)
+        acc[c] = FG_SPLAT((FG_T)c * (FG_T)1e-3);
+    const FG_V a = FG_SPLAT(0.9999), b = FG_SPLAT(1e-4);
+    for (long i = 0; i < iters; i++) {
+        for (int c = 0; c < NC; c++)
+            acc[c] = acc[c] * a + b;
+    }
+    FG_V s = acc[0];
+    for (int c = 1; c < NC; c++)
+        s += acc[c];
+    *sink = FG_FN(hsum)(s);
+    return 2.0 * NC * FG_VL * (double)iters;
+}
+
 static void FG_FN(activation)(int kind, size_t n, const FG_T *x, FG_T *out)
 {
     for (size_t i = 0; i < n; i += FG_VL) {
