@@ -181,7 +181,7 @@ int fg_gemm_tn_##S(int n_threads, int M, int N, int K, const ELT *A, size_t lda,
                    const ELT *B, size_t ldb, ELT *C, size_t ldc, int trans)                  \
 {                                                                                            \
     const fg_kernels *k = fg_k();                                                            \
-    const size_t pw = 4 * (size_t)k->vl_##S, kc = 1024;  /* panel width, rows per chunk */   \
+    const size_t pw = 4 * (size_t)k->vl_##S, kc = 1536;  /* panel width, FG_KC in product.h */\
     if (M <= 0 || N <= 0)                                                                    \
         return 0;                                                                            \
     if (n_threads < 1)                                                                       \

@@ -175,7 +175,7 @@ FG_AI void FG_FN(tile_out_t)(int mr, int nv, const FG_T *C, FG_T *out, size_t ld
  * (up to 4 vectors wide) of this thread, packing KC rows of B at a time and running the
  * tiles over all M rows; chunks after the first add to C.  Threads own column panels and
  * each element is summed in one fixed order: the result does not depend on nth. */
-#define FG_KC 1024
+#define FG_KC 1536     /* most rows of B packed per chunk (the scratch Pt holds KC panel rows) */
 
 static void FG_FN(gemm_tn_thread)(int M, int N, int K, const FG_T *A, size_t lda, const FG_T *B,
                                   size_t ldb, FG_T *C, size_t ldc, int trans, FG_T *At, FG_T *Pt,
@@ -197,8 +197,10 @@ static void FG_FN(gemm_tn_thread)(int M, int N, int K, const FG_T *A, size_t lda
     for (int p = p0; p < p1; p++) {
         const int j0 = p * PW, n = N - j0 < PW ? N - j0 : PW;
         const int nv = (n + FG_VL - 1) / FG_VL, mrmax = FG_FN(mr_for)(nv);
-        for (int k0 = 0; k0 < K; k0 += FG_KC) {
-            const int kc = K - k0 < FG_KC ? K - k0 : FG_KC;
+        /* equal chunks of at most KC rows: no short last chunk of small-K tiles */
+        const int nk = (K + FG_KC - 1) / FG_KC, KCe = (K + nk - 1) / nk;
+        for (int k0 = 0; k0 < K; k0 += KCe) {
+            const int kc = K - k0 < KCe ? K - k0 : KCe;
             for (int r = 0; r < kc; r++) {
                 FG_T *dst = Pt + (size_t)r * nv * FG_VL;
                 memcpy(dst, B + (size_t)(k0 + r) * ldb + j0, (size_t)n * sizeof(FG_T));
