@@ -100,6 +100,12 @@ FG_AI void FG_FN(fwd_group)(const int cell, const int second, const FG_FN(fstep)
         const FG_T *Pu = P + (size_t)u * blk + goff;
         for (int b0 = 0; b0 < Bt; b0 += MR) {
             const int mr = Bt - b0 < MR ? Bt - b0 : MR;
+            /* the gate math reads this tile's rows of pre (written before the loop, out
+             * of L1 by now): ask for them while the product runs */
+            for (int r = 0; r < mr; r++)
+                for (int g = 0; g < G; g++)
+                    for (int c = 0; c < n; c += 64 / (int)sizeof(FG_T))
+                        __builtin_prefetch(s->pre + (size_t)(b0 + r) * s->GH + (size_t)g * H + j0 + c);
             FG_FN(tiles)(nv, mr, A + (size_t)b0 * H, (size_t)H, Pu, (size_t)nv * FG_VL, FG_VL, H, acc);
             for (int r = 0; r < mr; r++)
                 for (int v = 0; v < UV && v * FG_VL < n; v++) {
