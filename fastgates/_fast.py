@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from . import _checks, _fork, _recurrence, cells
 from ._checks import Grads, LSTMGrads  # noqa: F401  (the types of the results, re-exported)
-from ._threads import blas_hold, blas_release, small_work_threads
+from ._threads import SMALL_BACKWARD_BYTES, blas_hold, blas_release, small_work_threads
 
 __all__ = ["rnn_forward", "rnn_backward", "gru_forward", "gru_backward",
            "lstm_forward", "lstm_backward", "cell_forward", "cell_backward"]
@@ -142,8 +142,10 @@ def cell_backward(cell, dy, dstate, cache, *, n_threads=None):
     one thread for the call (fastgates._threads.blas_hold) and given back its count after.
     """
     cell = cells.get(cell)
-    nt = _threads(n_threads)
+    _checks.check_n_threads(n_threads)
     b = _checks.check_backward(cell.kernel, dy, dstate.get("h"), dstate.get("c"), cache)
+    nt = _threads(n_threads, (b.G, b.H, 0 if cache.tokens else b.D, cache.dtype.itemsize, 1,
+                              None, SMALL_BACKWARD_BYTES))
     blas_hold()
     try:
         grads = _recurrence.backward(cache, b, nt)

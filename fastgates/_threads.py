@@ -167,23 +167,32 @@ def blas_single() -> Iterator[None]:
 # machine has 2 cores); one more thread per 256 KiB beyond is the same model, not a
 # measurement.
 
+#
+# The backward pass (BPTT, T = 25, D = H, with the BLAS hold) crosses earlier, at about
+# 128 KiB: time 1 thread / 2 threads at B = 1: 32 KiB 0.59, 128 KiB 0.91 (G = 4) and
+# 1.25 (G = 1), 512 KiB 1.58 - 1.61, 2 MiB 1.56 - 1.94; B = 8: 32 KiB 0.87, 128 KiB
+# 1.21 - 1.23; B = 32: 32 KiB 1.12, 128 KiB 1.48 - 2.17.  So it uses SMALL_BACKWARD_BYTES.
+
 #: Weight bytes per layer and step that pay for each thread beyond the first.
 SMALL_STEP_BYTES = 256 * 1024
+#: The same for the backward pass.
+SMALL_BACKWARD_BYTES = 128 * 1024
 
 
 def small_work_threads(nt: int, G: int, H: int, D: int, itemsize: int, L: int = 1,
-                       D_rest: int | None = None) -> int:
+                       D_rest: int | None = None, unit: int = SMALL_STEP_BYTES) -> int:
     """The threads a call of ``nt`` resolved threads runs with, given the size of a step.
 
     ``G, H, D`` the cell's gates, units and (first layer's) input width, ``L`` layers
-    (``D_rest``: the input width of layers 1 .. L-1), ``itemsize`` 4 or 8.  Never more
-    than ``nt``; see the measurements above.
+    (``D_rest``: the input width of layers 1 .. L-1), ``itemsize`` 4 or 8, ``unit`` the
+    bytes per extra thread (SMALL_BACKWARD_BYTES for BPTT).  Never more than ``nt``; see
+    the measurements above.
     """
     if nt <= 1:
         return nt
     elems = G * H * (D + H) + (L - 1) * G * H * ((D_rest if D_rest is not None else H) + H)
     per_layer = elems * itemsize // max(L, 1)
-    return min(nt, 1 + per_layer // SMALL_STEP_BYTES)
+    return min(nt, 1 + per_layer // unit)
 
 
 # Which OpenMP runtime the kernels use.  Several can be loaded at once (PyTorch bundles
