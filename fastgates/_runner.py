@@ -147,7 +147,17 @@ class Runner:
 
     @classmethod
     def from_layer(cls, layer):
-        """The runner of a :mod:`fastgates.layers` layer (what ``layer.freeze()`` returns)."""
+        """The runner of a :mod:`fastgates.layers` layer (what ``layer.freeze()`` returns).
+
+        Parameters
+        ----------
+        layer : fastgates.RNN, fastgates.GRU, fastgates.LSTM or another layer class
+            Its parameters, ``batch_first``, dtype and ``n_threads`` as they are now.
+
+        Returns
+        -------
+        Runner
+        """
         return cls(layer._spec, layer._weights(), batch_first=layer.batch_first,
                    dtype=layer.dtype, n_threads=layer.n_threads)
 
