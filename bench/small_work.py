@@ -1,3 +1,12 @@
+"""The measurements behind the small-work thread policy (fastgates/_threads.py).
+
+    python bench/small_work.py 1,2      # then 4,16: batch sizes, one quiet window each
+
+One layer's streaming step (``_recurrence.StepPlan.run``, float32) for B in the given
+batch sizes, D 8/64/256, H 32-384 and the RNN/GRU/LSTM gate counts, with 1 and 2 threads,
+best of 7 interleaved rounds.  Prints per line: B D H G multiply-adds weight-bytes
+time-1-thread time-2-threads (us) and their ratio (> 1: two threads win).
+"""
 import time, sys, numpy as np, fastgates
 from fastgates import _recurrence as R, cells
 rng=np.random.default_rng(0)
