@@ -302,3 +302,114 @@ def _lm(spec):
                 loss.item()
         return run
     raise ValueError(f"no LM training benchmark for {spec['impl']!r}")
+
+
+# -- inference peers (bench/inference.py): streaming steps, tiny sequences, fixed costs ------
+
+#: case -> (T, B, D, H) of the inference rows (issue 12)
+INFER_CASES = {"stream": (1, 1, 40, 256), "tiny_seq": (25, 1, 65, 100), "fixed_step": (1, 1, 8, 8),
+               "fixed_fn": (1, 1, 8, 8), "torch_nograd": (1, 1, 40, 256)}
+
+
+def _fg_layer(cell, D, H):
+    import numpy as np
+    import fastgates
+
+    family, option = CELLS[cell][0], cell_option(cell)
+    cls = {"rnn": fastgates.RNN, "gru": fastgates.GRU, "lstm": fastgates.LSTM}[family]
+    return cls(D, H, seed=SEED, n_threads=THREADS, dtype=np.float32, **option)
+
+
+def _onnx_session(layer, impl, initial_state):
+    """The layer exported by fastgates.onnx (its recurrent operator plus glue), opened in
+    ONNX Runtime (intra-op threads = THREADS) or OpenVINO (f32 precision, THREADS threads)."""
+    import os
+    import tempfile
+
+    import fastgates.onnx
+
+    path = os.path.join(tempfile.mkdtemp(prefix="fg-bench-"), "layer.onnx")
+    fastgates.onnx.export(layer, path, initial_state=initial_state)
+    if impl == "onnxruntime":
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads, so.inter_op_num_threads = THREADS, 1
+        sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+        return lambda feeds: sess.run(None, feeds)
+    import openvino as ov
+
+    core = ov.Core()
+    compiled = core.compile_model(path, "CPU", {"INFERENCE_PRECISION_HINT": "f32",
+                                                "INFERENCE_NUM_THREADS": THREADS,
+                                                "PERFORMANCE_HINT": "LATENCY"})
+    request = compiled.create_infer_request()
+    outs = compiled.outputs
+
+    def run(feeds):
+        res = request.infer(feeds)
+        return [res[o] for o in outs]
+    return run
+
+
+def _inference(spec):
+    """A zero-argument callable for one inference row (spec kind "infer")."""
+    import numpy as np
+
+    impl, cell, case = spec["impl"], spec["cell"], spec["case"]
+    T, B, D, H = INFER_CASES[case]
+    rng = np.random.default_rng(SEED)
+    lstm = CELLS[cell][0] == "lstm"
+    x = rng.standard_normal((T, B, D)).astype(np.float32)
+    if impl == "fastgates" and case == "fixed_fn":
+        import fastgates
+
+        G = CELLS[cell][2]
+        w = [rng.uniform(-0.3, 0.3, s).astype(np.float32)
+             for s in ((G * H, D), (G * H, H), (G * H,), (G * H,))]
+        if lstm:
+            return lambda: fastgates.lstm_forward(x, None, None, *w, training=False,
+                                                  n_threads=THREADS)
+        fn = getattr(fastgates, CELLS[cell][0] + "_forward")
+        return lambda: fn(x, None, *w, training=False, n_threads=THREADS, **cell_option(cell))
+    if case == "torch_nograd":
+        import importlib
+
+        import torch
+
+        mod = torch.nn if impl == "torch" else importlib.import_module("fastgates.torch")
+        kw = {} if impl == "torch" else {"n_threads": THREADS}
+        m = {"rnn": mod.RNN, "gru": mod.GRU, "lstm": mod.LSTM}[CELLS[cell][0]](D, H, **kw).eval()
+        xt = torch.from_numpy(x)
+
+        def run():
+            with torch.no_grad():
+                return m(xt)
+        return run
+    layer = _fg_layer(cell, D, H)
+    if impl == "fastgates":
+        runner = layer.freeze()
+        if case == "tiny_seq":
+            return lambda: runner(x)
+        x_t, state = x[0], [runner.step(x[0])[1]]
+
+        def step():                              # one frame, the state fed back
+            y_t, state[0] = runner.step(x_t, state[0])
+            return y_t
+        return step
+    if case == "tiny_seq":
+        run = _onnx_session(layer, impl, initial_state=False)
+        return lambda: run({"x": x})
+    run = _onnx_session(layer, impl, initial_state=True)
+    zeros = np.zeros((1, B, H), np.float32)
+    feeds = {"x": x, "h0": zeros}
+    if lstm:
+        feeds["c0"] = zeros
+
+    def step():                                  # one session.run per frame, state fed back
+        out = run(feeds)
+        feeds["h0"] = out[1]
+        if lstm:
+            feeds["c0"] = out[2]
+        return out[0]
+    return step

@@ -19,10 +19,10 @@ import traceback
 
 try:      # as part of the package bench (pytest), or from bench/ on sys.path
     from ._specs import BENCH_DIR, GROUP, REPO_ROOT, THREADS, fastgates_root, spec_key
-    from ._impls import _generate, _jax_kernel, _lm, _numpy_kernel, _torch_kernel
+    from ._impls import _generate, _inference, _jax_kernel, _lm, _numpy_kernel, _torch_kernel
 except ImportError:
     from _specs import BENCH_DIR, GROUP, REPO_ROOT, THREADS, fastgates_root, spec_key
-    from _impls import _generate, _jax_kernel, _lm, _numpy_kernel, _torch_kernel
+    from _impls import _generate, _inference, _jax_kernel, _lm, _numpy_kernel, _torch_kernel
 
 
 def _threadpool_info():
@@ -47,13 +47,20 @@ class _WorkerState:
         import numpy as np
         self.info["numpy"] = np.__version__
         g = self.group
-        if g in ("fastgates", "reference", "mixed"):
+        if g in ("fastgates", "reference", "mixed", "fgtorch", "onnxruntime", "openvino"):
             import fastgates
             self.info["fastgates"] = fastgates.__version__
             self.info["fastgates_path"] = os.path.dirname(fastgates.__file__)
-        if g in ("torch", "mixed"):
+        if g == "onnxruntime":
+            import onnxruntime
+            self.info["onnxruntime"] = onnxruntime.__version__
+        if g == "openvino":
+            import openvino
+            self.info["openvino"] = openvino.__version__
+        if g in ("torch", "mixed", "fgtorch"):
             import torch
-            torch.set_num_threads(THREADS)
+            # fastgates.torch runs its own threads: torch's pool would only spin against them
+            torch.set_num_threads(1 if g == "fgtorch" else THREADS)
             self.info["torch"] = torch.__version__
             self.info["torch_threads"] = torch.get_num_threads()
             self.info["torch_config"] = torch.__config__.parallel_info()
@@ -90,6 +97,8 @@ class _WorkerState:
                 return _torch_kernel(spec), 1
             if impl == "jax":
                 return _jax_kernel(spec), 1
+        elif kind == "infer":
+            return _inference(spec), 1
         elif kind == "generate":
             return _generate(spec), spec["chars"]
         elif kind == "lm":

@@ -87,7 +87,8 @@ LM_IMPLS = ["fastgates", "torch"]
 
 #: implementation -> worker process that runs it
 GROUP = {"fastgates-2t": "fastgates", "fastgates-1t": "fastgates", "fastgates": "fastgates",
-         "reference": "reference", "torch": "torch", "jax": "jax"}
+         "reference": "reference", "torch": "torch", "jax": "jax",
+         "onnxruntime": "onnxruntime", "openvino": "openvino", "fastgates.torch": "fgtorch"}
 
 #: LM training recipe (d2l, chapter "RNN from scratch"/"concise")
 LM_RECIPE = {"tokens": "letters", "hidden": 256, "batch": 32, "steps": 35, "lr": 1.0, "clip": 1.0}
@@ -137,8 +138,15 @@ def lm_spec(impl, cell, steps=10):
     return {"kind": "lm", "impl": impl, "cell": cell, "steps": steps}
 
 
+def infer_spec(impl, cell, case):
+    """An inference row of bench/inference.py (case: see _impls.INFER_CASES)."""
+    return {"kind": "infer", "impl": impl, "cell": cell, "case": case}
+
+
 def case_name(spec) -> str:
     """The implementation-independent name of a spec (a pytest-benchmark group)."""
+    if spec["kind"] == "infer":
+        return f"infer-{spec['case']}-{spec['cell']}"
     if spec["kind"] == "kernel":
         dt = {"float32": "f32", "float64": "f64"}[spec["dtype"]]
         return (f"{spec['shape']}-{spec['cell']}-{dt}{'-tokens' if spec['tokens'] else ''}"

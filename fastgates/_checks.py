@@ -371,11 +371,17 @@ def check_lengths(lengths, T, B):
 
 
 def _physical_memory():
-    """Bytes of RAM of this machine (None when the platform does not say)."""
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, ValueError, OSError):
-        return None
+    """Bytes of RAM of this machine (None when the platform does not say); asked once."""
+    global _RAM
+    if _RAM is False:
+        try:
+            _RAM = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (AttributeError, ValueError, OSError):
+            _RAM = None
+    return _RAM
+
+
+_RAM = False      # not asked yet
 
 
 def _check_sizes(T, B, D, H, G, itemsize, training, tokens):
@@ -388,7 +394,8 @@ def _check_sizes(T, B, D, H, G, itemsize, training, tokens):
     and a lazily committed allocation would be killed by the kernel's OOM killer mid-call
     instead of failing, so it is refused up front with the figure.
     """
-    _check_blas_size(**{"T": T, "B": B, "T*B": T * B, "G*H": G * H, "D": D, "B*H": B * H})
+    if max(T, B, T * B, G * H, D, B * H) > BLAS_INT_MAX:
+        _check_blas_size(**{"T": T, "B": B, "T*B": T * B, "G*H": G * H, "D": D, "B*H": B * H})
     cached = (G + 2) * H if training else 0       # gates, h and the cell/extra states per row
     x_row = 1 if tokens else D                    # a token id, or a row of features
     elements = T * B * (H + x_row + cached) + G * H * (D + H + 2) + 4 * B * H
@@ -412,6 +419,9 @@ def check_forward(cell, x, state, params, *, training=True, lengths=None):
     stems of ``cells.param_specs(cell)`` to arrays (messages name them by their kernel
     argument names, ``w_ih``).  Returns a :class:`Forward` with normalised arrays.
     """
+    f = _lean_forward(cell, x, state, params, training, lengths)
+    if f is not None:
+        return f
     G = cell.G
     kernel = cell.kernel
     if not isinstance(training, (bool, np.bool_)):
@@ -509,6 +519,74 @@ def check_forward(cell, x, state, params, *, training=True, lengths=None):
     return Forward(kernel, cell.variant, dtype, x, tokens, states["h"], states.get("c"),
                    _contiguous(w_ih, dtype), _contiguous(w_hh, dtype), b_ih, b_hh,
                    T, B, D, H, G, lengths, pk, cell, rest or None)
+
+
+#: (cell name, D, H) -> ((stem, shape) of every parameter but the two weights, ...)
+_SHAPES: dict = {}
+
+
+def _rest_shapes(cell, D, H):
+    key = (cell.name, D, H)
+    out = _SHAPES.get(key)
+    if out is None:
+        shapes = cells.param_shapes(cell, D, H)
+        out = tuple((st, shapes[st]) for st in shapes if st not in ("weight_ih", "weight_hh"))
+        if len(_SHAPES) > 256:
+            _SHAPES.clear()
+        _SHAPES[key] = out
+    return out
+
+
+def _lean_forward(cell, x, state, params, training, lengths):
+    """The common call of :func:`check_forward` in few operations: float input, every array
+    a C-contiguous ndarray (not a subclass) of one float dtype with the right shape.
+    Returns the same :class:`Forward` the full checks would, or None for anything else
+    (then the full checks run: they normalise, or raise the error that names the argument)."""
+    if training is not True and training is not False:
+        return None
+    w_ih, w_hh = params.get("weight_ih"), params.get("weight_hh")
+    if type(w_hh) is not np.ndarray or type(w_ih) is not np.ndarray or w_hh.ndim != 2:
+        return None
+    dtype = w_hh.dtype
+    if not (dtype is _F32 or dtype is _F64) or w_ih.dtype is not dtype:
+        return None
+    G = cell.G
+    GH, H = w_hh.shape
+    if H == 0 or GH != G * H or w_ih.ndim != 2 or w_ih.shape[0] != GH or w_ih.shape[1] == 0:
+        return None
+    if not (w_hh.flags.c_contiguous and w_ih.flags.c_contiguous):
+        return None
+    D = w_ih.shape[1]
+    rest = {}
+    for stem, shape in _rest_shapes(cell, D, H):
+        a = params.get(stem)
+        if type(a) is not np.ndarray or a.dtype is not dtype or a.shape != shape \
+                or not a.flags.c_contiguous:
+            return None
+        rest[stem] = a
+    if type(x) is not np.ndarray or x.dtype is not dtype or x.ndim != 3 or x.shape[2] != D \
+            or not x.flags.c_contiguous:
+        return None
+    T, B = x.shape[0], x.shape[1]
+    h0 = state.get("h")
+    if h0 is not None and (type(h0) is not np.ndarray or h0.dtype is not dtype
+                           or h0.shape != (B, H) or not h0.flags.c_contiguous):
+        return None
+    c0 = state.get("c") if "c" in cell.states else None
+    if c0 is not None and (type(c0) is not np.ndarray or c0.dtype is not dtype
+                           or c0.shape != (B, H) or not c0.flags.c_contiguous):
+        return None
+    _check_sizes(T, B, D, H, G, dtype.itemsize, training, False)
+    pk = None
+    if lengths is not None:
+        lengths = check_lengths(lengths, T, B)
+        pk = Packing(lengths, T)
+    b_ih, b_hh = rest.pop("bias_ih"), rest.pop("bias_hh")
+    return Forward(cell.kernel, cell.variant, dtype, x, False, h0, c0, w_ih, w_hh, b_ih, b_hh,
+                   T, B, D, H, G, lengths, pk, cell, rest or None)
+
+
+_F32, _F64 = FLOAT_DTYPES
 
 
 def check_cache(cell, cache):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from . import _checks, _fork, _recurrence, cells
 from ._checks import Grads, LSTMGrads  # noqa: F401  (the types of the results, re-exported)
-from ._threads import blas_single
+from ._threads import SMALL_BACKWARD_BYTES, blas_hold, blas_release, small_work_threads
 
 __all__ = ["rnn_forward", "rnn_backward", "gru_forward", "gru_backward",
            "lstm_forward", "lstm_backward", "cell_forward", "cell_backward"]
@@ -101,8 +101,17 @@ _BACKWARD_DOC = """Backpropagation through time of :func:`{cell}_forward`.
 {example}
 """
 
-def _threads(n_threads):
-    return _fork.safe_threads(_recurrence.resolve_threads(_checks.check_n_threads(n_threads)))
+def _threads(n_threads, step=None):
+    """The thread count of a call: ``n_threads`` validated and resolved, capped by the
+    small-work policy when ``step = (G, H, D, itemsize)`` tells the size of a step
+    (fastgates._threads.small_work_threads), then the fork guard."""
+    nt = _resolve(n_threads if n_threads is None else _checks.check_n_threads(n_threads))
+    if step is not None and nt > 1:
+        nt = small_work_threads(nt, *step)
+    return _safe(nt)
+
+
+_resolve, _safe = _recurrence.resolve_threads, _fork.safe_threads
 
 
 def cell_forward(cell, x, state, params, *, training=True, n_threads=None, lengths=None):
@@ -112,13 +121,15 @@ def cell_forward(cell, x, state, params, *, training=True, n_threads=None, lengt
     state   state name ("h", "c") -> (B, H) array or None (zeros); missing names are None
     params  parameter stem ("weight_ih", ...) -> array, every one of ``param_specs(cell)``
 
-    Returns ``(y, state_n, cache)`` with ``state_n`` a dict like ``state``.
+    Returns ``(y, state_n, cache)`` with ``state_n`` a dict like ``state``.  The forward
+    pass calls no BLAS (the kernels project the input themselves), so it leaves BLAS's
+    thread count alone.
     """
     cell = cells.get(cell)
-    nt = _threads(n_threads)
+    _checks.check_n_threads(n_threads)              # first: the same error wins everywhere
     f = _checks.check_forward(cell, x, state, params, training=training, lengths=lengths)
-    with blas_single():
-        y, h_n, c_n, cache = _recurrence.forward(f, bool(training), nt)
+    nt = _threads(n_threads, (f.G, f.H, 0 if f.tokens else f.D, f.dtype.itemsize))
+    y, h_n, c_n, cache = _recurrence.forward(f, bool(training), nt)
     return y, {"h": h_n, "c": c_n} if "c" in cell.states else {"h": h_n}, cache
 
 
@@ -126,13 +137,21 @@ def cell_backward(cell, dy, dstate, cache, *, n_threads=None):
     """BPTT of :func:`cell_forward`: ``dstate`` maps state names to gradients (or None).
 
     Returns the cell's gradient tuple (:class:`Grads` or :class:`LSTMGrads`), whose
-    ``param_grads`` / ``state_grads`` give the gradients by name.
+    ``param_grads`` / ``state_grads`` give the gradients by name.  Its dW_ih and dx
+    products are single-threaded BLAS calls inside our threads: scipy's BLAS is held at
+    one thread for the call (fastgates._threads.blas_hold) and given back its count after.
     """
     cell = cells.get(cell)
-    nt = _threads(n_threads)
+    _checks.check_n_threads(n_threads)
     b = _checks.check_backward(cell.kernel, dy, dstate.get("h"), dstate.get("c"), cache)
-    with blas_single():
-        return _checks.make_grads(cache.celldef, *_recurrence.backward(cache, b, nt))
+    nt = _threads(n_threads, (b.G, b.H, 0 if cache.tokens else b.D, cache.dtype.itemsize, 1,
+                              None, SMALL_BACKWARD_BYTES))
+    blas_hold()
+    try:
+        grads = _recurrence.backward(cache, b, nt)
+    finally:
+        blas_release()
+    return _checks.make_grads(cache.celldef, *grads)
 
 
 def _h_forward(kernel, options, x, h0, weights, training, n_threads, lengths):

@@ -898,3 +898,149 @@ cdef object _step(list layers, x, h0, c0, int nt, floating dummy):
         else:
             fg_step_f64(&a)
     return h1, c1
+
+
+# The inference runner's step (fastgates/_runner.py) and the BLAS hold of the functional
+# API (fastgates/_threads.py): the per-call work of both is a few hundred nanoseconds.
+
+cdef class StepPlan:
+    """One time step through a stacked unidirectional list of :class:`PackedLayer`, with
+    the pointer tables ``fg_step`` reads gathered once (``step`` gathers them per call).
+
+    The arithmetic is ``step``'s, bit for bit.  Read-only after construction: calls from
+    several threads share a plan, each with its own outputs and scratch.
+    """
+    cdef readonly list layers
+    cdef readonly int L, H, G, D, cell
+    cdef readonly object dtype
+    cdef object _ptrs, _d_in
+    cdef fg_step_args _a
+    cdef int _typenum, _pad
+    cdef bint _f64, _lstm
+
+    def __init__(self, list layers):
+        if not layers:
+            raise ValueError("a StepPlan needs at least one layer")
+        cdef PackedLayer first = layers[0], lay
+        cdef int k, L = len(layers)
+        for k in range(L):
+            lay = layers[k]
+            if lay.cell != first.cell or lay.H != first.H or lay.dtype != first.dtype:
+                raise ValueError("the layers of a StepPlan share cell, H and dtype")
+            if k > 0 and lay.D != first.H:
+                raise ValueError(f"layer {k} reads {lay.D} features, the layer below has {first.H}")
+        self.layers = list(layers)
+        self.L, self.H, self.G, self.D, self.cell = L, first.H, first.G, first.D, first.cell
+        self.dtype = first.dtype
+        self._f64 = first.dtype == np.float64
+        self._typenum = cnp.NPY_DOUBLE if self._f64 else cnp.NPY_FLOAT
+        self._lstm = first.cell == FG_LSTM
+        # the extra scratch starts 64 bytes after pre's end at most: same alignment as pre
+        self._pad = 16
+        ptrs = np.zeros((4, L), np.uintp)              # P, Pi, bias, b_hn (0 = NULL)
+        d_in = np.empty(L, np.intc)
+        for k in range(L):
+            lay = layers[k]
+            ptrs[0, k] = <size_t>vptr(lay.P)
+            ptrs[1, k] = <size_t>vptr(lay.Pi)
+            ptrs[2, k] = <size_t>vptr(lay.bias)
+            ptrs[3, k] = <size_t>vptr(lay.b_hn)
+            d_in[k] = lay.D
+        self._ptrs, self._d_in = ptrs, d_in
+        cdef size_t *pp = <size_t *>cnp.PyArray_DATA(<cnp.ndarray>ptrs)
+        memset(&self._a, 0, sizeof(self._a))
+        self._a.cell, self._a.L, self._a.H = first.cell, L, first.H
+        self._a.d_in = <const int *>cnp.PyArray_DATA(<cnp.ndarray>d_in)
+        self._a.P = <const void **>pp
+        self._a.Pi = <const void **>(pp + L)
+        self._a.bias = <const void **>(pp + 2 * L)
+        self._a.b_hn = <const void **>(pp + 3 * L)
+        self._a.wT = vptr(first.wT)
+
+    def run(self, cnp.ndarray x, cnp.ndarray h0, c0, int nt):
+        """One step: ``x`` (B, D) floats or (B,) int64 token ids in [0, D), ``h0`` and (lstm)
+        ``c0`` (L, B, H), every array C-contiguous of the plan's dtype (validated by the
+        caller).  Returns fresh ``(h1, c1)`` (L, B, H) (``c1`` None unless lstm)."""
+        cdef fg_step_args a = self._a
+        cdef cnp.npy_intp dims[3]
+        cdef cnp.npy_intp B = h0.shape[1]
+        cdef cnp.npy_intp GH = <cnp.npy_intp>self.G * self.H
+        dims[0], dims[1], dims[2] = self.L, B, self.H
+        h1 = cnp.PyArray_EMPTY(3, dims, self._typenum, 0)
+        c1 = cnp.PyArray_EMPTY(3, dims, self._typenum, 0) if self._lstm else None
+        dims[0] = B * (GH + self.H) + self._pad        # scratch: pre (B, G*H), extra (B, H)
+        scratch = cnp.PyArray_EMPTY(1, dims, self._typenum, 0)
+        cdef char *sp = <char *>cnp.PyArray_DATA(<cnp.ndarray>scratch)
+        cdef size_t pre_bytes = <size_t>(B * GH) * (8 if self._f64 else 4)
+        a.B, a.n_threads = <int>B, nt
+        if cnp.PyArray_TYPE(x) == cnp.NPY_INT64:
+            a.tok = <const long long *>cnp.PyArray_DATA(x)
+        else:
+            a.x = cnp.PyArray_DATA(x)
+        a.h0 = cnp.PyArray_DATA(h0)
+        a.h1 = cnp.PyArray_DATA(<cnp.ndarray>h1)
+        if self._lstm:
+            a.c0 = cnp.PyArray_DATA(<cnp.ndarray>c0)
+            a.c1 = cnp.PyArray_DATA(<cnp.ndarray>c1)
+        a.pre = sp
+        a.extra = sp + ((pre_bytes + 63) & ~(<size_t>63))
+        if B > 0:
+            with nogil:
+                if self._f64:
+                    fg_step_f64(&a)
+                else:
+                    fg_step_f32(&a)
+        return h1, c1
+
+    def __repr__(self):
+        return (f"<StepPlan cell={self.cell} {self.dtype} L={self.L} D={self.D} H={self.H} "
+                f"isa={(<PackedLayer>self.layers[0]).isa}>")
+
+
+ctypedef int (*_blas_get_t)() noexcept nogil
+ctypedef void (*_blas_set_t)(int) noexcept nogil
+cdef _blas_get_t _blas_get = NULL
+cdef _blas_set_t _blas_set = NULL
+cdef int _blas_depth = 0
+cdef int _blas_saved = 0
+
+
+def blas_bind(size_t get_addr, size_t set_addr):
+    """Bind the BLAS hold to ``openblas_get_num_threads`` / ``openblas_set_num_threads`` of
+    scipy's BLAS (their addresses; 0, 0 unbinds).  Returns whether the hold is bound."""
+    global _blas_get, _blas_set
+    if _blas_depth:
+        raise RuntimeError("the BLAS hold cannot be rebound while a call holds it")
+    _blas_get = <_blas_get_t><void *>get_addr if get_addr and set_addr else NULL
+    _blas_set = <_blas_set_t><void *>set_addr if get_addr and set_addr else NULL
+    return _blas_get != NULL
+
+
+def blas_hold():
+    """Hold the bound BLAS at one thread; calls nest and may come from several threads
+    (the count lives under the GIL).  The first hold saves the thread count it finds."""
+    global _blas_depth, _blas_saved
+    cdef int n
+    if _blas_get == NULL:
+        return
+    if _blas_depth == 0:
+        n = _blas_get()
+        _blas_saved = n
+        if n != 1:
+            _blas_set(1)
+    _blas_depth += 1
+
+
+def blas_release():
+    """End one hold; the last restores the thread count the first one found."""
+    global _blas_depth
+    if _blas_get == NULL or _blas_depth == 0:
+        return
+    _blas_depth -= 1
+    if _blas_depth == 0 and _blas_saved != 1:
+        _blas_set(_blas_saved)
+
+
+def blas_threads():
+    """The bound BLAS's current thread count (None when unbound): for tests."""
+    return None if _blas_get == NULL else _blas_get()

@@ -2,14 +2,37 @@
 
 Inside a kernel call the large GEMMs are split by rows over our OpenMP threads and
 each slab is a single-threaded BLAS call, so BLAS must not start its own threads
-there (two pools on two cores ran 10x slower when measured).  ``blas_single``
-holds scipy's BLAS (the one scipy.linalg.cython_blas calls) at one thread for the
-duration of a call and restores the caller's setting afterwards; nested and
-concurrent calls share one reference count so the setting always comes back.
+there (two pools on two cores ran 10x slower when measured).  Only the backward pass
+calls BLAS (its dW_ih and dx products; the forward pass and the streaming step run
+entirely in the compiled kernels), so only the backward holds scipy's BLAS (the one
+scipy.linalg.cython_blas calls) at one thread, with :func:`blas_hold` /
+:func:`blas_release` around the call; the caller's setting comes back afterwards, and
+nested and concurrent calls share one reference count so the setting always returns.
+
+The hold is a cached handle: the addresses of scipy's ``openblas_get_num_threads`` /
+``openblas_set_num_threads`` (found once through threadpoolctl) bound in the compiled
+core, so a hold and its release cost one get and, when the caller runs more than one
+BLAS thread, two sets.  Measured per hold + release on an AMD EPYC (Zen 4, 2 cores),
+scipy 1.x's OpenBLAS (pthreads), threadpoolctl 3.8:
+
+    threadpoolctl round trip (get, set 1, set back)   3.9 - 5.9 us
+    ctypes calls of the same two functions             0.56 us
+    compiled handle (this module)                      0.07 us
+
+Where scipy's BLAS is not a pthreads OpenBLAS (an OpenMP build, MKL, ...) the hold
+falls back to the threadpoolctl round trip.  threadpoolctl >= 3.6 lets only one Python
+thread at a time change OpenBLAS's count (the others' calls are silently ignored),
+which the compiled handle does not suffer from.
+
+Small work runs on one thread (:func:`small_work_threads`): a parallel region and
+its per-step barriers cost about 1 us on this machine, which a step too small cannot
+pay back.  The kernels' results are bit-identical for every thread count, so the
+policy never changes a result.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import threading
 from collections.abc import Iterator
@@ -20,6 +43,7 @@ _lock = threading.Lock()
 _depth = 0
 _saved: list[tuple[Any, int]] = []   # (threadpoolctl controller, thread count to restore)
 _controllers: list[Any] | None = None
+_bound: bool | None = None           # None: not tried yet; True: the compiled handle holds
 
 
 def _scipy_blas_controllers() -> list[Any]:
@@ -38,9 +62,35 @@ def _scipy_blas_controllers() -> list[Any]:
     return _controllers
 
 
-@contextmanager
-def blas_single() -> Iterator[None]:
-    """Run the block with scipy's BLAS limited to one thread."""
+def _openblas_functions(controller) -> tuple[int, int] | None:
+    """Addresses of a pthreads OpenBLAS's get/set_num_threads (with its symbol affixes)."""
+    if getattr(controller, "internal_api", None) != "openblas":
+        return None
+    if getattr(controller, "threading_layer", None) != "pthreads":
+        return None          # an OpenMP OpenBLAS keeps per-thread counts: threadpoolctl knows
+    lib = getattr(controller, "dynlib", None)
+    pre = getattr(controller, "_symbol_prefix", "")
+    post = getattr(controller, "_symbol_suffix", "")
+    try:
+        get = getattr(lib, f"{pre}openblas_get_num_threads{post}")
+        put = getattr(lib, f"{pre}openblas_set_num_threads{post}")
+    except AttributeError:
+        return None
+    return (ctypes.cast(get, ctypes.c_void_p).value, ctypes.cast(put, ctypes.c_void_p).value)
+
+
+def _bind() -> bool:
+    """Bind the compiled hold to scipy's OpenBLAS when it can be (once)."""
+    global _bound
+    if _bound is None:
+        from . import _recurrence
+
+        found = [_openblas_functions(c) for c in _scipy_blas_controllers()]
+        _bound = len(found) == 1 and found[0] is not None and _recurrence.blas_bind(*found[0])
+    return _bound
+
+
+def _tpc_hold() -> None:
     global _depth
     with _lock:
         if _depth == 0:
@@ -51,15 +101,98 @@ def blas_single() -> Iterator[None]:
                     _saved.append((c, n))
                     c.set_num_threads(1)
         _depth += 1
+
+
+def _tpc_release() -> None:
+    global _depth
+    with _lock:
+        _depth -= 1
+        if _depth == 0:
+            for c, n in _saved:
+                c.set_num_threads(n)
+            _saved.clear()
+
+
+def blas_hold() -> None:
+    """Hold scipy's BLAS at one thread until the matching :func:`blas_release`."""
+    if _bound or (_bound is None and _bind()):
+        from ._recurrence import blas_hold as hold
+        hold()
+    else:
+        _tpc_hold()
+
+
+def blas_release() -> None:
+    """End a :func:`blas_hold`; the last one restores the caller's thread count."""
+    if _bound:
+        from ._recurrence import blas_release as release
+        release()
+    else:
+        _tpc_release()
+
+
+@contextmanager
+def blas_single() -> Iterator[None]:
+    """Run the block with scipy's BLAS limited to one thread."""
+    blas_hold()
     try:
         yield
     finally:
-        with _lock:
-            _depth -= 1
-            if _depth == 0:
-                for c, n in _saved:
-                    c.set_num_threads(n)
-                _saved.clear()
+        blas_release()
+
+
+# Small-work thread policy.
+#
+# One step of a layer streams its weights, G*H*(D+H) elements (w_ih and w_hh), and does
+# B*G*H*(D+H) multiply-adds; a forward pass over T steps does the same per step on
+# average (the input projection of all steps, then one recurrent product per step).  A
+# second thread halves that work but costs a parallel region and a barrier per layer and
+# step (~1 us here: one step at B = 1, D = H = 8 takes 0.33 us on one thread, 1.29 us on
+# two).  Token ids read one row of w_ih^T per batch row: count them as D = 0.  Measured
+# with ``python bench/small_work.py`` (one layer's step, float32, best of 7 interleaved
+# rounds; B 1-16, D 8/64/256, H 32-384, G 1/3/4) on an AMD EPYC (Zen 4, 2 cores, 1 MiB L2
+# per core), time with 1 thread / time with 2 threads:
+#
+#   weights (G*H*(D+H)*4 bytes)   B = 1         B = 2         B = 4         B = 16
+#   < 128 KiB                     0.32 - 0.75   0.27 - 0.79   0.29 - 0.64   0.42 - 1.02
+#   128 - 256 KiB                 0.81 - 1.05   0.83 - 1.26   0.60 - 0.82   0.74 - 1.15
+#   256 - 512 KiB                 1.07 - 1.31   0.95 - 1.34   0.84 - 0.97   0.95 - 1.33
+#   0.5 - 1 MiB                   1.44 - 1.89   1.19 - 1.86   0.93 - 1.37   1.26 - 1.61
+#   > 1 MiB                       1.66 - 1.91   1.55 - 1.84   1.17 - 1.55   1.44 - 1.79
+#
+# so the crossover sits at about 256 KiB of weights per layer whatever the batch (B = 4
+# crosses later, near 600 KiB, which the rule does not chase: it loses at most ~10 %
+# there).  The rule: a call of L layers whose weights average W bytes per layer runs on
+# at most 1 + W // SMALL_STEP_BYTES threads.  Only 1 vs 2 threads was measured (the
+# machine has 2 cores); one more thread per 256 KiB beyond is the same model, not a
+# measurement.
+
+#
+# The backward pass (BPTT, T = 25, D = H, with the BLAS hold) crosses earlier, at about
+# 128 KiB: time 1 thread / 2 threads at B = 1: 32 KiB 0.59, 128 KiB 0.91 (G = 4) and
+# 1.25 (G = 1), 512 KiB 1.58 - 1.61, 2 MiB 1.56 - 1.94; B = 8: 32 KiB 0.87, 128 KiB
+# 1.21 - 1.23; B = 32: 32 KiB 1.12, 128 KiB 1.48 - 2.17.  So it uses SMALL_BACKWARD_BYTES.
+
+#: Weight bytes per layer and step that pay for each thread beyond the first.
+SMALL_STEP_BYTES = 256 * 1024
+#: The same for the backward pass.
+SMALL_BACKWARD_BYTES = 128 * 1024
+
+
+def small_work_threads(nt: int, G: int, H: int, D: int, itemsize: int, L: int = 1,
+                       D_rest: int | None = None, unit: int = SMALL_STEP_BYTES) -> int:
+    """The threads a call of ``nt`` resolved threads runs with, given the size of a step.
+
+    ``G, H, D`` the cell's gates, units and (first layer's) input width, ``L`` layers
+    (``D_rest``: the input width of layers 1 .. L-1), ``itemsize`` 4 or 8, ``unit`` the
+    bytes per extra thread (SMALL_BACKWARD_BYTES for BPTT).  Never more than ``nt``; see
+    the measurements above.
+    """
+    if nt <= 1:
+        return nt
+    elems = G * H * (D + H) + (L - 1) * G * H * ((D_rest if D_rest is not None else H) + H)
+    per_layer = elems * itemsize // max(L, 1)
+    return min(nt, 1 + per_layer // unit)
 
 
 # Which OpenMP runtime the kernels use.  Several can be loaded at once (PyTorch bundles

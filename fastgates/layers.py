@@ -191,7 +191,7 @@ def _full_params(spec, k, w, dtype):
 
 
 def stack_forward(spec, weights, x, state=None, *, lengths=None, masks=None, training=True,
-                  n_threads=None, backend="fast"):
+                  n_threads=None, backend="fast", layer_forward=None):
     """Run a stacked (and maybe bidirectional) recurrent network, sequence first.
 
     Parameters
@@ -210,6 +210,11 @@ def stack_forward(spec, weights, x, state=None, *, lengths=None, masks=None, tra
     n_threads : int or None
         Passed to every kernel.
     backend : "fast", "reference" or a kernel module (see :func:`kernels`)
+    layer_forward : callable or None
+        ``layer_forward(k, x, state, lengths) -> (y, state_n)`` runs (layer, direction) k
+        in inference (``training=False``) instead of the backend's ``cell_forward``, with
+        the arguments it would get; ``weights`` is then not read (the frozen runners of
+        :mod:`fastgates._runner`, over packed weights).
 
     Returns
     -------
@@ -217,7 +222,7 @@ def stack_forward(spec, weights, x, state=None, *, lengths=None, masks=None, tra
     state_n : dict state name -> ndarray (L * num_dirs, B, width)
     tape : Tape or None
     """
-    K = kernels(backend)
+    K = kernels(backend) if layer_forward is None else None
     cell = spec.celldef
     state = state or {}
     T, B = x.shape[:2]
@@ -230,12 +235,15 @@ def stack_forward(spec, weights, x, state=None, *, lengths=None, masks=None, tra
         outs = []
         for d in range(dirs):
             k = layer * dirs + d
-            dtype = next(iter(weights[k].values())).dtype
-            y, s_n, cache = K.cell_forward(
-                cell, inp if d == 0 else _flip(inp, rev),
-                {s: None if state.get(s) is None else state[s][k] for s in cell.states},
-                _full_params(spec, k, weights[k], dtype),
-                training=training, n_threads=n_threads, lengths=lengths)
+            xk = inp if d == 0 else _flip(inp, rev)
+            sk = {s: None if state.get(s) is None else state[s][k] for s in cell.states}
+            if layer_forward is not None:
+                (y, s_n), cache = layer_forward(k, xk, sk, lengths), None
+            else:
+                dtype = next(iter(weights[k].values())).dtype
+                y, s_n, cache = K.cell_forward(cell, xk, sk, _full_params(spec, k, weights[k], dtype),
+                                               training=training, n_threads=n_threads,
+                                               lengths=lengths)
             outs.append(y if d == 0 else _flip(y, rev))
             for s in cell.states:
                 finals[s].append(s_n[s])
@@ -244,8 +252,9 @@ def stack_forward(spec, weights, x, state=None, *, lengths=None, masks=None, tra
         if masks is not None and layer < spec.num_layers - 1:
             inp = inp * masks[layer]
     dtype = inp.dtype if inp.dtype.kind == "f" else np.float64
-    state_n = {s: np.stack(v) if v else np.empty(spec.state_shape(s, B), dtype)
-               for s, v in finals.items()}
+    # one (layer, direction): its fresh state arrays, viewed with the leading axis
+    state_n = {s: (v[0][None] if len(v) == 1 else np.stack(v)) if v
+               else np.empty(spec.state_shape(s, B), dtype) for s, v in finals.items()}
     tape = Tape(spec, caches, masks, rev, T, B, K) if training else None
     return inp, state_n, tape
 
@@ -491,6 +500,31 @@ class _Layer:
         """Inference mode: no dropout, no tape (less memory); returns self."""
         return self.train(False)
 
+    def freeze(self):
+        """A frozen inference runner of this layer: weights packed once, a streaming step.
+
+        Returns
+        -------
+        fastgates.Runner
+            A snapshot: the parameters are validated, copied and packed now, with
+            ``batch_first``, dtype and ``n_threads`` as they are; later changes to the
+            layer do not reach it (freeze again).  ``runner(x, state, lengths)`` gives
+            the results of ``layer.eval(); layer.forward(x, state, lengths)`` bit for
+            bit; ``runner.step(x_t, state)`` runs one time step of a unidirectional stack.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import fastgates
+        >>> runner = fastgates.GRU(4, 16, seed=0).freeze()
+        >>> y_t, h = runner.step(np.ones((1, 4), np.float32))      # B = 1, one frame
+        >>> y_t.shape, h.shape
+        ((1, 16), (1, 1, 16))
+        """
+        from ._runner import Runner
+
+        return Runner.from_layer(self)
+
     # Forward and backward.
 
     def _weights(self):
@@ -651,7 +685,8 @@ _LAYER_DOC = """{title}
 
     Methods: ``forward(x, state=None, lengths=None) -> (y, state)``,
     ``backward(dy, dstate=None) -> dx`` (fills ``.grads`` and ``.state_grad``),
-    ``parameters()``, ``state_dict()``, ``load_state_dict()``, ``train()``, ``eval()``.
+    ``parameters()``, ``state_dict()``, ``load_state_dict()``, ``train()``, ``eval()``,
+    ``freeze()`` (a :class:`fastgates.Runner` for inference: packed weights, ``step``).
 """
 
 

@@ -13,6 +13,18 @@ CPU tensors) and the results come back through ``torch.from_numpy``.  Dropout ma
 drawn with torch's generator, so ``torch.manual_seed`` governs them.  Packed sequences
 are unpacked to a padded batch plus lengths, which the kernels take as they are.
 
+Inference (no autograd node: under ``torch.no_grad()`` / ``torch.inference_mode()``, or
+with no tensor that requires grad) without dropout reuses packed weights: the module
+keeps the :class:`fastgates.Runner` of its last inference call and runs it again while
+every parameter is the same tensor (identity), on the same storage (``data_ptr()``) at
+the same version (``_version``, which every in-place change through autograd-visible
+ops bumps: ``p.add_()`` under ``no_grad``, ``load_state_dict``, optimizer steps,
+``.to()``).  Writes that bump none of the three are not seen: through ``p.data``
+(``p.data.add_(1)``, ``p.data[...] = ...``: ``.data`` is a tensor with a version counter
+of its own) or through a NumPy view of a parameter (``p.detach().numpy()[...] = ...``).
+After such writes call :meth:`~_RNNBase.clear_inference_cache` (the next inference call
+packs again).  The cache holds one packed copy of the weights and is never pickled.
+
 PyTorch is imported when this module is, never by ``import fastgates``.  Supported: CPU
 float32/float64 tensors, every constructor option except ``proj_size``; GRU additionally
 takes ``linear_before_reset`` (default True, PyTorch's form).  ``RNN`` and ``LSTM`` are
@@ -121,6 +133,7 @@ class _RNNBase(torch.nn.Module):
         self._flat_weights_names = []
         self._all_weights = []
         self._init = {}
+        self._inference_cache = None        # (key, Runner) of the last inference call
         specs = {p.stem: p for p in cells.param_specs(cell, bias=self.bias)}
         for k, names in enumerate(parameter_names(self._spec)):
             shapes = self._spec.shapes(k // self._spec.num_dirs)
@@ -148,6 +161,44 @@ class _RNNBase(torch.nn.Module):
 
     def flatten_parameters(self):
         """No-op, for code written against torch.nn (there is no cuDNN buffer to compact)."""
+
+    def clear_inference_cache(self):
+        """Drop the packed weights kept for inference calls (see the module docstring).
+
+        The next inference call packs the parameters again.  Needed only after writes
+        the cache cannot see: through ``p.data`` or a NumPy view of a parameter.
+
+        Examples
+        --------
+        >>> import torch, fastgates.torch
+        >>> lstm = fastgates.torch.LSTM(4, 8)
+        >>> with torch.no_grad():
+        ...     y, _ = lstm(torch.zeros(3, 1, 4))
+        ...     lstm.weight_hh_l0.data.mul_(0)          # .data escapes the version counter
+        ...     lstm.clear_inference_cache()            # so tell the module
+        ...     y, _ = lstm(torch.zeros(3, 1, 4))
+        """
+        self._inference_cache = None
+
+    def _inference_runner(self, params, dtype):
+        """The Runner of the current parameters: the cached one while no parameter changed
+        identity, storage or version, else a new one (packed now)."""
+        key = (dtype, self.n_threads) + tuple((id(p), p.data_ptr(), p._version) for p in params)
+        cached = getattr(self, "_inference_cache", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        from ._runner import Runner
+
+        runner = Runner(self._spec, _weights(self._spec, params),
+                        dtype=np.float64 if dtype == torch.float64 else np.float32,
+                        n_threads=self.n_threads)
+        self._inference_cache = (key, runner)
+        return runner
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state = dict(state, _inference_cache=None)      # packed weights are never pickled
+        return state
 
     def extra_repr(self):
         s = f"{self.input_size}, {self.hidden_size}"
@@ -247,8 +298,14 @@ class _RNNBase(torch.nn.Module):
         if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs):
             out = _Stack.apply(self._spec, self.n_threads, lengths, masks, x, len(states),
                                *states, *params)
+        elif masks is None:
+            # inference: no tape, no autograd node; packed weights reused (see above)
+            runner = self._inference_runner(params, dtype)
+            y, state_n = runner._run(_np(x), {s: _np(v) for s, v in zip(names, states)},
+                                     lengths)
+            out = (torch.from_numpy(y),) + tuple(torch.from_numpy(state_n[s]) for s in names)
         else:
-            # inference: no tape, no autograd node
+            # dropout without autograd (training mode under no_grad): the plain stack
             y, state_n, _ = stack_forward(self._spec, _weights(self._spec, params), _np(x),
                                           {s: _np(v) for s, v in zip(names, states)},
                                           lengths=lengths, masks=masks, training=False,

@@ -124,6 +124,7 @@ def test_kernels_in_spawned_children(method):
         assert got == res["parent"]["kernel"], f"{method} child, n_threads={n}: {got}"
     assert res["child"]["matmul"] == pytest.approx(res["parent"]["matmul"], rel=1e-12)
     assert res["child"]["generate"] == res["parent"]["generate"]
+    assert res["child"]["runner"] == res["parent"]["runner"]
     assert not [w for w in res["child"]["warnings"] if "fastgates" in w], res["child"]["warnings"]
 
 
@@ -139,6 +140,7 @@ def test_fork_after_openmp_runs_single_threaded_instead_of_hanging():
         assert got == res["parent"]["kernel"], f"fork child, n_threads={n}: {got}"
     assert res["child"]["matmul"] == pytest.approx(res["parent"]["matmul"], rel=1e-12)
     assert res["child"]["generate"] == res["parent"]["generate"], "generation in the fork child"
+    assert res["child"]["runner"] == res["parent"]["runner"], "a frozen runner in the fork child"
     if fastgates._recurrence.have_openmp() and fastgates._recurrence.max_threads() > 1:
         ours = [w for w in res["child"]["warnings"] if "forked" in w]
         assert len(ours) == 1 and "spawn" in ours[0], res["child"]["warnings"]

@@ -47,7 +47,15 @@ def test_one_to_many_generates_text():
     assert r.stdout.count("--- temperature") == 3
 
 
-@pytest.mark.parametrize("name", ["classify_sequences.py", "tag_sequences.py"])
+def test_streaming_one_frame_at_a_time_equals_the_whole_sequence():
+    r, res = run_example("stream_sequences.py")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert res["task"] == "stream" and res["streaming_equals_whole"]
+    assert res["accuracy"] > res["chance"] + 0.3
+
+
+@pytest.mark.parametrize("name", ["classify_sequences.py", "tag_sequences.py",
+                                  "stream_sequences.py"])
 def test_plot_draws_the_figure_or_says_why_not(name, tmp_path):
     """--plot PNG saves the figure with matplotlib, and says it skipped it without."""
     png = tmp_path / "figure.png"

@@ -152,8 +152,9 @@ def test_stub_classes_match_the_code():
 
 def test_public_names_are_in_the_stubs():
     typed = set(_stub_functions("_fast.pyi")) | {"Grads", "LSTMGrads", "Cache"}
-    # modules, a typed .py, a str; the layer classes live in the plain .py module fastgates.layers
-    untyped_ok = {"reference", "cells", "show_config", "__version__", "layers",
+    # modules, a typed .py, a str; the layer classes live in the plain .py module fastgates.layers,
+    # the inference Runner in the plain .py module fastgates._runner
+    untyped_ok = {"reference", "cells", "show_config", "__version__", "layers", "Runner",
                   *fastgates.layers.CLASSES}
     assert set(fastgates.__all__) - typed == untyped_ok
 

@@ -38,7 +38,7 @@ PROBE = textwrap.dedent("""
         return len(os.listdir("/proc/self/task"))
 
     how, n = sys.argv[1], (int(sys.argv[2]) if sys.argv[2] != "None" else None)
-    H, D = 64, 8
+    H, D = int(sys.argv[3]), int(sys.argv[4])
     rng = np.random.default_rng(0)
     args = (rng.standard_normal((3, 4, D)), None, rng.standard_normal((H, D)),
             rng.standard_normal((H, H)), np.zeros(H), np.zeros(H))
@@ -54,13 +54,16 @@ PROBE = textwrap.dedent("""
 """)
 
 
-def probe(how, n, **env):
+def probe(how, n, H=256, D=256, **env):
+    """The default size is large enough for the small-work policy to allow every count asked
+    for (weights of 1 MiB: up to 5 threads; fastgates._threads.small_work_threads)."""
     # OpenBLAS at one thread: BLAS threads must not blur the count of OpenMP threads
     full_env = dict(os.environ, OPENBLAS_NUM_THREADS="1",
                     PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     full_env.pop("OMP_NUM_THREADS", None)
     full_env.update(env)
-    r = subprocess.run([sys.executable, "-c", PROBE, how, str(n)], capture_output=True, text=True,
+    r = subprocess.run([sys.executable, "-c", PROBE, how, str(n), str(H), str(D)],
+                       capture_output=True, text=True,
                        timeout=120, cwd=OUTSIDE, env=full_env)
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -86,6 +89,28 @@ def test_thread_count_reaches_the_kernels(how, n, env, threads):
     assert got["resolved"] == threads, f"{case}: core resolved {got['resolved']} threads"
     # the OpenMP runtime starts threads - 1 workers; the calling thread is the first
     assert got["started"] == threads - 1, f"{case}: the call started {got['started']} OS threads"
+
+
+@needs_openmp
+@needs_proc
+def test_small_work_runs_on_one_thread():
+    """A step whose weights are far below SMALL_STEP_BYTES does not pay for a parallel region:
+    the call asked for 3 threads starts none (the results are the same for any count)."""
+    assert _threads.small_work_threads(3, 1, 64, 8, 8) == 1
+    got = probe("call", 3, H=64, D=8)
+    assert got["resolved"] == 3 and got["started"] == 0, got
+
+
+def test_small_work_policy_caps_by_weight_bytes():
+    S = _threads.SMALL_STEP_BYTES
+    H = 256                                  # one gate: weights H * (D + H) * itemsize
+    assert _threads.small_work_threads(2, 1, 128, 40, 4) == 1        # 84 KiB of weights
+    assert _threads.small_work_threads(2, 4, H, 40, 4) == 2          # 1.2 MB: the LSTM stream step
+    assert _threads.small_work_threads(8, 4, H, 40, 4) == 1 + 4 * H * (40 + H) * 4 // S
+    assert _threads.small_work_threads(1, 4, 1024, 1024, 8) == 1     # never more than asked
+    # a stack: the average layer counts (layer 0 reads D, the others H)
+    assert _threads.small_work_threads(2, 4, 128, 1, 4, L=3) == \
+        min(2, 1 + (4 * 128 * 129 + 2 * 4 * 128 * 256) * 4 // 3 // S)
 
 
 @needs_openmp

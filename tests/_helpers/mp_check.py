@@ -18,7 +18,9 @@ import numpy as np
 
 import fastgates
 
-T, B, D, H = 20, 4, 8, 32
+# weights of 4*128*(64+128) float64 (768 KiB): large enough that the small-work policy
+# (fastgates._threads.small_work_threads) lets 2 threads run, so the parent starts its pool
+T, B, D, H = 20, 4, 64, 128
 
 
 def problem():
@@ -44,6 +46,22 @@ def generate():
     return sample_compiled(model, np.array([1, 2, 3]), 40, seed=7).tolist()
 
 
+_RUNNER = None    # a frozen runner made by the parent before the child starts (fork inherits it)
+
+
+def runner():
+    """A frozen runner (its packed weights and step plan made in the parent for fork):
+    a whole-sequence call and T streaming steps, 2 threads."""
+    x, _, _ = problem()
+    r = _RUNNER or fastgates.LSTM(D, H, num_layers=2, dtype=np.float64, n_threads=2,
+                                  seed=4).freeze()
+    y, _ = r(x)
+    state = None
+    for t in range(T):
+        y_t, state = r.step(x[t], state)
+    return [float(y.sum()), float(y_t.sum())]
+
+
 def matmul():
     a = problem()[2]
     return float((a @ a).sum())
@@ -53,14 +71,16 @@ def child(q):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         out = {"kernel": {str(n): kernel(n) for n in (None, 1, 2)}, "matmul": matmul(),
-               "generate": generate()}
+               "generate": generate(), "runner": runner()}
     out["warnings"] = [str(w.message) for w in caught]
     q.put(out)
 
 
 def main(method):
+    global _RUNNER
+    _RUNNER = fastgates.LSTM(D, H, num_layers=2, dtype=np.float64, n_threads=2, seed=4).freeze()
     parent = {"kernel": kernel(2), "matmul": matmul(),    # both thread pools started
-              "generate": generate()}
+              "generate": generate(), "runner": runner()}
     ctx = mp.get_context(method)
     q = ctx.Queue()
     p = ctx.Process(target=child, args=(q,))
