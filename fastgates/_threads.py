@@ -171,12 +171,18 @@ def blas_single() -> Iterator[None]:
 # The backward pass (BPTT, T = 25, D = H, with the BLAS hold) crosses earlier, at about
 # 128 KiB: time 1 thread / 2 threads at B = 1: 32 KiB 0.59, 128 KiB 0.91 (G = 4) and
 # 1.25 (G = 1), 512 KiB 1.58 - 1.61, 2 MiB 1.56 - 1.94; B = 8: 32 KiB 0.87, 128 KiB
-# 1.21 - 1.23; B = 32: 32 KiB 1.12, 128 KiB 1.48 - 2.17.  So it uses SMALL_BACKWARD_BYTES.
+# 1.21 - 1.23; B = 32: 32 KiB 1.12, 128 KiB 1.48 - 2.17.  Alone, it would pay from 128 KiB.
+# But a training step alternates a forward and a backward, and a one-thread forward
+# followed by a two-thread backward costs more than both on one thread: the second
+# thread sleeps through the forward and is woken for every backward (tiny shape (25, 1,
+# 65, 100), forward + backward, n_threads=2, best of 300, same process: LSTM 712-786 us
+# with the backward at 128 KiB against 272-296 us at 256 KiB; GRU 377-402 against
+# 273-514 us; RNN 100-157 against 153-156 us).  So the backward uses the forward's rule.
 
 #: Weight bytes per layer and step that pay for each thread beyond the first.
 SMALL_STEP_BYTES = 256 * 1024
-#: The same for the backward pass.
-SMALL_BACKWARD_BYTES = 128 * 1024
+#: The same for the backward pass (the forward's: see above).
+SMALL_BACKWARD_BYTES = SMALL_STEP_BYTES
 
 
 def small_work_threads(nt: int, G: int, H: int, D: int, itemsize: int, L: int = 1,
