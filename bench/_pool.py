@@ -18,10 +18,10 @@ import time
 import traceback
 
 try:      # as part of the package bench (pytest), or from bench/ on sys.path
-    from ._specs import BENCH_DIR, GROUP, REPO_ROOT, THREADS, fastgates_root, spec_key
+    from ._specs import BENCH_DIR, GROUP, GROUP_ENV, REPO_ROOT, THREADS, fastgates_root, spec_key
     from ._impls import _generate, _inference, _jax_kernel, _lm, _numpy_kernel, _torch_kernel
 except ImportError:
-    from _specs import BENCH_DIR, GROUP, REPO_ROOT, THREADS, fastgates_root, spec_key
+    from _specs import BENCH_DIR, GROUP, GROUP_ENV, REPO_ROOT, THREADS, fastgates_root, spec_key
     from _impls import _generate, _inference, _jax_kernel, _lm, _numpy_kernel, _torch_kernel
 
 
@@ -47,10 +47,14 @@ class _WorkerState:
         import numpy as np
         self.info["numpy"] = np.__version__
         g = self.group
-        if g in ("fastgates", "reference", "mixed", "fgtorch", "onnxruntime", "openvino"):
+        if g in ("fastgates", "fastgates_avx2", "reference", "mixed", "fgtorch", "onnxruntime",
+                 "openvino"):
             import fastgates
+            from fastgates import _recurrence
             self.info["fastgates"] = fastgates.__version__
             self.info["fastgates_path"] = os.path.dirname(fastgates.__file__)
+            self.info["isa"] = _recurrence.isa_active()
+            self.info["isa_cpu"] = _recurrence.isa_supported()
         if g == "onnxruntime":
             import onnxruntime
             self.info["onnxruntime"] = onnxruntime.__version__
@@ -74,7 +78,7 @@ class _WorkerState:
         """The thread count an implementation runs with (for extra_info)."""
         if impl == "fastgates-1t":
             return 1
-        if impl in ("fastgates-2t", "fastgates"):
+        if impl in ("fastgates-2t", "fastgates", "fastgates-avx2"):
             return THREADS
         if impl == "torch":
             import torch
@@ -87,7 +91,7 @@ class _WorkerState:
     def build(self, spec):
         impl, kind = spec["impl"], spec["kind"]
         if kind == "kernel":
-            if impl in ("fastgates-2t", "fastgates-1t"):
+            if impl in ("fastgates-2t", "fastgates-1t", "fastgates-avx2"):
                 import fastgates
                 return _numpy_kernel(fastgates, spec, 1 if impl == "fastgates-1t" else THREADS), 1
             if impl == "reference":
@@ -163,6 +167,11 @@ class _WorkerState:
                 a @ b
                 out.append(time.perf_counter() - t0)
             return out
+        if cmd == "fma_peak":
+            # the FMA peak of fastgates' active level: independent vector FMAs, f32, n threads
+            from fastgates import _recurrence
+            return {"isa": _recurrence.isa_active(),
+                    "gflops": _recurrence.fma_peak(int(msg[1]), seconds=0.3)}
         raise ValueError(f"unknown command {cmd!r}")
 
 
@@ -273,7 +282,8 @@ class Pool:
     def start(self, groups):
         for g in groups:
             if g not in self.workers:
-                self.workers[g] = Worker(g, self.env.get(g), self.log_dir)
+                env = dict(GROUP_ENV.get(g, {}), **(self.env.get(g) or {}))
+                self.workers[g] = Worker(g, env, self.log_dir)
 
     def worker(self, impl_or_group) -> Worker:
         g = GROUP.get(impl_or_group, impl_or_group)

@@ -81,14 +81,19 @@ def cell_option(cell) -> dict:
 SHAPES = {"tiny": (25, 1, 65, 100), "d2l": (35, 32, 28, 256), "mid": (50, 64, 256, 512),
           "big": (100, 128, 512, 1024)}
 
-KERNEL_IMPLS = ["fastgates-2t", "fastgates-1t", "reference", "torch", "jax"]
+KERNEL_IMPLS = ["fastgates-2t", "fastgates-1t", "reference", "torch", "jax", "fastgates-avx2"]
 GENERATE_IMPLS = ["fastgates", "reference", "torch"]
 LM_IMPLS = ["fastgates", "torch"]
 
 #: implementation -> worker process that runs it
 GROUP = {"fastgates-2t": "fastgates", "fastgates-1t": "fastgates", "fastgates": "fastgates",
+         "fastgates-avx2": "fastgates_avx2",
          "reference": "reference", "torch": "torch", "jax": "jax",
          "onnxruntime": "onnxruntime", "openvino": "openvino", "fastgates.torch": "fgtorch"}
+
+#: Environment of a group's worker process: fastgates-avx2 is fastgates (2 threads) with its
+#: kernels forced to the AVX2 level, so that an AVX-512 machine shows what each level gains.
+GROUP_ENV = {"fastgates_avx2": {"FASTGATES_ISA": "avx2"}}
 
 #: LM training recipe (d2l, chapter "RNN from scratch"/"concise")
 LM_RECIPE = {"tokens": "letters", "hidden": 256, "batch": 32, "steps": 35, "lr": 1.0, "clip": 1.0}
