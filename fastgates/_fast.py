@@ -132,7 +132,8 @@ def cell_backward(cell, dy, dstate, cache, *, n_threads=None):
     nt = _threads(n_threads)
     b = _checks.check_backward(cell.kernel, dy, dstate.get("h"), dstate.get("c"), cache)
     with blas_single():
-        return _checks.make_grads(cache.celldef, *_recurrence.backward(cache, b, nt))
+        *g, dparams = _recurrence.backward(cache, b, nt)
+    return _checks.make_grads(cache.celldef, *g, extra=dparams)
 
 
 def _h_forward(kernel, options, x, h0, weights, training, n_threads, lengths):
@@ -164,9 +165,11 @@ def gru_backward(dy, dh_n, cache, *, n_threads=None):
     return cell_backward("gru", dy, {"h": dh_n}, cache, n_threads=n_threads)
 
 
-def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, training=True, n_threads=None, lengths=None):
+def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, training=True, n_threads=None, lengths=None,
+                 w_hr=None, w_peep=None):
     y, s, cache = cell_forward("lstm", x, {"h": h0, "c": c0},
-                               _checks.kernel_params(w_ih, w_hh, b_ih, b_hh),
+                               _checks.kernel_params(w_ih, w_hh, b_ih, b_hh, w_hr=w_hr,
+                                                     w_peep=w_peep),
                                training=training, n_threads=n_threads, lengths=lengths)
     return y, s["h"], s["c"], cache
 
