@@ -477,8 +477,13 @@ def check_forward(cell, x, state, params, *, training=True, lengths=None):
             raise ValueError(f"w_hh must be 2-D ({G}*H, H), got shape {w_hh.shape}")
         GH, H = w_hh.shape
         if GH != G * H:
+            hint = ""
+            if any(p.when == "proj" for p in cell.params) and GH % G == 0 and 0 < H < GH // G:
+                hint = (f"; a w_hh of shape ({G}*H, P) belongs to a projected {kernel}: pass "
+                        f"w_hr (P, H) = ({H}, {GH // G})")
             raise ValueError(f"w_hh must have shape ({G}*H, H) = ({G * H}, {H}) for a {kernel} "
-                             f"with H={H} ({G} gate{'s' if G > 1 else ''}), got {w_hh.shape}")
+                             f"with H={H} ({G} gate{'s' if G > 1 else ''}), got {w_hh.shape}"
+                             + hint)
         if H == 0:
             raise ValueError("w_hh has hidden size H=0; expected H >= 1")
     if w_ih.dtype != dtype:
