@@ -199,7 +199,7 @@ class Cache:
     D         input size
     w_ih      (G*H, D) copy of the input weights (None for token ids: backward needs no dx)
     w_hh      (G*H, H) copy of the recurrent weights
-    hs        (T+1, B, H) hidden states, hs[0] = h0
+    hs        (T+1, B, R) hidden states, hs[0] = h0 (R = H, or P for a projected LSTM)
     gates     (T, B, G*H) post-activation gates; None for rnn (its activation is h_t = hs[t+1])
     extra     (T, B, H) gru lbr: h_{t-1} W_hn^T + b_hn; gru rb: r_t * h_{t-1}; else None
     cs        (T+1, B, H) lstm cell states, cs[0] = c0; else None
@@ -209,6 +209,7 @@ class Cache:
     params    stem -> copy of each parameter beyond w_ih/w_hh/b_ih/b_hh (cells that have
               them, see fastgates.cells), or None
     saved     name -> (T, B, X) array a cell keeps beyond the fields above, or None
+              (a projected LSTM: "m", (T, B, H) m_t = o_t * tanh(c_t))
 
     With ``lengths``, every array above is stored packed (see :class:`Packing`): the
     (T, B, X) arrays become (N, X) with only the valid steps, hs and cs (B + N, H)
@@ -234,11 +235,16 @@ class Cache:
 
     @property
     def shape(self):
-        """(T, B, D, H) of the forward pass."""
+        """(T, B, D, H) of the forward pass (H the hidden size, also when h is projected)."""
+        H = self.w_hh.shape[0] // self.celldef.G
         if self.packing is not None:
-            return self.packing.T, self.packing.B, self.D, self.hs.shape[1]
-        T, B, H = self.hs.shape
-        return T - 1, B, self.D, H
+            return self.packing.T, self.packing.B, self.D, H
+        return self.hs.shape[0] - 1, self.hs.shape[1], self.D, H
+
+    @property
+    def proj_size(self) -> int:
+        """P of a projected LSTM (h is P wide), else 0."""
+        return proj_size(self.params)
 
     def __repr__(self):
         T, B, D, H = self.shape
@@ -407,9 +413,32 @@ def _check_sizes(T, B, D, H, G, itemsize, training, tokens):
                          f"{ram / 2**30:.1f} GiB of RAM; split the sequence or the batch")
 
 
-def kernel_params(w_ih, w_hh, b_ih, b_hh) -> dict:
-    """The functional kernels' four weight arguments by parameter stem."""
-    return {"weight_ih": w_ih, "weight_hh": w_hh, "bias_ih": b_ih, "bias_hh": b_hh}
+def kernel_params(w_ih, w_hh, b_ih, b_hh, **extra) -> dict:
+    """The functional kernels' weight arguments by parameter stem: the four of every cell,
+    plus ``extra`` (kernel argument name -> array, e.g. ``w_hr=``) where not None."""
+    out = {"weight_ih": w_ih, "weight_hh": w_hh, "bias_ih": b_ih, "bias_hh": b_hh}
+    stems = {"w_hr": "weight_hr", "w_peep": "weight_peep"}
+    out.update((stems[k], v) for k, v in extra.items() if v is not None)
+    return out
+
+
+def proj_size(params) -> int:
+    """P of a projected LSTM from its validated parameters by stem (``weight_hr`` (P, H)),
+    0 without a projection."""
+    w_hr = (params or {}).get("weight_hr")
+    return 0 if w_hr is None else int(w_hr.shape[0])
+
+
+def _variant_options(cell, params):
+    """The options of ``cells.param_specs`` that the given ``params`` select: proj_size and
+    peephole (a cell's ``when=`` parameters are on when they are given, not None)."""
+    whens = {p.when: p.stem for p in cell.params if p.when}
+    opts = {}
+    if "proj" in whens and params.get(whens["proj"]) is not None:
+        opts["proj_size"] = -1          # resolved from w_hr's shape by check_forward
+    if "peephole" in whens and params.get(whens["peephole"]) is not None:
+        opts["peephole"] = True
+    return opts
 
 
 def check_forward(cell, x, state, params, *, training=True, lengths=None):
@@ -417,7 +446,10 @@ def check_forward(cell, x, state, params, *, training=True, lengths=None):
 
     ``state`` maps state names ("h", "c") to (B, H) arrays or None; ``params`` maps the
     stems of ``cells.param_specs(cell)`` to arrays (messages name them by their kernel
-    argument names, ``w_ih``).  Returns a :class:`Forward` with normalised arrays.
+    argument names, ``w_ih``).  A cell's optional parameters (``when=`` in the table: the
+    LSTM's ``weight_hr``, ``weight_peep``) are on when given and not None; with
+    ``weight_hr`` (P, H), h0 is (B, P) and ``w_hh`` (G*H, P).  Returns a :class:`Forward`
+    with normalised arrays (the optional ones in ``params``).
     """
     f = _lean_forward(cell, x, state, params, training, lengths)
     if f is not None:
@@ -430,14 +462,40 @@ def check_forward(cell, x, state, params, *, training=True, lengths=None):
     w_ih = _as_array("w_ih", params["weight_ih"])
     w_hh = _as_array("w_hh", params["weight_hh"])
     dtype = _float_dtype("w_hh", w_hh)
-    if w_hh.ndim != 2:
-        raise ValueError(f"w_hh must be 2-D ({G}*H, H), got shape {w_hh.shape}")
-    GH, H = w_hh.shape
-    if GH != G * H:
-        raise ValueError(f"w_hh must have shape ({G}*H, H) = ({G * H}, {H}) for a {kernel} "
-                         f"with H={H} ({G} gate{'s' if G > 1 else ''}), got {w_hh.shape}")
-    if H == 0:
-        raise ValueError("w_hh has hidden size H=0; expected H >= 1")
+    options = _variant_options(cell, params)
+    P = 0
+    if "proj_size" in options:
+        # a projected LSTM: w_hr (P, H) with 0 < P < H, h and w_hh's columns P wide
+        w_hr = _as_array("w_hr", params["weight_hr"])
+        if w_hr.dtype != dtype:
+            _float_dtype("w_hr", w_hr)
+            raise TypeError(f"all arrays must share one dtype: w_hh is {dtype}, w_hr is {w_hr.dtype}")
+        if w_hr.ndim != 2:
+            raise ValueError(f"w_hr must be 2-D (P, H) (the projection, proj_size P < hidden size "
+                             f"H), got {w_hr.ndim}-D shape {w_hr.shape}")
+        P, H = w_hr.shape
+        if not 0 < P < H:
+            raise ValueError(f"w_hr must have shape (P, H) with 0 < P < H (proj_size below the "
+                             f"hidden size), got {w_hr.shape}")
+        options["proj_size"] = P
+        if w_hh.shape != (G * H, P):
+            raise ValueError(f"w_hh must have shape ({G}*H, P) = ({G * H}, {P}) for a {kernel} "
+                             f"with H={H} projected to P={P} (w_hr is {w_hr.shape}), got "
+                             f"{w_hh.shape}")
+    else:
+        if w_hh.ndim != 2:
+            raise ValueError(f"w_hh must be 2-D ({G}*H, H), got shape {w_hh.shape}")
+        GH, H = w_hh.shape
+        if GH != G * H:
+            hint = ""
+            if any(p.when == "proj" for p in cell.params) and GH % G == 0 and 0 < H < GH // G:
+                hint = (f"; a w_hh of shape ({G}*H, P) belongs to a projected {kernel}: pass "
+                        f"w_hr (P, H) = ({H}, {GH // G})")
+            raise ValueError(f"w_hh must have shape ({G}*H, H) = ({G * H}, {H}) for a {kernel} "
+                             f"with H={H} ({G} gate{'s' if G > 1 else ''}), got {w_hh.shape}"
+                             + hint)
+        if H == 0:
+            raise ValueError("w_hh has hidden size H=0; expected H >= 1")
     if w_ih.dtype != dtype:
         _float_dtype("w_ih", w_ih)
         raise TypeError(f"all arrays must share one dtype: w_hh is {dtype}, w_ih is {w_ih.dtype}")
@@ -449,9 +507,9 @@ def check_forward(cell, x, state, params, *, training=True, lengths=None):
     _check_sizes(0, 0, D, H, G, dtype.itemsize, training, True)   # the weights, before any copy
 
     # every other parameter: the biases, then what the cell adds (shapes from the table)
-    shapes = cells.param_shapes(cell, D, H)
+    shapes = cells.param_shapes(cell, D, H, **options)
     rest = {}
-    for spec in cells.param_specs(cell):
+    for spec in cells.param_specs(cell, **options):
         if spec.stem in ("weight_ih", "weight_hh"):
             continue
         name = spec.arg
@@ -459,7 +517,8 @@ def check_forward(cell, x, state, params, *, training=True, lengths=None):
         if a.dtype != dtype:
             _float_dtype(name, a)
             raise TypeError(f"all arrays must share one dtype: w_hh is {dtype}, {name} is {a.dtype}")
-        what = f"{G}*H biases" if spec.shape == ("G*H",) else f"{spec.stem} {spec.shape}"
+        what = (f"{G}*H biases" if spec.shape == ("G*H",) else
+                f"{spec.stem} ({', '.join(str(d) for d in spec.shape)})")
         _check_shape(name, a, shapes[spec.stem], what)
         rest[spec.stem] = _contiguous(a, dtype)
     b_ih, b_hh = rest.pop("bias_ih"), rest.pop("bias_hh")
@@ -499,7 +558,11 @@ def check_forward(cell, x, state, params, *, training=True, lengths=None):
         if s.dtype != dtype:
             _float_dtype(name, s)
             raise TypeError(f"all arrays must share one dtype: w_hh is {dtype}, {name} is {s.dtype}")
-        _check_shape(name, s, (B, H), "(B, H) state")
+        if s_name == "h" and P:
+            _check_shape(name, s, (B, P), f"(B, P) state: a projected h is P = {P} wide "
+                                          f"(w_hr is {params['weight_hr'].shape})")
+        else:
+            _check_shape(name, s, (B, H), "(B, H) state")
         states[s_name] = _contiguous(s, dtype)
     lengths = check_lengths(lengths, T, B)
     pk = None if lengths is None else Packing(lengths, T)
@@ -557,8 +620,13 @@ def _lean_forward(cell, x, state, params, training, lengths):
     if not (w_hh.flags.c_contiguous and w_ih.flags.c_contiguous):
         return None
     D = w_ih.shape[1]
+    shapes = _rest_shapes(cell, D, H)
+    if len(params) > len(shapes) + 2 and any(
+            v is not None for k, v in params.items()
+            if k not in ("weight_ih", "weight_hh") and all(k != st for st, _ in shapes)):
+        return None      # optional parameters (the lstm's w_hr, w_peep): the full checks
     rest = {}
-    for stem, shape in _rest_shapes(cell, D, H):
+    for stem, shape in shapes:
         a = params.get(stem)
         if type(a) is not np.ndarray or a.dtype is not dtype or a.shape != shape \
                 or not a.flags.c_contiguous:
@@ -606,9 +674,11 @@ def check_backward(cell, dy, dh_n, dc_n, cache):
     """Validate a backward call against its cache."""
     T, B, D, H, G = check_cache(cell, cache)
     dtype = cache.dtype
+    R = cache.proj_size or H        # width of h and y
+    w = "P" if cache.proj_size else "H"
     out = []
-    for name, a, shape, what in (("dy", dy, (T, B, H), "(T, B, H) like y"),
-                                 ("dh_n", dh_n, (B, H), "(B, H) like h_n"),
+    for name, a, shape, what in (("dy", dy, (T, B, R), f"(T, B, {w}) like y"),
+                                 ("dh_n", dh_n, (B, R), f"(B, {w}) like h_n"),
                                  ("dc_n", dc_n, (B, H), "(B, H) like c_n")):
         if a is None:
             out.append(None)

@@ -148,10 +148,10 @@ def cell_backward(cell, dy, dstate, cache, *, n_threads=None):
                               None, SMALL_BACKWARD_BYTES))
     blas_hold()
     try:
-        grads = _recurrence.backward(cache, b, nt)
+        *g, dparams = _recurrence.backward(cache, b, nt)
     finally:
         blas_release()
-    return _checks.make_grads(cache.celldef, *grads)
+    return _checks.make_grads(cache.celldef, *g, extra=dparams)
 
 
 def _h_forward(kernel, options, x, h0, weights, training, n_threads, lengths):
@@ -183,9 +183,11 @@ def gru_backward(dy, dh_n, cache, *, n_threads=None):
     return cell_backward("gru", dy, {"h": dh_n}, cache, n_threads=n_threads)
 
 
-def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, training=True, n_threads=None, lengths=None):
+def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, training=True, n_threads=None, lengths=None,
+                 w_hr=None, w_peep=None):
     y, s, cache = cell_forward("lstm", x, {"h": h0, "c": c0},
-                               _checks.kernel_params(w_ih, w_hh, b_ih, b_hh),
+                               _checks.kernel_params(w_ih, w_hh, b_ih, b_hh, w_hr=w_hr,
+                                                     w_peep=w_peep),
                                training=training, n_threads=n_threads, lengths=lengths)
     return y, s["h"], s["c"], cache
 
@@ -299,16 +301,28 @@ lstm_forward.__doc__ = rf"""Long short-term memory over a whole sequence (G = 4,
         c_t &= f_t \odot c_{{t-1}} + i_t \odot g_t \\
         h_t &= o_t \odot \tanh(c_t)
 
+    With peepholes ``w_peep`` (rows :math:`p_i, p_f, p_o`) the pre-activations of
+    :math:`i_t` and :math:`f_t` add :math:`p_i \odot c_{{t-1}}`, :math:`p_f \odot c_{{t-1}}`
+    and that of :math:`o_t` adds :math:`p_o \odot c_t` (ONNX's semantics); with a
+    projection ``w_hr`` (PyTorch's ``proj_size``), :math:`h_t = (o_t \odot \tanh(c_t))
+    W_{{hr}}^\top` is P wide (see :doc:`/cells`).
+
     Parameters
     ----------{_COMMON_PARAMS}
     c0 : ndarray of shape (B, H) or None
         Initial cell state; None means zeros.{_WEIGHT_PARAMS.format(gates="i, f, g, o")}{_COMMON_KW}
+    w_hr : ndarray of shape (P, H) with 0 < P < H, or None
+        The projection; then ``h0`` is (B, P), ``w_hh`` is (4*H, P) and ``y``, ``h_n``
+        are P wide.  None (the default): no projection.
+    w_peep : ndarray of shape (3, H) or None
+        Peephole weights, rows i, f, o (ONNX's input ``P`` holds them in the order
+        i, o, f: :func:`fastgates.cells.from_onnx_peepholes` converts).  None: none.
 
     Returns
     -------
-    y : ndarray of shape (T, B, H)
+    y : ndarray of shape (T, B, H), or (T, B, P) with ``w_hr``
         :math:`h_1, \dots, h_T` (zero past each row's end with ``lengths``).
-    h_n, c_n : ndarray of shape (B, H)
+    h_n, c_n : ndarray of shape (B, H) (h_n: (B, P) with ``w_hr``)
         The last hidden and cell states; with ``lengths``, each row's states after
         its last step.
     cache : Cache or None
@@ -332,6 +346,15 @@ lstm_forward.__doc__ = rf"""Long short-term memory over a whole sequence (G = 4,
     >>> y_hot, *_ = fastgates.lstm_forward(np.eye(D)[ids], None, None, w_ih, w_hh, b_ih, b_hh)
     >>> bool(np.allclose(y_ids, y_hot))
     True
+    >>> P = 3                                                    # a projected LSTM
+    >>> w_hr, w_hh_p = rng.uniform(-0.3, 0.3, (P, H)), rng.uniform(-0.3, 0.3, (G * H, P))
+    >>> y, h_n, c_n, cache = fastgates.lstm_forward(x, None, None, w_ih, w_hh_p, b_ih, b_hh,
+    ...                                             w_hr=w_hr, w_peep=np.zeros((3, H)))
+    >>> y.shape, h_n.shape, c_n.shape
+    ((5, 3, 3), (3, 3), (3, 8))
+    >>> g = fastgates.lstm_backward(np.ones_like(y), None, None, cache)
+    >>> g.param_grads["weight_hr"].shape, g.param_grads["weight_peep"].shape
+    ((3, 8), (3, 8))
 """
 
 _BACKWARD_EXAMPLE = _EXAMPLE_SETUP + """
@@ -355,7 +378,10 @@ gru_backward.__doc__ = _BACKWARD_DOC.format(
 lstm_backward.__doc__ = _BACKWARD_DOC.format(
     cell="lstm",
     extra="\n    dc_n : ndarray of shape (B, H) or None\n        Gradient with respect to the "
-          "final cell state; None means zero.",
+          "final cell state; None means zero.\n        For a projected LSTM (``w_hr``) ``dy``,"
+          "        ``dh_n``, ``dh0`` and the columns of ``dw_hh`` are P wide; the gradients of\n"
+          "        ``w_hr`` and ``w_peep`` are ``param_grads['weight_hr']`` and\n"
+          "        ``param_grads['weight_peep']``.",
     ret_type="LSTMGrads", ret="LSTMGrads(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh)",
     states="``dh0`` and ``dc0``", raises=_RAISES,
     example=_BACKWARD_EXAMPLE.format(

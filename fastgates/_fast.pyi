@@ -55,17 +55,20 @@ def gru_backward(dy: ArrayLike | None, dh_n: ArrayLike | None, cache: Cache, *,
 def lstm_forward(x: ArrayLike, h0: ArrayLike | None, c0: ArrayLike | None, w_ih: ArrayLike,
                  w_hh: ArrayLike, b_ih: ArrayLike, b_hh: ArrayLike, *,
                  training: Literal[True] = ..., n_threads: _Threads = ...,
-                 lengths: ArrayLike | None = ...) -> tuple[_Array, _Array, _Array, Cache]: ...
+                 lengths: ArrayLike | None = ..., w_hr: ArrayLike | None = ...,
+                 w_peep: ArrayLike | None = ...) -> tuple[_Array, _Array, _Array, Cache]: ...
 @overload
 def lstm_forward(x: ArrayLike, h0: ArrayLike | None, c0: ArrayLike | None, w_ih: ArrayLike,
                  w_hh: ArrayLike, b_ih: ArrayLike, b_hh: ArrayLike, *,
                  training: Literal[False], n_threads: _Threads = ...,
-                 lengths: ArrayLike | None = ...) -> tuple[_Array, _Array, _Array, None]: ...
+                 lengths: ArrayLike | None = ..., w_hr: ArrayLike | None = ...,
+                 w_peep: ArrayLike | None = ...) -> tuple[_Array, _Array, _Array, None]: ...
 @overload
 def lstm_forward(x: ArrayLike, h0: ArrayLike | None, c0: ArrayLike | None, w_ih: ArrayLike,
                  w_hh: ArrayLike, b_ih: ArrayLike, b_hh: ArrayLike, *,
                  training: bool, n_threads: _Threads = ...,
-                 lengths: ArrayLike | None = ...) -> tuple[_Array, _Array, _Array, Cache | None]: ...
+                 lengths: ArrayLike | None = ..., w_hr: ArrayLike | None = ...,
+                 w_peep: ArrayLike | None = ...) -> tuple[_Array, _Array, _Array, Cache | None]: ...
 def lstm_backward(dy: ArrayLike | None, dh_n: ArrayLike | None, dc_n: ArrayLike | None,
                   cache: Cache, *, n_threads: _Threads = ...) -> LSTMGrads: ...
 

@@ -38,6 +38,8 @@ cdef extern from "fastgates.h" nogil:
         FG_PACK_HH
         FG_PACK_IH
         FG_PACK_BWD
+        FG_PACK_HR
+        FG_PACK_HR_BWD
     ctypedef struct fg_forward_args:
         int cell, T, B, H, n_threads
         const void *P
@@ -59,6 +61,11 @@ cdef extern from "fastgates.h" nogil:
         const void *Pi
         const void *wT
         const void *bias
+        int proj
+        const void *Pr
+        void *m
+        size_t m_step
+        const void *peep
     ctypedef struct fg_step_args:
         int cell, L, B, H, n_threads
         const int *d_in
@@ -75,6 +82,10 @@ cdef extern from "fastgates.h" nogil:
         void *c1
         void *pre
         void *extra
+        int proj
+        const void **Pr
+        const void **peep
+        void *m
     ctypedef struct fg_backward_args:
         int cell, T, B, H, n_threads
         const void *P
@@ -91,6 +102,12 @@ cdef extern from "fastgates.h" nogil:
         void *db
         void *dbn
         const int *batch
+        int proj
+        const void *Pr
+        void *dhs
+        void *dm
+        const void *peep
+        void *dpeep
     size_t fg_packed_size(int cell, int H, int K, int which, int f64)
     void fg_pack_f32(int cell, const float *w, int H, int K, int which, float *P, int n_threads)
     void fg_pack_f64(int cell, const double *w, int H, int K, int which, double *P, int n_threads)
@@ -321,8 +338,9 @@ cdef void *vptr(a):
 
 cdef object _packed(int cell, w, int H, int which, int nt, floating dummy):
     """w (G*H, K) packed for the active level: which = FG_PACK_HH (w_hh, the forward loop),
-    FG_PACK_IH (w_ih, the input projection) or FG_PACK_BWD (w_hh, BPTT)."""
-    cdef int K = w.shape[1]
+    FG_PACK_IH (w_ih, the input projection) or FG_PACK_BWD (w_hh, BPTT); or the lstm
+    projection w (K=P, H) for FG_PACK_HR (forward) / FG_PACK_HR_BWD (BPTT)."""
+    cdef int K = w.shape[0] if which == FG_PACK_HR or which == FG_PACK_HR_BWD else w.shape[1]
     P = _empty((fg_packed_size(cell, H, K, which, floating is double),), w.dtype)
     cdef floating *p = <floating *>vptr(P)
     cdef floating *wp = <floating *>vptr(w)
@@ -381,6 +399,10 @@ cdef void _gather_py(int nt, idx, src, dst, floating dummy):
 cdef object _forward(f, bint training, int nt, packed, floating dummy):
     cdef int T = f.T, B = f.B, D = f.D, H = f.H, G = f.G
     cdef int GH = G * H
+    extra_params = f.params or {}
+    w_hr, w_peep = extra_params.get("weight_hr"), extra_params.get("weight_peep")
+    cdef int proj = 0 if w_hr is None else w_hr.shape[0]
+    cdef int R = proj or H                     # width of h: P with a projection
     cdef int cell = CELL_CODES[f.cell, f.variant]
     dtype = f.dtype
     cdef bint lstm = cell == FG_LSTM, gru = cell == FG_GRU_LBR or cell == FG_GRU_RB
@@ -389,10 +411,12 @@ cdef object _forward(f, bint training, int nt, packed, floating dummy):
     pk = f.packing
     cdef bint ragged = pk is not None
 
-    h0 = f.h0 if f.h0 is not None else np.zeros((B, H), dtype)
+    h0 = f.h0 if f.h0 is not None else np.zeros((B, R), dtype)
     c0 = (f.c0 if f.c0 is not None else np.zeros((B, H), dtype)) if lstm else None
+    Pr = None
     if packed is not None:
         P, Pi, w_ihT, bias = packed.P, packed.Pi, packed.wT, packed.bias
+        Pr = packed.Pr
     else:
         bias = f.b_ih + f.b_hh
         if cell == FG_GRU_LBR:
@@ -400,6 +424,8 @@ cdef object _forward(f, bint training, int nt, packed, floating dummy):
         w_ihT = np.ascontiguousarray(f.w_ih.T) if tokens else None
         P = _packed(cell, f.w_hh, H, FG_PACK_HH, nt, dummy)
         Pi = None if tokens else _packed(cell, f.w_ih, H, FG_PACK_IH, nt, dummy)
+        if proj:
+            Pr = _packed(cell, w_hr, H, FG_PACK_HR, nt, dummy)
 
     # The time loop's layout: Tk steps over `rows` packed rows starting from states in
     # sorted order; dense: Tk = T, rows = T*B, x as given, no permutation.
@@ -430,6 +456,9 @@ cdef object _forward(f, bint training, int nt, packed, floating dummy):
     a.Pi = <floating *>vptr(Pi)
     a.wT = <floating *>vptr(w_ihT)
     a.bias = <floating *>vptr(bias)
+    a.proj = proj
+    a.Pr = <floating *>vptr(Pr)
+    a.peep = <floating *>vptr(w_peep)
 
     cdef const floating *xp = NULL if tokens else <floating *>vptr(x)
     cdef const long long *tp = <const long long *>vptr(x) if tokens else NULL
@@ -437,20 +466,24 @@ cdef object _forward(f, bint training, int nt, packed, floating dummy):
     cdef floating *yp
 
     if training:
-        hs = _empty((B + rows, H), dtype)       # h0, then h_t of every (step, row)
+        hs = _empty((B + rows, R), dtype)       # h0, then h_t of every (step, row)
         hs[:B] = h0
         gates = hs[B:] if rnn else _empty((rows, GH), dtype)
-        cs = tc = extra = None
+        cs = tc = extra = ms = None
         if lstm:
             cs = _empty((B + rows, H), dtype)
             cs[:B] = c0
             tc = _empty((rows, H), dtype)
+        if proj:
+            ms = _empty((rows, H), dtype)       # m_t = o_t * tanh(c_t), kept for dW_hr
+            a.m = <floating *>vptr(ms)
+            a.m_step = 1
         if gru:
             extra = _empty((rows, H), dtype)
         a.T = Tk
         a.pre = <floating *>vptr(gates)
         a.h0 = <floating *>vptr(hs)
-        a.hout = <floating *>vptr(hs) + <size_t>B * H
+        a.hout = <floating *>vptr(hs) + <size_t>B * R
         if lstm:
             a.c0 = <floating *>vptr(cs)
             a.cout = <floating *>vptr(cs) + <size_t>B * H
@@ -462,24 +495,28 @@ cdef object _forward(f, bint training, int nt, packed, floating dummy):
         with nogil:
             _run_forward(&a, dummy)
         if ragged:
-            y = _zeros((T, B, H), dtype)
+            y = _zeros((T, B, R), dtype)
             yp = <floating *>vptr(y)
             with nogil:
-                _scatter(nt, rows, H, fp, <floating *>a.hout, yp)
+                _scatter(nt, rows, R, fp, <floating *>a.hout, yp)
             h_n, c_n = hs[pk.last], (cs[pk.last] if lstm else None)
         else:
-            hs = hs.reshape(T + 1, B, H)
+            hs = hs.reshape(T + 1, B, R)
             gates = hs[1:] if rnn else gates.reshape(T, B, GH)
             if lstm:
                 cs, tc = cs.reshape(T + 1, B, H), tc.reshape(T, B, H)
             if gru:
                 extra = extra.reshape(T, B, H)
+            if proj:
+                ms = ms.reshape(T, B, H)
             y, h_n, c_n = _copy(hs[1:]), hs[T].copy(), (cs[T].copy() if lstm else None)
         cache = Cache(cell=f.cell, variant=f.variant, dtype=dtype, tokens=tokens, D=D,
                       x=x if ragged else _copy(x),     # the gathered x is already private
                       w_ih=None if tokens else _copy(f.w_ih), w_hh=_copy(f.w_hh),
                       hs=hs, gates=None if rnn else gates,
-                      extra=extra, cs=cs, tc=tc, lengths=f.lengths, packing=pk)
+                      extra=extra, cs=cs, tc=tc, lengths=f.lengths, packing=pk,
+                      params={k: v.copy() for k, v in extra_params.items()} or None,
+                      saved={"m": ms} if proj else None)
         return y, h_n, c_n, cache
     return _infer(f, a, x, h0, c0, nt, dummy)
 
@@ -490,6 +527,7 @@ cdef object _infer(f, fg_forward_args a, x, h0, c0, int nt, floating dummy):
     updated in place."""
     cdef int T = f.T, B = f.B, D = f.D, H = f.H, GH = f.G * f.H
     cdef int cell = a.cell
+    cdef int R = a.proj or H                  # width of h
     dtype = f.dtype
     cdef bint lstm = cell == FG_LSTM, gru = cell == FG_GRU_LBR or cell == FG_GRU_RB
     cdef bint rnn = cell == FG_RNN_TANH or cell == FG_RNN_RELU
@@ -507,7 +545,12 @@ cdef object _infer(f, fg_forward_args a, x, h0, c0, int nt, floating dummy):
     if lstm:
         a.c0 = a.cout = <floating *>vptr(c_state)
         a.c_in_place = 1
-    cdef size_t BH = <size_t>B * H
+    m_scratch = None
+    if a.proj:
+        m_scratch = np.empty((B, H), dtype)     # m_t of the current step only
+        a.m = <floating *>vptr(m_scratch)
+        a.m_step = 0
+    cdef size_t BH = <size_t>B * R
     cdef int t0 = 0, t1, n, s, lo, nrows
     cdef floating *yp
     cdef floating *hb
@@ -518,7 +561,7 @@ cdef object _infer(f, fg_forward_args a, x, h0, c0, int nt, floating dummy):
     cdef const long long *tp_chunk
 
     if not ragged:
-        y = _empty((T, B, H), dtype)
+        y = _empty((T, B, R), dtype)
         yp = <floating *>vptr(y)
         Tc = max(1, min(T, CHUNK_ROWS // max(B, 1)))
         pre = None if rnn else _empty((Tc, B, GH), dtype)
@@ -540,8 +583,8 @@ cdef object _infer(f, fg_forward_args a, x, h0, c0, int nt, floating dummy):
     # `carry` holds every sorted row's latest h (its final h once the row has ended)
     cdef int Tk = len(pk.batch_sizes)
     cdef int cap = max(CHUNK_ROWS, B)
-    y = _zeros((T, B, H), dtype)
-    hbuf = _empty((cap, H), dtype)
+    y = _zeros((T, B, R), dtype)
+    hbuf = _empty((cap, R), dtype)
     pre = None if rnn else _empty((cap, GH), dtype)
     xbuf = None if tokens else _empty((cap, D), dtype)
     carry = <floating *>vptr(h0)            # h0 is already a private sorted copy
@@ -570,14 +613,14 @@ cdef object _infer(f, fg_forward_args a, x, h0, c0, int nt, floating dummy):
             if xb != NULL:
                 _gather(nt, nrows, D, fp, xsrc, xb)
             _run_forward(&a, dummy)
-            _scatter(nt, nrows, H, fp, hb, yp)
+            _scatter(nt, nrows, R, fp, hb, yp)
             # rows ending at step s (and, at the chunk's last step, all rows) into carry
             for s in range(t0, t1):
                 lo = bs[s + 1] if s + 1 < t1 else 0
-                memcpy(carry + <size_t>lo * H, hb + <size_t>(offs[s] - offs[t0] + lo) * H,
-                       <size_t>(bs[s] - lo) * H * sizeof(floating))
+                memcpy(carry + <size_t>lo * R, hb + <size_t>(offs[s] - offs[t0] + lo) * R,
+                       <size_t>(bs[s] - lo) * R * sizeof(floating))
         t0 = t1
-    h_n = np.empty((B, H), dtype)
+    h_n = np.empty((B, R), dtype)
     h_n[pk.order] = h0
     c_n = None
     if lstm:
@@ -622,7 +665,10 @@ cdef void _run_backward(fg_backward_args *a, floating dummy) noexcept nogil:
 
 
 def backward(cache, b, int nt):
-    """BPTT of a validated call: ``cache`` from forward, ``b`` a fastgates._checks.Backward."""
+    """BPTT of a validated call: ``cache`` from forward, ``b`` a fastgates._checks.Backward.
+
+    Returns (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dparams), dparams: stem -> gradient
+    of each parameter beyond the four (the lstm's weight_hr, weight_peep)."""
     if cache.dtype == np.float32:
         return _backward(cache, b, nt, <float>0)
     return _backward(cache, b, nt, <double>0)
@@ -636,8 +682,12 @@ cdef object _backward(cache, b, int nt, floating dummy):
     dtype = cache.dtype
     pk = cache.packing
     cdef bint ragged = pk is not None
+    extra_params = cache.params or {}
+    w_hr, w_peep = extra_params.get("weight_hr"), extra_params.get("weight_peep")
+    cdef int proj = 0 if w_hr is None else w_hr.shape[0]
+    cdef int R = proj or H                     # width of h: P with a projection
 
-    dh = b.dh_n.copy() if b.dh_n is not None else np.zeros((B, H), dtype)
+    dh = b.dh_n.copy() if b.dh_n is not None else np.zeros((B, R), dtype)
     dc = (b.dc_n.copy() if b.dc_n is not None else np.zeros((B, H), dtype)) if lstm else None
     dy = b.dy
     hprev_rows = cache.hs     # h_{t-1} of every row of dG: the first `rows` state rows
@@ -646,9 +696,9 @@ cdef object _backward(cache, b, int nt, floating dummy):
         Tk, rows = len(pk.batch_sizes), pk.N
         dh, dc = dh[pk.order], (dc[pk.order] if lstm else None)
         if dy is not None:
-            dy = _empty((rows, H), dtype)
+            dy = _empty((rows, R), dtype)
             _gather_py(nt, pk.flat, b.dy, dy, dummy)
-        hprev_rows = _empty((rows, H), dtype)
+        hprev_rows = _empty((rows, R), dtype)
         _gather_py(nt, pk.prev, cache.hs, hprev_rows, dummy)
     dG = _empty((rows, GH), dtype)
     dnx = _empty((rows, H), dtype) if cell == FG_GRU_LBR else None
@@ -671,7 +721,25 @@ cdef object _backward(cache, b, int nt, floating dummy):
     a.dc = <floating *>vptr(dc)
 
     new = _empty if rows > 0 else _zeros        # every entry is written below when T*B > 0
-    dw_hh = new((GH, H), dtype)
+    dparams = {}
+    dhs = dm = Pr = None
+    if proj:        # dW_hr = sum_t dh_t^T m_t after the loop, from the dh_t the loop keeps
+        Pr = _packed(cell, w_hr, H, FG_PACK_HR_BWD, nt, dummy)
+        dhs = _empty((rows, R), dtype)
+        dm = np.empty((B, H), dtype)
+        dparams["weight_hr"] = new((R, H), dtype)
+    if w_peep is not None:
+        dparams["weight_peep"] = new((3, H), dtype)
+    a.proj = proj
+    a.Pr = <floating *>vptr(Pr)
+    a.dhs = <floating *>vptr(dhs)
+    a.dm = <floating *>vptr(dm)
+    a.peep = <floating *>vptr(w_peep)
+    a.dpeep = <floating *>vptr(dparams.get("weight_peep"))
+    cdef floating *dhsp = <floating *>vptr(dhs)
+    cdef floating *msp = <floating *>vptr(cache.saved["m"]) if proj else NULL
+    cdef floating *dwhr = <floating *>vptr(dparams.get("weight_hr"))
+    dw_hh = new((GH, R), dtype)
     db_hh = new(GH, dtype)
     db_ih = new(GH, dtype)
     dw_ih = new((GH, D), dtype)
@@ -710,7 +778,9 @@ cdef object _backward(cache, b, int nt, floating dummy):
             _run_backward(&a, dummy)
             # dw_hh = dG^T [h_{t-1}]  (rb n-gate rows: dn^T (r*h_{t-1})), as the transpose of
             # [h_{t-1}]^T dG: the transposition of the narrow operand is the cheap one
-            _gemm_tn(nt, H, rz, rows, hprev, H, g, GH, whh, H, True)
+            _gemm_tn(nt, R, rz, rows, hprev, R, g, GH, whh, R, True)
+            if proj:      # dw_hr = [dL/dh_t]^T [m_t]
+                _gemm_tn(nt, R, H, rows, dhsp, R, msp, H, dwhr, H, False)
             if rz < GH:
                 _gemm_tn(nt, H, GH - rz, rows, rh, H, g + rz, GH, whh + <size_t>rz * H, H, True)
             memcpy(bih, bhh, gx * sizeof(floating))
@@ -734,14 +804,14 @@ cdef object _backward(cache, b, int nt, floating dummy):
         if tp != NULL:
             dw_ih[...] = dw_ihT.T
     if ragged:          # back from sorted order
-        dh0 = np.empty((B, H), dtype)
+        dh0 = np.empty((B, R), dtype)
         dh0[pk.order] = dh
         dc0 = None
         if lstm:
             dc0 = np.empty((B, H), dtype)
             dc0[pk.order] = dc
         dh, dc = dh0, dc0
-    return dx_out, dh, dc, dw_ih, dw_hh, db_ih, db_hh
+    return dx_out, dh, dc, dw_ih, dw_hh, db_ih, db_hh, dparams
 
 
 def _select_isa_from_environment():
@@ -810,30 +880,37 @@ cdef class PackedLayer:
     P        w_hh packed for the forward loop     Pi  w_ih packed for the input projection
     wT       w_ih^T (D, G*H), the rows that token ids select
     bias     b_ih + b_hh (gru lbr: gate n without b_hn)    b_hn  gru lbr (H,)
+    R        width of h: P for a projected lstm, else H
+    Pr       the lstm projection w_hr (P, H) packed for the forward loop, or None
+    peep     the lstm peepholes (3, H), or None
     The arrays are private copies: later changes to the caller's weights do not reach them.
     """
-    cdef readonly int cell, H, D, G
-    cdef readonly object dtype, isa, P, Pi, wT, bias, b_hn
+    cdef readonly int cell, H, D, G, R
+    cdef readonly object dtype, isa, P, Pi, wT, bias, b_hn, Pr, peep
 
     def __repr__(self):
         return (f"<PackedLayer cell={self.cell} {self.dtype} D={self.D} H={self.H} "
                 f"isa={self.isa}>")
 
 
-def pack_layer(int cell, w_ih, w_hh, b_ih, b_hh, int nt):
+def pack_layer(int cell, w_ih, w_hh, b_ih, b_hh, int nt, w_hr=None, w_peep=None):
     """A :class:`PackedLayer` from validated, C-contiguous weights of one dtype
-    (w_ih (G*H, D), w_hh (G*H, H), b_ih, b_hh (G*H,))."""
+    (w_ih (G*H, D), w_hh (G*H, R), b_ih, b_hh (G*H,); lstm: w_hr (P, H) and w_peep (3, H)
+    or None)."""
     if w_hh.dtype == np.float32:
-        return _pack_layer(cell, w_ih, w_hh, b_ih, b_hh, nt, <float>0)
-    return _pack_layer(cell, w_ih, w_hh, b_ih, b_hh, nt, <double>0)
+        return _pack_layer(cell, w_ih, w_hh, b_ih, b_hh, nt, w_hr, w_peep, <float>0)
+    return _pack_layer(cell, w_ih, w_hh, b_ih, b_hh, nt, w_hr, w_peep, <double>0)
 
 
-cdef object _pack_layer(int cell, w_ih, w_hh, b_ih, b_hh, int nt, floating dummy):
+cdef object _pack_layer(int cell, w_ih, w_hh, b_ih, b_hh, int nt, w_hr, w_peep, floating dummy):
     cdef PackedLayer p = PackedLayer()
-    cdef int H = w_hh.shape[1]
-    p.cell, p.H, p.D, p.G = cell, H, w_ih.shape[1], w_hh.shape[0] // H
+    cdef int G = 4 if cell == FG_LSTM else 3 if cell in (FG_GRU_LBR, FG_GRU_RB) else 1
+    cdef int H = w_hh.shape[0] // G
+    p.cell, p.H, p.D, p.G, p.R = cell, H, w_ih.shape[1], G, w_hh.shape[1]
     p.dtype, p.isa = w_hh.dtype, isa_active()
     p.P = _packed(cell, w_hh, H, FG_PACK_HH, nt, dummy)
+    p.Pr = None if w_hr is None else _packed(cell, w_hr, H, FG_PACK_HR, nt, dummy)
+    p.peep = None if w_peep is None else np.array(w_peep, copy=True)
     p.Pi = _packed(cell, w_ih, H, FG_PACK_IH, nt, dummy)
     p.wT = np.ascontiguousarray(w_ih.T)
     bias = b_ih + b_hh
@@ -848,9 +925,10 @@ cdef object _pack_layer(int cell, w_ih, w_hh, b_ih, b_hh, int nt, floating dummy
 def step(list layers, x, h0, c0, int nt):
     """One time step of B rows through the stacked ``layers`` (PackedLayer, one per layer).
 
-    x   (B, D) floats or (B,) int64 token ids      h0, c0  (L, B, H) (c0: lstm, else None)
-    Returns fresh (h1, c1) of shape (L, B, H) (c1 None unless lstm).  Validated by the
-    caller; the arithmetic is that of forward() on the same rows, bit for bit."""
+    x   (B, D) floats or (B,) int64 token ids      h0 (L, B, R), c0 (L, B, H) (lstm, else None)
+    Returns fresh (h1, c1) of shapes (L, B, R), (L, B, H) (c1 None unless lstm; R = P for a
+    projected lstm, else H).  Validated by the caller; the arithmetic is that of forward()
+    on the same rows, bit for bit."""
     if (<PackedLayer>layers[0]).dtype == np.float32:
         return _step(layers, x, h0, c0, nt, <float>0)
     return _step(layers, x, h0, c0, nt, <double>0)
@@ -858,11 +936,11 @@ def step(list layers, x, h0, c0, int nt):
 
 cdef object _step(list layers, x, h0, c0, int nt, floating dummy):
     cdef PackedLayer first = layers[0]
-    cdef int L = len(layers), H = first.H, cell = first.cell, G = first.G
+    cdef int L = len(layers), H = first.H, cell = first.cell, G = first.G, R = first.R
     cdef int B = h0.shape[1], k
     cdef bint tokens = x.dtype.kind in "iu"
     dtype = first.dtype
-    ptrs = np.zeros((5, L), np.uintp)            # P, Pi, bias, b_hn (0 = NULL), d_in
+    ptrs = np.zeros((6, L), np.uintp)            # P, Pi, bias, b_hn, Pr, peep (0 = NULL)
     d_in = np.empty(L, np.intc)
     cdef PackedLayer lay
     for k in range(L):
@@ -871,8 +949,11 @@ cdef object _step(list layers, x, h0, c0, int nt, floating dummy):
         ptrs[1, k] = <size_t>vptr(lay.Pi)
         ptrs[2, k] = <size_t>vptr(lay.bias)
         ptrs[3, k] = <size_t>vptr(lay.b_hn)
+        ptrs[4, k] = <size_t>vptr(lay.Pr)
+        ptrs[5, k] = <size_t>vptr(lay.peep)
         d_in[k] = lay.D
-    h1 = np.empty((L, B, H), dtype)
+    h1 = np.empty((L, B, R), dtype)
+    m = np.empty((B, H), dtype) if first.Pr is not None else None
     c1 = np.empty((L, B, H), dtype) if cell == FG_LSTM else None
     pre = np.empty((B, G * H), dtype)
     extra = np.empty((B, H), dtype)
@@ -892,6 +973,10 @@ cdef object _step(list layers, x, h0, c0, int nt, floating dummy):
     a.h0, a.h1 = vptr(h0), vptr(h1)
     a.c0, a.c1 = vptr(c0), vptr(c1)
     a.pre, a.extra = vptr(pre), vptr(extra)
+    a.proj = R if first.Pr is not None else 0
+    a.Pr = <const void **>&pv[4, 0]
+    a.peep = <const void **>&pv[5, 0] if first.peep is not None else NULL
+    a.m = vptr(m)
     with nogil:
         if floating is float:
             fg_step_f32(&a)

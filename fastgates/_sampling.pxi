@@ -155,6 +155,10 @@ cdef extern from "fastgates.h" nogil:
         fg_next_token next
         void *ctx
         long long *slot
+        int proj
+        const void **Pr
+        const void **peep
+        void *m
     void fg_generate_f32(const fg_generate_args *a)
     void fg_generate_f64(const fg_generate_args *a)
 
@@ -210,11 +214,12 @@ def sample(int cell, list layers, floating[:, ::1] fc_w, floating[::1] fc_b,
     ----------
     cell : int
         The kernel code of the cell (``CELL_CODES``; rnn with tanh, gru lbr or rb, lstm).
-    layers : list of (w_ih, w_hh, b_ih, b_hh)
-        # IN  PyTorch layout, C-contiguous, the dtype of fc_w
-    fc_w, fc_b : (V, H), (V,)
+    layers : list of (w_ih, w_hh, b_ih, b_hh) or, lstm, (w_ih, w_hh, b_ih, b_hh, w_hr, w_peep)
+        # IN  PyTorch layout, C-contiguous, the dtype of fc_w; w_hr (P, H) and w_peep (3, H)
+        # may be None (every layer alike).  With w_hr, h is P wide (R = P), else R = H.
+    fc_w, fc_b : (V, R), (V,)
     embedding : (V, E) or None (one-hot input: layer 0's w_ih is (G·H, V))
-    h_state, c_state : (L, H)
+    h_state, c_state : (L, R), (L, H)
         # IN/OUT initial state, overwritten with the final state (c_state unused unless LSTM)
     prefix : (n,) int64, n >= 1, ids in [0, V)
     out : (m,) int64
@@ -225,16 +230,27 @@ def sample(int cell, list layers, floating[:, ::1] fc_w, floating[::1] fc_b,
     n_threads : threads of the recurrence, resolved and checked by the caller like every
         kernel's (fastgates._fast); the results do not depend on it
     """
-    cdef int L = len(layers), V = fc_w.shape[0], H = fc_w.shape[1], k
+    cdef int L = len(layers), V = fc_w.shape[0], R = fc_w.shape[1], k
+    cdef int G = 4 if cell == FG_LSTM else 3 if cell == FG_GRU_LBR or cell == FG_GRU_RB else 1
+    cdef int H = layers[0][1].shape[0] // G
     dtype = np.float32 if floating is float else np.float64
     # per layer: packed w_hh, combined bias (lbr keeps b_hn apart), pointers
     packed, biases = [], []
     d_in = np.empty(L, np.intc)
-    ptrs = np.zeros((4, L), np.uintp)       # P, w_ih, bias, b_hn (0 = NULL)
-    cdef int G = layers[0][1].shape[0] // H
+    ptrs = np.zeros((6, L), np.uintp)       # P, w_ih, bias, b_hn, Pr, peep (0 = NULL)
+    cdef bint proj = len(layers[0]) > 4 and layers[0][4] is not None
+    cdef bint peep = len(layers[0]) > 5 and layers[0][5] is not None
     for k in range(L):
-        w_ih, w_hh, b_ih, b_hh = layers[k]
+        w_ih, w_hh, b_ih, b_hh = layers[k][:4]
         P = _packed(cell, np.ascontiguousarray(w_hh), H, FG_PACK_HH, n_threads, fc_b[0])
+        if proj:
+            Pr = _packed(cell, np.ascontiguousarray(layers[k][4]), H, FG_PACK_HR, n_threads, fc_b[0])
+            packed.append(Pr)
+            ptrs[4, k] = Pr.ctypes.data
+        if peep:
+            w_peep = np.ascontiguousarray(layers[k][5], dtype=dtype)
+            packed.append(w_peep)
+            ptrs[5, k] = w_peep.ctypes.data
         bias = b_ih + b_hh
         if cell == FG_GRU_LBR:
             bias[2 * H:] = b_ih[2 * H:]    # b_hn acts inside r * (...)
@@ -247,17 +263,18 @@ def sample(int cell, list layers, floating[:, ::1] fc_w, floating[::1] fc_b,
         ptrs[1, k] = w_ih.ctypes.data
         ptrs[2, k] = bias.ctypes.data
         ptrs[3, k] = b_hh[2 * H:].ctypes.data if cell == FG_GRU_LBR else 0
-    hbuf = np.zeros((2, L, H), dtype)
+    hbuf = np.zeros((2, L, R), dtype)
     hbuf[0] = h_state
     cbuf = np.array(c_state, dtype) if cell == FG_LSTM else None
     pre = np.empty((L, G * H), dtype)
     extra = np.empty((L, H), dtype)
+    mbuf = np.empty(H, dtype)
     logits = np.empty(V, dtype)
     pd = np.empty(V, np.float64)
     scratch = np.empty(V, np.float64)
 
     cdef DrawCtx d
-    d.n_prefix, d.n_out, d.V, d.H, d.top_k = prefix.shape[0], out.shape[0], V, H, top_k
+    d.n_prefix, d.n_out, d.V, d.H, d.top_k = prefix.shape[0], out.shape[0], V, R, top_k
     d.last_step, d.f32 = -1, floating is float
     d.prefix = &prefix[0]
     d.out = &out[0] if out.shape[0] else NULL
@@ -272,6 +289,7 @@ def sample(int cell, list layers, floating[:, ::1] fc_w, floating[::1] fc_b,
     cdef const int[::1] dv = d_in
     cdef const size_t[:, ::1] pv = ptrs
     cdef fg_generate_args a
+    memset(&a, 0, sizeof(a))
     a.cell, a.L, a.H, a.n_threads = cell, L, H, n_threads
     a.max_steps = prefix.shape[0] + out.shape[0]
     a.first = prefix[0]
@@ -288,6 +306,10 @@ def sample(int cell, list layers, floating[:, ::1] fc_w, floating[::1] fc_b,
     a.next = _next_token
     a.ctx = &d
     a.slot = &slot
+    a.proj = R if proj else 0
+    a.Pr = <const void **>&pv[4, 0] if proj else NULL
+    a.peep = <const void **>&pv[5, 0] if peep else NULL
+    a.m = <void *><size_t>mbuf.ctypes.data
     with nogil:
         if floating is float:
             fg_generate_f32(&a)

@@ -207,8 +207,7 @@ def from_torch(module, *, n_threads=None):
     Raises
     ------
     ValueError
-        A module fastgates cannot run -- ``proj_size > 0``, parameters off the CPU or of
-        another dtype, a subclass of ``torch.nn.LSTM`` (its ``forward`` may differ) --
+        A module fastgates cannot run -- parameters off the CPU or of another dtype, a subclass of ``torch.nn.LSTM`` (its ``forward`` may differ) --
         named by its path in the model.
     TypeError
         ``module`` is not a torch module.
@@ -228,8 +227,6 @@ def from_torch(module, *, n_threads=None):
         if type(m) not in _TORCH_NN:
             return (f"a subclass of torch.nn.{type(m).__mro__[1].__name__} may override its "
                     "forward; convert it yourself")
-        if getattr(m, "proj_size", 0):
-            return f"proj_size={m.proj_size} is not supported by fastgates.torch"
         for name, p in m.named_parameters():
             if p.device.type != "cpu":
                 return f"parameter {name} is on {p.device}; fastgates runs on the CPU"

@@ -124,17 +124,36 @@ def parameter_shapes(spec):
 
 
 def make_spec(cell, input_size, hidden_size, num_layers, *, bias, bidirectional,
-              strict=True):
+              proj_size=0, peephole=False, strict=True):
     """Validate the constructor arguments every layer class shares; return the StackSpec.
 
-    ``strict=False`` accepts any truthy/falsy ``bias``/``bidirectional`` (torch.nn does).
+    ``proj_size`` and ``peephole`` are accepted by the cells that declare ``when="proj"`` /
+    ``when="peephole"`` parameters in :mod:`fastgates.cells` (the LSTM): ``proj_size`` an
+    int in [0, hidden_size), ``peephole`` a bool.  ``strict=False`` accepts any
+    truthy/falsy ``bias``/``bidirectional``/``peephole`` (torch.nn does).
     """
+    c = cells.get(cell)
     sizes = [_check_int(n, v, 1) for n, v in (("input_size", input_size),
                                                ("hidden_size", hidden_size),
                                                ("num_layers", num_layers))]
     flags = [_check_bool(n, v) if strict else bool(v)
-             for n, v in (("bias", bias), ("bidirectional", bidirectional))]
-    return StackSpec(cells.get(cell).name, *sizes, 2 if flags[1] else 1, flags[0])
+             for n, v in (("bias", bias), ("bidirectional", bidirectional), ("peephole", peephole))]
+    whens = {p.when for p in c.params}
+    if isinstance(proj_size, (bool, np.bool_)) or not isinstance(proj_size, (int, np.integer)):
+        raise TypeError(f"proj_size must be an int, got {_checks._describe(proj_size)}")
+    if proj_size != 0 and "proj" not in whens:
+        raise ValueError(f"proj_size={proj_size}: only the LSTM has a projection, "
+                         f"not the {c.layer} (cell {c.name!r})")
+    if proj_size < 0:
+        raise ValueError(f"proj_size must be 0 (no projection) or a positive int below "
+                         f"hidden_size={sizes[1]}, got {proj_size}")
+    if proj_size >= sizes[1]:
+        raise ValueError(f"proj_size must be smaller than hidden_size={sizes[1]} (the projection "
+                         f"maps H cell units to proj_size < H outputs), got {proj_size}")
+    if flags[2] and "peephole" not in whens:
+        raise ValueError(f"peephole=True: only the LSTM has peepholes, not the {c.layer} "
+                         f"(cell {c.name!r})")
+    return StackSpec(c.name, *sizes, 2 if flags[1] else 1, flags[0], int(proj_size), flags[2])
 
 
 # The stack: one kernel call per (layer, direction).
@@ -365,7 +384,7 @@ def check_dropout(dropout, num_layers):
 
 
 def check_state(name, s, shape, dtype):
-    """Validate one (L * num_dirs, B, H) state array; None passes through."""
+    """Validate one (L * num_dirs, B, width) state array; None passes through."""
     if s is None:
         return None
     if hasattr(s, "detach"):
@@ -374,8 +393,8 @@ def check_state(name, s, shape, dtype):
     if s.dtype != dtype:
         raise TypeError(f"{name} has dtype {s.dtype} but the layer's parameters are {dtype}")
     if s.shape != shape:
-        raise ValueError(f"{name} must have shape (num_layers * num_directions, B, H) = {shape}, "
-                         f"got {s.shape}")
+        raise ValueError(f"{name} must have shape (num_layers * num_directions, B, width) = "
+                         f"{shape}, got {s.shape}")
     return s
 
 
@@ -402,15 +421,17 @@ class _Layer:
     _layer = ""
 
     def __init__(self, input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, dtype=np.float32, n_threads=None, seed=None,
-                 **options):
+                 dropout=0.0, bidirectional=False, proj_size=0, peephole=False, dtype=np.float32,
+                 n_threads=None, seed=None, **options):
         cell = _checks.select_cell(family(self._layer), **options)
         if cell.option is not None:              # self.nonlinearity, self.linear_before_reset
             setattr(self, cell.option[0], cell.option[1])
         self._spec = make_spec(cell, input_size, hidden_size, num_layers, bias=bias,
-                               bidirectional=bidirectional)
+                               bidirectional=bidirectional, proj_size=proj_size,
+                               peephole=peephole)
         self.input_size, self.hidden_size, self.num_layers = self._spec[1:4]
         self.bias, self.bidirectional = self._spec.bias, self._spec.num_dirs == 2
+        self.proj_size, self.peephole = self._spec.proj_size, self._spec.peephole
         self.batch_first = _check_bool("batch_first", batch_first)
         self.dropout = check_dropout(dropout, self.num_layers)
         try:
@@ -425,7 +446,7 @@ class _Layer:
         # One generator for the initialisation and then the dropout masks: a seed
         # makes a whole run reproducible.
         self._rng = np.random.default_rng(seed)
-        specs = {p.stem: p for p in cells.param_specs(cell, bias=self.bias)}
+        specs = {p.stem: p for p in cells.param_specs(cell, **self._spec._options())}
         self._params = {}
         for (name, shape), stem in zip(parameter_shapes(self._spec).items(),
                                        [st for _ in parameter_names(self._spec)
@@ -557,8 +578,9 @@ class _Layer:
         spec, names = self._spec, self._spec.celldef.states
 
         def check(label, s):
+            which = names[0] if isinstance(label, str) else names[label]
             label = label if isinstance(label, str) else f"{name}[{label}] ({names[label]})"
-            return check_state(label, s, spec.state_shape(names[0], B), self.dtype)
+            return check_state(label, s, spec.state_shape(which, B), self.dtype)
 
         def bad(s):
             return (f"{name} of {article(self._layer)} {self._layer} must be a pair "
@@ -649,7 +671,7 @@ class _Layer:
             s += f", num_layers={self.num_layers}"
         s += option_repr(self._spec, repr)
         for name, default in (("bias", True), ("batch_first", False), ("dropout", 0.0),
-                              ("bidirectional", False)):
+                              ("bidirectional", False), ("proj_size", 0), ("peephole", False)):
             if getattr(self, name) != default:
                 s += f", {name}={getattr(self, name)}"
         if self.dtype != np.float32:
@@ -707,8 +729,26 @@ class RNN(_Layer):
 class LSTM(_Layer):
     __doc__ = _LAYER_DOC.format(
         title="LSTM stack (gates i, f, g, o), see ``fastgates.lstm_forward``.", cls="LSTM",
-        extra="\n\n    The state is a pair ``(h, c)`` of (num_layers * num_directions, B, H) arrays.")
+        extra="""
+    proj_size : int, default 0
+        P > 0 (below hidden_size): PyTorch's projected LSTM, h_t = W_hr (o_t * tanh(c_t))
+        with ``weight_hr_l{k}[_reverse]`` (P, H); h, the outputs of each direction and the
+        next layer's inputs per direction are P wide, c stays H wide.
+    peephole : bool, default False
+        Peephole connections (ONNX's LSTM input ``P``): i and f see c_{t-1}, o sees c_t,
+        through ``weight_peep_l{k}[_reverse]`` (3, H), rows i, f, o, last in each layer's
+        parameter order.  A fastgates extension (torch.nn has no peepholes).
+
+    The state is a pair ``(h, c)``: h (num_layers * num_directions, B, proj_size or H),
+    c (num_layers * num_directions, B, H).""")
     _layer = "LSTM"
+
+    def __init__(self, input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False,
+                 dropout=0.0, bidirectional=False, proj_size=0, peephole=False,
+                 dtype=np.float32, n_threads=None, seed=None):
+        super().__init__(input_size, hidden_size, num_layers, bias=bias, batch_first=batch_first,
+                         dropout=dropout, bidirectional=bidirectional, proj_size=proj_size,
+                         peephole=peephole, dtype=dtype, n_threads=n_threads, seed=seed)
 
 
 def table_class(base, name, doc, module):
@@ -717,7 +757,11 @@ def table_class(base, name, doc, module):
     ``linear_before_reset``, default: the family's first cell) in its signature."""
     family_cells = [c for c in cells.CELLS.values() if c.layer == name]
     sig = inspect.signature(base.__init__)
-    params = [p for p in sig.parameters.values() if p.kind is not p.VAR_KEYWORD]
+    # the keywords of optional parameters (proj_size, peephole) only where the cells have them
+    whens = {p.when for c in family_cells for p in c.params}
+    absent = {k for k, w in (("proj_size", "proj"), ("peephole", "peephole")) if w not in whens}
+    params = [p for p in sig.parameters.values()
+              if p.kind is not p.VAR_KEYWORD and p.name not in absent]
     option = family_cells[0].option
     if option is not None:
         at = next(i for i, p in enumerate(params) if p.kind is p.KEYWORD_ONLY)

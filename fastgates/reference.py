@@ -120,6 +120,7 @@ class _Saved(NamedTuple):
     cell: cells.CellDef
     p: dict                             # the parameters by stem (the biases are not kept)
     saved: Optional[dict]               # name -> (B, X) rows of Cache.saved
+    c: Optional[np.ndarray] = None      # (B, H) lstm c_t
 
 
 def _rnn_step_backward(dh, dc, s):
@@ -187,38 +188,67 @@ def _gru_step_backward(dh, dc, s):
 
 
 def _lstm_step(xw, h, c, p, cell):
-    """One LSTM step, gates i, f, g, o.
+    """One LSTM step, gates i, f, g, o, with the optional peepholes and projection.
 
     [i, f, g, o] = [sigmoid, sigmoid, tanh, sigmoid](x w_ih^T + b_ih + h w_hh^T + b_hh)
     c_t = f * c_{t-1} + i * g,   h_t = o * tanh(c_t)
+
+    Peepholes (``weight_peep`` (3, H), rows i, f, o; ONNX's semantics): i and f add
+    p_i * c_{t-1} and p_f * c_{t-1} to their pre-activations, o adds p_o * c_t.
+    Projection (``weight_hr`` (P, H), PyTorch's proj_size): m_t = o * tanh(c_t) and
+    h_t = m_t w_hr^T, so h (and the columns of w_hh) are P wide; m_t is saved.
     """
-    H = h.shape[1]
+    H = c.shape[1]
+    peep, w_hr = p.get("weight_peep"), p.get("weight_hr")
     a = xw + p["bias_ih"] + h @ p["weight_hh"].T + p["bias_hh"]
-    i = _sigmoid(a[:, :H])
-    f = _sigmoid(a[:, H:2 * H])
+    ai, af, ao = a[:, :H], a[:, H:2 * H], a[:, 3 * H:]
+    if peep is not None:
+        ai, af = ai + peep[0] * c, af + peep[1] * c
+    i = _sigmoid(ai)
+    f = _sigmoid(af)
     g = np.tanh(a[:, 2 * H:3 * H])
-    o = _sigmoid(a[:, 3 * H:])
     c_new = f * c + i * g
+    if peep is not None:
+        ao = ao + peep[2] * c_new
+    o = _sigmoid(ao)
     tc = np.tanh(c_new)
-    return _Step(h=o * tc, c=c_new, gates=np.concatenate([i, f, g, o], axis=1), tc=tc)
+    m = o * tc
+    return _Step(h=m if w_hr is None else m @ w_hr.T, c=c_new,
+                 gates=np.concatenate([i, f, g, o], axis=1), tc=tc,
+                 saved=None if w_hr is None else {"m": m})
 
 
 def _lstm_step_backward(dh, dc, s):
     """Gradients of one LSTM step through the cached i, f, g, o and tanh(c_t).
 
-    dc_t += dh o (1 - tanh(c_t)^2),  do = dh tanh(c_t),  di = dc_t g,  dg = dc_t i,
-    df = dc_t c_{t-1},  dc_{t-1} = dc_t f,  then through sigmoid'/tanh' of each gate;
-    dh_{t-1} = da w_hh.
+    With a projection first dm = dh w_hr (and dw_hr gets dh^T m); then, with dm for dh:
+    dc_t += dm o (1 - tanh(c_t)^2),  do = dm tanh(c_t),  di = dc_t g,  dg = dc_t i,
+    df = dc_t c_{t-1},  dc_{t-1} = dc_t f,  then through sigmoid'/tanh' of each gate
+    (pre-activation gradients da_i, da_f, da_g, da_o); dh_{t-1} = da w_hh.  Peepholes add
+    da_o p_o to dc_t (before it is used) and da_i p_i + da_f p_f to dc_{t-1}; their
+    gradients are da_i c_{t-1}, da_f c_{t-1}, da_o c_t summed over the rows.
     """
-    H = dh.shape[1]
+    H = s.tc.shape[1]
     gates, tc, c_prev = s.gates, s.tc, s.c_prev
+    peep, w_hr = s.p.get("weight_peep"), s.p.get("weight_hr")
+    dparams = {}
+    if w_hr is not None:
+        dparams["weight_hr"] = dh.T @ s.saved["m"]
+        dh = dh @ w_hr                                   # dL/dm_t
     i, f, g, o = gates[:, :H], gates[:, H:2 * H], gates[:, 2 * H:3 * H], gates[:, 3 * H:]
+    dao = dh * tc * o * (1 - o)
     dc = dc + dh * o * (1 - tc * tc)
-    da = np.concatenate([dc * g * i * (1 - i),
-                         dc * c_prev * f * (1 - f),
-                         dc * i * (1 - g * g),
-                         dh * tc * o * (1 - o)], axis=1)
-    return _StepGrad(da_x=da, da_h=da, dh=da @ s.w_hh, dc=dc * f)
+    if peep is not None:
+        dc = dc + dao * peep[2]
+    dai = dc * g * i * (1 - i)
+    daf = dc * c_prev * f * (1 - f)
+    da = np.concatenate([dai, daf, dc * i * (1 - g * g), dao], axis=1)
+    dc_prev = dc * f
+    if peep is not None:
+        dc_prev = dc_prev + dai * peep[0] + daf * peep[1]
+        dparams["weight_peep"] = np.stack([(dai * c_prev).sum(axis=0), (daf * c_prev).sum(axis=0),
+                                           (dao * s.c).sum(axis=0)])
+    return _StepGrad(da_x=da, da_h=da, dh=da @ s.w_hh, dc=dc_prev, dparams=dparams or None)
 
 
 def _gru_dw_hh(dw_hh, dah, extra, cell):
@@ -305,6 +335,7 @@ def _run_forward(f, training):
     cell = f.celldef
     step = _steps(cell)[0]
     T, B, H, G, dtype = f.T, f.B, f.H, f.G, f.dtype
+    R = f.w_hh.shape[1]                     # width of h: H, or P with a projection
     lstm = "c" in cell.states
     valid = _valid(f.lengths, T, B)
     p = {"weight_ih": f.w_ih, "weight_hh": f.w_hh, "bias_ih": f.b_ih, "bias_hh": f.b_hh,
@@ -317,9 +348,9 @@ def _run_forward(f, training):
     else:
         xw = (f.x.reshape(T * B, f.D) @ f.w_ih.T).reshape(T, B, G * H)
 
-    h = _state(f.h0, B, H, dtype)
+    h = _state(f.h0, B, R, dtype)
     c = _state(f.c0, B, H, dtype) if lstm else None
-    hs = np.zeros((T + 1, B, H), dtype)
+    hs = np.zeros((T + 1, B, R), dtype)
     hs[0] = h
     kept = {}                               # name -> (T, B, X): what training keeps per step
     if training:                            # which arrays: a step over zero rows tells
@@ -376,6 +407,7 @@ def _run_backward(bw, cache):
     cell = cache.celldef
     _, step_backward, fix_dw_hh = _steps(cell)
     T, B, D, H, G, dtype = bw.T, bw.B, bw.D, bw.H, bw.G, cache.dtype
+    R = cache.w_hh.shape[1]                 # width of h: H, or P with a projection
     lstm = "c" in cell.states
     hs, x, gates, extra, cs, tc = cache.hs, cache.x, cache.gates, cache.extra, cache.cs, cache.tc
     saved = dict(cache.saved or {})
@@ -392,7 +424,7 @@ def _run_backward(bw, cache):
     da_h = np.zeros((T, B, G * H), dtype)    # ... and of the recurrent-side ones
     dxw = dhw = None                          # ... of x w_ih^T and h w_hh^T, where they differ
     dparams = {}
-    dh = _state(bw.dh_n, B, H, dtype)
+    dh = _state(bw.dh_n, B, R, dtype)
     dc = _state(bw.dc_n, B, H, dtype) if lstm else None
     for t in range(T - 1, -1, -1):
         if not valid[t].any():
@@ -404,7 +436,8 @@ def _run_backward(bw, cache):
                    extra=None if extra is None else extra[t, a],
                    c_prev=cs[t, a] if lstm else None, tc=tc[t, a] if lstm else None,
                    w_hh=cache.w_hh, cell=cell, p=p,
-                   saved={k: v[t, a] for k, v in saved.items()})
+                   saved={k: v[t, a] for k, v in saved.items()},
+                   c=cs[t + 1, a] if lstm else None)
         g = step_backward(dh_t, dc[a] if lstm else None, s)
         da_x[t, a] = g.da_x
         da_h[t, a] = g.da_h
@@ -420,6 +453,9 @@ def _run_backward(bw, cache):
         if lstm:
             dc[a] = g.dc
 
+    for k, v in (cache.params or {}).items():      # no step ran: zero gradients
+        dparams.setdefault(k, np.zeros_like(v))
+
     # Weight, bias and input gradients: one product / reduction over all T*B rows
     # (rows past a sequence's end have zero gradients).
     dax = da_x.reshape(T * B, G * H)
@@ -428,7 +464,7 @@ def _run_backward(bw, cache):
     db_hh = dah.sum(axis=0)
     dxw = dax if dxw is None else dxw.reshape(T * B, G * H)
     dhw = dah if dhw is None else dhw.reshape(T * B, G * H)
-    dw_hh = dhw.T @ hs[:-1].reshape(T * B, H)
+    dw_hh = dhw.T @ hs[:-1].reshape(T * B, R)
     if fix_dw_hh is not None:
         fix_dw_hh(dw_hh, dhw, extra, cell)
     if cache.tokens:
@@ -624,33 +660,43 @@ def gru_backward(dy, dh_n, cache, *, n_threads=None):
 
 
 def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, training=True, n_threads=None,
-                 lengths=None):
+                 lengths=None, w_hr=None, w_peep=None):
     """Forward pass of an LSTM over a whole sequence (gate order i, f, g, o).
 
-    i = sigmoid(x_t W_ii^T + b_ii + h W_hi^T + b_hi)      (f and o likewise)
+    i = sigmoid(x_t W_ii^T + b_ii + h W_hi^T + b_hi [+ p_i * c_{t-1}])
+    f = sigmoid(x_t W_if^T + b_if + h W_hf^T + b_hf [+ p_f * c_{t-1}])
     g = tanh(x_t W_ig^T + b_ig + h W_hg^T + b_hg)
-    c_t = f * c_{t-1} + i * g,   h_t = o * tanh(c_t)
+    c_t = f * c_{t-1} + i * g
+    o = sigmoid(x_t W_io^T + b_io + h W_ho^T + b_ho [+ p_o * c_t])
+    h_t = o * tanh(c_t)         or, projected,   h_t = (o * tanh(c_t)) w_hr^T
 
     Parameters
     ----------
     x : ndarray, (T, B, D) float, or (T, B) integer token ids in [0, D)
-    h0, c0 : ndarray (B, H) or None
-        Initial hidden and cell states; None means zeros.
+    h0 : ndarray (B, R) or None
+        Initial hidden state (R = H, or P with ``w_hr``); None means zeros.
+    c0 : ndarray (B, H) or None
+        Initial cell state; None means zeros.
     w_ih : ndarray (4*H, D)
-    w_hh : ndarray (4*H, H)
+    w_hh : ndarray (4*H, R)
     b_ih, b_hh : ndarray (4*H,)
     training, n_threads, lengths
         As in :func:`rnn_forward`.
+    w_hr : ndarray (P, H) with 0 < P < H, or None
+        The projection (PyTorch's ``proj_size``); None: no projection.
+    w_peep : ndarray (3, H) or None
+        Peephole weights, rows i, f, o (ONNX's ``P`` in fastgates' row order); None: none.
 
     Returns
     -------
-    y : ndarray (T, B, H)
-    h_n, c_n : ndarray (B, H)
+    y : ndarray (T, B, R)
+    h_n : ndarray (B, R)
+    c_n : ndarray (B, H)
     cache : Cache or None
     """
     y, s, cache = cell_forward("lstm", x, {"h": h0, "c": c0},
-                               kernel_params(w_ih, w_hh, b_ih, b_hh), training=training,
-                               n_threads=n_threads, lengths=lengths)
+                               kernel_params(w_ih, w_hh, b_ih, b_hh, w_hr=w_hr, w_peep=w_peep),
+                               training=training, n_threads=n_threads, lengths=lengths)
     return y, s["h"], s["c"], cache
 
 
@@ -661,8 +707,9 @@ def lstm_backward(dy, dh_n, dc_n, cache, *, n_threads=None):
 
     Parameters
     ----------
-    dy : ndarray (T, B, H) or None
-    dh_n, dc_n : ndarray (B, H) or None
+    dy : ndarray (T, B, R) or None
+    dh_n : ndarray (B, R) or None
+    dc_n : ndarray (B, H) or None
         Gradients with respect to ``h_n`` and ``c_n``; None means zero.
     cache : Cache
         The cache of a ``training=True`` :func:`lstm_forward`.
@@ -672,7 +719,9 @@ def lstm_backward(dy, dh_n, dc_n, cache, *, n_threads=None):
     Returns
     -------
     LSTMGrads
-        ``dx`` (T, B, D) or None for token ids, ``dh0`` and ``dc0`` (B, H),
-        ``dw_ih`` (4*H, D), ``dw_hh`` (4*H, H), ``db_ih`` and ``db_hh`` (4*H,).
+        ``dx`` (T, B, D) or None for token ids, ``dh0`` (B, R) and ``dc0`` (B, H),
+        ``dw_ih`` (4*H, D), ``dw_hh`` (4*H, R), ``db_ih`` and ``db_hh`` (4*H,); with
+        ``w_hr`` / ``w_peep`` their gradients in ``param_grads["weight_hr"]`` (P, H) and
+        ``param_grads["weight_peep"]`` (3, H).
     """
     return cell_backward("lstm", dy, {"h": dh_n, "c": dc_n}, cache, n_threads=n_threads)

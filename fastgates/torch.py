@@ -26,8 +26,9 @@ After such writes call :meth:`~_RNNBase.clear_inference_cache` (the next inferen
 packs again).  The cache holds one packed copy of the weights and is never pickled.
 
 PyTorch is imported when this module is, never by ``import fastgates``.  Supported: CPU
-float32/float64 tensors, every constructor option except ``proj_size``; GRU additionally
-takes ``linear_before_reset`` (default True, PyTorch's form).  ``RNN`` and ``LSTM`` are
+float32/float64 tensors, every constructor option (``LSTM``'s ``proj_size`` included);
+GRU additionally takes ``linear_before_reset`` (default True, PyTorch's form) and LSTM
+``peephole`` (ONNX's peephole connections, which torch.nn does not have).  ``RNN`` and ``LSTM`` are
 written out for torch.nn's positional arguments; every other class (``GRU``, and those
 of new cells) is made from the table by :func:`fastgates.layers.table_class`.
 """
@@ -104,11 +105,11 @@ class _RNNBase(torch.nn.Module):
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, device=None, dtype=None, *, n_threads=None,
-                 **options):
+                 proj_size=0, peephole=False, **options):
         super().__init__()
-        if "proj_size" in options:
-            raise ValueError("proj_size is not supported: PyTorch itself supports it only for "
-                             "LSTM, and fastgates.torch not at all")
+        if proj_size != 0 and self._layer != "LSTM":
+            raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU "
+                             f"(got proj_size={proj_size} for {self._layer})")
         if "linear_before_reset" in options:           # torch-style: any truthy value
             options["linear_before_reset"] = bool(options["linear_before_reset"])
         cell = _checks.select_cell(family(self._layer), **options)
@@ -120,7 +121,8 @@ class _RNNBase(torch.nn.Module):
             raise TypeError(f"dtype={dtype} is not supported: fastgates.torch needs "
                             "torch.float32 or torch.float64")
         self._spec = make_spec(cell, input_size, hidden_size, num_layers, bias=bias,
-                               bidirectional=bidirectional, strict=False)
+                               bidirectional=bidirectional, proj_size=proj_size,
+                               peephole=peephole, strict=False)
         if cell.option is not None:             # self.nonlinearity, self.linear_before_reset
             setattr(self, cell.option[0], cell.option[1])
         self.mode = self._layer.upper()
@@ -129,12 +131,14 @@ class _RNNBase(torch.nn.Module):
         self.dropout = check_dropout(dropout, num_layers)
         self.bidirectional = self._spec.num_dirs == 2
         self.proj_size = self._spec.proj_size
+        if self._spec.peephole:
+            self.peephole = True
         self.n_threads = _checks.check_n_threads(n_threads)
         self._flat_weights_names = []
         self._all_weights = []
         self._init = {}
         self._inference_cache = None        # (key, Runner) of the last inference call
-        specs = {p.stem: p for p in cells.param_specs(cell, bias=self.bias)}
+        specs = {p.stem: p for p in cells.param_specs(cell, **self._spec._options())}
         for k, names in enumerate(parameter_names(self._spec)):
             shapes = self._spec.shapes(k // self._spec.num_dirs)
             for name, stem in zip(names, self._spec.stems()):
@@ -202,6 +206,8 @@ class _RNNBase(torch.nn.Module):
 
     def extra_repr(self):
         s = f"{self.input_size}, {self.hidden_size}"
+        if self.proj_size != 0:
+            s += f", proj_size={self.proj_size}"
         if self.num_layers != 1:
             s += f", num_layers={self.num_layers}"
         s += option_repr(self._spec, str)
@@ -213,6 +219,8 @@ class _RNNBase(torch.nn.Module):
             s += f", dropout={self.dropout}"
         if self.bidirectional is not False:
             s += f", bidirectional={self.bidirectional}"
+        if self._spec.peephole:
+            s += ", peephole=True"
         return s
 
     def _flat(self):
@@ -227,7 +235,7 @@ class _RNNBase(torch.nn.Module):
                                 f"parameters float32 or all float64 (the first is {dtype})")
         return params, dtype
 
-    def _check_state(self, name, s, shape, dtype, batched):
+    def _check_state(self, name, s, shape, dtype, batched, width="hidden_size"):
         if s is None:
             return None
         if not isinstance(s, torch.Tensor):
@@ -239,15 +247,17 @@ class _RNNBase(torch.nn.Module):
         want = shape if batched else (shape[0], shape[2])
         if tuple(s.shape) != want:
             raise ValueError(f"{name} must have shape {want} (num_layers * num_directions, "
-                             f"{'B, ' if batched else ''}hidden_size), got {tuple(s.shape)}")
+                             f"{'B, ' if batched else ''}{width}), got {tuple(s.shape)}")
         return s if batched else s.unsqueeze(1)
 
     def _split_hx(self, hx, B, dtype, batched):
         spec, names = self._spec, self._spec.celldef.states
 
         def check(label, s):
+            which = names[0] if isinstance(label, str) else names[label]
             label = label if isinstance(label, str) else f"hx[{label}] ({names[label]}_0)"
-            return self._check_state(label, s, spec.state_shape(names[0], B), dtype, batched)
+            width = "proj_size" if which == "h" and self.proj_size else "hidden_size"
+            return self._check_state(label, s, spec.state_shape(which, B), dtype, batched, width)
 
         def bad(s):
             return (f"hx of {article(self._layer)} {self._layer} must be a tuple "
@@ -353,18 +363,21 @@ class RNN(_RNNBase):
 
 class LSTM(_RNNBase):
     __doc__ = _DOC.format(title="Drop-in ``torch.nn.LSTM`` running on the fastgates CPU kernels.",
-                          state="``hx = (h_0, c_0)``; ``proj_size`` is not supported",
-                          torch_cls="LSTM", extra="")
+                          state="``hx = (h_0, c_0)``", torch_cls="LSTM", extra="""
+    ``proj_size = P > 0`` is PyTorch's projected LSTM (``weight_hr_l{k}``, h_0 and the
+    outputs P wide per direction).  ``peephole=True`` (keyword, a fastgates extension)
+    adds ONNX's peephole connections as ``weight_peep_l{k}[_reverse]`` (3, H), rows
+    i, f, o, last in each layer's parameter order and initialised like the other
+    weights; such a module has no ``torch.nn`` twin (``to_torch`` refuses it).
+""")
     _layer = "LSTM"
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, proj_size=0, device=None, dtype=None, *,
-                 n_threads=None):
-        if proj_size != 0:
-            raise ValueError(f"proj_size={proj_size} is not supported by fastgates.torch.LSTM "
-                             "(use torch.nn.LSTM for projections)")
+                 n_threads=None, peephole=False):
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, device, dtype, n_threads=n_threads)
+                         bidirectional, device, dtype, n_threads=n_threads, proj_size=proj_size,
+                         peephole=peephole)
 
 
 def _doc(c):

@@ -35,8 +35,9 @@
 
 enum fg_cell { FG_RNN_TANH = 0, FG_RNN_RELU = 1, FG_GRU_LBR = 2, FG_GRU_RB = 3, FG_LSTM = 4 };
 
-/* What a packed weight matrix is for (fg_pack_*). */
-enum fg_pack { FG_PACK_HH = 0, FG_PACK_IH = 1, FG_PACK_BWD = 2 };
+/* What a packed weight matrix is for (fg_pack_*).  FG_PACK_HR / FG_PACK_HR_BWD: the LSTM
+ * projection w_hr (P, H) for h = m w_hr^T (forward) and dm = dh w_hr (BPTT). */
+enum fg_pack { FG_PACK_HH = 0, FG_PACK_IH = 1, FG_PACK_BWD = 2, FG_PACK_HR = 3, FG_PACK_HR_BWD = 4 };
 
 /* Instruction-set levels, in increasing order. */
 enum fg_isa { FG_ISA_GENERIC = 0, FG_ISA_AVX2 = 1, FG_ISA_AVX512 = 2, FG_ISA_COUNT = 3 };
@@ -67,6 +68,15 @@ typedef struct {
     const void *Pi;     /* packed w_ih (FG_PACK_IH) for x                                      */
     const void *wT;     /* (D, G*H) w_ih^T for tok                                             */
     const void *bias;   /* (G*H,) b_ih + b_hh (gru lbr: gate n without b_hn)                   */
+    /* LSTM variants (zero / NULL: the plain LSTM).  Projection, proj = P in (0, H):
+     * m_t = o_t * tanh(c_t), h_t = m_t w_hr^T; h0, hout and the recurrent product are then
+     * P wide ((B, P), (T, B, P); P packs w_hh (G*H, P)), c stays (B, H).  Peepholes:
+     * i, f read peep[0|1] * c_{t-1}, o reads peep[2] * c_t.                               */
+    int proj;           /* P, or 0: no projection                                              */
+    const void *Pr;     /* w_hr packed FG_PACK_HR                                              */
+    void *m;            /* OUT (T|1, B, H) m_t (proj)                                          */
+    size_t m_step;      /* nonzero: one m slice per step (T, B, H); 0: one (B, H) scratch      */
+    const void *peep;   /* IN  (3, H) peepholes, rows i, f, o, or NULL                         */
 } fg_forward_args;
 
 typedef struct {
@@ -86,6 +96,15 @@ typedef struct {
     void *db;           /* OUT (G*H,) sum of dG over every (step, row) = db_hh                 */
     void *dbn;          /* OUT (H,) gru lbr: sum of dnx (the input-side n bias gradient)       */
     const int *batch;   /* IN  (T,) rows active at each step (packed layout), or NULL: all B   */
+    /* LSTM variants (see fg_forward_args).  With proj = P: hs, dy and dh are P wide, P packs
+     * w_hh (G*H, P); each step takes dm_t = (dh_t + dy_t) w_hr into the gate gradients and
+     * keeps dh_t + dy_t in dhs (the caller forms dW_hr = dhs^T m after the loop).         */
+    int proj;           /* P, or 0                                                             */
+    const void *Pr;     /* w_hr packed FG_PACK_HR_BWD                                          */
+    void *dhs;          /* OUT (T, B, P) dL/dh_t (proj)                                        */
+    void *dm;           /* scratch (B, H) (proj)                                               */
+    const void *peep;   /* IN  (3, H) peepholes, or NULL                                       */
+    void *dpeep;        /* OUT (3, H) their gradient, summed like db (peep)                    */
 } fg_backward_args;
 
 /* One time step of B rows through L stacked layers (a unidirectional stack, inference):
@@ -111,6 +130,12 @@ typedef struct {
     void *c1;                   /* OUT (L, B, H) lstm                                       */
     void *pre;                  /* scratch (B, G*H)                                         */
     void *extra;                /* scratch (B, H)                                           */
+    /* LSTM variants (see fg_forward_args): with proj = P, h0 and h1 are (L, B, P) and layer
+     * k > 0 reads P inputs; Pr / peep: [L] entries, or NULL arrays.                        */
+    int proj;
+    const void *const *Pr;      /* [L] w_hr packed FG_PACK_HR                               */
+    const void *const *peep;    /* [L] (3, H) or NULL                                       */
+    void *m;                    /* scratch (B, H) (proj)                                    */
 } fg_step_args;
 
 void fg_step_f32(const fg_step_args *a);
@@ -145,6 +170,12 @@ typedef struct {
     fg_next_token next;
     void *ctx;
     long long *slot;            /* shared cell through which thread 0 hands out tok_{s+1}   */
+    /* LSTM variants (see fg_forward_args): with proj = P, h is (2, L, P), next() gets P
+     * values and layer k > 0 reads P inputs; Pr / peep: [L] entries, or NULL arrays.       */
+    int proj;
+    const void *const *Pr;      /* [L] w_hr packed FG_PACK_HR                               */
+    const void *const *peep;    /* [L] (3, H) or NULL                                       */
+    void *m;                    /* scratch (H,) (proj)                                      */
 } fg_generate_args;
 
 void fg_generate_f32(const fg_generate_args *a);
@@ -160,8 +191,9 @@ int fg_gemm_tn_f64(int n_threads, int M, int N, int K, const double *A, size_t l
                    const double *B, size_t ldb, double *C, size_t ldc, int trans);
 
 /* Elements of a packed (G*H, K) weight of `cell` (which: enum fg_pack; K = H for w_hh, D
- * for w_ih), in the layout of the active level: packed weights are valid only for the
- * level that packed them. */
+ * for w_ih; K = P for the w_hh (G*H, P) of a projected LSTM), or of the projection w_hr
+ * (K = P rows, H columns: FG_PACK_HR, FG_PACK_HR_BWD), in the layout of the active level:
+ * packed weights are valid only for the level that packed them. */
 size_t fg_packed_size(int cell, int H, int K, int which, int f64);
 void fg_pack_f32(int cell, const float *w, int H, int K, int which, float *P, int n_threads);
 void fg_pack_f64(int cell, const double *w, int H, int K, int which, double *P, int n_threads);

@@ -26,6 +26,11 @@ typedef struct {                                                                
     FG_T *ex;           /* OUT gru lbr: h W_hn^T + b_hn; gru rb: r * h_{t-1}  (Bt, H)   */  \
     const FG_T *b_hn;   /* IN  gru lbr (H,)                                             */  \
     int keep;           /* training: keep the post-activation gates (and lbr's ex)      */  \
+    /* LSTM variants (NULL / 0: the plain LSTM, h is H wide)                            */  \
+    int R;              /* width of h (P with a projection), 0 = H                      */  \
+    FG_T *m;            /* OUT lstm projection: m_t = o tanh(c_t) (Bt, H), or NULL      */  \
+    const FG_T *Pr;     /* IN  w_hr packed FG_PACK_HR (with m)                          */  \
+    const FG_T *peep;   /* IN  lstm peepholes (3, H), rows i, f, o, or NULL             */  \
 } FG_FN(fstep);                                                                             \
 typedef struct {                                                                            \
     int H;                                                                                  \
@@ -41,6 +46,9 @@ typedef struct {                                                                
     FG_T *dnx;          /* OUT gru lbr: gradient of the input-side n pre-activation     */  \
     FG_T *dh;           /* IN  dL/dh_t; OUT the direct part of dL/dh_{t-1} (gru)  (Bt, H) */ \
     FG_T *dc;           /* IN  dL/dc_t; OUT dL/dc_{t-1} (lstm)  (Bt, H)                 */  \
+    /* LSTM variants; with a projection dh (and dy) here are dL/dm_t (Bt, H)            */  \
+    const FG_T *peep;   /* IN  lstm peepholes (3, H), or NULL                           */  \
+    const FG_T *cc;     /* IN  lstm c_t (Bt, H) (with peep)                             */  \
 } FG_FN(bstep);
 
 /* sum_k a[k] b[k], vector partial sums added in a fixed order (no thread dependence). */

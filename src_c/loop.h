@@ -19,6 +19,16 @@
  * Every output element is computed by the same code in the same order whatever the
  * thread count: results are bit-identical for any n_threads.
  *
+ * The LSTM variants (issue 13) are optional phases of the same loop, off when their
+ * arguments are zero / NULL.  Peepholes live in the gate math (cells/lstm.h) and add
+ * their gradient sums next to the bias sums.  A projection (h = m W_hr^T, P outputs)
+ * adds a phase to the forward step: the gate math writes m_t for this thread's units,
+ * a barrier, then h_t for this thread's panels of the P outputs (proj_phase), and the
+ * recurrent product runs over K = P.  BPTT with a projection starts each step with
+ * dh_t + dy_t for this thread's panels of P (kept in dhs), a barrier, then dm_t =
+ * dh_t W_hr for this thread's units feeding the gate gradients; dh_{t-1} = dG W_hh is
+ * formed for this thread's panels of P.
+ *
  * Packed weights (zero-padded past H):
  *   forward   block u (units j0 = u*NU ..), product group 1 then group 2 (gru rb):
  *             P[u][k][(g*UV + v)*VL + l] = w_hh[g*H + j0 + v*VL + l, k]
@@ -85,15 +95,17 @@ FG_AI void FG_FN(my_blocks)(int nb, int tid, int nth, int *u0, int *u1)
 }
 
 /* One product group over this thread's blocks and Bt rows, each tile followed by its
- * gate math.  A: [Bt, K] (row stride K), group offset goff inside each block. */
+ * gate math.  A: [Bt, K] (row stride K; K = the width of h, or H for gru rb's second
+ * group), group offset goff inside each block. */
 FG_AI void FG_FN(fwd_group)(const int cell, const int second, const FG_FN(fstep) *s, int Bt,
                             const FG_T *A, const FG_T *P, int u0, int u1)
 {
     const int H = s->H, UV = FG_FN(uv)(cell), NU = UV * FG_VL;
+    const int K = second || !s->R ? H : s->R;
     const int G = FG_FN(gates)(cell), g1 = FG_FN(group1)(cell);
     const int nv = (second ? G - g1 : g1) * UV;
     const int MR = FG_FN(mr_for)(nv);
-    const size_t blk = (size_t)H * G * NU, goff = second ? (size_t)H * g1 * NU : 0;
+    const size_t blk = (size_t)K * G * NU, goff = second ? (size_t)K * g1 * NU : 0;
     FG_T acc[FG_MRMAX * FG_NVMAX * FG_VL] __attribute__((aligned(64)));
     for (int u = u0; u < u1; u++) {
         const int j0 = u * NU, n = H - j0 < NU ? H - j0 : NU;
@@ -106,7 +118,7 @@ FG_AI void FG_FN(fwd_group)(const int cell, const int second, const FG_FN(fstep)
                 for (int g = 0; g < G; g++)
                     for (int c = 0; c < n; c += 64 / (int)sizeof(FG_T))
                         __builtin_prefetch(s->pre + (size_t)(b0 + r) * s->GH + (size_t)g * H + j0 + c);
-            FG_FN(tiles)(nv, mr, A + (size_t)b0 * H, (size_t)H, Pu, (size_t)nv * FG_VL, FG_VL, H, acc);
+            FG_FN(tiles)(nv, mr, A + (size_t)b0 * K, (size_t)K, Pu, (size_t)nv * FG_VL, FG_VL, K, acc);
             for (int r = 0; r < mr; r++)
                 for (int v = 0; v < UV && v * FG_VL < n; v++) {
                     const int m = n - v * FG_VL < FG_VL ? n - v * FG_VL : FG_VL;
@@ -116,6 +128,28 @@ FG_AI void FG_FN(fwd_group)(const int cell, const int second, const FG_FN(fstep)
                     else
                         FG_FN(fwd_vec)(cell, s, (size_t)(b0 + r), j0 + v * FG_VL, m, ar, NU);
                 }
+        }
+    }
+}
+
+/* The projection phase of a projected LSTM step (after the gate math of every unit):
+ *   h[b, p] = sum_k m[b, k] w_hr[p, k]      b < Bt, p < R
+ * for this thread's panels of 4 vectors of the R outputs.  Whole panels and row tiles
+ * that depend only on Bt: the order of every sum is the same for any thread count. */
+FG_AI void FG_FN(proj_phase)(const FG_FN(fstep) *s, int Bt, int tid, int nth)
+{
+    const int H = s->H, R = s->R, NP = 4 * FG_VL, np = (R + NP - 1) / NP;
+    int q0, q1;
+    FG_FN(my_blocks)(np, tid, nth, &q0, &q1);
+    FG_T acc[FG_MRMAX * FG_NVMAX * FG_VL] __attribute__((aligned(64)));
+    for (int q = q0; q < q1; q++) {
+        const int p0 = q * NP, n = R - p0 < NP ? R - p0 : NP;
+        const int nv = (n + FG_VL - 1) / FG_VL, MR = FG_FN(mr_for)(nv);
+        const FG_T *Pq = s->Pr + (size_t)q * H * NP;        /* panel [H][NP] */
+        for (int b0 = 0; b0 < Bt; b0 += MR) {
+            const int mr = Bt - b0 < MR ? Bt - b0 : MR;
+            FG_FN(tiles)(nv, mr, s->m + (size_t)b0 * H, (size_t)H, Pq, NP, FG_VL, H, acc);
+            FG_FN(tile_out)(mr, nv, acc, s->h + (size_t)b0 * R + p0, (size_t)R, n, 0);
         }
     }
 }
@@ -132,6 +166,11 @@ FG_AI void FG_FN(fwd_step)(const int cell, const FG_FN(fstep) *s, int Bt, const 
         /* the second group's input (gru rb: r * h_{t-1}) must be complete */
 #pragma omp barrier
         FG_FN(fwd_group)(cell, 1, s, Bt, s->ex, P, u0, u1);
+    }
+    if (cell == FG_LSTM && s->m) {
+        /* lstm projection: h_t = m_t W_hr^T needs m_t of every unit */
+#pragma omp barrier
+        FG_FN(proj_phase)(s, Bt, tid, nth);
     }
 }
 
@@ -180,9 +219,12 @@ FG_AI void FG_FN(project)(const int cell, int R, int D, int H, const FG_T *x, co
 FG_AI void FG_FN(forward_cell)(const int cell, const fg_forward_args *a, int tid, int nth)
 {
     const int T = a->T, B = a->B, H = a->H;
+    const int R = cell == FG_LSTM && a->proj ? a->proj : H;   /* width of h */
     const size_t GH = (size_t)FG_FN(gates)(cell) * H;
-    FG_FN(fstep) s;
+    FG_FN(fstep) s = {0};
     s.H = H, s.GH = GH, s.keep = a->keep, s.b_hn = (const FG_T *)a->b_hn;
+    if (cell == FG_LSTM)
+        s.R = R, s.Pr = (const FG_T *)a->Pr, s.peep = (const FG_T *)a->peep;
     FG_T *hout = (FG_T *)a->hout, *cout = (FG_T *)a->cout;
     if (a->x || a->tok) {
         /* the input projection of every row, for this thread's units: the loop below
@@ -198,8 +240,8 @@ FG_AI void FG_FN(forward_cell)(const int cell, const fg_forward_args *a, int tid
     size_t off = 0, off_prev = 0;   /* first row of steps t and t-1 (packed layout) */
     for (int t = 0; t < T; off_prev = off, off += a->batch ? a->batch[t] : B, t++) {
         const int Bt = a->batch ? a->batch[t] : B;
-        s.hp = t ? hout + off_prev * H : (const FG_T *)a->h0;
-        s.h = hout + off * H;
+        s.hp = t ? hout + off_prev * R : (const FG_T *)a->h0;
+        s.h = hout + off * R;
         s.pre = (FG_T *)a->pre + off * GH;
         s.ex = (FG_T *)a->extra + (a->extra_step ? off * H : 0);
         if (cell == FG_LSTM) {
@@ -207,6 +249,8 @@ FG_AI void FG_FN(forward_cell)(const int cell, const fg_forward_args *a, int tid
             s.cp = a->c_in_place || !t ? (const FG_T *)a->c0 : cout + off_prev * H;
             s.c = a->c_in_place ? cout : cout + off * H;
             s.tc = a->tc ? (FG_T *)a->tc + off * H : NULL;
+            if (a->proj)
+                s.m = (FG_T *)a->m + (a->m_step ? off * H : 0);
         }
         FG_FN(fwd_step)(cell, &s, Bt, (const FG_T *)a->P, tid, nth);
 #pragma omp barrier
@@ -217,17 +261,27 @@ FG_AI void FG_FN(backward_cell)(const int cell, const fg_backward_args *a, int t
 {
     const int T = a->T, B = a->B, H = a->H, G = FG_FN(gates)(cell);
     const size_t GH = (size_t)G * H;
+    const int proj = cell == FG_LSTM ? a->proj : 0, R = proj ? proj : H;   /* width of h */
     /* this thread's units: whole panels of 4 vectors, so that every panel (and with it
-     * the tile shape, hence the order of every sum) is the same for any thread count */
-    const int NP = 4 * FG_VL, np = (H + NP - 1) / NP;
+     * the tile shape, hence the order of every sum) is the same for any thread count;
+     * [rlo, rhi): its panels of the R columns of dh (the same as its units unless the
+     * lstm is projected) */
+    const int NP = 4 * FG_VL, np = (H + NP - 1) / NP, npr = (R + NP - 1) / NP;
     int p0, p1;
     FG_FN(my_blocks)(np, tid, nth, &p0, &p1);
     const int jlo = p0 * NP, jhi = p1 * NP < H ? p1 * NP : H;
+    FG_FN(my_blocks)(npr, tid, nth, &p0, &p1);
+    const int rlo = p0 * NP, rhi = p1 * NP < R ? p1 * NP : R;
     const FG_T *P = (const FG_T *)a->P;
-    FG_FN(bstep) s;
-    s.H = H, s.GH = GH, s.dh = (FG_T *)a->dh, s.dc = (FG_T *)a->dc;
+    FG_T *dh = (FG_T *)a->dh;                       /* (B, R) dL/dh */
+    FG_FN(bstep) s = {0};
+    /* the gate gradients read dL/dh_t, or with a projection dL/dm_t */
+    s.H = H, s.GH = GH, s.dh = proj ? (FG_T *)a->dm : dh, s.dc = (FG_T *)a->dc;
+    if (cell == FG_LSTM)
+        s.peep = (const FG_T *)a->peep;
     FG_T acc[FG_MRMAX * FG_NVMAX * FG_VL] __attribute__((aligned(64)));
     FG_T *db = (FG_T *)a->db, *dbn = (FG_T *)a->dbn;
+    FG_T *dpeep = cell == FG_LSTM && a->peep ? (FG_T *)a->dpeep : NULL;
     size_t off = 0;
     for (int t = 0; t < T; t++)
         off += a->batch ? a->batch[t] : B;
@@ -235,35 +289,69 @@ FG_AI void FG_FN(backward_cell)(const int cell, const fg_backward_args *a, int t
         memset(db + (size_t)g * H + jlo, 0, (size_t)(jhi - jlo) * sizeof(FG_T));
     if (dbn)
         memset(dbn + jlo, 0, (size_t)(jhi - jlo) * sizeof(FG_T));
+    if (dpeep)
+        for (int g = 0; g < 3; g++)
+            memset(dpeep + (size_t)g * H + jlo, 0, (size_t)(jhi - jlo) * sizeof(FG_T));
 
     for (int t = T - 1; t >= 0; t--) {
         const int Bt = a->batch ? a->batch[t] : B;
         off -= Bt;
         /* state rows: h0 (B rows) first, then h_t at B + off_t; cs likewise */
         const size_t sp = t ? B + off - (a->batch ? a->batch[t - 1] : B) : 0;
-        s.hp = (const FG_T *)a->hs + sp * H;
-        s.hc = (const FG_T *)a->hs + (B + off) * H;
+        s.hp = (const FG_T *)a->hs + sp * R;
+        s.hc = (const FG_T *)a->hs + (B + off) * R;
         s.g = a->gates ? (const FG_T *)a->gates + off * GH : NULL;
         s.cp = a->cs ? (const FG_T *)a->cs + sp * H : NULL;
+        s.cc = a->cs ? (const FG_T *)a->cs + (B + off) * H : NULL;
         s.tc = a->tc ? (const FG_T *)a->tc + off * H : NULL;
         s.ex = a->extra ? (const FG_T *)a->extra + off * H : NULL;
-        s.dy = a->dy ? (const FG_T *)a->dy + off * H : NULL;
+        s.dy = a->dy && !proj ? (const FG_T *)a->dy + off * H : NULL;
         s.dG = (FG_T *)a->dG + off * GH;
         s.dnx = a->dnx ? (FG_T *)a->dnx + off * H : NULL;
+
+        if (proj) {
+            /* phase P: dL/dh_t = dh + dy_t for this thread's columns, kept in dhs; then
+             * (all columns complete) dm_t = dL/dh_t W_hr for this thread's units */
+            FG_T *dht = (FG_T *)a->dhs + off * R;
+            const FG_T *dy = a->dy ? (const FG_T *)a->dy + off * R : NULL;
+            for (int b = 0; b < Bt; b++)
+                for (int j = rlo; j < rhi; j += FG_VL) {
+                    const int m = rhi - j < FG_VL ? rhi - j : FG_VL;
+                    const size_t o = (size_t)b * R + j;
+                    FG_V v = FG_FN(ldn)(dh + o, m);
+                    if (dy)
+                        v += FG_FN(ldn)(dy + o, m);
+                    FG_FN(stn)(dht + o, m, v);
+                }
+#pragma omp barrier
+            const FG_T *Pr = (const FG_T *)a->Pr;
+            for (int j0 = jlo; j0 < jhi; j0 += NP) {
+                const int n = jhi - j0 < NP ? jhi - j0 : NP;
+                const int nv = (n + FG_VL - 1) / FG_VL, MR = FG_FN(mr_for)(nv);
+                const FG_T *Pq = Pr + (size_t)(j0 / NP) * R * NP;   /* panel [R][NP] */
+                for (int b0 = 0; b0 < Bt; b0 += MR) {
+                    const int mr = Bt - b0 < MR ? Bt - b0 : MR;
+                    FG_FN(tiles)(nv, mr, dht + (size_t)b0 * R, (size_t)R, Pq, NP, FG_VL, R, acc);
+                    FG_FN(tile_out)(mr, nv, acc, s.dh + (size_t)b0 * H + j0, (size_t)H, n, 0);
+                }
+            }
+        }
 
         /* phase A: gate gradients of this thread's units */
         for (int b = 0; b < Bt; b++)
             for (int j = jlo; j < jhi; j += FG_VL)
                 FG_FN(bwd_vec)(cell, &s, (size_t)b, j, jhi - j < FG_VL ? jhi - j : FG_VL);
 #pragma omp barrier
-        /* phase B: dL/dh_{t-1} (+)= dG_t W_hh for this thread's units, panels of up to 4
-         * vectors (one contiguous panel); gru rb first needs d(r h) = dn W_hn and then dr (phase B1) */
+        /* phase B: dL/dh_{t-1} (+)= dG_t W_hh for this thread's units (its columns of dh),
+         * panels of up to 4 vectors (one contiguous panel each); gru rb first needs
+         * d(r h) = dn W_hn and then dr (phase B1) */
         for (int phase = cell == FG_GRU_RB ? 0 : 1; phase < 2; phase++) {
             const int K = phase == 0 ? H : cell == FG_GRU_RB ? 2 * H : (int)GH;
             const size_t k0 = phase == 0 ? 2 * (size_t)H : 0;
             const int beta = cell == FG_GRU_LBR || cell == FG_GRU_RB;
-            for (int j0 = jlo; j0 < jhi; j0 += NP) {
-                const int n = jhi - j0 < NP ? jhi - j0 : NP;
+            const int lo = phase == 0 ? jlo : rlo, hi = phase == 0 ? jhi : rhi;
+            for (int j0 = lo; j0 < hi; j0 += NP) {
+                const int n = hi - j0 < NP ? hi - j0 : NP;
                 const int nv = (n + FG_VL - 1) / FG_VL, MR = FG_FN(mr_for)(nv);
                 const FG_T *Pq = P + (size_t)(j0 / NP) * GH * NP + k0 * NP;   /* panel [GH][NP] */
                 for (int b0 = 0; b0 < Bt; b0 += MR) {
@@ -277,7 +365,7 @@ FG_AI void FG_FN(backward_cell)(const int cell, const fg_backward_args *a, int t
                                                 acc + (size_t)r * nv * FG_VL + (size_t)v * FG_VL);
                             }
                     } else {
-                        FG_FN(tile_out)(mr, nv, acc, s.dh + (size_t)b0 * H + j0, (size_t)H, n, beta);
+                        FG_FN(tile_out)(mr, nv, acc, dh + (size_t)b0 * R + j0, (size_t)R, n, beta);
                     }
                 }
             }
@@ -304,6 +392,22 @@ FG_AI void FG_FN(backward_cell)(const int cell, const fg_backward_args *a, int t
                     sum += FG_FN(ldn)(s.dnx + (size_t)b * H + j, m);
                 FG_FN(stn)(dbn + j, m, sum);
             }
+        /* the peephole gradients, in the same order: dp_i = sum di c_{t-1},
+         * dp_f = sum df c_{t-1}, dp_o = sum do c_t */
+        if (dpeep)
+            for (int k = 0; k < 3; k++) {
+                const size_t gcol = (size_t)(k == 2 ? 3 : k) * H;
+                const FG_T *c = k == 2 ? s.cc : s.cp;
+                for (int j = jlo; j < jhi; j += FG_VL) {
+                    const int m = jhi - j < FG_VL ? jhi - j : FG_VL;
+                    FG_T *o = dpeep + (size_t)k * H + j;
+                    FG_V sum = FG_FN(ldn)(o, m);
+                    for (int b = 0; b < Bt; b++)
+                        sum += FG_FN(ldn)(s.dG + (size_t)b * GH + gcol + j, m)
+                             * FG_FN(ldn)(c + (size_t)b * H + j, m);
+                    FG_FN(stn)(o, m, sum);
+                }
+            }
     }
 }
 
@@ -313,21 +417,26 @@ FG_AI void FG_FN(backward_cell)(const int cell, const fg_backward_args *a, int t
 FG_AI void FG_FN(step_cell)(const int cell, const fg_step_args *a, int tid, int nth)
 {
     const int L = a->L, B = a->B, H = a->H;
-    const size_t GH = (size_t)FG_FN(gates)(cell) * H, LBH = (size_t)B * H;
+    const int R = cell == FG_LSTM && a->proj ? a->proj : H;   /* width of h */
+    const size_t GH = (size_t)FG_FN(gates)(cell) * H, LBH = (size_t)B * H, LBR = (size_t)B * R;
     const int NU = FG_FN(uv)(cell) * FG_VL, nb = (H + NU - 1) / NU;
     int u0, u1;
     FG_FN(my_blocks)(nb, tid, nth, &u0, &u1);
-    FG_FN(fstep) s;
+    FG_FN(fstep) s = {0};
     s.H = H, s.GH = GH, s.keep = 0, s.tc = NULL, s.pre = (FG_T *)a->pre, s.ex = (FG_T *)a->extra;
     for (int k = 0; k < L; k++) {
-        const FG_T *x = k ? (const FG_T *)a->h1 + (size_t)(k - 1) * LBH : (const FG_T *)a->x;
+        const FG_T *x = k ? (const FG_T *)a->h1 + (size_t)(k - 1) * LBR : (const FG_T *)a->x;
         FG_FN(project)(cell, B, a->d_in[k], H, x, k ? NULL : a->tok, (const FG_T *)a->Pi[k],
                        (const FG_T *)a->wT, (const FG_T *)a->bias[k], s.pre, u0, u1);
-        s.hp = (const FG_T *)a->h0 + (size_t)k * LBH;
-        s.h = (FG_T *)a->h1 + (size_t)k * LBH;
+        s.hp = (const FG_T *)a->h0 + (size_t)k * LBR;
+        s.h = (FG_T *)a->h1 + (size_t)k * LBR;
         if (cell == FG_LSTM) {
             s.cp = (const FG_T *)a->c0 + (size_t)k * LBH;
             s.c = (FG_T *)a->c1 + (size_t)k * LBH;
+            s.R = R;
+            s.m = a->proj ? (FG_T *)a->m : NULL;
+            s.Pr = a->proj ? (const FG_T *)a->Pr[k] : NULL;
+            s.peep = a->peep ? (const FG_T *)a->peep[k] : NULL;
         }
         s.b_hn = (const FG_T *)a->b_hn[k];
         FG_FN(fwd_step)(cell, &s, B, (const FG_T *)a->P[k], tid, nth);
@@ -340,22 +449,25 @@ FG_AI void FG_FN(step_cell)(const int cell, const fg_step_args *a, int tid, int 
 FG_AI void FG_FN(generate_cell)(const int cell, const fg_generate_args *a, int tid, int nth)
 {
     const int L = a->L, H = a->H, G = FG_FN(gates)(cell);
-    const size_t GH = (size_t)G * H, LH = (size_t)L * H;
+    const int R = cell == FG_LSTM && a->proj ? a->proj : H;   /* width of h */
+    const size_t GH = (size_t)G * H, LR = (size_t)L * R;
     const int NU = FG_FN(uv)(cell) * FG_VL, nb = (H + NU - 1) / NU;
     int u0, u1;
     FG_FN(my_blocks)(nb, tid, nth, &u0, &u1);
     const int jlo = u0 * NU, jhi = u1 * NU < H ? u1 * NU : H;
     FG_T *hb = (FG_T *)a->h, *c = (FG_T *)a->c;
     long long tok = a->first;
-    FG_FN(fstep) s;
+    FG_FN(fstep) s = {0};
     s.H = H, s.GH = GH, s.keep = 0, s.tc = NULL;
+    if (cell == FG_LSTM)
+        s.R = R, s.m = a->proj ? (FG_T *)a->m : NULL;
 
     for (int st = 0; st < a->max_steps; st++) {
-        FG_T *hold = hb + (size_t)(st & 1) * LH, *hnew = hb + (size_t)((st + 1) & 1) * LH;
+        FG_T *hold = hb + (size_t)(st & 1) * LR, *hnew = hb + (size_t)((st + 1) & 1) * LR;
         for (int k = 0; k < L; k++) {
             const FG_T *w = (const FG_T *)a->w_ih[k], *bias = (const FG_T *)a->bias[k];
             const int D = a->d_in[k];
-            const FG_T *x = k ? hnew + (size_t)(k - 1) * H
+            const FG_T *x = k ? hnew + (size_t)(k - 1) * R
                               : a->emb ? (const FG_T *)a->emb + (size_t)tok * D : NULL;
             FG_T *pre = (FG_T *)a->pre + k * GH;
             /* this thread's rows of the input projection (the units it steps below) */
@@ -365,15 +477,19 @@ FG_AI void FG_FN(generate_cell)(const int cell, const fg_generate_args *a, int t
                     pre[row] = x ? FG_FN(dot)(w + row * D, x, D) + bias[row]
                                  : w[(size_t)tok * GH + row] + bias[row];
                 }
-            s.hp = hold + (size_t)k * H, s.h = hnew + (size_t)k * H, s.pre = pre;
+            s.hp = hold + (size_t)k * R, s.h = hnew + (size_t)k * R, s.pre = pre;
             s.cp = s.c = c ? c + (size_t)k * H : NULL;   /* in place: each unit read, then written by its owner */
+            if (cell == FG_LSTM) {
+                s.Pr = a->proj ? (const FG_T *)a->Pr[k] : NULL;
+                s.peep = a->peep ? (const FG_T *)a->peep[k] : NULL;
+            }
             s.ex = (FG_T *)a->extra + (size_t)k * H;
             s.b_hn = (const FG_T *)a->b_hn[k];
             FG_FN(fwd_step)(cell, &s, 1, (const FG_T *)a->P[k], tid, nth);
 #pragma omp barrier
         }
         if (tid == 0)
-            *a->slot = a->next(a->ctx, st, hnew + (size_t)(L - 1) * H);
+            *a->slot = a->next(a->ctx, st, hnew + (size_t)(L - 1) * R);
 #pragma omp barrier
         tok = *(volatile long long *)a->slot;
         if (tok < 0)
@@ -417,27 +533,49 @@ static void FG_FN(step_thread)(const fg_step_args *a, int tid, int nth)
     FG_CELL_SWITCH(FG_FN(step_cell), a, tid, nth)
 }
 
+/* Strips of VL columns of a row-major (rows, cols) matrix w, zero-padded:
+ *   trans = 0:  P[q][r][l] = w[r, q*VL + l]    r < rows   (ceil(cols/VL) strips)
+ *   trans = 1:  P[q][c][l] = w[q*VL + l, c]    c < cols   (ceil(rows/VL) strips: of w^T)
+ * for this thread's share of the strips. */
+static void FG_FN(pack_strips)(const FG_T *w, int rows, int cols, int trans, FG_T *P, int tid,
+                               int nth)
+{   /* panels of NP = 4 vectors of the N output columns: P[q][k][NP], zero past N */
+    const int N = trans ? rows : cols, K = trans ? cols : rows, NP = 4 * FG_VL;
+    const int nq = (N + NP - 1) / NP;
+    int q0, q1;
+    FG_FN(my_blocks)(nq, tid, nth, &q0, &q1);
+    for (int q = q0; q < q1; q++) {
+        const int j0 = q * NP, n = N - j0 < NP ? N - j0 : NP;
+        FG_T *dst = P + (size_t)q * K * NP;
+        if (n < NP)
+            memset(dst, 0, (size_t)K * NP * sizeof(FG_T));
+        if (!trans)
+            for (size_t k = 0; k < (size_t)K; k++)
+                memcpy(dst + k * NP, w + k * cols + j0, (size_t)n * sizeof(FG_T));
+        else
+            for (int l = 0; l < n; l++)
+                for (size_t k = 0; k < (size_t)K; k++)
+                    dst[k * NP + l] = w[(size_t)(j0 + l) * cols + k];
+    }
+}
+
 /* Packing, run by every thread of a region over its share of blocks / strips.
  * which: FG_PACK_HH  w_hh (G*H, K=H) for the forward loop (the cell's product groups)
  *        FG_PACK_IH  w_ih (G*H, K=D) for the input projection (one group: every gate)
- *        FG_PACK_BWD w_hh (G*H, H) as panels of 4 vectors for BPTT's dh = dG W_hh */
+ *        FG_PACK_BWD w_hh (G*H, K) as panels of 4 vectors of its K columns for BPTT's
+ *                    dh = dG W_hh
+ *        FG_PACK_HR  the lstm projection w_hr (K=P, H) as panels of w_hr^T (h = m w_hr^T)
+ *        FG_PACK_HR_BWD  w_hr (K=P, H) as panels of its H columns (dm = dh w_hr)
+ * (K = P for the w_hh of a projected lstm.)  A panel holds 4 vectors of output columns
+ * for every row of the product: P[q][k][4*VL], one contiguous stream per tile. */
 static void FG_FN(pack_thread)(int cell, const FG_T *w, int H, int K, int which, FG_T *P,
                                int tid, int nth)
 {
     const int G = FG_FN(gates)(cell);
-    if (which == FG_PACK_BWD) {   /* panels of NP = 4 vectors of units: P[p][k][NP] */
-        const size_t GH = (size_t)G * H;
-        const int NP = 4 * FG_VL, np = (H + NP - 1) / NP;
-        int p0, p1;
-        FG_FN(my_blocks)(np, tid, nth, &p0, &p1);
-        for (int q = p0; q < p1; q++) {
-            const int j0 = q * NP, n = H - j0 < NP ? H - j0 : NP;
-            FG_T *dst = P + (size_t)q * GH * NP;
-            if (n < NP)
-                memset(dst, 0, GH * NP * sizeof(FG_T));
-            for (size_t k = 0; k < GH; k++)
-                memcpy(dst + k * NP, w + k * H + j0, (size_t)n * sizeof(FG_T));
-        }
+    if (which == FG_PACK_BWD || which == FG_PACK_HR || which == FG_PACK_HR_BWD) {
+        const int rows = which == FG_PACK_BWD ? G * H : K;
+        const int cols = which == FG_PACK_BWD ? K : H;
+        FG_FN(pack_strips)(w, rows, cols, which == FG_PACK_HR, P, tid, nth);
         return;
     }
     const int UV = FG_FN(uv)(cell), NU = UV * FG_VL, nb = (H + NU - 1) / NU;
@@ -467,7 +605,11 @@ static size_t FG_FN(packed_size)(int cell, int H, int K, int which)
 {
     const size_t G = (size_t)FG_FN(gates)(cell);
     if (which == FG_PACK_BWD)
-        return (size_t)((H + 4 * FG_VL - 1) / (4 * FG_VL)) * 4 * FG_VL * G * H;
+        return (size_t)((K + 4 * FG_VL - 1) / (4 * FG_VL)) * 4 * FG_VL * G * H;
+    if (which == FG_PACK_HR)
+        return (size_t)((K + 4 * FG_VL - 1) / (4 * FG_VL)) * 4 * FG_VL * H;
+    if (which == FG_PACK_HR_BWD)
+        return (size_t)((H + 4 * FG_VL - 1) / (4 * FG_VL)) * 4 * FG_VL * K;
     const int NU = FG_FN(uv)(cell) * FG_VL;
     return (size_t)((H + NU - 1) / NU) * NU * G * (size_t)K;
 }

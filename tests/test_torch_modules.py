@@ -213,9 +213,9 @@ def test_torch_nn_loads_our_state_dict():
 
 
 def test_unsupported_options_raise_clear_errors():
-    with pytest.raises(ValueError, match="proj_size=3 is not supported"):
-        ft.LSTM(5, 6, proj_size=3)
-    with pytest.raises(ValueError, match="proj_size is not supported"):
+    with pytest.raises(ValueError, match="proj_size must be smaller than hidden_size=6"):
+        ft.LSTM(5, 6, proj_size=6)
+    with pytest.raises(ValueError, match="proj_size argument is only supported for LSTM"):
         ft.GRU(5, 6, proj_size=3)
     with pytest.raises(ValueError, match="device='cuda' is not supported.*CPU"):
         ft.LSTM(5, 6, device="cuda")

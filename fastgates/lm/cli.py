@@ -38,7 +38,7 @@ TRAIN_DEFAULTS = {
     "hidden": 256, "layers": 1, "dropout": 0.0, "embedding": 0, "batch": 32, "steps": 35,
     "sampling": "sequential", "epochs": 6, "max_minutes": None, "lr": None, "optimizer": "sgd",
     "clip": 1.0, "val_fraction": 0.1, "seed": 0, "threads": None, "backend": "fast",
-    "dtype": "float32", "log_every": 100, "sample_length": 160,
+    "dtype": "float32", "log_every": 100, "sample_length": 160, "proj": 0, "peephole": False,
 }
 
 #: Options that may change when a run is resumed (they do not change the results).
@@ -47,7 +47,7 @@ RESUME_OVERRIDABLE = {"epochs", "max_minutes", "threads", "backend", "log_every"
 #: Options stored in the checkpoint's run configuration.
 RUN_KEYS = ("text", "encoding", "tokens", "cell", "gru_reset", "hidden", "layers", "dropout",
             "embedding", "batch", "steps", "sampling", "epochs", "lr", "optimizer", "clip",
-            "val_fraction", "seed", "dtype")
+            "val_fraction", "seed", "dtype", "proj", "peephole")
 
 SAMPLE_PREFIX = "The "
 SAMPLE_TEMPERATURE = 0.8
@@ -156,6 +156,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"dropout between layers [{d['dropout']}]")
     g.add_argument("--embedding", type=nonneg_int, metavar="E",
                    help=f"embedding size; 0 = one-hot token ids [{d['embedding']}]")
+    g.add_argument("--proj", type=nonneg_int, metavar="P",
+                   help="LSTM projection: h (and the input of the output layer) P < H wide, "
+                        f"PyTorch's proj_size; 0 = none [{d['proj']}]")
+    g.add_argument("--peephole", action="store_true", default=None,
+                   help="LSTM peephole connections (i, f see c_{t-1}, o sees c_t)")
     g.add_argument("--dtype", choices=DTYPES, help=f"[{d['dtype']}]")
     g = t.add_argument_group("training")
     g.add_argument("--batch", type=positive_int, metavar="B", help=f"minibatch size [{d['batch']}]")
@@ -331,9 +336,14 @@ def cmd_train(args) -> int:
         corpus = make_corpus(text, cfg["tokens"], cfg["val_fraction"], vocab=vocab)
     except DataError as exc:
         raise UsageError(f"--text: {exc}") from None
-    mcfg = ModelConfig(len(corpus.vocab), cell=cfg["cell"], hidden=cfg["hidden"],
-                       layers=cfg["layers"], dropout=cfg["dropout"], embedding=cfg["embedding"],
-                       gru_reset=cfg["gru_reset"], dtype=cfg["dtype"])
+    try:
+        mcfg = ModelConfig(len(corpus.vocab), cell=cfg["cell"], hidden=cfg["hidden"],
+                           layers=cfg["layers"], dropout=cfg["dropout"],
+                           embedding=cfg["embedding"], gru_reset=cfg["gru_reset"],
+                           dtype=cfg["dtype"], proj=cfg["proj"], peephole=bool(cfg["peephole"]))
+    except ValueError as exc:       # --proj / --peephole with another cell, --proj >= --hidden
+        msg = str(exc).replace("proj_size", "--proj").replace("peephole=True", "--peephole")
+        raise UsageError(msg.replace("hidden_size", "--hidden")) from None
     model = CharRNN(mcfg, backend=cfg["backend"], n_threads=cfg["threads"],
                     rng=np.random.default_rng([cfg["seed"], 1]))
     try:
@@ -359,7 +369,8 @@ def cmd_train(args) -> int:
     lr = trainer.optimizer.lr
     say = progress.line
     where = "resuming" if args.resume else "training"
-    say(f"{where} {mcfg.cell} (hidden {mcfg.hidden}, layers {mcfg.layers}, {model.n_params:,} "
+    variant = (f", projection {mcfg.proj}" if mcfg.proj else "") + (", peepholes" if mcfg.peephole else "")
+    say(f"{where} {mcfg.cell} (hidden {mcfg.hidden}{variant}, layers {mcfg.layers}, {model.n_params:,} "
         f"parameters, {cfg['dtype']}, backend {cfg['backend']}) on "
         f"{cfg['text'] or 'pydoc_data.topics'}: {len(corpus.train):,} train / {len(corpus.val):,} "
         f"validation tokens, vocabulary {len(corpus.vocab)} ({cfg['tokens']})")

@@ -85,9 +85,10 @@ def encode_prefix(vocab, prefix: str, tokens: str = "char") -> tuple[str, np.nda
 
 
 def _layers(model):
-    """Per layer (w_ih, w_hh, b_ih, b_hh), the sampler's layout."""
-    stems = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
-    return [tuple(w[s] for s in stems) for w in model._weights()]
+    """Per layer (w_ih, w_hh, b_ih, b_hh, w_hr, w_peep), the sampler's layout (None for the
+    LSTM variants the model does not have)."""
+    stems = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr", "weight_peep")
+    return [tuple(w.get(s) for s in stems) for w in model._weights()]
 
 
 def _check_args(model, prefix_ids, length, temperature, top_k):
@@ -114,7 +115,7 @@ def sample_compiled(model, prefix_ids, length, temperature=1.0, top_k=0, seed=0)
 
     prefix_ids, length, temperature, top_k = _check_args(model, prefix_ids, length, temperature, top_k)
     cfg, p = model.config, model.params
-    h = np.zeros((cfg.layers, cfg.hidden), model.dtype)
+    h = np.zeros((cfg.layers, cfg.out_size), model.dtype)
     c = np.zeros((cfg.layers, cfg.hidden), model.dtype)
     out = np.zeros(length, np.int64)
     # the sampler runs its own OpenMP region: in a child forked after OpenMP threads ran,
@@ -168,7 +169,7 @@ def sample_numpy(model, prefix_ids, length, temperature=1.0, top_k=0, seed=0) ->
     cfg, p = model.config, model.params
     cell = cfg.celldef
     layers = [{stem: a.astype(np.float64) for stem, a in w.items()} for w in model._weights()]
-    hs = [np.zeros(cfg.hidden, model.dtype) for _ in range(cfg.layers)]
+    hs = [np.zeros(cfg.out_size, model.dtype) for _ in range(cfg.layers)]
     cs = [np.zeros(cfg.hidden, model.dtype) for _ in range(cfg.layers)]
     rng = Xoshiro256(resolve_seed(seed))
     for tok in prefix_ids:

@@ -2,9 +2,11 @@
 
 Design: the parameters are a plain dict of NumPy arrays with PyTorch's names
 (``embedding.weight`` when an embedding is used; ``rnn.weight_ih_l{k}``,
-``rnn.weight_hh_l{k}``, ``rnn.bias_ih_l{k}``, ``rnn.bias_hh_l{k}`` per layer;
-``fc.weight``, ``fc.bias``), so a ``torch.nn.LSTM`` + ``nn.Linear`` state dict
-maps onto them one to one.  The recurrent layers run on the one stack of the
+``rnn.weight_hh_l{k}``, ``rnn.bias_ih_l{k}``, ``rnn.bias_hh_l{k}`` per layer, plus
+``rnn.weight_hr_l{k}`` with a projection and ``rnn.weight_peep_l{k}`` with peepholes;
+``fc.weight``, ``fc.bias``), so a ``torch.nn.LSTM`` (also with ``proj_size``) +
+``nn.Linear`` state dict maps onto them one to one.  With a projection (``proj`` = P)
+the recurrent state h, the layers' outputs and the input of ``fc`` are P wide.  The recurrent layers run on the one stack of the
 package (:func:`fastgates.layers.stack_forward` / ``stack_backward``, the same as
 ``fastgates.LSTM`` and ``fastgates.torch.LSTM``) over the public kernels of
 ``fastgates`` (backend ``fast``) or ``fastgates.reference`` (backend ``reference``),
@@ -68,6 +70,8 @@ class ModelConfig:
     embedding: int = 0
     gru_reset: str = "after"
     dtype: str = "float32"
+    proj: int = 0
+    peephole: bool = False
 
     def __post_init__(self):
         if self.cell not in CELLS:
@@ -84,6 +88,9 @@ class ModelConfig:
             raise ValueError(f"embedding must be a non-negative integer, got {self.embedding!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        # proj / peephole: the LSTM's variants (validated like fastgates.LSTM's arguments)
+        _layers.make_spec(self.celldef, 1, self.hidden, 1, bias=True, bidirectional=False,
+                          proj_size=self.proj, peephole=self.peephole)
 
     @property
     def gates(self) -> int:
@@ -96,7 +103,13 @@ class ModelConfig:
 
     def stack_spec(self) -> _layers.StackSpec:
         """The recurrent stack: ``layers`` unidirectional layers of ``hidden`` units."""
-        return _layers.StackSpec(self.celldef.name, self.input_size, self.hidden, self.layers)
+        return _layers.StackSpec(self.celldef.name, self.input_size, self.hidden, self.layers,
+                                 proj_size=self.proj, peephole=bool(self.peephole))
+
+    @property
+    def out_size(self) -> int:
+        """Width of h, of each layer's output and of the input of ``fc``: ``proj`` or ``hidden``."""
+        return self.proj or self.hidden
 
     @property
     def input_size(self) -> int:
@@ -121,7 +134,7 @@ def param_shapes(config: ModelConfig) -> dict:
         shapes["embedding.weight"] = (V, config.embedding)
     shapes.update(("rnn." + name, shape)
                   for name, shape in _layers.parameter_shapes(config.stack_spec()).items())
-    shapes["fc.weight"] = (V, H)
+    shapes["fc.weight"] = (V, config.out_size)
     shapes["fc.bias"] = (V,)
     return shapes
 
@@ -129,7 +142,7 @@ def param_shapes(config: ModelConfig) -> dict:
 def _recurrent_init(config: ModelConfig) -> dict:
     """``rnn.<name>`` -> the table's initialisation of that parameter (see cells.init_spec)."""
     spec = config.stack_spec()
-    specs = {p.stem: p for p in _cells.param_specs(spec.celldef)}
+    specs = {p.stem: p for p in _cells.param_specs(spec.celldef, **spec._options())}
     return {"rnn." + name: _cells.init_spec(specs[stem], config.hidden)
             for names in _layers.parameter_names(spec) for name, stem in zip(names, spec.stems())}
 
@@ -235,10 +248,10 @@ class CharRNN:
         return int(sum(p.size for p in self.params.values()))
 
     def zero_state(self, batch: int) -> list:
-        """Per layer ``(h,)`` (rnn, gru) or ``(h, c)`` (lstm), zeros of shape (batch, H)."""
-        n = len(self.spec.celldef.states)
-        return [tuple(np.zeros((batch, self.config.hidden), self.dtype) for _ in range(n))
-                for _ in range(self.config.layers)]
+        """Per layer ``(h,)`` (rnn, gru) or ``(h, c)`` (lstm), zeros of shape (batch, width)
+        (h: ``config.out_size``, c: ``config.hidden``)."""
+        return [tuple(np.zeros(self.spec.state_shape(s, batch)[1:], self.dtype)
+                      for s in self.spec.celldef.states) for _ in range(self.config.layers)]
 
     def _weights(self):
         """Per layer: stem -> parameter, for the stack."""
@@ -265,7 +278,7 @@ class CharRNN:
             keep = 1.0 - cfg.dropout
             masks = []
             for _ in range(cfg.layers - 1):      # the generator's order: layer 0 first
-                mask = (rng.random(X.shape + (cfg.hidden,)) < keep).astype(self.dtype)
+                mask = (rng.random(X.shape + (cfg.out_size,)) < keep).astype(self.dtype)
                 mask *= self.dtype.type(1.0 / keep)
                 masks.append(mask)
         names = spec.celldef.states
@@ -318,7 +331,7 @@ class CharRNN:
         yf, logits = self._logits(y)
         total, dlogits = softmax_cross_entropy(logits, Y.ravel())
         grads = {"fc.weight": dlogits.T @ yf, "fc.bias": dlogits.sum(axis=0)}
-        dy = (dlogits @ p["fc.weight"]).reshape(T, B, cfg.hidden)
+        dy = (dlogits @ p["fc.weight"]).reshape(T, B, cfg.out_size)
         dx, _, layer_grads = _layers.stack_backward(tape, dy, n_threads=self.n_threads)
         for names, g in zip(_layers.parameter_names(self.spec), layer_grads):
             grads.update(("rnn." + name, v) for name, v in zip(names, g.values()))

@@ -91,7 +91,10 @@ def export_model(model, path, *, vocab=None, tokens="char", opset=None):
     what = f"the {cfg.dtype} language model"
     precision = _export.float32_note(model.dtype, what)
     cell = cells.get(_cell_name(cfg))
-    stems = [s.stem for s in cells.param_specs(cell)]
+    if cfg.proj:
+        raise _export.ExportError(f"{what} has an LSTM projection (proj={cfg.proj}), which "
+                                  "ONNX's LSTM operator cannot express")
+    stems = [s.stem for s in cells.param_specs(cell, peephole=cfg.peephole)]
     params = [{s: p[f"rnn.{n}"] for s, n in zip(stems, cells.param_names(stems, k))}
               for k in range(cfg.layers)]
     L, H, V = cfg.layers, cfg.hidden, cfg.vocab_size

@@ -328,16 +328,7 @@ def _node_layer(node, index, consts, path, base_dir, dtype, n_threads):
     elif cell.kernel == "gru":
         layer = layers.GRU(D, H, linear_before_reset=cell.variant == "lbr", **kw)
     else:
-        if P is not None:
-            kw["peephole"] = True
-        try:
-            layer = layers.LSTM(D, H, **kw)
-        except TypeError as exc:
-            if "peephole" not in str(exc):
-                raise
-            raise OnnxModelError(
-                f"{where}: input P ({names['P']!r}) holds peephole weights, and this fastgates "
-                "has no fastgates.LSTM(..., peephole=True) yet (issue 13)") from None
+        layer = layers.LSTM(D, H, peephole=P is not None, **kw)
     peephole = P is not None
     stems = [p.stem for p in cells.param_specs(cell, bias=B is not None, peephole=peephole)]
     sd = {}
@@ -392,8 +383,7 @@ def load(path, *, dtype=np.float32, n_threads=None):
         ``activations`` or ``activation_alpha/beta``, ``direction="reverse"``, unknown
         ones), each refused by name; weights computed in the graph rather than stored,
         of a wrong shape or byte count, or of a non-float type; external data outside
-        the model's folder or not a regular file; peephole weights (input ``P``) while
-        ``fastgates.LSTM`` has no ``peephole=True``.
+        the model's folder or not a regular file.
     TypeError
         ``path`` is not a str or path-like, or ``dtype`` is not float32/float64.
 
