@@ -120,28 +120,22 @@ FG_TILES(tile1_nv, 4, 1)
 #undef FG_TILES
 #undef FG_MRLIM
 
-/* C = tile product of mr <= mr_for(nv) rows with nv (1..4) vectors per row. */
-static inline void FG_FN(tiles)(int nv, int mr, const FG_T *A, size_t lda, const FG_T *P,
-                                size_t pk, size_t pv, int K, FG_T *C)
-{
-    switch (nv) {
-    case 1: FG_FN(tile_nv1)(mr, A, lda, P, pk, pv, K, C); break;
-    case 2: FG_FN(tile_nv2)(mr, A, lda, P, pk, pv, K, C); break;
-    case 3: FG_FN(tile_nv3)(mr, A, lda, P, pk, pv, K, C); break;
-    default: FG_FN(tile_nv4)(mr, A, lda, P, pk, pv, K, C); break;
-    }
+/* C = tile product of mr <= mr_for(nv) rows with nv (1..4) vectors per row; tiles1: the
+ * same with the k sum never split (one summation order for any number of rows). */
+#define FG_TILES_OF(NAME, KERNEL)                                                         \
+static inline void FG_FN(NAME)(int nv, int mr, const FG_T *A, size_t lda, const FG_T *P, \
+                               size_t pk, size_t pv, int K, FG_T *C)                    \
+{                                                                                         \
+    switch (nv) {                                                                         \
+    case 1: FG_FN(KERNEL##1)(mr, A, lda, P, pk, pv, K, C); break;                         \
+    case 2: FG_FN(KERNEL##2)(mr, A, lda, P, pk, pv, K, C); break;                         \
+    case 3: FG_FN(KERNEL##3)(mr, A, lda, P, pk, pv, K, C); break;                         \
+    default: FG_FN(KERNEL##4)(mr, A, lda, P, pk, pv, K, C); break;                        \
+    }                                                                                     \
 }
-
-static inline void FG_FN(tiles1)(int nv, int mr, const FG_T *A, size_t lda, const FG_T *P,
-                                 size_t pk, size_t pv, int K, FG_T *C)
-{
-    switch (nv) {
-    case 1: FG_FN(tile1_nv1)(mr, A, lda, P, pk, pv, K, C); break;
-    case 2: FG_FN(tile1_nv2)(mr, A, lda, P, pk, pv, K, C); break;
-    case 3: FG_FN(tile1_nv3)(mr, A, lda, P, pk, pv, K, C); break;
-    default: FG_FN(tile1_nv4)(mr, A, lda, P, pk, pv, K, C); break;
-    }
-}
+FG_TILES_OF(tiles, tile_nv)
+FG_TILES_OF(tiles1, tile1_nv)
+#undef FG_TILES_OF
 
 /* out[r, j0 + i] (+)= C[r][i] for i < n (the valid columns of a tile): the epilogue of
  * the products whose result is a plain row-major array. */

@@ -231,9 +231,9 @@ def test_tiny_shakespeare_corpus():
 
 def test_matplotlib_stays_optional():
     """Importing the package, the LM and its CLI never imports matplotlib (only drawing does)."""
+    from _helpers.subproc import run_code   # outside the checkout: the installed fastgates
+
     code = ("import sys, fastgates, fastgates.lm, fastgates.lm.cli, fastgates.lm.report; "
             "assert 'matplotlib' not in sys.modules, 'matplotlib imported'")
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                       timeout=120)
-    assert r.returncode == 0, r.stderr
+    r = run_code(code, timeout=120)
+    assert r.returncode == 0, r.report()
