@@ -81,8 +81,8 @@ def backend(request):
 
 @pytest.fixture(scope="module")
 def single_threaded_torch():
-    """torch.set_num_threads(1) for a module's tests (then restored)."""
-    import torch
+    """torch.set_num_threads(1) for a module's tests (then restored); skips without torch."""
+    torch = pytest.importorskip("torch")
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -196,6 +196,71 @@ def assert_grads_close(actual: dict, desired: dict, dtype, case):
     assert list(actual) == list(desired), f"gradient fields {list(actual)} != {list(desired)}"
     for name in desired:
         assert_close(actual[name], desired[name], dtype, f"{name} [{case}]")
+
+
+#: The layer classes of the five cell forms: (class, constructor keywords, test id).
+def _layer_kinds():
+    import fastgates
+    return [(fastgates.RNN, {"nonlinearity": "tanh"}, "rnn-tanh"),
+            (fastgates.RNN, {"nonlinearity": "relu"}, "rnn-relu"),
+            (fastgates.GRU, {}, "gru-lbr"),
+            (fastgates.GRU, {"linear_before_reset": False}, "gru-rb"),
+            (fastgates.LSTM, {}, "lstm")]
+
+
+KINDS = _layer_kinds()
+KIND_IDS = [k[2] for k in KINDS]
+KIND_ARGS = [k[:2] for k in KINDS]
+
+
+def numerical_gradient(loss, arr, eps=1e-6):
+    """Central differences of ``loss()`` with respect to every entry of ``arr``.
+
+    ``arr`` is perturbed in place and restored entry by entry.
+    """
+    grad = np.zeros_like(arr)
+    for idx in np.ndindex(arr.shape):
+        old = arr[idx]
+        arr[idx] = old + eps
+        up = loss()
+        arr[idx] = old - eps
+        down = loss()
+        arr[idx] = old
+        grad[idx] = (up - down) / (2 * eps)
+    return grad
+
+
+def assert_backward_sources(fast, ref, cell, sources, grad_outputs, want_cache, got_cache,
+                            dtype, where, **kw):
+    """For each gradient source (name -> which of dy, dh_n, dc_n are given), the fast
+    backward on ``got_cache`` gives the reference backward's gradients on ``want_cache``."""
+    dy, dh_n, dc_n = grad_outputs
+    for source, (use_dy, use_dh, use_dc) in sources.items():
+        args = (dy if use_dy else None, dh_n if use_dh else None,
+                dc_n if use_dc and cell == "lstm" else None)
+        want_g = backward(ref, cell, *args, want_cache)
+        got_g = backward(fast, cell, *args, got_cache, **kw)
+        assert_grads_close(got_g, want_g, dtype, f"{where} grads-from={source}")
+
+
+#: The array fields of a cache that both backends fill alike.
+CACHE_ARRAYS = ("x", "w_ih", "w_hh", "hs", "gates", "extra", "cs", "tc")
+
+
+def assert_caches_cross(fast, ref, cell, fc, rc, dtype, tokens, dy, dh_n, dc_n, where):
+    """The fast cache ``fc`` holds what the reference's ``rc`` holds, and each backend's
+    backward on the other's cache gives the reference's gradients."""
+    for field in CACHE_ARRAYS:
+        want, got = getattr(rc, field), getattr(fc, field)
+        if field == "x" and tokens:
+            assert got.dtype == np.int64 and np.array_equal(got, want), f"cache.x [{where}]"
+        else:
+            assert_close(got, want, dtype, f"cache.{field} [{where}]")
+    g_ref = backward(ref, cell, dy, dh_n, dc_n, rc)
+    assert_grads_close(backward(ref, cell, dy, dh_n, dc_n, fc), g_ref, dtype,
+                       f"fast forward -> reference backward [{where}]")
+    assert_grads_close(backward(fast, cell, dy, dh_n, dc_n, rc), g_ref, dtype,
+                       f"reference forward -> fast backward [{where}]")
 
 
 def assert_equal(actual, desired, what):

@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 import pytest
 
-from conftest import (CELL_IDS, CELLS, DTYPE_IDS, DTYPES, assert_close, assert_equal,
+from conftest import (CACHE_ARRAYS, assert_backward_sources, assert_caches_cross, CELL_IDS, CELLS, DTYPE_IDS, DTYPES, assert_close, assert_equal,
                       assert_grads_close, assert_outputs_close, backward, case_id, forward,
                       grad_sources, make_grad_outputs, make_params, make_state, make_x)
 
@@ -23,7 +23,6 @@ SHAPES = {
     "H100": (4, 2, 6, 100),        # H not a multiple of 16 (nor of a SIMD width)
     "large": (20, 33, 17, 40),     # a larger T*B
 }
-CACHE_ARRAYS = ("x", "w_ih", "w_hh", "hs", "gates", "extra", "cs", "tc")
 
 
 def problem(rng, cell, shape, dtype, tokens):
@@ -55,11 +54,8 @@ def test_fast_matches_reference(fast, ref, cell, variant, dtype, shape, tokens, 
         want = forward(ref, cell, variant, x, s_h0, s_c0, p)
         got = forward(fast, cell, variant, x, s_h0, s_c0, p, n_threads=n_threads)
         assert_outputs_close(got, want, dtype, case)
-        for source, use in grad_sources(cell).items():
-            args = pick(use, dy, dh_n, dc_n, cell)
-            want_g = backward(ref, cell, *args, want.cache)
-            got_g = backward(fast, cell, *args, got.cache, n_threads=n_threads)
-            assert_grads_close(got_g, want_g, dtype, f"{case} grads-from={source}")
+        assert_backward_sources(fast, ref, cell, grad_sources(cell), (dy, dh_n, dc_n),
+                                want.cache, got.cache, dtype, case, n_threads=n_threads)
 
 
 @pytest.mark.parametrize("tokens", [False, True], ids=["float-x", "token-ids"])
@@ -78,18 +74,7 @@ def test_cache_is_shared_across_backends(fast, ref, cell, variant, dtype, tokens
     for field in ("cell", "variant", "tokens", "D"):
         assert getattr(fc, field) == getattr(rc, field), f"cache.{field} [{case}]"
     assert np.dtype(fc.dtype) == np.dtype(rc.dtype) == np.dtype(dtype), f"cache.dtype [{case}]"
-    for field in CACHE_ARRAYS:
-        want, got = getattr(rc, field), getattr(fc, field)
-        if field == "x" and tokens:
-            assert got.dtype == np.int64 and np.array_equal(got, want), f"cache.x [{case}]"
-        else:
-            assert_close(got, want, dtype, f"cache.{field} [{case}]")
-
-    g_ref = backward(ref, cell, dy, dh_n, dc_n, rc)
-    assert_grads_close(backward(ref, cell, dy, dh_n, dc_n, fc), g_ref, dtype,
-                       f"fast forward -> reference backward [{case}]")
-    assert_grads_close(backward(fast, cell, dy, dh_n, dc_n, rc), g_ref, dtype,
-                       f"reference forward -> fast backward [{case}]")
+    assert_caches_cross(fast, ref, cell, fc, rc, dtype, tokens, dy, dh_n, dc_n, case)
 
 
 @pytest.mark.parametrize("shape", [SHAPES["large"], (6, 1, 5, 40)], ids=["large", "B1"])

@@ -15,16 +15,8 @@ import pytest
 
 import fastgates
 from fastgates import layers
-from conftest import assert_close, case_id
+from conftest import KIND_ARGS, KIND_IDS, assert_close, case_id
 
-# (class, constructor keywords, id)
-KINDS = [(fastgates.RNN, {"nonlinearity": "tanh"}, "rnn-tanh"),
-         (fastgates.RNN, {"nonlinearity": "relu"}, "rnn-relu"),
-         (fastgates.GRU, {}, "gru-lbr"),
-         (fastgates.GRU, {"linear_before_reset": False}, "gru-rb"),
-         (fastgates.LSTM, {}, "lstm")]
-KIND_IDS = [k[2] for k in KINDS]
-KIND_ARGS = [k[:2] for k in KINDS]
 
 
 def make_layer(cls, kw, D=5, H=6, **more):

@@ -15,9 +15,9 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from conftest import (TORCH_CELLS, TORCH_IDS, CELL_IDS, CELLS, DTYPE_IDS, DTYPES, BACKENDS, assert_close,
+from conftest import (assert_backward_sources, assert_caches_cross, numerical_gradient, TORCH_CELLS, TORCH_IDS, CELL_IDS, CELLS, DTYPE_IDS, DTYPES, BACKENDS, assert_close,
                       assert_equal,
-                      assert_grads_close, assert_outputs_close, backward, case_id, forward,
+                      assert_outputs_close, backward, case_id, forward,
                       grad_sources, import_backend, make_grad_outputs, make_params, make_state,
                       make_x)
 
@@ -26,7 +26,6 @@ CASES = {
     "small": (6, 5, 4, 9, [3, 0, 6, 1, 3]),
     "wide": (9, 7, 5, 20, [9, 2, 5, 9, 0, 7, 1]),
 }
-CACHE_ARRAYS = ("x", "w_ih", "w_hh", "hs", "gates", "extra", "cs", "tc")
 
 
 def problem(rng, cell, T, B, D, H, dtype, tokens):
@@ -43,12 +42,6 @@ def poison_padding(x, dy, lengths, tokens):
     x[past] = -1 if tokens else np.nan
     dy[past] = np.nan
     return x, dy
-
-
-def pick(sources, dy, dh_n, dc_n, cell):
-    use_dy, use_dh, use_dc = sources
-    return (dy if use_dy else None, dh_n if use_dh else None,
-            dc_n if use_dc and cell == "lstm" else None)
 
 
 @pytest.mark.parametrize("n_threads", [1, 2])
@@ -74,11 +67,8 @@ def test_fast_matches_reference(fast, ref, cell, variant, dtype, case, tokens, n
             assert_equal(getattr(infer, name), getattr(got, name), f"inference {name} [{where}]")
         # every gradient source on one thread; two threads are checked bit-identical below
         sources = grad_sources(cell) if n_threads == 1 else {"all": (True, True, True)}
-        for source, use in sources.items():
-            args = pick(use, dy, dh_n, dc_n, cell)
-            want_g = backward(ref, cell, *args, want.cache)
-            got_g = backward(fast, cell, *args, got.cache, n_threads=n_threads)
-            assert_grads_close(got_g, want_g, dtype, f"{where} grads-from={source}")
+        assert_backward_sources(fast, ref, cell, sources, (dy, dh_n, dc_n), want.cache,
+                                got.cache, dtype, where, n_threads=n_threads)
 
 
 @pytest.mark.parametrize("tokens", [False, True], ids=["float-x", "token-ids"])
@@ -96,17 +86,7 @@ def test_cache_is_shared_across_backends(fast, ref, cell, variant, dtype, tokens
         assert c.lengths.dtype == np.int64 and np.array_equal(c.lengths, lengths), where
     N = int(np.sum(lengths))
     assert fc.hs.shape == (B + N, H), f"packed hs has shape {fc.hs.shape} [{where}]"
-    for field in CACHE_ARRAYS:
-        want, got = getattr(rc, field), getattr(fc, field)
-        if field == "x" and tokens:
-            assert got.dtype == np.int64 and np.array_equal(got, want), f"cache.x [{where}]"
-        else:
-            assert_close(got, want, dtype, f"cache.{field} [{where}]")
-    g_ref = backward(ref, cell, dy, dh_n, dc_n, rc)
-    assert_grads_close(backward(ref, cell, dy, dh_n, dc_n, fc), g_ref, dtype,
-                       f"fast forward -> reference backward [{where}]")
-    assert_grads_close(backward(fast, cell, dy, dh_n, dc_n, rc), g_ref, dtype,
-                       f"reference forward -> fast backward [{where}]")
+    assert_caches_cross(fast, ref, cell, fc, rc, dtype, tokens, dy, dh_n, dc_n, where)
 
 
 @pytest.mark.parametrize("backend_name", BACKENDS, ids=["fast", "reference"])
@@ -341,17 +321,6 @@ def test_matches_torch_packed_sequence(backend_name, cell, variant, dtype, token
 
 # the reference's ragged gradients against central finite differences
 
-def _numerical_gradient(loss, arr, eps=1e-6):
-    grad = np.zeros_like(arr)
-    for idx in np.ndindex(arr.shape):
-        old = arr[idx]
-        arr[idx] = old + eps
-        up = loss()
-        arr[idx] = old - eps
-        down = loss()
-        arr[idx] = old
-        grad[idx] = (up - down) / (2 * eps)
-    return grad
 
 
 @pytest.mark.parametrize("cell,variant", CELLS, ids=CELL_IDS)
@@ -373,7 +342,7 @@ def test_reference_gradients_match_finite_differences(ref, cell, variant, rng):
     if lstm:
         named["dc0"] = c0
     for name, arr in named.items():
-        num = _numerical_gradient(loss, arr)
+        num = numerical_gradient(loss, arr)
         scale = max(np.abs(num).max(), np.abs(g[name]).max(), 1e-12)
         err = np.abs(num - g[name]).max() / scale
         assert err < 1e-6, f"{name}: relative error {err:.2e} [{case_id(cell=cell, variant=variant)}]"

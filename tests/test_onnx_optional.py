@@ -2,20 +2,12 @@
 ``import fastgates.onnx`` / ``fastgates-lm export`` without it explain how to get it.
 (No importorskip here: these run whether or not onnx is installed.)"""
 
-import os
-import subprocess
-import sys
-
-import fastgates
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(fastgates.__file__)))
-OUTSIDE = os.path.dirname(os.path.abspath(os.sep))
+from _helpers.subproc import run_code
 
 
 def run_python(code):
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120, env=env, cwd=OUTSIDE)
+    """``python -c code`` outside the checkout, with the fastgates under test on the path."""
+    return run_code(code, timeout=120)
 
 
 def test_import_fastgates_does_not_import_onnx():

@@ -13,7 +13,7 @@ test_no_gradient_sources_give_zero_gradients.
 import numpy as np
 import pytest
 
-from conftest import (CELL_IDS, CELLS, backward, case_id, forward, grad_sources,
+from conftest import (CELL_IDS, CELLS, backward, numerical_gradient, case_id, forward, grad_sources,
                       make_grad_outputs, make_params, make_state, make_x)
 
 T, B, D, H = 3, 2, 3, 4
@@ -21,21 +21,6 @@ EPS = 1e-6
 MAX_REL_ERR = 1e-6
 
 
-def numerical_gradient(loss, arr):
-    """Central differences of ``loss()`` with respect to every entry of ``arr``.
-
-    ``arr`` is perturbed in place and restored entry by entry.
-    """
-    grad = np.zeros_like(arr)
-    for idx in np.ndindex(arr.shape):
-        old = arr[idx]
-        arr[idx] = old + EPS
-        up = loss()
-        arr[idx] = old - EPS
-        down = loss()
-        arr[idx] = old
-        grad[idx] = (up - down) / (2 * EPS)
-    return grad
 
 
 def relative_error(numerical, analytical, what):

@@ -16,15 +16,8 @@ import pytest
 
 import fastgates
 from fastgates import _recurrence, layers
-from conftest import assert_close, case_id
+from conftest import KIND_ARGS, KIND_IDS, assert_close, case_id
 
-KINDS = [(fastgates.RNN, {"nonlinearity": "tanh"}, "rnn-tanh"),
-         (fastgates.RNN, {"nonlinearity": "relu"}, "rnn-relu"),
-         (fastgates.GRU, {}, "gru-lbr"),
-         (fastgates.GRU, {"linear_before_reset": False}, "gru-rb"),
-         (fastgates.LSTM, {}, "lstm")]
-KIND_IDS = [k[2] for k in KINDS]
-KIND_ARGS = [k[:2] for k in KINDS]
 T, B, D, H = 7, 3, 5, 9
 
 

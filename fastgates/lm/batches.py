@@ -41,7 +41,43 @@ def _offset(rng, steps):
     return 0 if rng is None else int(rng.integers(steps))
 
 
-class SequentialBatches:
+class _Batches:
+    """What both minibatch schemes share: ``len``, iteration, and ``batch(i)`` checking ``i``
+    before the scheme's ``_batch(i)`` cuts the minibatch."""
+
+    n_batches = 0
+
+    def __len__(self):
+        return self.n_batches
+
+    def batch(self, i):
+        """Minibatch ``i`` as ``(X, Y)``, each (steps, batch) int64.
+
+        Parameters
+        ----------
+        i : int
+            In ``[0, len(self))``.
+
+        Returns
+        -------
+        X, Y : ndarray of shape (steps, batch), int64
+            Inputs and targets (the inputs shifted by one).
+
+        Raises
+        ------
+        IndexError
+            ``i`` out of range.
+        """
+        if not 0 <= i < self.n_batches:
+            raise IndexError(f"minibatch {i} out of range [0, {self.n_batches})")
+        return self._batch(i)
+
+    def __iter__(self):
+        for i in range(self.n_batches):
+            yield self.batch(i)
+
+
+class SequentialBatches(_Batches):
     """Consecutive minibatches continue ``batch`` parallel streams of the text.
 
     The text (after the offset) is cut into ``batch`` contiguous streams; minibatch
@@ -100,38 +136,12 @@ class SequentialBatches:
         self._y = np.ascontiguousarray(ids[o + 1:o + 1 + n].reshape(self.batch_size, per_stream).T) if n > 0 \
             else np.zeros((0, self.batch_size), np.int64)
 
-    def __len__(self):
-        return self.n_batches
-
-    def batch(self, i):
-        """Minibatch ``i`` as ``(X, Y)``, each (steps, batch) int64.
-
-        Parameters
-        ----------
-        i : int
-            In ``[0, len(self))``.
-
-        Returns
-        -------
-        X, Y : ndarray of shape (steps, batch), int64
-            Inputs and targets (the inputs shifted by one).
-
-        Raises
-        ------
-        IndexError
-            ``i`` out of range.
-        """
-        if not 0 <= i < self.n_batches:
-            raise IndexError(f"minibatch {i} out of range [0, {self.n_batches})")
+    def _batch(self, i):
         s = slice(i * self.steps, (i + 1) * self.steps)
         return self._x[s], self._y[s]
 
-    def __iter__(self):
-        for i in range(self.n_batches):
-            yield self.batch(i)
 
-
-class RandomBatches:
+class RandomBatches(_Batches):
     """Minibatches of random, non-overlapping subsequences of the text.
 
     The text (after the offset) is cut into subsequences of ``steps`` tokens,
@@ -178,35 +188,9 @@ class RandomBatches:
         self.starts = starts[: self.n_batches * self.batch_size]
         self._t = np.arange(self.steps, dtype=np.int64)[:, None]
 
-    def __len__(self):
-        return self.n_batches
-
-    def batch(self, i):
-        """Minibatch ``i`` as ``(X, Y)``, each (steps, batch) int64.
-
-        Parameters
-        ----------
-        i : int
-            In ``[0, len(self))``.
-
-        Returns
-        -------
-        X, Y : ndarray of shape (steps, batch), int64
-            Inputs and targets (the inputs shifted by one).
-
-        Raises
-        ------
-        IndexError
-            ``i`` out of range.
-        """
-        if not 0 <= i < self.n_batches:
-            raise IndexError(f"minibatch {i} out of range [0, {self.n_batches})")
+    def _batch(self, i):
         idx = self.starts[i * self.batch_size:(i + 1) * self.batch_size][None, :] + self._t
         return self._ids[idx], self._ids[idx + 1]
-
-    def __iter__(self):
-        for i in range(self.n_batches):
-            yield self.batch(i)
 
 
 def make_batches(sampling, ids, batch, steps, rng=None):

@@ -72,47 +72,26 @@ def _float(text):
     return v
 
 
-def positive_int(text):
-    v = _int(text)
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return v
+def _checked(parse, ok, message):
+    """An argparse type: ``parse(text)``, refused with ``message`` (formatted with the text)
+    unless ``ok(value)``."""
+    def check(text):
+        v = parse(text)
+        if not ok(v):
+            raise argparse.ArgumentTypeError(message.format(text))
+        return v
+    return check
 
 
-def nonneg_int(text):
-    v = _int(text)
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text}")
-    return v
+positive_int = _checked(_int, lambda v: v >= 1, "must be a positive integer, got {}")
+nonneg_int = _checked(_int, lambda v: v >= 0, "must be a non-negative integer, got {}")
+nonzero_int = _checked(_int, lambda v: v != 0, "must not be 0 (n > 0 threads, or n < 0 to "
+                                                "count back from the number of cores)")
+positive_float = _checked(_float, lambda v: v > 0, "must be positive, got {}")
+nonneg_float = _checked(_float, lambda v: v >= 0, "must be >= 0, got {}")
 
 
-def nonzero_int(text):
-    v = _int(text)
-    if v == 0:
-        raise argparse.ArgumentTypeError("must not be 0 (n > 0 threads, or n < 0 to count back "
-                                         "from the number of cores)")
-    return v
-
-
-def positive_float(text):
-    v = _float(text)
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-    return v
-
-
-def nonneg_float(text):
-    v = _float(text)
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return v
-
-
-def dropout_prob(text):
-    v = _float(text)
-    if not 0 <= v < 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
-    return v
+dropout_prob = _checked(_float, lambda v: 0 <= v < 1, "must be in [0, 1), got {}")
 
 
 def open_fraction(text):
