@@ -132,7 +132,8 @@ def cell_backward(cell, dy, dstate, cache, *, n_threads=None):
     nt = _threads(n_threads)
     b = _checks.check_backward(cell.kernel, dy, dstate.get("h"), dstate.get("c"), cache)
     with blas_single():
-        return _checks.make_grads(cache.celldef, *_recurrence.backward(cache, b, nt))
+        *grads, extra = _recurrence.backward(cache, b, nt)
+    return _checks.make_grads(cache.celldef, *grads, extra=extra)
 
 
 def _h_forward(kernel, options, x, h0, weights, training, n_threads, lengths):

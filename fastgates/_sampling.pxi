@@ -226,6 +226,9 @@ def sample(int cell, list layers, floating[:, ::1] fc_w, floating[::1] fc_b,
         kernel's (fastgates._fast); the results do not depend on it
     """
     cdef int L = len(layers), V = fc_w.shape[0], H = fc_w.shape[1], k
+    if cell in LN_CELLS:
+        raise NotImplementedError("the compiled sampler does not run the LayerNorm cells; "
+                                  "fastgates.lm.generation falls back to sample_numpy")
     dtype = np.float32 if floating is float else np.float64
     # per layer: packed w_hh, combined bias (lbr keeps b_hn apart), pointers
     packed, biases = [], []

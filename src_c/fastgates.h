@@ -14,7 +14,8 @@
  *   dispatch.c  CPU detection, the parallel regions, the public functions below
  *
  * Arrays are row-major and C-contiguous; shapes are given on every field
- * (T steps, B rows, H units, G gates: rnn 1, gru 3 (r, z, n), lstm 4 (i, f, g, o)).
+ * (T steps, B rows, H units, G gates: rnn 1, gru 3 (r, z, n), lstm 4 (i, f, g, o); the
+ * LayerNorm cells lnlstm 4, lngru 3).
  * The caller validates everything first (fastgates/_checks.py) and allocates every
  * array; nothing here allocates except fg_gemm_tn's scratch.
  *
@@ -33,7 +34,8 @@
 
 #include <stddef.h>
 
-enum fg_cell { FG_RNN_TANH = 0, FG_RNN_RELU = 1, FG_GRU_LBR = 2, FG_GRU_RB = 3, FG_LSTM = 4 };
+enum fg_cell { FG_RNN_TANH = 0, FG_RNN_RELU = 1, FG_GRU_LBR = 2, FG_GRU_RB = 3, FG_LSTM = 4,
+               FG_LNLSTM = 5, FG_LNGRU = 6 };
 
 /* What a packed weight matrix is for (fg_pack_*). */
 enum fg_pack { FG_PACK_HH = 0, FG_PACK_IH = 1, FG_PACK_BWD = 2 };
@@ -66,7 +68,21 @@ typedef struct {
     const long long *tok; /* IN (T, B) token ids, or NULL                                      */
     const void *Pi;     /* packed w_ih (FG_PACK_IH) for x                                      */
     const void *wT;     /* (D, G*H) w_ih^T for tok                                             */
-    const void *bias;   /* (G*H,) b_ih + b_hh (gru lbr: gate n without b_hn)                   */
+    const void *bias;   /* (G*H,) b_ih + b_hh (gru lbr: gate n without b_hn; LayerNorm: b_ih) */
+    /* The LayerNorm cells (FG_LNLSTM, FG_LNGRU; see src_c/layernorm.h).  The projection
+     * leaves x w_ih^T without biases in pre (or pre holds it); the call normalises every
+     * row and makes pre = ln_ih * xhat + bias before the time loop.  The recurrent side
+     * adds b_rec after its LN.  With extra_step = 0, hn and cn are one (B, .) scratch.    */
+    const void *ln_ih;  /* IN  (G*H,) gamma_ih                                             */
+    const void *ln_hh;  /* IN  (G*H,) gamma_hh                                             */
+    const void *ln_c;   /* IN  (H,) lnlstm gamma_c                                         */
+    const void *ln_cb;  /* IN  (H,) lnlstm beta_c                                          */
+    const void *b_rec;  /* IN  (G*H,) b_hh                                                 */
+    void *xn;           /* OUT (T, B, G*H) xhat = LN(x_t w_ih^T), or NULL                      */
+    void *hn;           /* OUT (T, B, G*H) hhat = LN(h_{t-1} w_hh^T), or (B, G*H) scratch      */
+    void *cn;           /* OUT (T, B, H) lnlstm chat = LN(c_t), or (B, H) scratch              */
+    void *rstd;         /* OUT (T, B, 3) 1/sqrt(var + eps) of the rows x, h, c, or NULL        */
+    void *part;         /* scratch (2, B, H, 2): block partials of the shared rows             */
 } fg_forward_args;
 
 typedef struct {
@@ -86,6 +102,22 @@ typedef struct {
     void *db;           /* OUT (G*H,) sum of dG over every (step, row) = db_hh                 */
     void *dbn;          /* OUT (H,) gru lbr: sum of dnx (the input-side n bias gradient)       */
     const int *batch;   /* IN  (T,) rows active at each step (packed layout), or NULL: all B   */
+    /* The LayerNorm cells (see fg_forward_args).  dG is then dL/d(h_{t-1} w_hh^T), before
+     * the LN, and db = db_hh; dax leaves as dL/d(x_t w_ih^T), before the input LN.         */
+    const void *ln_ih;  /* IN  (G*H,) gamma_ih                                             */
+    const void *ln_hh;  /* IN  (G*H,) gamma_hh                                             */
+    const void *ln_c;   /* IN  (H,) lnlstm gamma_c                                         */
+    const void *xn;     /* IN  (T, B, G*H) as kept by the forward pass                         */
+    const void *hn;     /* IN  (T, B, G*H)                                                     */
+    const void *cn;     /* IN  (T, B, H) lnlstm                                                */
+    const void *rstd;   /* IN  (T, B, 3)                                                       */
+    void *dax;          /* OUT (T, B, G*H) dL/d(x_t w_ih^T)                                    */
+    void *db_ih;        /* OUT (G*H,)                                                          */
+    void *dln_ih;       /* OUT (G*H,) dL/dgamma_ih                                             */
+    void *dln_hh;       /* OUT (G*H,) dL/dgamma_hh                                             */
+    void *dln_c;        /* OUT (H,) lnlstm dL/dgamma_c                                         */
+    void *dln_cb;       /* OUT (H,) lnlstm dL/dbeta_c                                          */
+    void *part;         /* scratch (2, B, H, 2)                                                */
 } fg_backward_args;
 
 /* One time step of B rows through L stacked layers (a unidirectional stack, inference):

@@ -27,12 +27,20 @@
  * Layout of the per-step arrays (dense or packed/ragged): see fastgates.h.
  */
 
-/* The cells' hooks.  Adding a cell: its header in cells/, a case in each switch below. */
+/* The cells' hooks.  Adding a cell: its header in cells/, a case in each switch below
+ * (and FG_CELL_SWITCH at the end). */
 
 FG_AI int FG_FN(gates)(const int cell)
 {
-    return cell == FG_LSTM ? 4 : (cell == FG_GRU_LBR || cell == FG_GRU_RB) ? 3 : 1;
+    return cell == FG_LSTM || cell == FG_LNLSTM ? 4
+         : (cell == FG_GRU_LBR || cell == FG_GRU_RB || cell == FG_LNGRU) ? 3 : 1;
 }
+
+/* The LayerNorm cells: their steps run the optional LayerNorm phases (below). */
+FG_AI int FG_FN(is_ln)(const int cell) { return cell == FG_LNLSTM || cell == FG_LNGRU; }
+
+/* Cells that carry a cell state c. */
+FG_AI int FG_FN(has_c)(const int cell) { return cell == FG_LSTM || cell == FG_LNLSTM; }
 
 /* Vectors of units per block: every block's product panel is 3 or 4 vectors wide. */
 FG_AI int FG_FN(uv)(const int cell) { return FG_FN(gates)(cell) == 1 ? 4 : 1; }
@@ -49,6 +57,8 @@ FG_AI void FG_FN(fwd_vec)(const int cell, const FG_FN(fstep) *s, size_t b, int j
     case FG_GRU_LBR: FG_FN(gru_lbr_fwd)(s, b, j, m, acc, an); break;
     case FG_GRU_RB: FG_FN(gru_rb_fwd)(s, b, j, m, acc, an); break;
     case FG_LSTM: FG_FN(lstm_fwd)(s, b, j, m, acc, an); break;
+    case FG_LNLSTM: FG_FN(ln_fwd1)(s, b, j, m, acc, an, 4); break;
+    case FG_LNGRU: FG_FN(ln_fwd1)(s, b, j, m, acc, an, 3); break;
     }
 }
 
@@ -114,6 +124,165 @@ FG_AI void FG_FN(fwd_group)(const int cell, const int second, const FG_FN(fstep)
     }
 }
 
+/* The LayerNorm phases (FG_LNLSTM, FG_LNGRU): optional phases of the loops below, run only
+ * for the LayerNorm cells.  They normalise rows whose units are spread over the threads
+ * (the recurrent product, the LSTM's c_t) with one reduction per row and phase: each block
+ * of VL units leaves its partial sums in part_h / part_c (layernorm.h), one barrier, then
+ * every thread combines the partials of every row in block order -- the same blocks and
+ * the same order for any thread count.  Whole rows (the input projection before the time
+ * loop, its gradient after BPTT) are split among the threads by rows, one thread a row.
+ *   forward step   phase 1 (in fwd_group: the product, ln_fwd1) | barrier | phase 2: the
+ *                  gates (lnlstm: c_t and its partials) | lnlstm: barrier | phase 3: h_t
+ *   backward step  lnlstm: phase B0 (LN(c_t)'s partials) | barrier | phase B1: the gate
+ *                  gradients, parameter sums, the recurrent row's partials | barrier |
+ *                  phase B2: dG through the recurrent LN; then the loop's barrier and
+ *                  dh = dG W_hh as for every cell */
+
+/* Forward phases 2 and 3 for this thread's blocks [u0, u1), after phase 1. */
+FG_AI void FG_FN(ln_fwd_phases)(const int cell, const FG_FN(fstep) *s, int Bt, int u0, int u1)
+{
+    const int H = s->H, nb = s->nb, G = FG_FN(gates)(cell), nl = H - (nb - 1) * FG_VL;
+    const int writer = u0 == 0 && u1 > 0;     /* the owner of block 0 stores the row's rstd */
+#pragma omp barrier
+    for (int b = 0; b < Bt; b++) {
+        FG_T mean, rstd;
+        FG_FN(ln_stats)(s->part_h + (size_t)b * 2 * nb, nb, (FG_T)(G * FG_VL), (FG_T)(G * nl),
+                        &mean, &rstd);
+        if (s->rstd && writer)
+            s->rstd[(size_t)b * 3 + 1] = rstd;
+        for (int u = u0; u < u1; u++) {
+            const int j = u * FG_VL, m = H - j < FG_VL ? H - j : FG_VL;
+            if (cell == FG_LNLSTM)
+                FG_FN(lnlstm_fwd2)(s, (size_t)b, j, m, mean, rstd);
+            else
+                FG_FN(lngru_fwd2)(s, (size_t)b, j, m, mean, rstd);
+        }
+    }
+    if (cell != FG_LNLSTM)
+        return;
+#pragma omp barrier
+    for (int b = 0; b < Bt; b++) {
+        FG_T mean, rstd;
+        FG_FN(ln_stats)(s->part_c + (size_t)b * 2 * nb, nb, (FG_T)FG_VL, (FG_T)nl, &mean, &rstd);
+        if (s->rstd && writer)
+            s->rstd[(size_t)b * 3 + 2] = rstd;
+        for (int u = u0; u < u1; u++) {
+            const int j = u * FG_VL, m = H - j < FG_VL ? H - j : FG_VL;
+            FG_FN(lnlstm_fwd3)(s, (size_t)b, j, m, mean, rstd);
+        }
+    }
+}
+
+/* The input side of R rows before the time loop: pre = gamma_ih * LN(pre) + b_ih, row by
+ * row (rows split among the threads), keeping xhat and rstd_x in training.  Barriers
+ * before (the projection wrote every thread's units) and after (the loop reads them). */
+FG_AI void FG_FN(ln_input)(const int cell, const fg_forward_args *a, int tid, int nth)
+{
+    const int GH = FG_FN(gates)(cell) * a->H;
+    size_t R = 0;
+    for (int t = 0; t < a->T; t++)
+        R += a->batch ? a->batch[t] : a->B;
+    const size_t r0 = R * tid / nth, r1 = R * (tid + 1) / nth;
+    FG_T *pre = (FG_T *)a->pre, *xn = (FG_T *)a->xn, *rs = (FG_T *)a->rstd;
+#pragma omp barrier
+    for (size_t r = r0; r < r1; r++)
+        FG_FN(ln_row_fwd)(pre + r * GH, GH, (const FG_T *)a->ln_ih, (const FG_T *)a->bias,
+                          xn ? xn + r * GH : NULL, rs ? rs + r * 3 : NULL);
+#pragma omp barrier
+}
+
+/* The forward step's LayerNorm fields: once per call (off = -1), then per step at row off. */
+FG_AI void FG_FN(ln_fstep)(const int cell, FG_FN(fstep) *s, const fg_forward_args *a, long off)
+{
+    const size_t GH = (size_t)FG_FN(gates)(cell) * a->H;
+    if (off < 0) {
+        s->ln_hh = (const FG_T *)a->ln_hh, s->ln_c = (const FG_T *)a->ln_c;
+        s->ln_cb = (const FG_T *)a->ln_cb, s->b_rec = (const FG_T *)a->b_rec;
+        s->part_h = (FG_T *)a->part, s->part_c = (FG_T *)a->part + (size_t)2 * a->B * a->H;
+        s->nb = (a->H + FG_VL - 1) / FG_VL;
+        return;
+    }
+    s->hn = (FG_T *)a->hn + (a->extra_step ? (size_t)off * GH : 0);
+    s->cn = a->cn ? (FG_T *)a->cn + (size_t)off * a->H : NULL;
+    s->rstd = a->rstd ? (FG_T *)a->rstd + (size_t)off * 3 : NULL;
+}
+
+/* Backward phases B0-B2 of this thread's units [jlo, jhi), before the loop's barrier. */
+FG_AI void FG_FN(ln_bwd_phases)(const int cell, const FG_FN(bstep) *s, int Bt, int jlo, int jhi)
+{
+    const int nb = s->nb, G = FG_FN(gates)(cell);
+    if (cell == FG_LNLSTM) {
+        for (int b = 0; b < Bt; b++)
+            for (int j = jlo; j < jhi; j += FG_VL)
+                FG_FN(lnlstm_bwd0)(s, (size_t)b, j, jhi - j < FG_VL ? jhi - j : FG_VL);
+#pragma omp barrier
+        for (int b = 0; b < Bt; b++) {
+            FG_T m1, m2;
+            FG_FN(ln_sums)(s->part_c + (size_t)b * 2 * nb, nb, (FG_T)s->H, &m1, &m2);
+            for (int j = jlo; j < jhi; j += FG_VL)
+                FG_FN(lnlstm_bwd1)(s, (size_t)b, j, jhi - j < FG_VL ? jhi - j : FG_VL, m1, m2,
+                                   s->rstd[(size_t)b * 3 + 2]);
+        }
+    } else {
+        for (int b = 0; b < Bt; b++)
+            for (int j = jlo; j < jhi; j += FG_VL)
+                FG_FN(lngru_bwd1)(s, (size_t)b, j, jhi - j < FG_VL ? jhi - j : FG_VL);
+    }
+#pragma omp barrier
+    for (int b = 0; b < Bt; b++) {
+        FG_T m1, m2;
+        FG_FN(ln_sums)(s->part_h + (size_t)b * 2 * nb, nb, (FG_T)s->GH, &m1, &m2);
+        for (int j = jlo; j < jhi; j += FG_VL)
+            FG_FN(ln_bwd2)(s, (size_t)b, j, jhi - j < FG_VL ? jhi - j : FG_VL, G, m1, m2,
+                           s->rstd[(size_t)b * 3 + 1]);
+    }
+}
+
+/* The backward step's LayerNorm fields: once per call (off = -1, and the sums of this
+ * thread's units [jlo, jhi) zeroed), then per step at row off. */
+FG_AI void FG_FN(ln_bstep)(const int cell, FG_FN(bstep) *s, const fg_backward_args *a, long off,
+                           int jlo, int jhi)
+{
+    const int H = a->H, G = FG_FN(gates)(cell);
+    const size_t GH = (size_t)G * H;
+    if (off < 0) {
+        s->ln_hh = (const FG_T *)a->ln_hh, s->ln_c = (const FG_T *)a->ln_c;
+        s->db_ih = (FG_T *)a->db_ih, s->db_hh = (FG_T *)a->db;
+        s->dln_ih = (FG_T *)a->dln_ih, s->dln_hh = (FG_T *)a->dln_hh;
+        s->dln_c = (FG_T *)a->dln_c, s->dln_cb = (FG_T *)a->dln_cb;
+        s->part_h = (FG_T *)a->part, s->part_c = (FG_T *)a->part + (size_t)2 * a->B * H;
+        s->nb = (H + FG_VL - 1) / FG_VL;
+        const size_t n = (size_t)(jhi - jlo) * sizeof(FG_T);
+        for (int g = 0; g < G; g++) {
+            memset(s->db_ih + (size_t)g * H + jlo, 0, n);
+            memset(s->dln_ih + (size_t)g * H + jlo, 0, n);
+            memset(s->dln_hh + (size_t)g * H + jlo, 0, n);
+        }
+        if (cell == FG_LNLSTM) {
+            memset(s->dln_c + jlo, 0, n);
+            memset(s->dln_cb + jlo, 0, n);
+        }
+        return;
+    }
+    s->xn = (const FG_T *)a->xn + (size_t)off * GH, s->hn = (const FG_T *)a->hn + (size_t)off * GH;
+    s->cn = a->cn ? (const FG_T *)a->cn + (size_t)off * H : NULL;
+    s->rstd = (const FG_T *)a->rstd + (size_t)off * 3;
+    s->dax = (FG_T *)a->dax + (size_t)off * GH;
+}
+
+/* After BPTT: dax -> dL/d(x_t w_ih^T) through the input LN, row by row (rows split among
+ * the threads), after a barrier (every thread's units of dax are written). */
+FG_AI void FG_FN(ln_input_bwd)(const int cell, const fg_backward_args *a, size_t R, int tid, int nth)
+{
+    const int GH = FG_FN(gates)(cell) * a->H;
+    const size_t r0 = R * tid / nth, r1 = R * (tid + 1) / nth;
+    FG_T *dax = (FG_T *)a->dax;
+    const FG_T *xn = (const FG_T *)a->xn, *rs = (const FG_T *)a->rstd;
+#pragma omp barrier
+    for (size_t r = r0; r < r1; r++)
+        FG_FN(ln_row_bwd)(dax + r * GH, GH, (const FG_T *)a->ln_ih, xn + r * GH, rs[r * 3]);
+}
+
 /* One forward step of Bt rows for this thread's units; the caller ends it with a barrier. */
 FG_AI void FG_FN(fwd_step)(const int cell, const FG_FN(fstep) *s, int Bt, const FG_T *P,
                            int tid, int nth)
@@ -127,6 +296,14 @@ FG_AI void FG_FN(fwd_step)(const int cell, const FG_FN(fstep) *s, int Bt, const 
 #pragma omp barrier
         FG_FN(fwd_group)(cell, 1, s, Bt, s->ex, P, u0, u1);
     }
+    if (FG_FN(is_ln)(cell))
+        FG_FN(ln_fwd_phases)(cell, s, Bt, u0, u1);
+}
+
+/* bias[c .. c+m-1], or zeros without a bias (the LayerNorm cells add theirs after the LN). */
+FG_AI FG_V FG_FN(ldb)(const FG_T *bias, size_t c, int m)
+{
+    return bias ? FG_FN(ldn)(bias + c, m) : (FG_V){0};
 }
 
 /* The input projection of R rows for this thread's blocks:
@@ -134,7 +311,7 @@ FG_AI void FG_FN(fwd_step)(const int cell, const FG_FN(fstep) *s, int Bt, const 
  *   pre[r, :] = w_ih^T[tok[r], :] + bias                                  (token ids)
  * with the packed w_ih (FG_PACK_IH).  The sum over d runs in one order (no split into
  * partial sums), whatever the number of rows: a step of B rows (fg_step) computes
- * exactly what the sequence forward computes for the same rows. */
+ * exactly what the sequence forward computes for the same rows.  bias may be NULL. */
 FG_AI void FG_FN(project)(const int cell, int R, int D, int H, const FG_T *x, const long long *tok,
                           const FG_T *Pi, const FG_T *wT, const FG_T *bias, FG_T *pre, int u0, int u1)
 {
@@ -151,7 +328,7 @@ FG_AI void FG_FN(project)(const int cell, int R, int D, int H, const FG_T *x, co
                         const int m = n - v * FG_VL < FG_VL ? n - v * FG_VL : FG_VL;
                         const size_t c = (size_t)g * H + j0 + (size_t)v * FG_VL;
                         FG_FN(stn)(pre + (size_t)r * GH + c, m, FG_FN(ldn)(wT + (size_t)tok[r] * GH + c, m)
-                                                                  + FG_FN(ldn)(bias + c, m));
+                                                                  + FG_FN(ldb)(bias, c, m));
                     }
             continue;
         }
@@ -165,7 +342,7 @@ FG_AI void FG_FN(project)(const int cell, int R, int D, int H, const FG_T *x, co
                         const int m = n - v * FG_VL < FG_VL ? n - v * FG_VL : FG_VL;
                         const size_t c = (size_t)g * H + j0 + (size_t)v * FG_VL;
                         const FG_V sum = FG_FN(ld)(acc + (size_t)r * nv * FG_VL + (size_t)(g * UV + v) * FG_VL);
-                        FG_FN(stn)(pre + (size_t)(b0 + r) * GH + c, m, sum + FG_FN(ldn)(bias + c, m));
+                        FG_FN(stn)(pre + (size_t)(b0 + r) * GH + c, m, sum + FG_FN(ldb)(bias, c, m));
                     }
         }
     }
@@ -175,7 +352,7 @@ FG_AI void FG_FN(forward_cell)(const int cell, const fg_forward_args *a, int tid
 {
     const int T = a->T, B = a->B, H = a->H;
     const size_t GH = (size_t)FG_FN(gates)(cell) * H;
-    FG_FN(fstep) s;
+    FG_FN(fstep) s = {0};
     s.H = H, s.GH = GH, s.keep = a->keep, s.b_hn = (const FG_T *)a->b_hn;
     FG_T *hout = (FG_T *)a->hout, *cout = (FG_T *)a->cout;
     if (a->x || a->tok) {
@@ -187,7 +364,12 @@ FG_AI void FG_FN(forward_cell)(const int cell, const fg_forward_args *a, int tid
         for (int t = 0; t < T; t++)
             R += a->batch ? a->batch[t] : B;
         FG_FN(project)(cell, R, a->D, H, (const FG_T *)a->x, a->tok, (const FG_T *)a->Pi,
-                       (const FG_T *)a->wT, (const FG_T *)a->bias, (FG_T *)a->pre, u0, u1);
+                       (const FG_T *)a->wT, FG_FN(is_ln)(cell) ? NULL : (const FG_T *)a->bias,
+                       (FG_T *)a->pre, u0, u1);
+    }
+    if (FG_FN(is_ln)(cell)) {
+        FG_FN(ln_input)(cell, a, tid, nth);
+        FG_FN(ln_fstep)(cell, &s, a, -1);
     }
     size_t off = 0, off_prev = 0;   /* first row of steps t and t-1 (packed layout) */
     for (int t = 0; t < T; off_prev = off, off += a->batch ? a->batch[t] : B, t++) {
@@ -196,12 +378,14 @@ FG_AI void FG_FN(forward_cell)(const int cell, const fg_forward_args *a, int tid
         s.h = hout + off * H;
         s.pre = (FG_T *)a->pre + off * GH;
         s.ex = (FG_T *)a->extra + (a->extra_step ? off * H : 0);
-        if (cell == FG_LSTM) {
+        if (FG_FN(has_c)(cell)) {
             /* in place (inference): c_{t-1} and c_t share one (B, H) state */
             s.cp = a->c_in_place || !t ? (const FG_T *)a->c0 : cout + off_prev * H;
             s.c = a->c_in_place ? cout : cout + off * H;
             s.tc = a->tc ? (FG_T *)a->tc + off * H : NULL;
         }
+        if (FG_FN(is_ln)(cell))
+            FG_FN(ln_fstep)(cell, &s, a, (long)off);
         FG_FN(fwd_step)(cell, &s, Bt, (const FG_T *)a->P, tid, nth);
 #pragma omp barrier
     }
@@ -218,15 +402,18 @@ FG_AI void FG_FN(backward_cell)(const int cell, const fg_backward_args *a, int t
     FG_FN(my_blocks)(np, tid, nth, &p0, &p1);
     const int jlo = p0 * NP, jhi = p1 * NP < H ? p1 * NP : H;
     const FG_T *P = (const FG_T *)a->P;
-    FG_FN(bstep) s;
+    FG_FN(bstep) s = {0};
     s.H = H, s.GH = GH, s.dh = (FG_T *)a->dh, s.dc = (FG_T *)a->dc;
     FG_T acc[FG_MRMAX * FG_NVMAX * FG_VL] __attribute__((aligned(64)));
     FG_T *db = (FG_T *)a->db, *dbn = (FG_T *)a->dbn;
     size_t off = 0;
     for (int t = 0; t < T; t++)
         off += a->batch ? a->batch[t] : B;
+    const size_t N = off;
     for (int g = 0; g < G; g++)
         memset(db + (size_t)g * H + jlo, 0, (size_t)(jhi - jlo) * sizeof(FG_T));
+    if (FG_FN(is_ln)(cell))
+        FG_FN(ln_bstep)(cell, &s, a, -1, jlo, jhi);
     if (dbn)
         memset(dbn + jlo, 0, (size_t)(jhi - jlo) * sizeof(FG_T));
 
@@ -245,17 +432,22 @@ FG_AI void FG_FN(backward_cell)(const int cell, const fg_backward_args *a, int t
         s.dG = (FG_T *)a->dG + off * GH;
         s.dnx = a->dnx ? (FG_T *)a->dnx + off * H : NULL;
 
-        /* phase A: gate gradients of this thread's units */
-        for (int b = 0; b < Bt; b++)
-            for (int j = jlo; j < jhi; j += FG_VL)
-                FG_FN(bwd_vec)(cell, &s, (size_t)b, j, jhi - j < FG_VL ? jhi - j : FG_VL);
+        /* phase A: gate gradients of this thread's units (the LayerNorm cells: their phases) */
+        if (FG_FN(is_ln)(cell)) {
+            FG_FN(ln_bstep)(cell, &s, a, (long)off, jlo, jhi);
+            FG_FN(ln_bwd_phases)(cell, &s, Bt, jlo, jhi);
+        } else {
+            for (int b = 0; b < Bt; b++)
+                for (int j = jlo; j < jhi; j += FG_VL)
+                    FG_FN(bwd_vec)(cell, &s, (size_t)b, j, jhi - j < FG_VL ? jhi - j : FG_VL);
+        }
 #pragma omp barrier
         /* phase B: dL/dh_{t-1} (+)= dG_t W_hh for this thread's units, panels of up to 4
          * strips; gru rb first needs d(r h) = dn W_hn and then dr (phase B1) */
         for (int phase = cell == FG_GRU_RB ? 0 : 1; phase < 2; phase++) {
             const int K = phase == 0 ? H : cell == FG_GRU_RB ? 2 * H : (int)GH;
             const size_t k0 = phase == 0 ? 2 * (size_t)H : 0;
-            const int beta = cell == FG_GRU_LBR || cell == FG_GRU_RB;
+            const int beta = cell == FG_GRU_LBR || cell == FG_GRU_RB || cell == FG_LNGRU;
             for (int j0 = jlo; j0 < jhi; j0 += NP) {
                 const int n = jhi - j0 < NP ? jhi - j0 : NP;
                 const int nv = (n + FG_VL - 1) / FG_VL, MR = FG_FN(mr_for)(nv);
@@ -280,8 +472,8 @@ FG_AI void FG_FN(backward_cell)(const int cell, const fg_backward_args *a, int t
             }
         }
         /* the bias gradients: this step's dG of this thread's units, now final, summed
-         * in a fixed order (t = T-1 .. 0, then rows) */
-        for (int g = 0; g < G; g++)
+         * in a fixed order (t = T-1 .. 0, then rows); the LayerNorm cells' in phase B1 */
+        for (int g = 0; g < (FG_FN(is_ln)(cell) ? 0 : G); g++)
             for (int j = jlo; j < jhi; j += FG_VL) {
                 const int m = jhi - j < FG_VL ? jhi - j : FG_VL;
                 FG_T *o = db + (size_t)g * H + j;
@@ -299,6 +491,8 @@ FG_AI void FG_FN(backward_cell)(const int cell, const fg_backward_args *a, int t
                 FG_FN(stn)(dbn + j, m, sum);
             }
     }
+    if (FG_FN(is_ln)(cell))
+        FG_FN(ln_input_bwd)(cell, a, N, tid, nth);
 }
 
 /* One time step of B rows through L stacked layers (fg_step, see fastgates.h): per layer,
@@ -384,6 +578,8 @@ FG_AI void FG_FN(generate_cell)(const int cell, const fg_generate_args *a, int t
     case FG_RNN_RELU: fn(FG_RNN_RELU, __VA_ARGS__); break;                               \
     case FG_GRU_LBR: fn(FG_GRU_LBR, __VA_ARGS__); break;                                 \
     case FG_GRU_RB: fn(FG_GRU_RB, __VA_ARGS__); break;                                   \
+    case FG_LNLSTM: fn(FG_LNLSTM, __VA_ARGS__); break;                                   \
+    case FG_LNGRU: fn(FG_LNGRU, __VA_ARGS__); break;                                     \
     default: fn(FG_LSTM, __VA_ARGS__); break;                                            \
     }
 
@@ -402,12 +598,16 @@ static void FG_FN(backward_thread)(const fg_backward_args *a, int tid, int nth)
 static void FG_FN(generate_thread)(const fg_generate_args *a, int tid, int nth)
 {
     const int cell = a->cell;
+    if (FG_FN(is_ln)(cell))     /* no LayerNorm cells here yet: the Python side refuses them */
+        return;
     FG_CELL_SWITCH(FG_FN(generate_cell), a, tid, nth)
 }
 
 static void FG_FN(step_thread)(const fg_step_args *a, int tid, int nth)
 {
     const int cell = a->cell;
+    if (FG_FN(is_ln)(cell))     /* no LayerNorm cells here yet: the Python side refuses them */
+        return;
     FG_CELL_SWITCH(FG_FN(step_cell), a, tid, nth)
 }
 
