@@ -155,6 +155,13 @@ cdef extern from "fastgates.h" nogil:
         fg_next_token next
         void *ctx
         long long *slot
+        const void **ln_ih
+        const void **ln_hh
+        const void **ln_c
+        const void **ln_cb
+        const void **b_rec
+        void *hn
+        void *part
     void fg_generate_f32(const fg_generate_args *a)
     void fg_generate_f64(const fg_generate_args *a)
 
@@ -210,8 +217,9 @@ def sample(int cell, list layers, floating[:, ::1] fc_w, floating[::1] fc_b,
     ----------
     cell : int
         The kernel code of the cell (``CELL_CODES``; rnn with tanh, gru lbr or rb, lstm).
-    layers : list of (w_ih, w_hh, b_ih, b_hh)
-        # IN  PyTorch layout, C-contiguous, the dtype of fc_w
+    layers : list of (w_ih, w_hh, b_ih, b_hh[, extra])
+        # IN  PyTorch layout, C-contiguous, the dtype of fc_w; ``extra``: the LayerNorm
+        # cells' other parameters by stem (ln_ih_weight, ln_hh_weight[, ln_c_weight, ln_c_bias])
     fc_w, fc_b : (V, H), (V,)
     embedding : (V, E) or None (one-hot input: layer 0's w_ih is (G·H, V))
     h_state, c_state : (L, H)
@@ -226,19 +234,26 @@ def sample(int cell, list layers, floating[:, ::1] fc_w, floating[::1] fc_b,
         kernel's (fastgates._fast); the results do not depend on it
     """
     cdef int L = len(layers), V = fc_w.shape[0], H = fc_w.shape[1], k
-    if cell in LN_CELLS:
-        raise NotImplementedError("the compiled sampler does not run the LayerNorm cells; "
-                                  "fastgates.lm.generation falls back to sample_numpy")
     dtype = np.float32 if floating is float else np.float64
     # per layer: packed w_hh, combined bias (lbr keeps b_hn apart), pointers
     packed, biases = [], []
     d_in = np.empty(L, np.intc)
     ptrs = np.zeros((4, L), np.uintp)       # P, w_ih, bias, b_hn (0 = NULL)
     cdef int G = layers[0][1].shape[0] // H
+    cdef bint ln = cell in LN_CELLS
+    lnptrs = np.zeros((5, L), np.uintp)     # ln_ih, ln_hh, ln_c, ln_cb, b_rec (LayerNorm cells)
     for k in range(L):
-        w_ih, w_hh, b_ih, b_hh = layers[k]
+        w_ih, w_hh, b_ih, b_hh = layers[k][:4]
         P = _packed(cell, np.ascontiguousarray(w_hh), H, FG_PACK_HH, n_threads, fc_b[0])
-        bias = b_ih + b_hh
+        bias = b_ih.copy() if ln else b_ih + b_hh    # LayerNorm: b_hh acts after the LN
+        if ln:
+            ext = layers[k][4]
+            for i, arr in enumerate((ext["ln_ih_weight"], ext["ln_hh_weight"],
+                                     ext.get("ln_c_weight"), ext.get("ln_c_bias"), b_hh)):
+                if arr is not None:
+                    arr = np.ascontiguousarray(arr, dtype)
+                    packed.append(arr)          # kept alive until the call returns
+                    lnptrs[i, k] = arr.ctypes.data
         if cell == FG_GRU_LBR:
             bias[2 * H:] = b_ih[2 * H:]    # b_hn acts inside r * (...)
         if k == 0 and embedding is None:
@@ -252,9 +267,11 @@ def sample(int cell, list layers, floating[:, ::1] fc_w, floating[::1] fc_b,
         ptrs[3, k] = b_hh[2 * H:].ctypes.data if cell == FG_GRU_LBR else 0
     hbuf = np.zeros((2, L, H), dtype)
     hbuf[0] = h_state
-    cbuf = np.array(c_state, dtype) if cell == FG_LSTM else None
+    cbuf = np.array(c_state, dtype) if cell == FG_LSTM or cell == FG_LNLSTM else None
     pre = np.empty((L, G * H), dtype)
     extra = np.empty((L, H), dtype)
+    hn = np.empty(G * H, dtype)
+    part = np.empty(4 * H, dtype)
     logits = np.empty(V, dtype)
     pd = np.empty(V, np.float64)
     scratch = np.empty(V, np.float64)
@@ -274,7 +291,9 @@ def sample(int cell, list layers, floating[:, ::1] fc_w, floating[::1] fc_b,
     cdef long long slot = 0
     cdef const int[::1] dv = d_in
     cdef const size_t[:, ::1] pv = ptrs
+    cdef const size_t[:, ::1] lv = lnptrs
     cdef fg_generate_args a
+    memset(&a, 0, sizeof(a))
     a.cell, a.L, a.H, a.n_threads = cell, L, H, n_threads
     a.max_steps = prefix.shape[0] + out.shape[0]
     a.first = prefix[0]
@@ -291,6 +310,11 @@ def sample(int cell, list layers, floating[:, ::1] fc_w, floating[::1] fc_b,
     a.next = _next_token
     a.ctx = &d
     a.slot = &slot
+    if ln:
+        a.ln_ih, a.ln_hh = <const void **>&lv[0, 0], <const void **>&lv[1, 0]
+        a.ln_c, a.ln_cb = <const void **>&lv[2, 0], <const void **>&lv[3, 0]
+        a.b_rec = <const void **>&lv[4, 0]
+        a.hn, a.part = <void *><size_t>hn.ctypes.data, <void *><size_t>part.ctypes.data
     with nogil:
         if floating is float:
             fg_generate_f32(&a)

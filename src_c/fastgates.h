@@ -177,6 +177,15 @@ typedef struct {
     fg_next_token next;
     void *ctx;
     long long *slot;            /* shared cell through which thread 0 hands out tok_{s+1}   */
+    /* The LayerNorm cells (see fg_forward_args): bias[k] is b_ih, added after the LN of
+     * the input projection; per layer [L] the gains and b_hh; NULL entries otherwise.     */
+    const void *const *ln_ih;   /* [L] (G*H,)                                               */
+    const void *const *ln_hh;   /* [L] (G*H,)                                               */
+    const void *const *ln_c;    /* [L] (H,) lnlstm                                          */
+    const void *const *ln_cb;   /* [L] (H,) lnlstm                                          */
+    const void *const *b_rec;   /* [L] (G*H,) b_hh                                          */
+    void *hn;                   /* scratch (G*H)                                            */
+    void *part;                 /* scratch (2, H, 2)                                        */
 } fg_generate_args;
 
 void fg_generate_f32(const fg_generate_args *a);

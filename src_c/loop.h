@@ -535,8 +535,13 @@ FG_AI void FG_FN(generate_cell)(const int cell, const fg_generate_args *a, int t
     const int jlo = u0 * NU, jhi = u1 * NU < H ? u1 * NU : H;
     FG_T *hb = (FG_T *)a->h, *c = (FG_T *)a->c;
     long long tok = a->first;
-    FG_FN(fstep) s;
+    FG_FN(fstep) s = {0};
     s.H = H, s.GH = GH, s.keep = 0, s.tc = NULL;
+    const int ln = FG_FN(is_ln)(cell);
+    if (ln) {       /* the LayerNorm cells: one row, scratch for its product and partials */
+        s.hn = (FG_T *)a->hn, s.part_h = (FG_T *)a->part, s.part_c = (FG_T *)a->part + 2 * (size_t)H;
+        s.nb = (H + FG_VL - 1) / FG_VL;
+    }
 
     for (int st = 0; st < a->max_steps; st++) {
         FG_T *hold = hb + (size_t)(st & 1) * LH, *hnew = hb + (size_t)((st + 1) & 1) * LH;
@@ -550,9 +555,18 @@ FG_AI void FG_FN(generate_cell)(const int cell, const fg_generate_args *a, int t
             for (int g = 0; g < G; g++)
                 for (int j = jlo; j < jhi; j++) {
                     const size_t row = (size_t)g * H + j;
-                    pre[row] = x ? FG_FN(dot)(w + row * D, x, D) + bias[row]
-                                 : w[(size_t)tok * GH + row] + bias[row];
+                    const FG_T b = ln ? (FG_T)0 : bias[row];   /* LayerNorm: after the LN */
+                    pre[row] = x ? FG_FN(dot)(w + row * D, x, D) + b : w[(size_t)tok * GH + row] + b;
                 }
+            if (ln) {
+                /* the row's LN needs every thread's units: thread 0 normalises it */
+#pragma omp barrier
+                if (tid == 0)
+                    FG_FN(ln_row_fwd)(pre, (int)GH, (const FG_T *)a->ln_ih[k], bias, NULL, NULL);
+#pragma omp barrier
+                s.ln_hh = (const FG_T *)a->ln_hh[k], s.b_rec = (const FG_T *)a->b_rec[k];
+                s.ln_c = (const FG_T *)a->ln_c[k], s.ln_cb = (const FG_T *)a->ln_cb[k];
+            }
             s.hp = hold + (size_t)k * H, s.h = hnew + (size_t)k * H, s.pre = pre;
             s.cp = s.c = c ? c + (size_t)k * H : NULL;   /* in place: each unit read, then written by its owner */
             s.ex = (FG_T *)a->extra + (size_t)k * H;
@@ -598,8 +612,6 @@ static void FG_FN(backward_thread)(const fg_backward_args *a, int tid, int nth)
 static void FG_FN(generate_thread)(const fg_generate_args *a, int tid, int nth)
 {
     const int cell = a->cell;
-    if (FG_FN(is_ln)(cell))     /* no LayerNorm cells here yet: the Python side refuses them */
-        return;
     FG_CELL_SWITCH(FG_FN(generate_cell), a, tid, nth)
 }
 
