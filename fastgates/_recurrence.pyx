@@ -447,7 +447,7 @@ cdef object _forward(f, bint training, int nt, packed, floating dummy):
         a.ln_ih, a.ln_hh = vptr(lnp["ln_ih_weight"]), vptr(lnp["ln_hh_weight"])
         a.ln_c, a.ln_cb = vptr(lnp.get("ln_c_weight")), vptr(lnp.get("ln_c_bias"))
         a.b_rec = vptr(f.b_hh)
-        part = _empty((2, B, H, 2), dtype)
+        part = _empty((3, B, H, 2), dtype)
         a.part = vptr(part)
 
     cdef const floating *xp = NULL if tokens else <floating *>vptr(x)
@@ -713,7 +713,7 @@ cdef object _backward(cache, b, int nt, floating dummy):
                                     vptr(lnp.get("ln_c_weight")))
         a.xn, a.hn, a.cn, a.rstd = vptr(sv["xn"]), vptr(sv["hn"]), vptr(sv.get("cn")), vptr(sv["rstd"])
         dax = _empty((rows, GH), dtype)
-        part = _empty((2, B, H, 2), dtype)
+        part = _empty((3, B, H, 2), dtype)
         a.dax, a.part = vptr(dax), vptr(part)
         dparams = {"ln_ih_weight": np.zeros(GH, dtype), "ln_hh_weight": np.zeros(GH, dtype)}
         if lstm:

@@ -271,7 +271,7 @@ def sample(int cell, list layers, floating[:, ::1] fc_w, floating[::1] fc_b,
     pre = np.empty((L, G * H), dtype)
     extra = np.empty((L, H), dtype)
     hn = np.empty(G * H, dtype)
-    part = np.empty(4 * H, dtype)
+    part = np.empty(6 * H, dtype)
     logits = np.empty(V, dtype)
     pd = np.empty(V, np.float64)
     scratch = np.empty(V, np.float64)

@@ -70,9 +70,9 @@ typedef struct {
     const void *wT;     /* (D, G*H) w_ih^T for tok                                             */
     const void *bias;   /* (G*H,) b_ih + b_hh (gru lbr: gate n without b_hn; LayerNorm: b_ih) */
     /* The LayerNorm cells (FG_LNLSTM, FG_LNGRU; see src_c/layernorm.h).  The projection
-     * leaves x w_ih^T without biases in pre (or pre holds it); the call normalises every
-     * row and makes pre = ln_ih * xhat + bias before the time loop.  The recurrent side
-     * adds b_rec after its LN.  With extra_step = 0, hn and cn are one (B, .) scratch.    */
+     * leaves x w_ih^T without biases in pre (or pre holds it); each step normalises its
+     * rows and adds ln_ih * xhat + bias; the recurrent side adds b_rec after its LN.  With
+     * extra_step = 0, hn is one (B, G*H) scratch (inference: xn, cn, rstd NULL).         */
     const void *ln_ih;  /* IN  (G*H,) gamma_ih                                             */
     const void *ln_hh;  /* IN  (G*H,) gamma_hh                                             */
     const void *ln_c;   /* IN  (H,) lnlstm gamma_c                                         */
@@ -82,7 +82,7 @@ typedef struct {
     void *hn;           /* OUT (T, B, G*H) hhat = LN(h_{t-1} w_hh^T), or (B, G*H) scratch      */
     void *cn;           /* OUT (T, B, H) lnlstm chat = LN(c_t), or (B, H) scratch              */
     void *rstd;         /* OUT (T, B, 3) 1/sqrt(var + eps) of the rows x, h, c, or NULL        */
-    void *part;         /* scratch (2, B, H, 2): block partials of the shared rows             */
+    void *part;         /* scratch (3, B, H, 2): block partials of the shared rows             */
 } fg_forward_args;
 
 typedef struct {
@@ -117,7 +117,7 @@ typedef struct {
     void *dln_hh;       /* OUT (G*H,) dL/dgamma_hh                                             */
     void *dln_c;        /* OUT (H,) lnlstm dL/dgamma_c                                         */
     void *dln_cb;       /* OUT (H,) lnlstm dL/dbeta_c                                          */
-    void *part;         /* scratch (2, B, H, 2)                                                */
+    void *part;         /* scratch (3, B, H, 2)                                                */
 } fg_backward_args;
 
 /* One time step of B rows through L stacked layers (a unidirectional stack, inference):
@@ -185,7 +185,7 @@ typedef struct {
     const void *const *ln_cb;   /* [L] (H,) lnlstm                                          */
     const void *const *b_rec;   /* [L] (G*H,) b_hh                                          */
     void *hn;                   /* scratch (G*H)                                            */
-    void *part;                 /* scratch (2, H, 2)                                        */
+    void *part;                 /* scratch (3, H, 2)                                        */
 } fg_generate_args;
 
 void fg_generate_f32(const fg_generate_args *a);

@@ -26,14 +26,18 @@ typedef struct {                                                                
     FG_T *ex;           /* OUT gru lbr: h W_hn^T + b_hn; gru rb: r * h_{t-1}  (Bt, H)   */  \
     const FG_T *b_hn;   /* IN  gru lbr (H,)                                             */  \
     int keep;           /* training: keep the post-activation gates (and lbr's ex)      */  \
-    /* LayerNorm cells (layernorm.h, cells/ln*.h), else unused                          */  \
+    /* LayerNorm cells (layernorm.h, cells/ln*.h; pre: x W_ih^T without biases)         */  \
+    const FG_T *ln_ih;  /* IN  gamma_ih (G*H,)                                          */  \
+    const FG_T *b_ih;   /* IN  b_ih (G*H,), added after the input LN                    */  \
     const FG_T *ln_hh;  /* IN  gamma_hh (G*H,)                                          */  \
     const FG_T *ln_c;   /* IN  lnlstm gamma_c (H,)                                      */  \
     const FG_T *ln_cb;  /* IN  lnlstm beta_c (H,)                                       */  \
     const FG_T *b_rec;  /* IN  b_hh (G*H,), added after the recurrent LN                */  \
+    FG_T *xn;           /* OUT xhat (Bt, G*H), or NULL                                  */  \
     FG_T *hn;           /* OUT the raw product h W_hh^T, then (keep) hhat (Bt, G*H)     */  \
     FG_T *cn;           /* OUT lnlstm chat = LN(c_t) (Bt, H), or NULL                   */  \
     FG_T *rstd;         /* OUT (Bt, 3) 1/sqrt(var + eps) of the rows x, h, c, or NULL   */  \
+    FG_T *part_x;       /* scratch (Bt, nb, 2) block partials of the input rows         */  \
     FG_T *part_h;       /* scratch (Bt, nb, 2) block partials of the recurrent rows     */  \
     FG_T *part_c;       /* scratch (Bt, nb, 2) block partials of c_t (lnlstm)           */  \
     int nb;             /* blocks of VL units per row                                   */  \
@@ -53,15 +57,17 @@ typedef struct {                                                                
     FG_T *dh;           /* IN  dL/dh_t; OUT the direct part of dL/dh_{t-1} (gru)  (Bt, H) */ \
     FG_T *dc;           /* IN  dL/dc_t; OUT dL/dc_{t-1} (lstm)  (Bt, H)                 */  \
     /* LayerNorm cells (layernorm.h, cells/ln*.h), else unused                          */  \
+    const FG_T *ln_ih;  /* IN  gamma_ih (G*H,)                                          */  \
     const FG_T *ln_hh;  /* IN  gamma_hh (G*H,)                                          */  \
     const FG_T *ln_c;   /* IN  lnlstm gamma_c (H,)                                      */  \
     const FG_T *xn;     /* IN  xhat (Bt, G*H)                                           */  \
     const FG_T *hn;     /* IN  hhat (Bt, G*H)                                           */  \
     const FG_T *cn;     /* IN  lnlstm chat (Bt, H)                                      */  \
     const FG_T *rstd;   /* IN  (Bt, 3) the rows' 1/sqrt(var + eps): x, h, c             */  \
-    FG_T *dax;          /* OUT dL/d(input-side pre-activation incl. b_ih) (Bt, G*H)     */  \
+    FG_T *dax;          /* OUT dL/d(gamma_ih xhat + b_ih), then dL/d(x W_ih^T) (Bt, G*H) */  \
     FG_T *db_ih, *db_hh, *dln_ih, *dln_hh;  /* IN/OUT (G*H,) sums over (step, row)      */  \
     FG_T *dln_c, *dln_cb;                   /* IN/OUT (H,) lnlstm sums                  */  \
+    FG_T *part_x;       /* scratch (Bt, nb, 2) block partials of the input rows         */  \
     FG_T *part_h;       /* scratch (Bt, nb, 2) block partials of the recurrent rows     */  \
     FG_T *part_c;       /* scratch (Bt, nb, 2) block partials of LN(c_t)'s backward     */  \
     int nb;             /* blocks of VL units per row                                   */  \

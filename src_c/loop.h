@@ -126,36 +126,40 @@ FG_AI void FG_FN(fwd_group)(const int cell, const int second, const FG_FN(fstep)
 
 /* The LayerNorm phases (FG_LNLSTM, FG_LNGRU): optional phases of the loops below, run only
  * for the LayerNorm cells.  They normalise rows whose units are spread over the threads
- * (the recurrent product, the LSTM's c_t) with one reduction per row and phase: each block
- * of VL units leaves its partial sums in part_h / part_c (layernorm.h), one barrier, then
- * every thread combines the partials of every row in block order -- the same blocks and
- * the same order for any thread count.  Whole rows (the input projection before the time
- * loop, its gradient after BPTT) are split among the threads by rows, one thread a row.
- *   forward step   phase 1 (in fwd_group: the product, ln_fwd1) | barrier | phase 2: the
- *                  gates (lnlstm: c_t and its partials) | lnlstm: barrier | phase 3: h_t
+ * (the input projection and the recurrent product of a step, the LSTM's c_t) with one
+ * reduction per row and phase: each block of VL units leaves its partial sums in
+ * part_x / part_h / part_c (layernorm.h), one barrier, then every thread combines the
+ * partials of every row in block order -- the same blocks and the same order for any
+ * thread count.  The input projection enters the loop without biases (pre); its LN rides
+ * on the recurrent side's reduction, so it adds no pass over the sequence and no barrier.
+ *   forward step   phase 1 (in fwd_group: the product, ln_fwd1: both sides' partials) |
+ *                  barrier | phase 2: the gates (lnlstm: c_t and its partials) |
+ *                  lnlstm: barrier | phase 3: h_t
  *   backward step  lnlstm: phase B0 (LN(c_t)'s partials) | barrier | phase B1: the gate
- *                  gradients, parameter sums, the recurrent row's partials | barrier |
- *                  phase B2: dG through the recurrent LN; then the loop's barrier and
- *                  dh = dG W_hh as for every cell */
+ *                  gradients, parameter sums, both sides' partials | barrier | phase B2:
+ *                  dG and dax through their LNs; then the loop's barrier and dh = dG W_hh
+ *                  as for every cell */
 
 /* Forward phases 2 and 3 for this thread's blocks [u0, u1), after phase 1. */
 FG_AI void FG_FN(ln_fwd_phases)(const int cell, const FG_FN(fstep) *s, int Bt, int u0, int u1)
 {
     const int H = s->H, nb = s->nb, G = FG_FN(gates)(cell), nl = H - (nb - 1) * FG_VL;
     const int writer = u0 == 0 && u1 > 0;     /* the owner of block 0 stores the row's rstd */
+    const FG_T n = (FG_T)(G * FG_VL), n_last = (FG_T)(G * nl);
 #pragma omp barrier
     for (int b = 0; b < Bt; b++) {
-        FG_T mean, rstd;
-        FG_FN(ln_stats)(s->part_h + (size_t)b * 2 * nb, nb, (FG_T)(G * FG_VL), (FG_T)(G * nl),
-                        &mean, &rstd);
+        FG_T st[4];                            /* mean_x, rstd_x, mean_h, rstd_h */
+        const size_t row = (size_t)b * 2 * nb;
+        FG_FN(ln_stats)(s->part_x + row, nb, n, n_last, &st[0], &st[1]);
+        FG_FN(ln_stats)(s->part_h + row, nb, n, n_last, &st[2], &st[3]);
         if (s->rstd && writer)
-            s->rstd[(size_t)b * 3 + 1] = rstd;
+            s->rstd[(size_t)b * 3] = st[1], s->rstd[(size_t)b * 3 + 1] = st[3];
         for (int u = u0; u < u1; u++) {
             const int j = u * FG_VL, m = H - j < FG_VL ? H - j : FG_VL;
             if (cell == FG_LNLSTM)
-                FG_FN(lnlstm_fwd2)(s, (size_t)b, j, m, mean, rstd);
+                FG_FN(lnlstm_fwd2)(s, (size_t)b, j, m, st);
             else
-                FG_FN(lngru_fwd2)(s, (size_t)b, j, m, mean, rstd);
+                FG_FN(lngru_fwd2)(s, (size_t)b, j, m, st);
         }
     }
     if (cell != FG_LNLSTM)
@@ -173,35 +177,20 @@ FG_AI void FG_FN(ln_fwd_phases)(const int cell, const FG_FN(fstep) *s, int Bt, i
     }
 }
 
-/* The input side of R rows before the time loop: pre = gamma_ih * LN(pre) + b_ih, row by
- * row (rows split among the threads), keeping xhat and rstd_x in training.  Barriers
- * before (the projection wrote every thread's units) and after (the loop reads them). */
-FG_AI void FG_FN(ln_input)(const int cell, const fg_forward_args *a, int tid, int nth)
-{
-    const int GH = FG_FN(gates)(cell) * a->H;
-    size_t R = 0;
-    for (int t = 0; t < a->T; t++)
-        R += a->batch ? a->batch[t] : a->B;
-    const size_t r0 = R * tid / nth, r1 = R * (tid + 1) / nth;
-    FG_T *pre = (FG_T *)a->pre, *xn = (FG_T *)a->xn, *rs = (FG_T *)a->rstd;
-#pragma omp barrier
-    for (size_t r = r0; r < r1; r++)
-        FG_FN(ln_row_fwd)(pre + r * GH, GH, (const FG_T *)a->ln_ih, (const FG_T *)a->bias,
-                          xn ? xn + r * GH : NULL, rs ? rs + r * 3 : NULL);
-#pragma omp barrier
-}
-
-/* The forward step's LayerNorm fields: once per call (off = -1), then per step at row off. */
+/* The forward step's LayerNorm fields: once per call (off = -1), then per step at row off.
+ * part: scratch (3, B, H, 2); hn per step (extra_step) or one (B, G*H) scratch. */
 FG_AI void FG_FN(ln_fstep)(const int cell, FG_FN(fstep) *s, const fg_forward_args *a, long off)
 {
-    const size_t GH = (size_t)FG_FN(gates)(cell) * a->H;
+    const size_t GH = (size_t)FG_FN(gates)(cell) * a->H, BH2 = (size_t)2 * a->B * a->H;
     if (off < 0) {
+        s->ln_ih = (const FG_T *)a->ln_ih, s->b_ih = (const FG_T *)a->bias;
         s->ln_hh = (const FG_T *)a->ln_hh, s->ln_c = (const FG_T *)a->ln_c;
         s->ln_cb = (const FG_T *)a->ln_cb, s->b_rec = (const FG_T *)a->b_rec;
-        s->part_h = (FG_T *)a->part, s->part_c = (FG_T *)a->part + (size_t)2 * a->B * a->H;
+        s->part_x = (FG_T *)a->part, s->part_h = s->part_x + BH2, s->part_c = s->part_h + BH2;
         s->nb = (a->H + FG_VL - 1) / FG_VL;
         return;
     }
+    s->xn = a->xn ? (FG_T *)a->xn + (size_t)off * GH : NULL;
     s->hn = (FG_T *)a->hn + (a->extra_step ? (size_t)off * GH : 0);
     s->cn = a->cn ? (FG_T *)a->cn + (size_t)off * a->H : NULL;
     s->rstd = a->rstd ? (FG_T *)a->rstd + (size_t)off * 3 : NULL;
@@ -230,11 +219,13 @@ FG_AI void FG_FN(ln_bwd_phases)(const int cell, const FG_FN(bstep) *s, int Bt, i
     }
 #pragma omp barrier
     for (int b = 0; b < Bt; b++) {
-        FG_T m1, m2;
-        FG_FN(ln_sums)(s->part_h + (size_t)b * 2 * nb, nb, (FG_T)s->GH, &m1, &m2);
+        FG_T st[6];             /* means of g, g*xhat and rstd: input side, recurrent side */
+        const size_t row = (size_t)b * 2 * nb;
+        FG_FN(ln_sums)(s->part_x + row, nb, (FG_T)s->GH, &st[0], &st[1]);
+        FG_FN(ln_sums)(s->part_h + row, nb, (FG_T)s->GH, &st[3], &st[4]);
+        st[2] = s->rstd[(size_t)b * 3], st[5] = s->rstd[(size_t)b * 3 + 1];
         for (int j = jlo; j < jhi; j += FG_VL)
-            FG_FN(ln_bwd2)(s, (size_t)b, j, jhi - j < FG_VL ? jhi - j : FG_VL, G, m1, m2,
-                           s->rstd[(size_t)b * 3 + 1]);
+            FG_FN(ln_bwd2)(s, (size_t)b, j, jhi - j < FG_VL ? jhi - j : FG_VL, G, st);
     }
 }
 
@@ -244,13 +235,14 @@ FG_AI void FG_FN(ln_bstep)(const int cell, FG_FN(bstep) *s, const fg_backward_ar
                            int jlo, int jhi)
 {
     const int H = a->H, G = FG_FN(gates)(cell);
-    const size_t GH = (size_t)G * H;
+    const size_t GH = (size_t)G * H, BH2 = (size_t)2 * a->B * H;
     if (off < 0) {
-        s->ln_hh = (const FG_T *)a->ln_hh, s->ln_c = (const FG_T *)a->ln_c;
+        s->ln_ih = (const FG_T *)a->ln_ih, s->ln_hh = (const FG_T *)a->ln_hh;
+        s->ln_c = (const FG_T *)a->ln_c;
         s->db_ih = (FG_T *)a->db_ih, s->db_hh = (FG_T *)a->db;
         s->dln_ih = (FG_T *)a->dln_ih, s->dln_hh = (FG_T *)a->dln_hh;
         s->dln_c = (FG_T *)a->dln_c, s->dln_cb = (FG_T *)a->dln_cb;
-        s->part_h = (FG_T *)a->part, s->part_c = (FG_T *)a->part + (size_t)2 * a->B * H;
+        s->part_x = (FG_T *)a->part, s->part_h = s->part_x + BH2, s->part_c = s->part_h + BH2;
         s->nb = (H + FG_VL - 1) / FG_VL;
         const size_t n = (size_t)(jhi - jlo) * sizeof(FG_T);
         for (int g = 0; g < G; g++) {
@@ -268,19 +260,6 @@ FG_AI void FG_FN(ln_bstep)(const int cell, FG_FN(bstep) *s, const fg_backward_ar
     s->cn = a->cn ? (const FG_T *)a->cn + (size_t)off * H : NULL;
     s->rstd = (const FG_T *)a->rstd + (size_t)off * 3;
     s->dax = (FG_T *)a->dax + (size_t)off * GH;
-}
-
-/* After BPTT: dax -> dL/d(x_t w_ih^T) through the input LN, row by row (rows split among
- * the threads), after a barrier (every thread's units of dax are written). */
-FG_AI void FG_FN(ln_input_bwd)(const int cell, const fg_backward_args *a, size_t R, int tid, int nth)
-{
-    const int GH = FG_FN(gates)(cell) * a->H;
-    const size_t r0 = R * tid / nth, r1 = R * (tid + 1) / nth;
-    FG_T *dax = (FG_T *)a->dax;
-    const FG_T *xn = (const FG_T *)a->xn, *rs = (const FG_T *)a->rstd;
-#pragma omp barrier
-    for (size_t r = r0; r < r1; r++)
-        FG_FN(ln_row_bwd)(dax + r * GH, GH, (const FG_T *)a->ln_ih, xn + r * GH, rs[r * 3]);
 }
 
 /* One forward step of Bt rows for this thread's units; the caller ends it with a barrier. */
@@ -367,10 +346,8 @@ FG_AI void FG_FN(forward_cell)(const int cell, const fg_forward_args *a, int tid
                        (const FG_T *)a->wT, FG_FN(is_ln)(cell) ? NULL : (const FG_T *)a->bias,
                        (FG_T *)a->pre, u0, u1);
     }
-    if (FG_FN(is_ln)(cell)) {
-        FG_FN(ln_input)(cell, a, tid, nth);
+    if (FG_FN(is_ln)(cell))
         FG_FN(ln_fstep)(cell, &s, a, -1);
-    }
     size_t off = 0, off_prev = 0;   /* first row of steps t and t-1 (packed layout) */
     for (int t = 0; t < T; off_prev = off, off += a->batch ? a->batch[t] : B, t++) {
         const int Bt = a->batch ? a->batch[t] : B;
@@ -409,7 +386,6 @@ FG_AI void FG_FN(backward_cell)(const int cell, const fg_backward_args *a, int t
     size_t off = 0;
     for (int t = 0; t < T; t++)
         off += a->batch ? a->batch[t] : B;
-    const size_t N = off;
     for (int g = 0; g < G; g++)
         memset(db + (size_t)g * H + jlo, 0, (size_t)(jhi - jlo) * sizeof(FG_T));
     if (FG_FN(is_ln)(cell))
@@ -491,8 +467,6 @@ FG_AI void FG_FN(backward_cell)(const int cell, const fg_backward_args *a, int t
                 FG_FN(stn)(dbn + j, m, sum);
             }
     }
-    if (FG_FN(is_ln)(cell))
-        FG_FN(ln_input_bwd)(cell, a, N, tid, nth);
 }
 
 /* One time step of B rows through L stacked layers (fg_step, see fastgates.h): per layer,
@@ -539,7 +513,8 @@ FG_AI void FG_FN(generate_cell)(const int cell, const fg_generate_args *a, int t
     s.H = H, s.GH = GH, s.keep = 0, s.tc = NULL;
     const int ln = FG_FN(is_ln)(cell);
     if (ln) {       /* the LayerNorm cells: one row, scratch for its product and partials */
-        s.hn = (FG_T *)a->hn, s.part_h = (FG_T *)a->part, s.part_c = (FG_T *)a->part + 2 * (size_t)H;
+        s.hn = (FG_T *)a->hn, s.part_x = (FG_T *)a->part;
+        s.part_h = s.part_x + 2 * (size_t)H, s.part_c = s.part_h + 2 * (size_t)H;
         s.nb = (H + FG_VL - 1) / FG_VL;
     }
 
@@ -558,12 +533,8 @@ FG_AI void FG_FN(generate_cell)(const int cell, const fg_generate_args *a, int t
                     const FG_T b = ln ? (FG_T)0 : bias[row];   /* LayerNorm: after the LN */
                     pre[row] = x ? FG_FN(dot)(w + row * D, x, D) + b : w[(size_t)tok * GH + row] + b;
                 }
-            if (ln) {
-                /* the row's LN needs every thread's units: thread 0 normalises it */
-#pragma omp barrier
-                if (tid == 0)
-                    FG_FN(ln_row_fwd)(pre, (int)GH, (const FG_T *)a->ln_ih[k], bias, NULL, NULL);
-#pragma omp barrier
+            if (ln) {       /* pre without biases: the step normalises it (ln_fwd1) */
+                s.ln_ih = (const FG_T *)a->ln_ih[k], s.b_ih = bias;
                 s.ln_hh = (const FG_T *)a->ln_hh[k], s.b_rec = (const FG_T *)a->b_rec[k];
                 s.ln_c = (const FG_T *)a->ln_c[k], s.ln_cb = (const FG_T *)a->ln_cb[k];
             }

@@ -5,34 +5,30 @@
  *   c_t = f * c_{t-1} + i * g              (the state carries c_t itself)
  *   h_t = o * tanh(gamma_c * LN(c_t) + beta_c)    (LN over the H entries)
  * LN and its shared-row reductions: layernorm.h.  The loop (loop.h, the LayerNorm phases)
- * normalises the input side before the time loop (pre = gamma_ih * xhat + b_ih), and runs
- * a step as: phase 1 the product and its partials (ln_fwd1), barrier, phase 2 below,
- * barrier, phase 3 below.  Training keeps the gates, hhat (hn), chat (cn), tanh of the
- * normalised cell state (tc) and the rows' 1/sqrt(var + eps) (rstd: x, h, c).
+ * runs a step as: phase 1 the product and the partials of both projections (ln_fwd1; pre
+ * holds x_t W_ih^T without biases), barrier, phase 2 below, barrier, phase 3 below.
+ * Training keeps the gates, xhat (xn), hhat (hn), chat (cn), tanh of the normalised cell
+ * state (tc) and the rows' 1/sqrt(var + eps) (rstd: x, h, c).
  *
  * Backward (y_c = gamma_c chat + beta_c, t_c = tanh(y_c), dh = dL/dh_t):
  *   dy_c = dh o (1 - t_c^2);  dgamma_c += dy_c chat;  dbeta_c += dy_c;  dchat = dy_c gamma_c
  *   dc   = dc_t + rstd_c (dchat - mean(dchat) - chat mean(dchat chat))      (phase B0, B1)
  *   da_i = dc g i(1-i);  da_f = dc c_{t-1} f(1-f);  da_g = dc i (1-g^2);  da_o = dh t_c o(1-o)
  *   dc_{t-1} = dc f;  db_ih, db_hh += da;  dgamma_ih += da xhat;  dgamma_hh += da hhat
- *   dG = LN backward of gamma_hh da over the 4H entries (ln_bwd2), dh_{t-1} = dG W_hh.
- * The input side's LN backward (dax -> dL/d(x W_ih^T)) runs after the loop, row by row.
+ *   dG, dax = LN backward of gamma_hh da, gamma_ih da over the 4H entries (phase B2,
+ *   ln_bwd2);  dh_{t-1} = dG W_hh.
  */
 
-/* Phase 2: the recurrent row's statistics (mean, rstd) are complete. */
-FG_AI void FG_FN(lnlstm_fwd2)(const FG_FN(fstep) *s, size_t b, int j, int m, FG_T mean, FG_T rstd)
+/* Phase 2: both rows' statistics are complete, st = (mean_x, rstd_x, mean_h, rstd_h). */
+FG_AI void FG_FN(lnlstm_fwd2)(const FG_FN(fstep) *s, size_t b, int j, int m, const FG_T *st)
 {
     const int H = s->H;
-    FG_T *pr = s->pre + b * s->GH + j, *hr = s->hn + b * s->GH + j;
+    FG_T *pr = s->pre + b * s->GH + j;
     const size_t o = b * H + j;
     FG_V a[4];
     for (int g = 0; g < 4; g++) {
         const size_t c = (size_t)g * H;
-        const FG_V xh = (FG_FN(ldn)(hr + c, m) - mean) * rstd;
-        if (s->keep)
-            FG_FN(stn)(hr + c, m, xh);
-        a[g] = FG_FN(ldn)(pr + c, m) + FG_FN(ldn)(s->ln_hh + c + j, m) * xh
-               + FG_FN(ldn)(s->b_rec + c + j, m);
+        a[g] = FG_FN(ln_in)(s, b, c, j, m, st) + FG_FN(ln_rec)(s, b, c, j, m, st);
     }
     const FG_V i = FG_FN(vsigmoid)(a[0]), f = FG_FN(vsigmoid)(a[1]);
     const FG_V g = FG_FN(vtanh)(a[2]), og = FG_FN(vsigmoid)(a[3]);
@@ -84,8 +80,8 @@ FG_AI void FG_FN(lnlstm_bwd0)(const FG_FN(bstep) *s, size_t b, int j, int m)
     FG_FN(ln_acc)(s->dln_c + j, m, dyc * ch);
     FG_FN(ln_acc)(s->dln_cb + j, m, dyc);
     FG_T *pc = s->part_c + (b * s->nb + (size_t)(j / FG_VL)) * 2;
-    pc[0] = FG_FN(hsum)(dch);
-    pc[1] = FG_FN(hsum)(dch * ch);
+    pc[0] = FG_FN(ln_hsum)(dch);
+    pc[1] = FG_FN(ln_hsum)(dch * ch);
 }
 
 /* Phase B1: the means of dchat and dchat*chat over the row are complete (m1, m2). */
@@ -107,21 +103,17 @@ FG_AI void FG_FN(lnlstm_bwd1)(const FG_FN(bstep) *s, size_t b, int j, int m, FG_
     da[1] = dc * FG_FN(ldn)(s->cp + o, m) * (f * ((FG_T)1 - f));
     da[2] = dc * i * ((FG_T)1 - g * g);
     da[3] = dh * tc * (og * ((FG_T)1 - og));
-    FG_V s1 = {0}, s2 = {0};
     for (int k = 0; k < 4; k++) {
         const size_t c = (size_t)k * H;
-        const FG_V hh = FG_FN(ldn)(s->hn + r + c, m), gk = FG_FN(ldn)(s->ln_hh + c + j, m) * da[k];
         FG_FN(stn)(s->dax + r + c, m, da[k]);
         FG_FN(stn)(s->dG + r + c, m, da[k]);
         FG_FN(ln_acc)(s->db_ih + c + j, m, da[k]);
         FG_FN(ln_acc)(s->db_hh + c + j, m, da[k]);
         FG_FN(ln_acc)(s->dln_ih + c + j, m, da[k] * FG_FN(ldn)(s->xn + r + c, m));
-        FG_FN(ln_acc)(s->dln_hh + c + j, m, da[k] * hh);
-        s1 += gk;
-        s2 += gk * hh;
+        FG_FN(ln_acc)(s->dln_hh + c + j, m, da[k] * FG_FN(ldn)(s->hn + r + c, m));
     }
     FG_FN(stn)(s->dc + o, m, dc * f);
-    FG_T *ph = s->part_h + (b * s->nb + (size_t)(j / FG_VL)) * 2;
-    ph[0] = FG_FN(hsum)(s1);
-    ph[1] = FG_FN(hsum)(s2);
+    const size_t blk = (b * s->nb + (size_t)(j / FG_VL)) * 2;
+    FG_FN(ln_bpart)(s, da, s->hn + r, s->ln_hh, j, m, 4, s->part_h + blk);
+    FG_FN(ln_bpart)(s, da, s->xn + r, s->ln_ih, j, m, 4, s->part_x + blk);
 }
