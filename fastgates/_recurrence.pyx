@@ -766,7 +766,7 @@ cdef object _backward(cache, b, int nt, floating dummy):
             _gemm_tn(nt, H, rz, rows, hprev, H, g, GH, whh, H, True)
             if rz < GH:
                 _gemm_tn(nt, H, GH - rz, rows, rh, H, g + rz, GH, whh + <size_t>rz * H, H, True)
-            if not ln:
+            if not ln or cell == FG_LNLSTM:         # the lstm's two biases: one gradient
                 memcpy(bih, bhh, gx * sizeof(floating))
             if gx < GH:
                 memcpy(bih + gx, <floating *>a.dbn, H * sizeof(floating))

@@ -112,7 +112,7 @@ typedef struct {
     const void *cn;     /* IN  (T, B, H) lnlstm                                                */
     const void *rstd;   /* IN  (T, B, 3)                                                       */
     void *dax;          /* OUT (T, B, G*H) dL/d(x_t w_ih^T)                                    */
-    void *db_ih;        /* OUT (G*H,)                                                          */
+    void *db_ih;        /* OUT (G*H,) lngru (lnlstm: db_ih = db)                               */
     void *dln_ih;       /* OUT (G*H,) dL/dgamma_ih                                             */
     void *dln_hh;       /* OUT (G*H,) dL/dgamma_hh                                             */
     void *dln_c;        /* OUT (H,) lnlstm dL/dgamma_c                                         */

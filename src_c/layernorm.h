@@ -62,15 +62,19 @@ FG_AI FG_T FG_FN(ln_rsqrt)(FG_T var)
 FG_AI void FG_FN(ln_part)(const FG_V *v, int k, int m, FG_T *out)
 {
     const FG_V mask = FG_FN(ln_lanes)(m);
-    FG_V s = v[0] * mask;
+    FG_V s = v[0];
     for (int g = 1; g < k; g++)
-        s += v[g] * mask;
+        s += v[g];
+    if (m < FG_VL)
+        s *= mask;
     const FG_T S = FG_FN(ln_hsum)(s), mu = S / (FG_T)(k * m);
     FG_V q = (FG_V){0};
     for (int g = 0; g < k; g++) {
-        const FG_V d = (v[g] - mu) * mask;
+        const FG_V d = v[g] - mu;
         q += d * d;
     }
+    if (m < FG_VL)
+        q *= mask;
     out[0] = S;
     out[1] = FG_FN(ln_hsum)(q);
 }

@@ -246,7 +246,8 @@ FG_AI void FG_FN(ln_bstep)(const int cell, FG_FN(bstep) *s, const fg_backward_ar
         s->nb = (H + FG_VL - 1) / FG_VL;
         const size_t n = (size_t)(jhi - jlo) * sizeof(FG_T);
         for (int g = 0; g < G; g++) {
-            memset(s->db_ih + (size_t)g * H + jlo, 0, n);
+            if (cell == FG_LNGRU)
+                memset(s->db_ih + (size_t)g * H + jlo, 0, n);
             memset(s->dln_ih + (size_t)g * H + jlo, 0, n);
             memset(s->dln_hh + (size_t)g * H + jlo, 0, n);
         }

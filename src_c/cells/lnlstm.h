@@ -14,7 +14,7 @@
  *   dy_c = dh o (1 - t_c^2);  dgamma_c += dy_c chat;  dbeta_c += dy_c;  dchat = dy_c gamma_c
  *   dc   = dc_t + rstd_c (dchat - mean(dchat) - chat mean(dchat chat))      (phase B0, B1)
  *   da_i = dc g i(1-i);  da_f = dc c_{t-1} f(1-f);  da_g = dc i (1-g^2);  da_o = dh t_c o(1-o)
- *   dc_{t-1} = dc f;  db_ih, db_hh += da;  dgamma_ih += da xhat;  dgamma_hh += da hhat
+ *   dc_{t-1} = dc f;  db_hh += da (= db_ih);  dgamma_ih += da xhat;  dgamma_hh += da hhat
  *   dG, dax = LN backward of gamma_hh da, gamma_ih da over the 4H entries (phase B2,
  *   ln_bwd2);  dh_{t-1} = dG W_hh.
  */
@@ -107,8 +107,7 @@ FG_AI void FG_FN(lnlstm_bwd1)(const FG_FN(bstep) *s, size_t b, int j, int m, FG_
         const size_t c = (size_t)k * H;
         FG_FN(stn)(s->dax + r + c, m, da[k]);
         FG_FN(stn)(s->dG + r + c, m, da[k]);
-        FG_FN(ln_acc)(s->db_ih + c + j, m, da[k]);
-        FG_FN(ln_acc)(s->db_hh + c + j, m, da[k]);
+        FG_FN(ln_acc)(s->db_hh + c + j, m, da[k]);      /* = db_ih (the caller copies it) */
         FG_FN(ln_acc)(s->dln_ih + c + j, m, da[k] * FG_FN(ldn)(s->xn + r + c, m));
         FG_FN(ln_acc)(s->dln_hh + c + j, m, da[k] * FG_FN(ldn)(s->hn + r + c, m));
     }
