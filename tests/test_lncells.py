@@ -507,12 +507,19 @@ def test_compiled_sampler_draws_what_the_numpy_sampler_draws(cell, embedding, dt
         assert np.array_equal(got, want), (cell, embedding, dtype, nt)
 
 
-def test_lm_trains_with_layernorm_cells(tmp_path):
+def test_lm_trains_resumes_and_refuses_onnx_export_with_layernorm_cells(tmp_path):
+    from fastgates.lm import onnx_export
     from fastgates.lm.cli import main
+    from fastgates.lm.model import ModelConfig
     text = tmp_path / "t.txt"
     text.write_text("the quick brown fox jumps over the lazy dog. " * 40)
     for cell in LN_CELLS:
-        main(["train", "--text", str(text), "--cell", cell, "--layers", "2", "--hidden", "16",
-              "--epochs", "1", "--batch", "4", "--steps", "10", "--out", str(tmp_path / cell),
-              "--sample-length", "20"])
-        assert (tmp_path / cell / "checkpoint.npz").exists()
+        args = ["train", "--text", str(text), "--cell", cell, "--layers", "2", "--hidden", "16",
+                "--batch", "4", "--steps", "10", "--out", str(tmp_path / cell),
+                "--sample-length", "20"]
+        main(args + ["--epochs", "1"])
+        main(args + ["--epochs", "2", "--resume"])      # the carried (h, c) state comes back
+        log = (tmp_path / cell / "log.csv").read_text().splitlines()
+        assert sum(line.startswith("epoch,") for line in log) == 2
+        with pytest.raises(ValueError, match="ONNX has no operator"):
+            onnx_export._cell_name(ModelConfig(vocab_size=5, cell=cell))
