@@ -517,8 +517,8 @@ def check_forward(cell, x, state, params, *, training=True, lengths=None):
         if a.dtype != dtype:
             _float_dtype(name, a)
             raise TypeError(f"all arrays must share one dtype: w_hh is {dtype}, {name} is {a.dtype}")
-        what = (f"{G}*H biases" if spec.shape == ("G*H",) else
-                f"{spec.stem} ({', '.join(str(d) for d in spec.shape)})")
+        what = (f"{G}*H biases" if spec.shape == ("G*H",) and spec.bias else
+                f"{spec.stem} ({', '.join(map(str, spec.shape))}{',' * (len(spec.shape) == 1)})")
         _check_shape(name, a, shapes[spec.stem], what)
         rest[spec.stem] = _contiguous(a, dtype)
     b_ih, b_hh = rest.pop("bias_ih"), rest.pop("bias_hh")

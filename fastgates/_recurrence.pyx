@@ -34,6 +34,8 @@ cdef extern from "fastgates.h" nogil:
         FG_GRU_LBR
         FG_GRU_RB
         FG_LSTM
+        FG_LNLSTM
+        FG_LNGRU
         FG_ISA_COUNT
         FG_PACK_HH
         FG_PACK_IH
@@ -66,6 +68,16 @@ cdef extern from "fastgates.h" nogil:
         void *m
         size_t m_step
         const void *peep
+        const void *ln_ih
+        const void *ln_hh
+        const void *ln_c
+        const void *ln_cb
+        const void *b_rec
+        void *xn
+        void *hn
+        void *cn
+        void *rstd
+        void *part
     ctypedef struct fg_step_args:
         int cell, L, B, H, n_threads
         const int *d_in
@@ -108,6 +120,20 @@ cdef extern from "fastgates.h" nogil:
         void *dm
         const void *peep
         void *dpeep
+        const void *ln_ih
+        const void *ln_hh
+        const void *ln_c
+        const void *xn
+        const void *hn
+        const void *cn
+        const void *rstd
+        void *dax
+        void *db_ih
+        void *dln_ih
+        void *dln_hh
+        void *dln_c
+        void *dln_cb
+        void *part
     size_t fg_packed_size(int cell, int H, int K, int which, int f64)
     void fg_pack_f32(int cell, const float *w, int H, int K, int which, float *P, int n_threads)
     void fg_pack_f64(int cell, const double *w, int H, int K, int which, double *P, int n_threads)
@@ -136,7 +162,14 @@ cdef extern from "fastgates.h" nogil:
 DEF CHUNK_ROWS = 1024
 
 CELL_CODES = {("rnn", "tanh"): FG_RNN_TANH, ("rnn", "relu"): FG_RNN_RELU,
-              ("gru", "lbr"): FG_GRU_LBR, ("gru", "rb"): FG_GRU_RB, ("lstm", ""): FG_LSTM}
+              ("gru", "lbr"): FG_GRU_LBR, ("gru", "rb"): FG_GRU_RB, ("lstm", ""): FG_LSTM,
+              ("lnlstm", ""): FG_LNLSTM, ("lngru", ""): FG_LNGRU}
+
+# The LayerNorm cells (src_c/layernorm.h): their parameters beyond the four reach the core
+# by stem (Forward.params), what their backward needs beyond the common fields travels in
+# Cache.saved: xn (x-hat of the input projection), hn (h-hat of the recurrent product),
+# cn (lnlstm: c-hat), rstd (T, B, 3) the rows' 1/sqrt(var + eps) for x, h, c.
+LN_CELLS = (FG_LNLSTM, FG_LNGRU)
 
 
 def max_threads():
@@ -405,7 +438,9 @@ cdef object _forward(f, bint training, int nt, packed, floating dummy):
     cdef int R = proj or H                     # width of h: P with a projection
     cdef int cell = CELL_CODES[f.cell, f.variant]
     dtype = f.dtype
-    cdef bint lstm = cell == FG_LSTM, gru = cell == FG_GRU_LBR or cell == FG_GRU_RB
+    cdef bint ln = cell == FG_LNLSTM or cell == FG_LNGRU
+    cdef bint lstm = cell == FG_LSTM or cell == FG_LNLSTM
+    cdef bint gru = cell == FG_GRU_LBR or cell == FG_GRU_RB or cell == FG_LNGRU
     cdef bint rnn = cell == FG_RNN_TANH or cell == FG_RNN_RELU
     cdef bint tokens = f.tokens
     pk = f.packing
@@ -418,7 +453,7 @@ cdef object _forward(f, bint training, int nt, packed, floating dummy):
         P, Pi, w_ihT, bias = packed.P, packed.Pi, packed.wT, packed.bias
         Pr = packed.Pr
     else:
-        bias = f.b_ih + f.b_hh
+        bias = f.b_ih if ln else f.b_ih + f.b_hh      # LayerNorm: b_hh acts after the LN
         if cell == FG_GRU_LBR:
             bias[2 * H:] = f.b_ih[2 * H:]      # b_hn acts inside r * (...)
         w_ihT = np.ascontiguousarray(f.w_ih.T) if tokens else None
@@ -459,6 +494,14 @@ cdef object _forward(f, bint training, int nt, packed, floating dummy):
     a.proj = proj
     a.Pr = <floating *>vptr(Pr)
     a.peep = <floating *>vptr(w_peep)
+    lnp = extra_params
+    part = None
+    if ln:
+        a.ln_ih, a.ln_hh = vptr(lnp["ln_ih_weight"]), vptr(lnp["ln_hh_weight"])
+        a.ln_c, a.ln_cb = vptr(lnp.get("ln_c_weight")), vptr(lnp.get("ln_c_bias"))
+        a.b_rec = vptr(f.b_hh)
+        part = _empty((3, B, H, 2), dtype)
+        a.part = vptr(part)
 
     cdef const floating *xp = NULL if tokens else <floating *>vptr(x)
     cdef const long long *tp = <const long long *>vptr(x) if tokens else NULL
@@ -480,6 +523,14 @@ cdef object _forward(f, bint training, int nt, packed, floating dummy):
             a.m_step = 1
         if gru:
             extra = _empty((rows, H), dtype)
+        saved = None
+        if ln:
+            saved = {"xn": _empty((rows, GH), dtype), "hn": _empty((rows, GH), dtype),
+                     "rstd": (_empty if lstm else _zeros)((rows, 3), dtype)}   # lngru: no c
+            if lstm:
+                saved["cn"] = _empty((rows, H), dtype)
+            a.xn, a.hn = vptr(saved["xn"]), vptr(saved["hn"])
+            a.cn, a.rstd = vptr(saved.get("cn")), vptr(saved["rstd"])
         a.T = Tk
         a.pre = <floating *>vptr(gates)
         a.h0 = <floating *>vptr(hs)
@@ -509,6 +560,8 @@ cdef object _forward(f, bint training, int nt, packed, floating dummy):
                 extra = extra.reshape(T, B, H)
             if proj:
                 ms = ms.reshape(T, B, H)
+            if saved:
+                saved = {k: v.reshape((T, B) + v.shape[1:]) for k, v in saved.items()}
             y, h_n, c_n = _copy(hs[1:]), hs[T].copy(), (cs[T].copy() if lstm else None)
         cache = Cache(cell=f.cell, variant=f.variant, dtype=dtype, tokens=tokens, D=D,
                       x=x if ragged else _copy(x),     # the gathered x is already private
@@ -516,8 +569,10 @@ cdef object _forward(f, bint training, int nt, packed, floating dummy):
                       hs=hs, gates=None if rnn else gates,
                       extra=extra, cs=cs, tc=tc, lengths=f.lengths, packing=pk,
                       params={k: v.copy() for k, v in extra_params.items()} or None,
-                      saved={"m": ms} if proj else None)
+                      saved=dict(saved or {}, **({"m": ms} if proj else {})) or None)
         return y, h_n, c_n, cache
+    hn = _empty((B, GH), dtype) if ln else None     # inference: one step's scratch
+    a.hn = vptr(hn)
     return _infer(f, a, x, h0, c0, nt, dummy)
 
 
@@ -529,7 +584,8 @@ cdef object _infer(f, fg_forward_args a, x, h0, c0, int nt, floating dummy):
     cdef int cell = a.cell
     cdef int R = a.proj or H                  # width of h
     dtype = f.dtype
-    cdef bint lstm = cell == FG_LSTM, gru = cell == FG_GRU_LBR or cell == FG_GRU_RB
+    cdef bint lstm = cell == FG_LSTM or cell == FG_LNLSTM
+    cdef bint gru = cell == FG_GRU_LBR or cell == FG_GRU_RB or cell == FG_LNGRU
     cdef bint rnn = cell == FG_RNN_TANH or cell == FG_RNN_RELU
     pk = f.packing
     cdef bint ragged = pk is not None
@@ -678,7 +734,8 @@ cdef object _backward(cache, b, int nt, floating dummy):
     cdef int T = b.T, B = b.B, D = b.D, H = b.H, G = b.G
     cdef int GH = G * H, rows = T * B, Tk = T
     cdef int cell = CELL_CODES[cache.cell, cache.variant]
-    cdef bint lstm = cell == FG_LSTM
+    cdef bint ln = cell == FG_LNLSTM or cell == FG_LNGRU
+    cdef bint lstm = cell == FG_LSTM or cell == FG_LNLSTM
     dtype = cache.dtype
     pk = cache.packing
     cdef bint ragged = pk is not None
@@ -719,9 +776,25 @@ cdef object _backward(cache, b, int nt, floating dummy):
     a.dnx = <floating *>vptr(dnx)
     a.dh = <floating *>vptr(dh)
     a.dc = <floating *>vptr(dc)
+    dparams = {}
+    dax = part = None
+    if ln:
+        # the LayerNorm cells: gamma gradients summed in the loop, the input side's
+        # gradient (through its LN) in dax, which stands in for dG below
+        lnp, sv = cache.params, cache.saved
+        a.ln_ih, a.ln_hh, a.ln_c = (vptr(lnp["ln_ih_weight"]), vptr(lnp["ln_hh_weight"]),
+                                    vptr(lnp.get("ln_c_weight")))
+        a.xn, a.hn, a.cn, a.rstd = vptr(sv["xn"]), vptr(sv["hn"]), vptr(sv.get("cn")), vptr(sv["rstd"])
+        dax = _empty((rows, GH), dtype)
+        part = _empty((3, B, H, 2), dtype)
+        a.dax, a.part = vptr(dax), vptr(part)
+        dparams = {"ln_ih_weight": np.zeros(GH, dtype), "ln_hh_weight": np.zeros(GH, dtype)}
+        if lstm:
+            dparams["ln_c_weight"], dparams["ln_c_bias"] = np.zeros(H, dtype), np.zeros(H, dtype)
+        a.dln_ih, a.dln_hh = vptr(dparams["ln_ih_weight"]), vptr(dparams["ln_hh_weight"])
+        a.dln_c, a.dln_cb = vptr(dparams.get("ln_c_weight")), vptr(dparams.get("ln_c_bias"))
 
     new = _empty if rows > 0 else _zeros        # every entry is written below when T*B > 0
-    dparams = {}
     dhs = dm = Pr = None
     if proj:        # dW_hr = sum_t dh_t^T m_t after the loop, from the dh_t the loop keeps
         Pr = _packed(cell, w_hr, H, FG_PACK_HR_BWD, nt, dummy)
@@ -749,6 +822,7 @@ cdef object _backward(cache, b, int nt, floating dummy):
         dx_out = _zeros((T, B, D), dtype) if ragged else dx.reshape(T, B, D)
 
     cdef floating *g = <floating *>vptr(dG)
+    cdef floating *gi = <floating *>vptr(dax) if ln else g    # the input side's gradient
     cdef floating *gn = <floating *>vptr(dnx)
     cdef floating *hprev = <floating *>vptr(hprev_rows)
     cdef floating *rh = <floating *>vptr(cache.extra)
@@ -773,6 +847,7 @@ cdef object _backward(cache, b, int nt, floating dummy):
     dbn = _empty(H, dtype) if cell == FG_GRU_LBR else None
     a.db = bhh
     a.dbn = <floating *>vptr(dbn)
+    a.db_ih = bih if ln else NULL
     if rows > 0:
         with nogil:
             _run_backward(&a, dummy)
@@ -783,20 +858,21 @@ cdef object _backward(cache, b, int nt, floating dummy):
                 _gemm_tn(nt, R, H, rows, dhsp, R, msp, H, dwhr, H, False)
             if rz < GH:
                 _gemm_tn(nt, H, GH - rz, rows, rh, H, g + rz, GH, whh + <size_t>rz * H, H, True)
-            memcpy(bih, bhh, gx * sizeof(floating))
+            if not ln or cell == FG_LNLSTM:         # the lstm's two biases: one gradient
+                memcpy(bih, bhh, gx * sizeof(floating))
             if gx < GH:
                 memcpy(bih + gx, <floating *>a.dbn, H * sizeof(floating))
             if tp == NULL:
                 # dw_ih = dGx^T x ;  dx = dGx w_ih
-                gemm_split(nt, True, False, gx, D, rows, <floating>1, g, GH, xp, D, <floating>0, wih, D)
-                gemm_split(nt, False, False, rows, D, gx, <floating>1, g, GH, w_ih, D, <floating>0, dxp, D)
+                gemm_split(nt, True, False, gx, D, rows, <floating>1, gi, GH, xp, D, <floating>0, wih, D)
+                gemm_split(nt, False, False, rows, D, gx, <floating>1, gi, GH, w_ih, D, <floating>0, dxp, D)
                 if gx < GH:
                     gemm_split(nt, True, False, H, D, rows, <floating>1, gn, H, xp, D, <floating>0,
                                wih + <size_t>gx * D, D)
                     gemm_split(nt, False, False, rows, D, H, <floating>1, gn, H, w_ih + <size_t>gx * D, D,
                                <floating>1, dxp, D)
             else:
-                _scatter_rows(nt, rows, gx, tp, g, GH, wihT, GH)
+                _scatter_rows(nt, rows, gx, tp, gi, GH, wihT, GH)
                 if gx < GH:
                     _scatter_rows(nt, rows, H, tp, gn, H, wihT + gx, GH)
             if ragged and dxp != NULL:
@@ -896,7 +972,11 @@ cdef class PackedLayer:
 def pack_layer(int cell, w_ih, w_hh, b_ih, b_hh, int nt, w_hr=None, w_peep=None):
     """A :class:`PackedLayer` from validated, C-contiguous weights of one dtype
     (w_ih (G*H, D), w_hh (G*H, R), b_ih, b_hh (G*H,); lstm: w_hr (P, H) and w_peep (3, H)
-    or None)."""
+    or None).
+    Not for the LayerNorm cells."""
+    if cell in LN_CELLS:
+        raise NotImplementedError("packed layers and the streaming step do not run the "
+                                  "LayerNorm cells yet; use cell_forward(..., training=False)")
     if w_hh.dtype == np.float32:
         return _pack_layer(cell, w_ih, w_hh, b_ih, b_hh, nt, w_hr, w_peep, <float>0)
     return _pack_layer(cell, w_ih, w_hh, b_ih, b_hh, nt, w_hr, w_peep, <double>0)

@@ -159,6 +159,13 @@ cdef extern from "fastgates.h" nogil:
         const void **Pr
         const void **peep
         void *m
+        const void **ln_ih
+        const void **ln_hh
+        const void **ln_c
+        const void **ln_cb
+        const void **b_rec
+        void *hn
+        void *part
     void fg_generate_f32(const fg_generate_args *a)
     void fg_generate_f64(const fg_generate_args *a)
 
@@ -214,9 +221,11 @@ def sample(int cell, list layers, floating[:, ::1] fc_w, floating[::1] fc_b,
     ----------
     cell : int
         The kernel code of the cell (``CELL_CODES``; rnn with tanh, gru lbr or rb, lstm).
-    layers : list of (w_ih, w_hh, b_ih, b_hh) or, lstm, (w_ih, w_hh, b_ih, b_hh, w_hr, w_peep)
-        # IN  PyTorch layout, C-contiguous, the dtype of fc_w; w_hr (P, H) and w_peep (3, H)
-        # may be None (every layer alike).  With w_hr, h is P wide (R = P), else R = H.
+    layers : list of (w_ih, w_hh, b_ih, b_hh, extra)
+        # IN  PyTorch layout, C-contiguous, the dtype of fc_w; ``extra``: the cell's other
+        # parameters by stem (every layer alike): the LSTM's weight_hr (P, H) and
+        # weight_peep (3, H), the LayerNorm cells' ln_ih_weight, ln_hh_weight[, ln_c_weight,
+        # ln_c_bias].  With weight_hr, h is P wide (R = P), else R = H.
     fc_w, fc_b : (V, R), (V,)
     embedding : (V, E) or None (one-hot input: layer 0's w_ih is (G·H, V))
     h_state, c_state : (L, R), (L, H)
@@ -231,27 +240,40 @@ def sample(int cell, list layers, floating[:, ::1] fc_w, floating[::1] fc_b,
         kernel's (fastgates._fast); the results do not depend on it
     """
     cdef int L = len(layers), V = fc_w.shape[0], R = fc_w.shape[1], k
-    cdef int G = 4 if cell == FG_LSTM else 3 if cell == FG_GRU_LBR or cell == FG_GRU_RB else 1
+    cdef int G = 4 if cell == FG_LSTM or cell == FG_LNLSTM else (
+        3 if cell == FG_GRU_LBR or cell == FG_GRU_RB or cell == FG_LNGRU else 1)
     cdef int H = layers[0][1].shape[0] // G
     dtype = np.float32 if floating is float else np.float64
     # per layer: packed w_hh, combined bias (lbr keeps b_hn apart), pointers
     packed, biases = [], []
     d_in = np.empty(L, np.intc)
     ptrs = np.zeros((6, L), np.uintp)       # P, w_ih, bias, b_hn, Pr, peep (0 = NULL)
-    cdef bint proj = len(layers[0]) > 4 and layers[0][4] is not None
-    cdef bint peep = len(layers[0]) > 5 and layers[0][5] is not None
+    ext0 = layers[0][4] if len(layers[0]) > 4 else {}
+    cdef bint proj = ext0.get("weight_hr") is not None
+    cdef bint peep = ext0.get("weight_peep") is not None
+    cdef bint ln = cell in LN_CELLS
+    lnptrs = np.zeros((5, L), np.uintp)     # ln_ih, ln_hh, ln_c, ln_cb, b_rec (LayerNorm cells)
     for k in range(L):
         w_ih, w_hh, b_ih, b_hh = layers[k][:4]
+        ext = layers[k][4] if len(layers[k]) > 4 else {}
         P = _packed(cell, np.ascontiguousarray(w_hh), H, FG_PACK_HH, n_threads, fc_b[0])
         if proj:
-            Pr = _packed(cell, np.ascontiguousarray(layers[k][4]), H, FG_PACK_HR, n_threads, fc_b[0])
+            Pr = _packed(cell, np.ascontiguousarray(ext["weight_hr"]), H, FG_PACK_HR, n_threads,
+                         fc_b[0])
             packed.append(Pr)
             ptrs[4, k] = Pr.ctypes.data
         if peep:
-            w_peep = np.ascontiguousarray(layers[k][5], dtype=dtype)
+            w_peep = np.ascontiguousarray(ext["weight_peep"], dtype=dtype)
             packed.append(w_peep)
             ptrs[5, k] = w_peep.ctypes.data
-        bias = b_ih + b_hh
+        bias = b_ih.copy() if ln else b_ih + b_hh    # LayerNorm: b_hh acts after the LN
+        if ln:
+            for i, arr in enumerate((ext["ln_ih_weight"], ext["ln_hh_weight"],
+                                     ext.get("ln_c_weight"), ext.get("ln_c_bias"), b_hh)):
+                if arr is not None:
+                    arr = np.ascontiguousarray(arr, dtype)
+                    packed.append(arr)          # kept alive until the call returns
+                    lnptrs[i, k] = arr.ctypes.data
         if cell == FG_GRU_LBR:
             bias[2 * H:] = b_ih[2 * H:]    # b_hn acts inside r * (...)
         if k == 0 and embedding is None:
@@ -265,10 +287,12 @@ def sample(int cell, list layers, floating[:, ::1] fc_w, floating[::1] fc_b,
         ptrs[3, k] = b_hh[2 * H:].ctypes.data if cell == FG_GRU_LBR else 0
     hbuf = np.zeros((2, L, R), dtype)
     hbuf[0] = h_state
-    cbuf = np.array(c_state, dtype) if cell == FG_LSTM else None
+    cbuf = np.array(c_state, dtype) if cell == FG_LSTM or cell == FG_LNLSTM else None
     pre = np.empty((L, G * H), dtype)
     extra = np.empty((L, H), dtype)
     mbuf = np.empty(H, dtype)
+    hn = np.empty(G * H, dtype)
+    part = np.empty(6 * H, dtype)
     logits = np.empty(V, dtype)
     pd = np.empty(V, np.float64)
     scratch = np.empty(V, np.float64)
@@ -288,6 +312,7 @@ def sample(int cell, list layers, floating[:, ::1] fc_w, floating[::1] fc_b,
     cdef long long slot = 0
     cdef const int[::1] dv = d_in
     cdef const size_t[:, ::1] pv = ptrs
+    cdef const size_t[:, ::1] lv = lnptrs
     cdef fg_generate_args a
     memset(&a, 0, sizeof(a))
     a.cell, a.L, a.H, a.n_threads = cell, L, H, n_threads
@@ -310,6 +335,11 @@ def sample(int cell, list layers, floating[:, ::1] fc_w, floating[::1] fc_b,
     a.Pr = <const void **>&pv[4, 0] if proj else NULL
     a.peep = <const void **>&pv[5, 0] if peep else NULL
     a.m = <void *><size_t>mbuf.ctypes.data
+    if ln:
+        a.ln_ih, a.ln_hh = <const void **>&lv[0, 0], <const void **>&lv[1, 0]
+        a.ln_c, a.ln_cb = <const void **>&lv[2, 0], <const void **>&lv[3, 0]
+        a.b_rec = <const void **>&lv[4, 0]
+        a.hn, a.part = <void *><size_t>hn.ctypes.data, <void *><size_t>part.ctypes.data
     with nogil:
         if floating is float:
             fg_generate_f32(&a)

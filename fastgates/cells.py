@@ -138,6 +138,10 @@ _W = (Param("weight_ih", ("G*H", "D")), Param("weight_hh", ("G*H", "R")),
       Param("bias_ih", ("G*H",), bias=True), Param("bias_hh", ("G*H",), bias=True))
 _LSTM_EXTRA = (Param("weight_hr", ("R", "H"), when="proj"),
                Param("weight_peep", (3, "H"), when="peephole"))
+# LayerNorm gains of the input and recurrent projections (G*H,), and the LSTM's LayerNorm
+# of c_t (H,): they stay with bias=False (only the two biases go).
+_LN = (Param("ln_ih_weight", ("G*H",), "ones"), Param("ln_hh_weight", ("G*H",), "ones"))
+_LN_C = (Param("ln_c_weight", ("H",), "ones"), Param("ln_c_bias", ("H",), "zeros"))
 
 #: Every cell, by name, in the order tests and reports list them.
 CELLS = {c.name: c for c in (
@@ -153,6 +157,9 @@ CELLS = {c.name: c for c in (
             OnnxLayout("GRU", (1, 0, 2), {"linear_before_reset": 0}), None),
     CellDef("lstm", 4, "lstm", "", ("i", "f", "g", "o"), ("h", "c"), _W + _LSTM_EXTRA, "lstm",
             "LSTM", None, OnnxLayout("LSTM", (0, 3, 1, 2), {}, peep_order=(0, 2, 1)), "LSTM"),
+    CellDef("lnlstm", 5, "lnlstm", "", ("i", "f", "g", "o"), ("h", "c"), _W + _LN + _LN_C,
+            "lnlstm", "LayerNormLSTM"),
+    CellDef("lngru", 6, "lngru", "", ("r", "z", "n"), ("h",), _W + _LN, "lngru", "LayerNormGRU"),
 )}
 
 _BY_KERNEL = {(c.kernel, c.variant): c for c in CELLS.values()}

@@ -32,6 +32,10 @@ Conventions shared with the fast path:
 * Inputs are never modified; returned arrays are freshly allocated and never
   share memory with the cache.  Backward overwrites, it does not accumulate.
 * NaN and Inf propagate to the outputs; floating-point warnings are silenced.
+* The LayerNorm cells (``lnlstm``, ``lngru``) normalise rows over all their G*H gate
+  entries (and the LSTM's c_t over H) with the biased variance and eps = 1e-5 inside
+  the square root, PyTorch's ``nn.LayerNorm``; their steps run through
+  :func:`cell_forward` / :func:`cell_backward`.
 * ``n_threads`` is validated like in the fast path and otherwise ignored.
 """
 
@@ -249,6 +253,115 @@ def _lstm_step_backward(dh, dc, s):
         dparams["weight_peep"] = np.stack([(dai * c_prev).sum(axis=0), (daf * c_prev).sum(axis=0),
                                            (dao * s.c).sum(axis=0)])
     return _StepGrad(da_x=da, da_h=da, dh=da @ s.w_hh, dc=dc_prev, dparams=dparams or None)
+
+
+#: LayerNorm's epsilon, inside the square root (PyTorch's ``nn.LayerNorm`` default).
+LN_EPS = 1e-5
+
+
+def _ln(v):
+    """LN over each row of ``v`` (B, N): (xhat, rstd) with xhat = (v - mean) * rstd,
+    rstd = 1 / sqrt(var + eps), the biased variance; rstd has shape (B,)."""
+    d = v - v.mean(axis=1, keepdims=True)
+    rstd = 1 / np.sqrt((d * d).mean(axis=1, keepdims=True) + v.dtype.type(LN_EPS))
+    return d * rstd, rstd[:, 0]
+
+
+def _ln_backward(d, xhat, rstd, gamma):
+    """dL/dv of ``gamma * LN(v) + beta`` from d = dL/d(output), per row:
+    rstd * (g - mean(g) - xhat * mean(g * xhat)) with g = gamma * d."""
+    g = d * gamma
+    return rstd[:, None] * (g - g.mean(axis=1, keepdims=True)
+                            - xhat * (g * xhat).mean(axis=1, keepdims=True))
+
+
+def _lnlstm_step(xw, h, c, p, cell):
+    """One LayerNorm LSTM step (gates i, f, g, o; each LN over the 4H entries of a row).
+
+    a = ln_ih_weight * LN(x w_ih^T) + b_ih + ln_hh_weight * LN(h w_hh^T) + b_hh
+    i, f, o = sigmoid(a_i, a_f, a_o),  g = tanh(a_g),  c_t = f * c_{t-1} + i * g
+    h_t = o * tanh(ln_c_weight * LN(c_t) + ln_c_bias)       (LN over the H entries)
+    Keeps xhat (xn), hhat (hn), chat (cn) and the rows' rstd (B, 3: x, h, c) in ``saved``.
+    """
+    H = h.shape[1]
+    xn, rx = _ln(xw)
+    hn, rh = _ln(h @ p["weight_hh"].T)
+    a = p["ln_ih_weight"] * xn + p["bias_ih"] + p["ln_hh_weight"] * hn + p["bias_hh"]
+    i, f = _sigmoid(a[:, :H]), _sigmoid(a[:, H:2 * H])
+    g, o = np.tanh(a[:, 2 * H:3 * H]), _sigmoid(a[:, 3 * H:])
+    c_new = f * c + i * g
+    cn, rc = _ln(c_new)
+    tc = np.tanh(p["ln_c_weight"] * cn + p["ln_c_bias"])
+    return _Step(h=o * tc, c=c_new, gates=np.concatenate([i, f, g, o], axis=1), tc=tc,
+                 saved={"xn": xn, "hn": hn, "cn": cn, "rstd": np.stack([rx, rh, rc], axis=1)})
+
+
+def _lnlstm_step_backward(dh, dc, s):
+    """Gradients of one LayerNorm LSTM step (tc = tanh(ln_c_weight * chat + ln_c_bias)).
+
+    dy_c = dh o (1 - tc^2);  dc_t += LN backward of dy_c (gain ln_c_weight);
+    da as in the LSTM;  dL/d(h w_hh^T), dL/d(x w_ih^T) = LN backward of da (gains
+    ln_hh_weight, ln_ih_weight);  the gains' gradients sum da * hhat, da * xhat,
+    dy_c * chat and dy_c over the rows.
+    """
+    H = dh.shape[1]
+    gates, tc, c_prev, p, sv = s.gates, s.tc, s.c_prev, s.p, s.saved
+    i, f, g, o = gates[:, :H], gates[:, H:2 * H], gates[:, 2 * H:3 * H], gates[:, 3 * H:]
+    xn, hn, cn, rs = sv["xn"], sv["hn"], sv["cn"], sv["rstd"]
+    dyc = dh * o * (1 - tc * tc)
+    dc = dc + _ln_backward(dyc, cn, rs[:, 2], p["ln_c_weight"])
+    da = np.concatenate([dc * g * i * (1 - i),
+                         dc * c_prev * f * (1 - f),
+                         dc * i * (1 - g * g),
+                         dh * tc * o * (1 - o)], axis=1)
+    dhw = _ln_backward(da, hn, rs[:, 1], p["ln_hh_weight"])
+    dparams = {"ln_ih_weight": (da * xn).sum(axis=0), "ln_hh_weight": (da * hn).sum(axis=0),
+               "ln_c_weight": (dyc * cn).sum(axis=0), "ln_c_bias": dyc.sum(axis=0)}
+    return _StepGrad(da_x=da, da_h=da, dh=dhw @ s.w_hh, dc=dc * f, dhw=dhw,
+                     dxw=_ln_backward(da, xn, rs[:, 0], p["ln_ih_weight"]), dparams=dparams)
+
+
+def _lngru_step(xw, h, c, p, cell):
+    """One LayerNorm GRU step (gates r, z, n; each LN over the 3H entries of a row).
+
+    u = ln_ih_weight * LN(x w_ih^T) + b_ih,   v = ln_hh_weight * LN(h w_hh^T) + b_hh
+    r = sigmoid(u_r + v_r),  z = sigmoid(u_z + v_z),  n = tanh(u_n + r * v_n)
+    h_t = z * h_{t-1} + (1 - z) * n
+    Keeps v_n (extra), xhat (xn), hhat (hn) and the rows' rstd (B, 3: x, h, 0) in ``saved``.
+    """
+    H = h.shape[1]
+    xn, rx = _ln(xw)
+    hn, rh = _ln(h @ p["weight_hh"].T)
+    u = p["ln_ih_weight"] * xn + p["bias_ih"]
+    v = p["ln_hh_weight"] * hn + p["bias_hh"]
+    r = _sigmoid(u[:, :H] + v[:, :H])
+    z = _sigmoid(u[:, H:2 * H] + v[:, H:2 * H])
+    n = np.tanh(u[:, 2 * H:] + r * v[:, 2 * H:])
+    return _Step(h=z * h + (1 - z) * n, gates=np.concatenate([r, z, n], axis=1),
+                 extra=v[:, 2 * H:],
+                 saved={"xn": xn, "hn": hn, "rstd": np.stack([rx, rh, 0 * rx], axis=1)})
+
+
+def _lngru_step_backward(dh, dc, s):
+    """Gradients of one LayerNorm GRU step.
+
+    dn = dh (1 - z)(1 - n^2),  dz = dh (h_{t-1} - n) z (1 - z),  dr = dn v_n r (1 - r);
+    the input side's du = (dr, dz, dn), the recurrent side's dv = (dr, dz, r dn), each
+    through its LN backward; dh_{t-1} = dh z + dL/d(h w_hh^T) w_hh.
+    """
+    H = dh.shape[1]
+    p, sv, h_prev = s.p, s.saved, s.h_prev
+    r, z, n = s.gates[:, :H], s.gates[:, H:2 * H], s.gates[:, 2 * H:]
+    xn, hn, rs = sv["xn"], sv["hn"], sv["rstd"]
+    dn = dh * (1 - z) * (1 - n * n)
+    dz = dh * (h_prev - n) * z * (1 - z)
+    dr = dn * s.extra * r * (1 - r)
+    du = np.concatenate([dr, dz, dn], axis=1)
+    dv = np.concatenate([dr, dz, r * dn], axis=1)
+    dhw = _ln_backward(dv, hn, rs[:, 1], p["ln_hh_weight"])
+    dparams = {"ln_ih_weight": (du * xn).sum(axis=0), "ln_hh_weight": (dv * hn).sum(axis=0)}
+    return _StepGrad(da_x=du, da_h=dv, dh=dh * z + dhw @ s.w_hh, dhw=dhw,
+                     dxw=_ln_backward(du, xn, rs[:, 0], p["ln_ih_weight"]), dparams=dparams)
 
 
 def _gru_dw_hh(dw_hh, dah, extra, cell):

@@ -14,7 +14,8 @@
  *   dispatch.c  CPU detection, the parallel regions, the public functions below
  *
  * Arrays are row-major and C-contiguous; shapes are given on every field
- * (T steps, B rows, H units, G gates: rnn 1, gru 3 (r, z, n), lstm 4 (i, f, g, o)).
+ * (T steps, B rows, H units, G gates: rnn 1, gru 3 (r, z, n), lstm 4 (i, f, g, o); the
+ * LayerNorm cells lnlstm 4, lngru 3).
  * The caller validates everything first (fastgates/_checks.py) and allocates every
  * array; nothing here allocates except fg_gemm_tn's scratch.
  *
@@ -33,7 +34,8 @@
 
 #include <stddef.h>
 
-enum fg_cell { FG_RNN_TANH = 0, FG_RNN_RELU = 1, FG_GRU_LBR = 2, FG_GRU_RB = 3, FG_LSTM = 4 };
+enum fg_cell { FG_RNN_TANH = 0, FG_RNN_RELU = 1, FG_GRU_LBR = 2, FG_GRU_RB = 3, FG_LSTM = 4,
+               FG_LNLSTM = 5, FG_LNGRU = 6 };
 
 /* What a packed weight matrix is for (fg_pack_*).  FG_PACK_HR / FG_PACK_HR_BWD: the LSTM
  * projection w_hr (P, H) for h = m w_hr^T (forward) and dm = dh w_hr (BPTT). */
@@ -67,7 +69,7 @@ typedef struct {
     const long long *tok; /* IN (T, B) token ids, or NULL                                      */
     const void *Pi;     /* packed w_ih (FG_PACK_IH) for x                                      */
     const void *wT;     /* (D, G*H) w_ih^T for tok                                             */
-    const void *bias;   /* (G*H,) b_ih + b_hh (gru lbr: gate n without b_hn)                   */
+    const void *bias;   /* (G*H,) b_ih + b_hh (gru lbr: gate n without b_hn; LayerNorm: b_ih) */
     /* LSTM variants (zero / NULL: the plain LSTM).  Projection, proj = P in (0, H):
      * m_t = o_t * tanh(c_t), h_t = m_t w_hr^T; h0, hout and the recurrent product are then
      * P wide ((B, P), (T, B, P); P packs w_hh (G*H, P)), c stays (B, H).  Peepholes:
@@ -77,6 +79,20 @@ typedef struct {
     void *m;            /* OUT (T|1, B, H) m_t (proj)                                          */
     size_t m_step;      /* nonzero: one m slice per step (T, B, H); 0: one (B, H) scratch      */
     const void *peep;   /* IN  (3, H) peepholes, rows i, f, o, or NULL                         */
+    /* The LayerNorm cells (FG_LNLSTM, FG_LNGRU; see src_c/layernorm.h).  The projection
+     * leaves x w_ih^T without biases in pre (or pre holds it); each step normalises its
+     * rows and adds ln_ih * xhat + bias; the recurrent side adds b_rec after its LN.  With
+     * extra_step = 0, hn is one (B, G*H) scratch (inference: xn, cn, rstd NULL).         */
+    const void *ln_ih;  /* IN  (G*H,) gamma_ih                                             */
+    const void *ln_hh;  /* IN  (G*H,) gamma_hh                                             */
+    const void *ln_c;   /* IN  (H,) lnlstm gamma_c                                         */
+    const void *ln_cb;  /* IN  (H,) lnlstm beta_c                                          */
+    const void *b_rec;  /* IN  (G*H,) b_hh                                                 */
+    void *xn;           /* OUT (T, B, G*H) xhat = LN(x_t w_ih^T), or NULL                      */
+    void *hn;           /* OUT (T, B, G*H) hhat = LN(h_{t-1} w_hh^T), or (B, G*H) scratch      */
+    void *cn;           /* OUT (T, B, H) lnlstm chat = LN(c_t), or (B, H) scratch              */
+    void *rstd;         /* OUT (T, B, 3) 1/sqrt(var + eps) of the rows x, h, c, or NULL        */
+    void *part;         /* scratch (3, B, H, 2): block partials of the shared rows             */
 } fg_forward_args;
 
 typedef struct {
@@ -105,6 +121,22 @@ typedef struct {
     void *dm;           /* scratch (B, H) (proj)                                               */
     const void *peep;   /* IN  (3, H) peepholes, or NULL                                       */
     void *dpeep;        /* OUT (3, H) their gradient, summed like db (peep)                    */
+    /* The LayerNorm cells (see fg_forward_args).  dG is then dL/d(h_{t-1} w_hh^T), before
+     * the LN, and db = db_hh; dax leaves as dL/d(x_t w_ih^T), before the input LN.         */
+    const void *ln_ih;  /* IN  (G*H,) gamma_ih                                             */
+    const void *ln_hh;  /* IN  (G*H,) gamma_hh                                             */
+    const void *ln_c;   /* IN  (H,) lnlstm gamma_c                                         */
+    const void *xn;     /* IN  (T, B, G*H) as kept by the forward pass                         */
+    const void *hn;     /* IN  (T, B, G*H)                                                     */
+    const void *cn;     /* IN  (T, B, H) lnlstm                                                */
+    const void *rstd;   /* IN  (T, B, 3)                                                       */
+    void *dax;          /* OUT (T, B, G*H) dL/d(x_t w_ih^T)                                    */
+    void *db_ih;        /* OUT (G*H,) lngru (lnlstm: db_ih = db)                               */
+    void *dln_ih;       /* OUT (G*H,) dL/dgamma_ih                                             */
+    void *dln_hh;       /* OUT (G*H,) dL/dgamma_hh                                             */
+    void *dln_c;        /* OUT (H,) lnlstm dL/dgamma_c                                         */
+    void *dln_cb;       /* OUT (H,) lnlstm dL/dbeta_c                                          */
+    void *part;         /* scratch (3, B, H, 2)                                                */
 } fg_backward_args;
 
 /* One time step of B rows through L stacked layers (a unidirectional stack, inference):
@@ -176,6 +208,15 @@ typedef struct {
     const void *const *Pr;      /* [L] w_hr packed FG_PACK_HR                               */
     const void *const *peep;    /* [L] (3, H) or NULL                                       */
     void *m;                    /* scratch (H,) (proj)                                      */
+    /* The LayerNorm cells (see fg_forward_args): bias[k] is b_ih, added after the LN of
+     * the input projection; per layer [L] the gains and b_hh; NULL entries otherwise.     */
+    const void *const *ln_ih;   /* [L] (G*H,)                                               */
+    const void *const *ln_hh;   /* [L] (G*H,)                                               */
+    const void *const *ln_c;    /* [L] (H,) lnlstm                                          */
+    const void *const *ln_cb;   /* [L] (H,) lnlstm                                          */
+    const void *const *b_rec;   /* [L] (G*H,) b_hh                                          */
+    void *hn;                   /* scratch (G*H)                                            */
+    void *part;                 /* scratch (3, H, 2)                                        */
 } fg_generate_args;
 
 void fg_generate_f32(const fg_generate_args *a);

@@ -31,6 +31,21 @@ typedef struct {                                                                
     FG_T *m;            /* OUT lstm projection: m_t = o tanh(c_t) (Bt, H), or NULL      */  \
     const FG_T *Pr;     /* IN  w_hr packed FG_PACK_HR (with m)                          */  \
     const FG_T *peep;   /* IN  lstm peepholes (3, H), rows i, f, o, or NULL             */  \
+    /* LayerNorm cells (layernorm.h, cells/ln*.h; pre: x W_ih^T without biases)         */  \
+    const FG_T *ln_ih;  /* IN  gamma_ih (G*H,)                                          */  \
+    const FG_T *b_ih;   /* IN  b_ih (G*H,), added after the input LN                    */  \
+    const FG_T *ln_hh;  /* IN  gamma_hh (G*H,)                                          */  \
+    const FG_T *ln_c;   /* IN  lnlstm gamma_c (H,)                                      */  \
+    const FG_T *ln_cb;  /* IN  lnlstm beta_c (H,)                                       */  \
+    const FG_T *b_rec;  /* IN  b_hh (G*H,), added after the recurrent LN                */  \
+    FG_T *xn;           /* OUT xhat (Bt, G*H), or NULL                                  */  \
+    FG_T *hn;           /* OUT the raw product h W_hh^T, then (keep) hhat (Bt, G*H)     */  \
+    FG_T *cn;           /* OUT lnlstm chat = LN(c_t) (Bt, H), or NULL                   */  \
+    FG_T *rstd;         /* OUT (Bt, 3) 1/sqrt(var + eps) of the rows x, h, c, or NULL   */  \
+    FG_T *part_x;       /* scratch (Bt, nb, 2) block partials of the input rows         */  \
+    FG_T *part_h;       /* scratch (Bt, nb, 2) block partials of the recurrent rows     */  \
+    FG_T *part_c;       /* scratch (Bt, nb, 2) block partials of c_t (lnlstm)           */  \
+    int nb;             /* blocks of VL units per row                                   */  \
 } FG_FN(fstep);                                                                             \
 typedef struct {                                                                            \
     int H;                                                                                  \
@@ -49,6 +64,21 @@ typedef struct {                                                                
     /* LSTM variants; with a projection dh (and dy) here are dL/dm_t (Bt, H)            */  \
     const FG_T *peep;   /* IN  lstm peepholes (3, H), or NULL                           */  \
     const FG_T *cc;     /* IN  lstm c_t (Bt, H) (with peep)                             */  \
+    /* LayerNorm cells (layernorm.h, cells/ln*.h), else unused                          */  \
+    const FG_T *ln_ih;  /* IN  gamma_ih (G*H,)                                          */  \
+    const FG_T *ln_hh;  /* IN  gamma_hh (G*H,)                                          */  \
+    const FG_T *ln_c;   /* IN  lnlstm gamma_c (H,)                                      */  \
+    const FG_T *xn;     /* IN  xhat (Bt, G*H)                                           */  \
+    const FG_T *hn;     /* IN  hhat (Bt, G*H)                                           */  \
+    const FG_T *cn;     /* IN  lnlstm chat (Bt, H)                                      */  \
+    const FG_T *rstd;   /* IN  (Bt, 3) the rows' 1/sqrt(var + eps): x, h, c             */  \
+    FG_T *dax;          /* OUT dL/d(gamma_ih xhat + b_ih), then dL/d(x W_ih^T) (Bt, G*H) */  \
+    FG_T *db_ih, *db_hh, *dln_ih, *dln_hh;  /* IN/OUT (G*H,) sums over (step, row)      */  \
+    FG_T *dln_c, *dln_cb;                   /* IN/OUT (H,) lnlstm sums                  */  \
+    FG_T *part_x;       /* scratch (Bt, nb, 2) block partials of the input rows         */  \
+    FG_T *part_h;       /* scratch (Bt, nb, 2) block partials of the recurrent rows     */  \
+    FG_T *part_c;       /* scratch (Bt, nb, 2) block partials of LN(c_t)'s backward     */  \
+    int nb;             /* blocks of VL units per row                                   */  \
 } FG_FN(bstep);
 
 /* sum_k a[k] b[k], vector partial sums added in a fixed order (no thread dependence). */
@@ -79,9 +109,12 @@ static FG_T FG_FN(dot)(const FG_T *a, const FG_T *b, int n)                     
 #include "vecmath.h"
 #include "product.h"
 FG_INSTANTIATE
+#include "layernorm.h"
 #include "cells/rnn.h"
 #include "cells/gru.h"
 #include "cells/lstm.h"
+#include "cells/lnlstm.h"
+#include "cells/lngru.h"
 #include "loop.h"
 #include "kernels_undef.h"
 
@@ -93,9 +126,12 @@ FG_INSTANTIATE
 #include "vecmath.h"
 #include "product.h"
 FG_INSTANTIATE
+#include "layernorm.h"
 #include "cells/rnn.h"
 #include "cells/gru.h"
 #include "cells/lstm.h"
+#include "cells/lnlstm.h"
+#include "cells/lngru.h"
 #include "loop.h"
 #include "kernels_undef.h"
 

@@ -37,12 +37,20 @@
  * Layout of the per-step arrays (dense or packed/ragged): see fastgates.h.
  */
 
-/* The cells' hooks.  Adding a cell: its header in cells/, a case in each switch below. */
+/* The cells' hooks.  Adding a cell: its header in cells/, a case in each switch below
+ * (and FG_CELL_SWITCH at the end). */
 
 FG_AI int FG_FN(gates)(const int cell)
 {
-    return cell == FG_LSTM ? 4 : (cell == FG_GRU_LBR || cell == FG_GRU_RB) ? 3 : 1;
+    return cell == FG_LSTM || cell == FG_LNLSTM ? 4
+         : (cell == FG_GRU_LBR || cell == FG_GRU_RB || cell == FG_LNGRU) ? 3 : 1;
 }
+
+/* The LayerNorm cells: their steps run the optional LayerNorm phases (below). */
+FG_AI int FG_FN(is_ln)(const int cell) { return cell == FG_LNLSTM || cell == FG_LNGRU; }
+
+/* Cells that carry a cell state c. */
+FG_AI int FG_FN(has_c)(const int cell) { return cell == FG_LSTM || cell == FG_LNLSTM; }
 
 /* Vectors of units per block: every block's product panel is 3 or 4 vectors wide. */
 FG_AI int FG_FN(uv)(const int cell) { return FG_FN(gates)(cell) == 1 ? 4 : 1; }
@@ -59,6 +67,8 @@ FG_AI void FG_FN(fwd_vec)(const int cell, const FG_FN(fstep) *s, size_t b, int j
     case FG_GRU_LBR: FG_FN(gru_lbr_fwd)(s, b, j, m, acc, an); break;
     case FG_GRU_RB: FG_FN(gru_rb_fwd)(s, b, j, m, acc, an); break;
     case FG_LSTM: FG_FN(lstm_fwd)(s, b, j, m, acc, an); break;
+    case FG_LNLSTM: FG_FN(ln_fwd1)(s, b, j, m, acc, an, 4); break;
+    case FG_LNGRU: FG_FN(ln_fwd1)(s, b, j, m, acc, an, 3); break;
     }
 }
 
@@ -154,6 +164,145 @@ FG_AI void FG_FN(proj_phase)(const FG_FN(fstep) *s, int Bt, int tid, int nth)
     }
 }
 
+/* The LayerNorm phases (FG_LNLSTM, FG_LNGRU): optional phases of the loops below, run only
+ * for the LayerNorm cells.  They normalise rows whose units are spread over the threads
+ * (the input projection and the recurrent product of a step, the LSTM's c_t) with one
+ * reduction per row and phase: each block of VL units leaves its partial sums in
+ * part_x / part_h / part_c (layernorm.h), one barrier, then every thread combines the
+ * partials of every row in block order -- the same blocks and the same order for any
+ * thread count.  The input projection enters the loop without biases (pre); its LN rides
+ * on the recurrent side's reduction, so it adds no pass over the sequence and no barrier.
+ *   forward step   phase 1 (in fwd_group: the product, ln_fwd1: both sides' partials) |
+ *                  barrier | phase 2: the gates (lnlstm: c_t and its partials) |
+ *                  lnlstm: barrier | phase 3: h_t
+ *   backward step  lnlstm: phase B0 (LN(c_t)'s partials) | barrier | phase B1: the gate
+ *                  gradients, parameter sums, both sides' partials | barrier | phase B2:
+ *                  dG and dax through their LNs; then the loop's barrier and dh = dG W_hh
+ *                  as for every cell */
+
+/* Forward phases 2 and 3 for this thread's blocks [u0, u1), after phase 1. */
+FG_AI void FG_FN(ln_fwd_phases)(const int cell, const FG_FN(fstep) *s, int Bt, int u0, int u1)
+{
+    const int H = s->H, nb = s->nb, G = FG_FN(gates)(cell), nl = H - (nb - 1) * FG_VL;
+    const int writer = u0 == 0 && u1 > 0;     /* the owner of block 0 stores the row's rstd */
+    const FG_T n = (FG_T)(G * FG_VL), n_last = (FG_T)(G * nl);
+#pragma omp barrier
+    for (int b = 0; b < Bt; b++) {
+        FG_T st[4];                            /* mean_x, rstd_x, mean_h, rstd_h */
+        const size_t row = (size_t)b * 2 * nb;
+        FG_FN(ln_stats)(s->part_x + row, nb, n, n_last, &st[0], &st[1]);
+        FG_FN(ln_stats)(s->part_h + row, nb, n, n_last, &st[2], &st[3]);
+        if (s->rstd && writer)
+            s->rstd[(size_t)b * 3] = st[1], s->rstd[(size_t)b * 3 + 1] = st[3];
+        for (int u = u0; u < u1; u++) {
+            const int j = u * FG_VL, m = H - j < FG_VL ? H - j : FG_VL;
+            if (cell == FG_LNLSTM)
+                FG_FN(lnlstm_fwd2)(s, (size_t)b, j, m, st);
+            else
+                FG_FN(lngru_fwd2)(s, (size_t)b, j, m, st);
+        }
+    }
+    if (cell != FG_LNLSTM)
+        return;
+#pragma omp barrier
+    for (int b = 0; b < Bt; b++) {
+        FG_T mean, rstd;
+        FG_FN(ln_stats)(s->part_c + (size_t)b * 2 * nb, nb, (FG_T)FG_VL, (FG_T)nl, &mean, &rstd);
+        if (s->rstd && writer)
+            s->rstd[(size_t)b * 3 + 2] = rstd;
+        for (int u = u0; u < u1; u++) {
+            const int j = u * FG_VL, m = H - j < FG_VL ? H - j : FG_VL;
+            FG_FN(lnlstm_fwd3)(s, (size_t)b, j, m, mean, rstd);
+        }
+    }
+}
+
+/* The forward step's LayerNorm fields: once per call (off = -1), then per step at row off.
+ * part: scratch (3, B, H, 2); hn per step (extra_step) or one (B, G*H) scratch. */
+FG_AI void FG_FN(ln_fstep)(const int cell, FG_FN(fstep) *s, const fg_forward_args *a, long off)
+{
+    const size_t GH = (size_t)FG_FN(gates)(cell) * a->H, BH2 = (size_t)2 * a->B * a->H;
+    if (off < 0) {
+        s->ln_ih = (const FG_T *)a->ln_ih, s->b_ih = (const FG_T *)a->bias;
+        s->ln_hh = (const FG_T *)a->ln_hh, s->ln_c = (const FG_T *)a->ln_c;
+        s->ln_cb = (const FG_T *)a->ln_cb, s->b_rec = (const FG_T *)a->b_rec;
+        s->part_x = (FG_T *)a->part, s->part_h = s->part_x + BH2, s->part_c = s->part_h + BH2;
+        s->nb = (a->H + FG_VL - 1) / FG_VL;
+        return;
+    }
+    s->xn = a->xn ? (FG_T *)a->xn + (size_t)off * GH : NULL;
+    s->hn = (FG_T *)a->hn + (a->extra_step ? (size_t)off * GH : 0);
+    s->cn = a->cn ? (FG_T *)a->cn + (size_t)off * a->H : NULL;
+    s->rstd = a->rstd ? (FG_T *)a->rstd + (size_t)off * 3 : NULL;
+}
+
+/* Backward phases B0-B2 of this thread's units [jlo, jhi), before the loop's barrier. */
+FG_AI void FG_FN(ln_bwd_phases)(const int cell, const FG_FN(bstep) *s, int Bt, int jlo, int jhi)
+{
+    const int nb = s->nb, G = FG_FN(gates)(cell);
+    if (cell == FG_LNLSTM) {
+        for (int b = 0; b < Bt; b++)
+            for (int j = jlo; j < jhi; j += FG_VL)
+                FG_FN(lnlstm_bwd0)(s, (size_t)b, j, jhi - j < FG_VL ? jhi - j : FG_VL);
+#pragma omp barrier
+        for (int b = 0; b < Bt; b++) {
+            FG_T m1, m2;
+            FG_FN(ln_sums)(s->part_c + (size_t)b * 2 * nb, nb, (FG_T)s->H, &m1, &m2);
+            for (int j = jlo; j < jhi; j += FG_VL)
+                FG_FN(lnlstm_bwd1)(s, (size_t)b, j, jhi - j < FG_VL ? jhi - j : FG_VL, m1, m2,
+                                   s->rstd[(size_t)b * 3 + 2]);
+        }
+    } else {
+        for (int b = 0; b < Bt; b++)
+            for (int j = jlo; j < jhi; j += FG_VL)
+                FG_FN(lngru_bwd1)(s, (size_t)b, j, jhi - j < FG_VL ? jhi - j : FG_VL);
+    }
+#pragma omp barrier
+    for (int b = 0; b < Bt; b++) {
+        FG_T st[6];             /* means of g, g*xhat and rstd: input side, recurrent side */
+        const size_t row = (size_t)b * 2 * nb;
+        FG_FN(ln_sums)(s->part_x + row, nb, (FG_T)s->GH, &st[0], &st[1]);
+        FG_FN(ln_sums)(s->part_h + row, nb, (FG_T)s->GH, &st[3], &st[4]);
+        st[2] = s->rstd[(size_t)b * 3], st[5] = s->rstd[(size_t)b * 3 + 1];
+        for (int j = jlo; j < jhi; j += FG_VL)
+            FG_FN(ln_bwd2)(s, (size_t)b, j, jhi - j < FG_VL ? jhi - j : FG_VL, G, st);
+    }
+}
+
+/* The backward step's LayerNorm fields: once per call (off = -1, and the sums of this
+ * thread's units [jlo, jhi) zeroed), then per step at row off. */
+FG_AI void FG_FN(ln_bstep)(const int cell, FG_FN(bstep) *s, const fg_backward_args *a, long off,
+                           int jlo, int jhi)
+{
+    const int H = a->H, G = FG_FN(gates)(cell);
+    const size_t GH = (size_t)G * H, BH2 = (size_t)2 * a->B * H;
+    if (off < 0) {
+        s->ln_ih = (const FG_T *)a->ln_ih, s->ln_hh = (const FG_T *)a->ln_hh;
+        s->ln_c = (const FG_T *)a->ln_c;
+        s->db_ih = (FG_T *)a->db_ih, s->db_hh = (FG_T *)a->db;
+        s->dln_ih = (FG_T *)a->dln_ih, s->dln_hh = (FG_T *)a->dln_hh;
+        s->dln_c = (FG_T *)a->dln_c, s->dln_cb = (FG_T *)a->dln_cb;
+        s->part_x = (FG_T *)a->part, s->part_h = s->part_x + BH2, s->part_c = s->part_h + BH2;
+        s->nb = (H + FG_VL - 1) / FG_VL;
+        const size_t n = (size_t)(jhi - jlo) * sizeof(FG_T);
+        for (int g = 0; g < G; g++) {
+            if (cell == FG_LNGRU)
+                memset(s->db_ih + (size_t)g * H + jlo, 0, n);
+            memset(s->dln_ih + (size_t)g * H + jlo, 0, n);
+            memset(s->dln_hh + (size_t)g * H + jlo, 0, n);
+        }
+        if (cell == FG_LNLSTM) {
+            memset(s->dln_c + jlo, 0, n);
+            memset(s->dln_cb + jlo, 0, n);
+        }
+        return;
+    }
+    s->xn = (const FG_T *)a->xn + (size_t)off * GH, s->hn = (const FG_T *)a->hn + (size_t)off * GH;
+    s->cn = a->cn ? (const FG_T *)a->cn + (size_t)off * H : NULL;
+    s->rstd = (const FG_T *)a->rstd + (size_t)off * 3;
+    s->dax = (FG_T *)a->dax + (size_t)off * GH;
+}
+
 /* One forward step of Bt rows for this thread's units; the caller ends it with a barrier. */
 FG_AI void FG_FN(fwd_step)(const int cell, const FG_FN(fstep) *s, int Bt, const FG_T *P,
                            int tid, int nth)
@@ -172,6 +321,14 @@ FG_AI void FG_FN(fwd_step)(const int cell, const FG_FN(fstep) *s, int Bt, const 
 #pragma omp barrier
         FG_FN(proj_phase)(s, Bt, tid, nth);
     }
+    if (FG_FN(is_ln)(cell))
+        FG_FN(ln_fwd_phases)(cell, s, Bt, u0, u1);
+}
+
+/* bias[c .. c+m-1], or zeros without a bias (the LayerNorm cells add theirs after the LN). */
+FG_AI FG_V FG_FN(ldb)(const FG_T *bias, size_t c, int m)
+{
+    return bias ? FG_FN(ldn)(bias + c, m) : (FG_V){0};
 }
 
 /* The input projection of R rows for this thread's blocks:
@@ -179,7 +336,7 @@ FG_AI void FG_FN(fwd_step)(const int cell, const FG_FN(fstep) *s, int Bt, const 
  *   pre[r, :] = w_ih^T[tok[r], :] + bias                                  (token ids)
  * with the packed w_ih (FG_PACK_IH).  The sum over d runs in one order (no split into
  * partial sums), whatever the number of rows: a step of B rows (fg_step) computes
- * exactly what the sequence forward computes for the same rows. */
+ * exactly what the sequence forward computes for the same rows.  bias may be NULL. */
 FG_AI void FG_FN(project)(const int cell, int R, int D, int H, const FG_T *x, const long long *tok,
                           const FG_T *Pi, const FG_T *wT, const FG_T *bias, FG_T *pre, int u0, int u1)
 {
@@ -196,7 +353,7 @@ FG_AI void FG_FN(project)(const int cell, int R, int D, int H, const FG_T *x, co
                         const int m = n - v * FG_VL < FG_VL ? n - v * FG_VL : FG_VL;
                         const size_t c = (size_t)g * H + j0 + (size_t)v * FG_VL;
                         FG_FN(stn)(pre + (size_t)r * GH + c, m, FG_FN(ldn)(wT + (size_t)tok[r] * GH + c, m)
-                                                                  + FG_FN(ldn)(bias + c, m));
+                                                                  + FG_FN(ldb)(bias, c, m));
                     }
             continue;
         }
@@ -210,7 +367,7 @@ FG_AI void FG_FN(project)(const int cell, int R, int D, int H, const FG_T *x, co
                         const int m = n - v * FG_VL < FG_VL ? n - v * FG_VL : FG_VL;
                         const size_t c = (size_t)g * H + j0 + (size_t)v * FG_VL;
                         const FG_V sum = FG_FN(ld)(acc + (size_t)r * nv * FG_VL + (size_t)(g * UV + v) * FG_VL);
-                        FG_FN(stn)(pre + (size_t)(b0 + r) * GH + c, m, sum + FG_FN(ldn)(bias + c, m));
+                        FG_FN(stn)(pre + (size_t)(b0 + r) * GH + c, m, sum + FG_FN(ldb)(bias, c, m));
                     }
         }
     }
@@ -235,8 +392,11 @@ FG_AI void FG_FN(forward_cell)(const int cell, const fg_forward_args *a, int tid
         for (int t = 0; t < T; t++)
             R += a->batch ? a->batch[t] : B;
         FG_FN(project)(cell, R, a->D, H, (const FG_T *)a->x, a->tok, (const FG_T *)a->Pi,
-                       (const FG_T *)a->wT, (const FG_T *)a->bias, (FG_T *)a->pre, u0, u1);
+                       (const FG_T *)a->wT, FG_FN(is_ln)(cell) ? NULL : (const FG_T *)a->bias,
+                       (FG_T *)a->pre, u0, u1);
     }
+    if (FG_FN(is_ln)(cell))
+        FG_FN(ln_fstep)(cell, &s, a, -1);
     size_t off = 0, off_prev = 0;   /* first row of steps t and t-1 (packed layout) */
     for (int t = 0; t < T; off_prev = off, off += a->batch ? a->batch[t] : B, t++) {
         const int Bt = a->batch ? a->batch[t] : B;
@@ -244,7 +404,7 @@ FG_AI void FG_FN(forward_cell)(const int cell, const fg_forward_args *a, int tid
         s.h = hout + off * R;
         s.pre = (FG_T *)a->pre + off * GH;
         s.ex = (FG_T *)a->extra + (a->extra_step ? off * H : 0);
-        if (cell == FG_LSTM) {
+        if (FG_FN(has_c)(cell)) {
             /* in place (inference): c_{t-1} and c_t share one (B, H) state */
             s.cp = a->c_in_place || !t ? (const FG_T *)a->c0 : cout + off_prev * H;
             s.c = a->c_in_place ? cout : cout + off * H;
@@ -252,6 +412,8 @@ FG_AI void FG_FN(forward_cell)(const int cell, const fg_forward_args *a, int tid
             if (a->proj)
                 s.m = (FG_T *)a->m + (a->m_step ? off * H : 0);
         }
+        if (FG_FN(is_ln)(cell))
+            FG_FN(ln_fstep)(cell, &s, a, (long)off);
         FG_FN(fwd_step)(cell, &s, Bt, (const FG_T *)a->P, tid, nth);
 #pragma omp barrier
     }
@@ -287,6 +449,8 @@ FG_AI void FG_FN(backward_cell)(const int cell, const fg_backward_args *a, int t
         off += a->batch ? a->batch[t] : B;
     for (int g = 0; g < G; g++)
         memset(db + (size_t)g * H + jlo, 0, (size_t)(jhi - jlo) * sizeof(FG_T));
+    if (FG_FN(is_ln)(cell))
+        FG_FN(ln_bstep)(cell, &s, a, -1, jlo, jhi);
     if (dbn)
         memset(dbn + jlo, 0, (size_t)(jhi - jlo) * sizeof(FG_T));
     if (dpeep)
@@ -337,10 +501,15 @@ FG_AI void FG_FN(backward_cell)(const int cell, const fg_backward_args *a, int t
             }
         }
 
-        /* phase A: gate gradients of this thread's units */
-        for (int b = 0; b < Bt; b++)
-            for (int j = jlo; j < jhi; j += FG_VL)
-                FG_FN(bwd_vec)(cell, &s, (size_t)b, j, jhi - j < FG_VL ? jhi - j : FG_VL);
+        /* phase A: gate gradients of this thread's units (the LayerNorm cells: their phases) */
+        if (FG_FN(is_ln)(cell)) {
+            FG_FN(ln_bstep)(cell, &s, a, (long)off, jlo, jhi);
+            FG_FN(ln_bwd_phases)(cell, &s, Bt, jlo, jhi);
+        } else {
+            for (int b = 0; b < Bt; b++)
+                for (int j = jlo; j < jhi; j += FG_VL)
+                    FG_FN(bwd_vec)(cell, &s, (size_t)b, j, jhi - j < FG_VL ? jhi - j : FG_VL);
+        }
 #pragma omp barrier
         /* phase B: dL/dh_{t-1} (+)= dG_t W_hh for this thread's units (its columns of dh),
          * panels of up to 4 vectors (one contiguous panel each); gru rb first needs
@@ -348,7 +517,7 @@ FG_AI void FG_FN(backward_cell)(const int cell, const fg_backward_args *a, int t
         for (int phase = cell == FG_GRU_RB ? 0 : 1; phase < 2; phase++) {
             const int K = phase == 0 ? H : cell == FG_GRU_RB ? 2 * H : (int)GH;
             const size_t k0 = phase == 0 ? 2 * (size_t)H : 0;
-            const int beta = cell == FG_GRU_LBR || cell == FG_GRU_RB;
+            const int beta = cell == FG_GRU_LBR || cell == FG_GRU_RB || cell == FG_LNGRU;
             const int lo = phase == 0 ? jlo : rlo, hi = phase == 0 ? jhi : rhi;
             for (int j0 = lo; j0 < hi; j0 += NP) {
                 const int n = hi - j0 < NP ? hi - j0 : NP;
@@ -374,8 +543,8 @@ FG_AI void FG_FN(backward_cell)(const int cell, const fg_backward_args *a, int t
             }
         }
         /* the bias gradients: this step's dG of this thread's units, now final, summed
-         * in a fixed order (t = T-1 .. 0, then rows) */
-        for (int g = 0; g < G; g++)
+         * in a fixed order (t = T-1 .. 0, then rows); the LayerNorm cells' in phase B1 */
+        for (int g = 0; g < (FG_FN(is_ln)(cell) ? 0 : G); g++)
             for (int j = jlo; j < jhi; j += FG_VL) {
                 const int m = jhi - j < FG_VL ? jhi - j : FG_VL;
                 FG_T *o = db + (size_t)g * H + j;
@@ -461,6 +630,12 @@ FG_AI void FG_FN(generate_cell)(const int cell, const fg_generate_args *a, int t
     s.H = H, s.GH = GH, s.keep = 0, s.tc = NULL;
     if (cell == FG_LSTM)
         s.R = R, s.m = a->proj ? (FG_T *)a->m : NULL;
+    const int ln = FG_FN(is_ln)(cell);
+    if (ln) {       /* the LayerNorm cells: one row, scratch for its product and partials */
+        s.hn = (FG_T *)a->hn, s.part_x = (FG_T *)a->part;
+        s.part_h = s.part_x + 2 * (size_t)H, s.part_c = s.part_h + 2 * (size_t)H;
+        s.nb = (H + FG_VL - 1) / FG_VL;
+    }
 
     for (int st = 0; st < a->max_steps; st++) {
         FG_T *hold = hb + (size_t)(st & 1) * LR, *hnew = hb + (size_t)((st + 1) & 1) * LR;
@@ -474,10 +649,15 @@ FG_AI void FG_FN(generate_cell)(const int cell, const fg_generate_args *a, int t
             for (int g = 0; g < G; g++)
                 for (int j = jlo; j < jhi; j++) {
                     const size_t row = (size_t)g * H + j;
-                    pre[row] = x ? FG_FN(dot)(w + row * D, x, D) + bias[row]
-                                 : w[(size_t)tok * GH + row] + bias[row];
+                    const FG_T b = ln ? (FG_T)0 : bias[row];   /* LayerNorm: after the LN */
+                    pre[row] = x ? FG_FN(dot)(w + row * D, x, D) + b : w[(size_t)tok * GH + row] + b;
                 }
-            s.hp = hold + (size_t)k * R, s.h = hnew + (size_t)k * R, s.pre = pre;
+            if (ln) {       /* pre without biases: the step normalises it (ln_fwd1) */
+                s.ln_ih = (const FG_T *)a->ln_ih[k], s.b_ih = bias;
+                s.ln_hh = (const FG_T *)a->ln_hh[k], s.b_rec = (const FG_T *)a->b_rec[k];
+                s.ln_c = (const FG_T *)a->ln_c[k], s.ln_cb = (const FG_T *)a->ln_cb[k];
+            }
+                        s.hp = hold + (size_t)k * R, s.h = hnew + (size_t)k * R, s.pre = pre;
             s.cp = s.c = c ? c + (size_t)k * H : NULL;   /* in place: each unit read, then written by its owner */
             if (cell == FG_LSTM) {
                 s.Pr = a->proj ? (const FG_T *)a->Pr[k] : NULL;
@@ -506,6 +686,8 @@ FG_AI void FG_FN(generate_cell)(const int cell, const fg_generate_args *a, int t
     case FG_RNN_RELU: fn(FG_RNN_RELU, __VA_ARGS__); break;                               \
     case FG_GRU_LBR: fn(FG_GRU_LBR, __VA_ARGS__); break;                                 \
     case FG_GRU_RB: fn(FG_GRU_RB, __VA_ARGS__); break;                                   \
+    case FG_LNLSTM: fn(FG_LNLSTM, __VA_ARGS__); break;                                   \
+    case FG_LNGRU: fn(FG_LNGRU, __VA_ARGS__); break;                                     \
     default: fn(FG_LSTM, __VA_ARGS__); break;                                            \
     }
 
@@ -530,6 +712,8 @@ static void FG_FN(generate_thread)(const fg_generate_args *a, int tid, int nth)
 static void FG_FN(step_thread)(const fg_step_args *a, int tid, int nth)
 {
     const int cell = a->cell;
+    if (FG_FN(is_ln)(cell))     /* no LayerNorm cells here yet: the Python side refuses them */
+        return;
     FG_CELL_SWITCH(FG_FN(step_cell), a, tid, nth)
 }
 

@@ -17,11 +17,17 @@ import pytest
 
 from fastgates import cells as _cells
 
-#: (cell, variant) of every cell of the table, and their test ids (the table's names).
-CELLS = [(c.kernel, c.variant) for c in _cells.CELLS.values()]
-CELL_IDS = list(_cells.CELLS)
-#: Gates per kernel family.
-GATES = {kernel: defs[0].G for kernel, defs in _cells.families().items()}
+#: (cell, variant) of every cell of the table that has the positional public kernels
+#: (``fastgates.<kernel>_forward(x, h0, [c0,] w_ih, w_hh, b_ih, b_hh)``), and their test ids
+#: (the table's names).  Cells with parameters beyond those four (the LayerNorm cells) run
+#: through ``cell_forward`` with parameters by name and have their own test files.
+_POSITIONAL = [c for c in _cells.CELLS.values()
+               if {p.stem for p in c.params if p.when is None} == {"weight_ih", "weight_hh",
+                                                                   "bias_ih", "bias_hh"}]
+CELLS = [(c.kernel, c.variant) for c in _POSITIONAL]
+CELL_IDS = [c.name for c in _POSITIONAL]
+#: Gates per kernel family (of the cells above).
+GATES = {c.kernel: c.G for c in _POSITIONAL}
 #: The cells torch.nn has a module for (the oracle tests' cells).
 TORCH_CELLS = [(c.kernel, c.variant) for c in _cells.CELLS.values() if c.torch]
 TORCH_IDS = [c.name for c in _cells.CELLS.values() if c.torch]

@@ -85,10 +85,10 @@ def encode_prefix(vocab, prefix: str, tokens: str = "char") -> tuple[str, np.nda
 
 
 def _layers(model):
-    """Per layer (w_ih, w_hh, b_ih, b_hh, w_hr, w_peep), the sampler's layout (None for the
-    LSTM variants the model does not have)."""
-    stems = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr", "weight_peep")
-    return [tuple(w.get(s) for s in stems) for w in model._weights()]
+    """Per layer (w_ih, w_hh, b_ih, b_hh, the other parameters by stem): the sampler's layout."""
+    stems = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+    return [tuple(w[s] for s in stems) + ({k: v for k, v in w.items() if k not in stems},)
+            for w in model._weights()]
 
 
 def _check_args(model, prefix_ids, length, temperature, top_k):

@@ -26,15 +26,18 @@ __all__ = ["export_model", "describe"]
 
 
 def _cell_name(config):
-    if config.cell == "gru":
-        return "gru" if config.gru_reset == "after" else "gru_rb"
-    return "rnn_tanh" if config.cell == "rnn" else "lstm"
+    """The table's cell of the model; ValueError when ONNX has no operator for it."""
+    cell = config.celldef
+    if cell.onnx is None:
+        raise ValueError(f"ONNX has no operator for the {cell.name!r} cell (its layer "
+                         f"normalisation); the model cannot be exported to ONNX")
+    return cell.name
 
 
 def describe(config):
     """One line on the exported model of ``config``: its cell, size, inputs and outputs."""
     c = config
-    state = "h0, c0" if c.cell == "lstm" else "h0"
+    state = "h0, c0" if "c" in c.celldef.states else "h0"
     return (f"{c.cell} {c.layers} x {c.hidden}, vocabulary {c.vocab_size}; inputs tokens "
             f"(T, B) int64, {state} ({c.layers}, B, {c.hidden}); outputs logits "
             f"(T, B, {c.vocab_size}), {state.replace('0', '_n')}")
@@ -66,7 +69,7 @@ def export_model(model, path, *, vocab=None, tokens="char", opset=None):
     ImportError
         The onnx package is not installed (``pip install "fastgates[onnx]"``).
     ValueError
-        ``opset`` out of range.
+        ``opset`` out of range, or a cell ONNX has no operator for (the LayerNorm cells).
 
     Warns
     -----
@@ -87,10 +90,10 @@ def export_model(model, path, *, vocab=None, tokens="char", opset=None):
     from ..onnx._graph import Graph, add_stack, float_input, int_input
 
     cfg, p = model.config, model.params
+    cell = cells.get(_cell_name(cfg))
     opset = _export.check_opset(_export.DEFAULT_OPSET if opset is None else opset)
     what = f"the {cfg.dtype} language model"
     precision = _export.float32_note(model.dtype, what)
-    cell = cells.get(_cell_name(cfg))
     if cfg.proj:
         raise _export.ExportError(f"{what} has an LSTM projection (proj={cfg.proj}), which "
                                   "ONNX's LSTM operator cannot express")

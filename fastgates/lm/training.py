@@ -554,7 +554,7 @@ class Trainer:
         self.dropout_rng.bit_generator.state = meta["rng"]["dropout"]
         cfg = self.model.config
         if "carried/h_l0" in arrays:
-            names = ("h", "c") if cfg.cell == "lstm" else ("h",)
+            names = cfg.celldef.states
             self.state = [tuple(np.array(arrays[f"carried/{n}_l{k}"], dtype=self.model.dtype)
                                 for n in names) for k in range(cfg.layers)]
         else:
