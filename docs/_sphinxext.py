@@ -15,8 +15,7 @@ def reset_argv(gallery_conf, script_vars):
 #: (fastgates/cells.py, being built on another branch): shown as a literal block until
 #: they are converted.  Remove a name here once its docstring is numpydoc.
 LITERAL_TABLES = {"fastgates.cells.Param", "fastgates.cells.OnnxLayout",
-                  "fastgates.cells.CellDef", "fastgates.Cache", "fastgates._checks.Cache",
-                  "fastgates.layers.StackSpec"}
+                  "fastgates.cells.CellDef"}
 
 
 def literal_tables(app, what, name, obj, options, lines):

@@ -92,18 +92,101 @@ class _LSTMGradsFields(NamedTuple):
 
 
 class Grads(_GradsMixin, _GradsFields):
-    """Gradients of an RNN or GRU layer (``dx`` is None for token-id inputs).
+    """Gradients of an RNN or GRU layer: what ``rnn_backward`` / ``gru_backward`` return.
 
-    A NamedTuple ``(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)``; ``param_grads`` and
-    ``state_grads`` give the same arrays by parameter stem and state name.
+    A NamedTuple ``(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)`` of fresh arrays of the
+    forward pass's dtype; ``param_grads`` and ``state_grads`` give the same arrays by
+    parameter stem and state name.  Shapes with T steps, B rows, D inputs, H units
+    and G gates (1 or 3).
+
+    Parameters
+    ----------
+    *fields : ndarray or None
+        The six fields, in order.
+    extra : dict of str to ndarray or None, default None
+        Gradients of parameters beyond the four (``param_grads`` only).
+
+    Attributes
+    ----------
+    dx : ndarray of shape (T, B, D), or None
+        Gradient with respect to the input; None for token-id inputs.
+    dh0 : ndarray of shape (B, R)
+        Gradient with respect to the initial hidden state (R = H, or P for a projected
+        LSTM), also when it was None.
+    dw_ih : ndarray of shape (G*H, D)
+        Gradient of ``w_ih``.
+    dw_hh : ndarray of shape (G*H, R)
+        Gradient of ``w_hh``.
+    db_ih, db_hh : ndarray of shape (G*H,)
+        Gradients of the two biases.
+    param_grads : dict of str to ndarray
+        Parameter stem -> gradient of every parameter of the cell, in its order:
+        ``weight_ih``, ``weight_hh``, ``bias_ih``, ``bias_hh`` (the fields above) and
+        the extra parameters of cells that have them (``weight_hr``, ``weight_peep``).
+    state_grads : dict of str to ndarray
+        State name -> gradient with respect to its initial value ("h").
+
+    Examples
+    --------
+    >>> import numpy as np, fastgates
+    >>> T, B, D, H = 5, 3, 4, 8
+    >>> w_ih, w_hh = np.full((3 * H, D), 0.1), np.full((3 * H, H), 0.1)
+    >>> b = np.zeros(3 * H)
+    >>> y, h_n, cache = fastgates.gru_forward(np.ones((T, B, D)), None, w_ih, w_hh, b, b)
+    >>> g = fastgates.gru_backward(np.ones_like(y), None, cache)
+    >>> dx, dh0, dw_ih, dw_hh, db_ih, db_hh = g
+    >>> dw_hh.shape, list(g.param_grads), list(g.state_grads)
+    ((24, 8), ['weight_ih', 'weight_hh', 'bias_ih', 'bias_hh'], ['h'])
     """
 
 
 class LSTMGrads(_GradsMixin, _LSTMGradsFields):
-    """Gradients of an LSTM layer (``dx`` is None for token-id inputs).
+    """Gradients of an LSTM layer: what ``lstm_backward`` returns.
 
-    A NamedTuple ``(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh)``; ``param_grads`` and
-    ``state_grads`` give the same arrays by parameter stem and state name.
+    A NamedTuple ``(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh)`` of fresh arrays of the
+    forward pass's dtype; ``param_grads`` and ``state_grads`` give the same arrays by
+    parameter stem and state name (and ``param_grads`` the gradients of ``w_hr`` and
+    ``w_peep``).  Shapes with G = 4.
+
+    Parameters
+    ----------
+    *fields : ndarray or None
+        The seven fields, in order.
+    extra : dict of str to ndarray or None, default None
+        Gradients of parameters beyond the four (``param_grads`` only).
+
+    Attributes
+    ----------
+    dx : ndarray of shape (T, B, D), or None
+        Gradient with respect to the input; None for token-id inputs.
+    dh0 : ndarray of shape (B, R)
+        Gradient with respect to the initial hidden state (R = H, or P for a projected
+        LSTM), also when it was None.
+    dc0 : ndarray of shape (B, H)
+        Gradient with respect to the initial cell state.
+    dw_ih : ndarray of shape (G*H, D)
+        Gradient of ``w_ih``.
+    dw_hh : ndarray of shape (G*H, R)
+        Gradient of ``w_hh``.
+    db_ih, db_hh : ndarray of shape (G*H,)
+        Gradients of the two biases.
+    param_grads : dict of str to ndarray
+        Parameter stem -> gradient of every parameter of the cell, in its order:
+        ``weight_ih``, ``weight_hh``, ``bias_ih``, ``bias_hh`` (the fields above) and
+        the extra parameters of cells that have them (``weight_hr``, ``weight_peep``).
+    state_grads : dict of str to ndarray
+        State name -> gradient with respect to its initial value ("h", "c").
+
+    Examples
+    --------
+    >>> import numpy as np, fastgates
+    >>> T, B, D, H, P = 5, 3, 4, 8, 2
+    >>> w_ih, w_hh, b = np.full((4 * H, D), 0.1), np.full((4 * H, P), 0.1), np.zeros(4 * H)
+    >>> y, h_n, c_n, cache = fastgates.lstm_forward(np.ones((T, B, D)), None, None,
+    ...                                             w_ih, w_hh, b, b, w_hr=np.ones((P, H)))
+    >>> g = fastgates.lstm_backward(np.ones_like(y), None, None, cache)
+    >>> g.dh0.shape, g.dc0.shape, g.param_grads["weight_hr"].shape
+    ((3, 2), (3, 8), (2, 8))
     """
 
 
@@ -189,34 +272,75 @@ class Packing:
 class Cache:
     """What a training forward pass keeps for its backward pass.
 
-    Both backends fill the same fields (shapes with T steps, B rows, H units, G gates):
+    Both backends fill the same fields, so a cache made by one is read by the other's
+    backward.  The arrays are private to the cache: changing the caller's inputs or
+    outputs after the forward pass cannot corrupt the gradients.  Shapes with T steps,
+    B rows, D inputs, H units, G gates and R the width of h (H, or P for a projected
+    LSTM).  With ``lengths``, every array is stored packed (see
+    :class:`fastgates._checks.Packing`): the (T, B, X) arrays become (N, X) with only
+    the N valid steps, ``hs`` and ``cs`` (B + N, X) with the initial states first (in
+    sorted order), and ``x`` (N, D) or (N,) token ids.
 
-    cell      the kernel family, ``CellDef.kernel`` ("rnn", "gru", "lstm")
-    variant   ``CellDef.variant``; (cell, variant) name the cell, see :attr:`celldef`
-    dtype     the floating dtype of every array below
-    x         (T, B, D) float input (a private copy), or (T, B) int64 token ids
-    tokens    True when x holds token ids
-    D         input size
-    w_ih      (G*H, D) copy of the input weights (None for token ids: backward needs no dx)
-    w_hh      (G*H, H) copy of the recurrent weights
-    hs        (T+1, B, R) hidden states, hs[0] = h0 (R = H, or P for a projected LSTM)
-    gates     (T, B, G*H) post-activation gates; None for rnn (its activation is h_t = hs[t+1])
-    extra     (T, B, H) gru lbr: h_{t-1} W_hn^T + b_hn; gru rb: r_t * h_{t-1}; else None
-    cs        (T+1, B, H) lstm cell states, cs[0] = c0; else None
-    tc        (T, B, H) lstm tanh(c_t); else None
-    lengths   (B,) int64 copy of the forward's ``lengths``, or None
-    packing   the :class:`Packing` of ``lengths``, or None
-    params    stem -> copy of each parameter beyond w_ih/w_hh/b_ih/b_hh (cells that have
-              them, see fastgates.cells), or None
-    saved     name -> (T, B, X) array a cell keeps beyond the fields above, or None
-              (a projected LSTM: "m", (T, B, H) m_t = o_t * tanh(c_t))
+    Parameters
+    ----------
+    **fields
+        The attributes below by name; those not given are None.
 
-    With ``lengths``, every array above is stored packed (see :class:`Packing`): the
-    (T, B, X) arrays become (N, X) with only the valid steps, hs and cs (B + N, H)
-    with the initial states first (sorted order), and x (N, D) or (N,) token ids.
+    Attributes
+    ----------
+    cell : str
+        The kernel family, ``CellDef.kernel``: "rnn", "gru", "lstm".
+    variant : str
+        ``CellDef.variant``; (cell, variant) name the cell, see :attr:`celldef`.
+    dtype : numpy.dtype
+        float32 or float64: the dtype of every float array below.
+    x : ndarray of shape (T, B, D), float; or (T, B), int64
+        A private copy of the float input, or the token ids.
+    tokens : bool
+        True when ``x`` holds token ids.
+    D : int
+        The input size.
+    w_ih : ndarray of shape (G*H, D) or None
+        Copy of the input weights (None for token ids: backward needs no dx).
+    w_hh : ndarray of shape (G*H, R)
+        Copy of the recurrent weights.
+    hs : ndarray of shape (T+1, B, R)
+        The hidden states, ``hs[0]`` = h0.
+    gates : ndarray of shape (T, B, G*H) or None
+        The post-activation gates; None for the RNN (its activation is ``hs[t+1]``).
+    extra : ndarray of shape (T, B, H) or None
+        GRU linear before reset: h_{t-1} W_hn^T + b_hn; GRU reset before:
+        r_t * h_{t-1}; else None.
+    cs : ndarray of shape (T+1, B, H) or None
+        LSTM cell states, ``cs[0]`` = c0; else None.
+    tc : ndarray of shape (T, B, H) or None
+        LSTM tanh(c_t); else None.
+    lengths : ndarray of shape (B,), int64, or None
+        Copy of the forward's ``lengths``.
+    packing : Packing or None
+        The packed layout of ``lengths``.
+    params : dict of str to ndarray or None
+        Stem -> copy of each parameter beyond w_ih/w_hh/b_ih/b_hh (``weight_hr``,
+        ``weight_peep``, the extra parameters of other cells of :mod:`fastgates.cells`).
+    saved : dict of str to ndarray or None
+        Name -> (T, B, X) array a cell keeps beyond the fields above (a projected
+        LSTM: "m", (T, B, H), m_t = o_t * tanh(c_t)).
 
-    The arrays are private to the cache, so changing the caller's inputs or outputs
-    after the forward pass cannot corrupt the gradients.
+    Raises
+    ------
+    TypeError
+        An unknown field name.
+
+    Examples
+    --------
+    >>> import numpy as np, fastgates
+    >>> w_ih, w_hh, b = np.full((8, 3), 0.1), np.full((8, 8), 0.1), np.zeros(8)
+    >>> _, _, cache = fastgates.rnn_forward(np.ones((5, 2, 3)), None, w_ih, w_hh, b, b,
+    ...                                     lengths=[5, 2])
+    >>> cache
+    <fastgates.Cache rnn/tanh float64 T=5 B=2 D=3 H=8, float input, ragged (7 valid steps)>
+    >>> cache.shape, cache.hs.shape, cache.celldef.name
+    ((5, 2, 3, 8), (9, 8), 'rnn_tanh')
     """
 
     __slots__ = ("cell", "variant", "dtype", "x", "tokens", "D", "w_ih", "w_hh",

@@ -207,8 +207,9 @@ def from_torch(module, *, n_threads=None):
     Raises
     ------
     ValueError
-        A module fastgates cannot run -- parameters off the CPU or of another dtype, a subclass of ``torch.nn.LSTM`` (its ``forward`` may differ) --
-        named by its path in the model.
+        A module fastgates cannot run -- parameters off the CPU or of another dtype
+        than float32/float64, a subclass of ``torch.nn.RNN/GRU/LSTM`` (its ``forward``
+        may differ) -- named by its path in the model.
     TypeError
         ``module`` is not a torch module.
 

@@ -49,30 +49,68 @@ __all__ = ["RNN", "GRU", "LSTM", "stack_forward", "stack_backward", "StackSpec",
 
 
 class StackSpec(NamedTuple):
-    """The shape of a recurrent stack.
+    """The shape of a recurrent stack: cell, sizes, layers, directions and options.
 
-    cell         the cell's name in :data:`fastgates.cells.CELLS` ("lstm", "gru_rb", ...)
-    input_size   D of the first layer
-    hidden_size  H of every layer
-    num_layers   L
-    num_dirs     1, or 2 when bidirectional
-    bias         False: the parameters marked ``bias`` in the table are zeros, not parameters
-    proj_size    P > 0: the recurrent state and the outputs have P units (the cells that
-                 declare ``when="proj"`` parameters); 0: H
-    peephole     True: the ``when="peephole"`` parameters exist
+    A NamedTuple: its fields are its parameters.  :func:`make_spec` validates the
+    arguments of a layer class and returns one; the layer classes, the runners, the
+    PyTorch modules and the language model read their shapes and names from it.
+
+    Parameters
+    ----------
+    cell : str
+        The cell's name in :data:`fastgates.cells.CELLS` ("lstm", "gru_rb", ...).
+    input_size : int
+        D, the input width of the first layer.
+    hidden_size : int
+        H, the units of every layer.
+    num_layers : int
+        L, the stacked layers.
+    num_dirs : {1, 2}, default 1
+        2 when bidirectional.
+    bias : bool, default True
+        False: the parameters marked ``bias`` in the table are zeros, not parameters.
+    proj_size : int, default 0
+        P > 0: the recurrent state and the outputs have P units (the cells that declare
+        ``when="proj"`` parameters: the LSTM); 0: H.
+    peephole : bool, default False
+        True: the ``when="peephole"`` parameters exist (the LSTM's peepholes).
+
+    See Also
+    --------
+    make_spec : the validated way to build one.
+
+    Examples
+    --------
+    >>> from fastgates.layers import StackSpec
+    >>> spec = StackSpec("lstm", 10, 32, 2, num_dirs=2, proj_size=16)
+    >>> spec.out_size, spec.layer_input_size(1)
+    (16, 32)
+    >>> spec.stems()
+    ['weight_ih', 'weight_hh', 'bias_ih', 'bias_hh', 'weight_hr']
+    >>> spec.shapes(1)["weight_ih"], spec.state_shape("c", 5)
+    ((128, 32), (4, 5, 32))
     """
 
     cell: str
+    """The cell's name in :data:`fastgates.cells.CELLS`."""
     input_size: int
+    """D, the input width of the first layer."""
     hidden_size: int
+    """H, the units of every layer."""
     num_layers: int
+    """L, the stacked layers."""
     num_dirs: int = 1
+    """1, or 2 when bidirectional."""
     bias: bool = True
+    """False: the bias-like parameters of the table are zeros, not parameters."""
     proj_size: int = 0
+    """P > 0: h and the outputs are P wide (a projected LSTM); 0: H."""
     peephole: bool = False
+    """True: the peephole parameters exist (LSTM)."""
 
     @property
     def celldef(self) -> cells.CellDef:
+        """The :class:`~fastgates.cells.CellDef` of :attr:`cell`."""
         return cells.get(self.cell)
 
     @property
@@ -81,6 +119,18 @@ class StackSpec(NamedTuple):
         return self.proj_size or self.hidden_size
 
     def layer_input_size(self, layer):
+        """The input width of a layer.
+
+        Parameters
+        ----------
+        layer : int
+            The layer, 0 to ``num_layers - 1``.
+
+        Returns
+        -------
+        int
+            D for layer 0, ``num_dirs * out_size`` above it.
+        """
         return self.input_size if layer == 0 else self.num_dirs * self.out_size
 
     def _options(self, bias=None):
@@ -88,17 +138,56 @@ class StackSpec(NamedTuple):
                     peephole=self.peephole)
 
     def stems(self, bias=None):
-        """The parameter stems of one (layer, direction), in PyTorch's order (``bias=True``:
-        also the ones a bias-free stack leaves out)."""
+        """The parameter stems of one (layer, direction), in PyTorch's order.
+
+        Parameters
+        ----------
+        bias : bool or None, default None
+            None: the stack's own ``bias``; True: also the stems a bias-free stack
+            leaves out (what the kernels take).
+
+        Returns
+        -------
+        list of str
+            ``weight_ih``, ``weight_hh``, ``bias_ih``, ``bias_hh``, then the cell's
+            other parameters (``weight_hr``, ``weight_peep``, ...).
+        """
         return [p.stem for p in cells.param_specs(self.celldef, **self._options(bias))]
 
     def shapes(self, layer, bias=None):
-        """stem -> shape of the parameters of ``layer`` (either direction)."""
+        """The shape of every parameter of a layer (either direction).
+
+        Parameters
+        ----------
+        layer : int
+            The layer, 0 to ``num_layers - 1``.
+        bias : bool or None, default None
+            As in :meth:`stems`.
+
+        Returns
+        -------
+        dict of str to tuple of int
+            stem -> shape, in the order of :meth:`stems`.
+        """
         return cells.param_shapes(self.celldef, self.layer_input_size(layer), self.hidden_size,
                                   **self._options(bias))
 
     def state_shape(self, state, B):
-        """(L * num_dirs, B, width) of ``state`` ("h": out_size, others: H)."""
+        """The shape of a stacked state.
+
+        Parameters
+        ----------
+        state : str
+            A state name of the cell: "h" or "c".
+        B : int
+            Batch rows.
+
+        Returns
+        -------
+        tuple of int
+            ``(num_layers * num_dirs, B, width)``, width :attr:`out_size` for "h", H
+            for the others.
+        """
         width = self.out_size if state == "h" else self.hidden_size
         return (self.num_layers * self.num_dirs, B, width)
 
@@ -106,8 +195,23 @@ class StackSpec(NamedTuple):
 def parameter_names(spec):
     """PyTorch's parameter names per (layer, direction), in PyTorch's order.
 
-    Returns a list with one tuple of names per ``k = layer * num_dirs + direction``,
-    e.g. ``(weight_ih_l0, weight_hh_l0[, bias_ih_l0, bias_hh_l0])``.
+    Parameters
+    ----------
+    spec : StackSpec
+        The stack.
+
+    Returns
+    -------
+    list of tuple of str
+        One tuple of names per ``k = layer * num_dirs + direction``, in the order of
+        ``spec.stems()``.
+
+    Examples
+    --------
+    >>> from fastgates.layers import StackSpec, parameter_names
+    >>> parameter_names(StackSpec("gru", 4, 8, 2, num_dirs=2, bias=False))
+    [('weight_ih_l0', 'weight_hh_l0'), ('weight_ih_l0_reverse', 'weight_hh_l0_reverse'),
+     ('weight_ih_l1', 'weight_hh_l1'), ('weight_ih_l1_reverse', 'weight_hh_l1_reverse')]
     """
     stems = spec.stems()
     return [tuple(cells.param_names(stems, layer, d == 1))
@@ -127,10 +231,47 @@ def make_spec(cell, input_size, hidden_size, num_layers, *, bias, bidirectional,
               proj_size=0, peephole=False, strict=True):
     """Validate the constructor arguments every layer class shares; return the StackSpec.
 
-    ``proj_size`` and ``peephole`` are accepted by the cells that declare ``when="proj"`` /
-    ``when="peephole"`` parameters in :mod:`fastgates.cells` (the LSTM): ``proj_size`` an
-    int in [0, hidden_size), ``peephole`` a bool.  ``strict=False`` accepts any
-    truthy/falsy ``bias``/``bidirectional``/``peephole`` (torch.nn does).
+    Parameters
+    ----------
+    cell : str or fastgates.cells.CellDef
+        A cell of :data:`fastgates.cells.CELLS`, or its name.
+    input_size, hidden_size, num_layers : int
+        D, H and L, each at least 1.
+    bias, bidirectional : bool
+        As in the layer classes.
+    proj_size : int, default 0
+        An int in [0, hidden_size); above 0 only for the cells that declare
+        ``when="proj"`` parameters in :mod:`fastgates.cells` (the LSTM).
+    peephole : bool, default False
+        True only for the cells that declare ``when="peephole"`` parameters (the LSTM).
+    strict : bool, default True
+        False accepts any truthy/falsy ``bias``, ``bidirectional`` and ``peephole``
+        (as torch.nn does); True requires bools.
+
+    Returns
+    -------
+    StackSpec
+        The validated stack, sizes as Python ints.
+
+    Raises
+    ------
+    TypeError
+        A size or ``proj_size`` that is not an int (bools refused), or a flag that is
+        not a bool with ``strict=True``.
+    ValueError
+        An unknown cell, a size below 1, ``proj_size`` outside [0, hidden_size), or
+        ``proj_size`` / ``peephole`` for a cell without them.
+
+    Examples
+    --------
+    >>> from fastgates.layers import make_spec
+    >>> make_spec("gru", 4, 8, 2, bias=True, bidirectional=True)
+    StackSpec(cell='gru', input_size=4, hidden_size=8, num_layers=2, num_dirs=2,
+              bias=True, proj_size=0, peephole=False)
+    >>> make_spec("gru", 4, 8, 1, bias=True, bidirectional=False, proj_size=2)
+    Traceback (most recent call last):
+        ...
+    ValueError: proj_size=2: only the LSTM has a projection, not the GRU (cell 'gru')
     """
     c = cells.get(cell)
     sizes = [_check_int(n, v, 1) for n, v in (("input_size", input_size),
@@ -213,33 +354,73 @@ def stack_forward(spec, weights, x, state=None, *, lengths=None, masks=None, tra
                   n_threads=None, backend="fast", layer_forward=None):
     """Run a stacked (and maybe bidirectional) recurrent network, sequence first.
 
+    The one stack of the package: the layer classes, :class:`fastgates.Runner`,
+    :mod:`fastgates.torch` and :mod:`fastgates.lm` all run on it.  One kernel call per
+    (layer, direction); reverse directions read each row's valid prefix backwards.
+
     Parameters
     ----------
     spec : StackSpec
-    weights : list of dicts stem -> array, one per ``k = layer * num_dirs + direction``
-        The parameters the stack has (``spec.stems()``: no biases when ``spec.bias`` is False).
-    x : ndarray (T, B, D) float, or (T, B) integer token ids in [0, D)
-    state : dict state name ("h", "c") -> ndarray (L * num_dirs, B, width), or None (zeros)
-    lengths : int ndarray (B,) or None
-        Valid steps per row (validated, at most T); None: every row has T steps.
-    masks : list of L - 1 ndarrays (T, B, num_dirs * out_size) or None
-        Dropout masks (already scaled by 1 / (1 - p)) for the outputs of layers 0 .. L-2.
-    training : bool
-        False: no tape is kept.
-    n_threads : int or None
+        The stack.
+    weights : list of dict of str to ndarray
+        One dict stem -> array per ``k = layer * num_dirs + direction``, with the
+        parameters the stack has (``spec.stems()``: no biases when ``spec.bias`` is
+        False) in the shapes of ``spec.shapes(layer)``, all of one float dtype.
+    x : ndarray of shape (T, B, D), float32 or float64; or (T, B) integer token ids
+        The input of layer 0, of the weights' dtype; token ids lie in [0, D).
+    state : dict of str to ndarray or None, default None
+        State name ("h", "c") -> array of shape ``spec.state_shape(name, B)``; a
+        missing name or None: zeros.
+    lengths : ndarray of shape (B,), int, or None, default None
+        Valid steps per row, in [0, T] (validated by the kernels); None: every row has
+        T steps.
+    masks : list of ndarray or None, default None
+        L - 1 dropout masks of shape (T, B, num_dirs * out_size), already scaled by
+        1 / (1 - p), multiplied into the outputs of layers 0 .. L-2.
+    training : bool, default True
+        False: no tape is kept (the kernels keep no cache).
+    n_threads : int or None, default None
         Passed to every kernel.
-    backend : "fast", "reference" or a kernel module (see :func:`kernels`)
-    layer_forward : callable or None
-        ``layer_forward(k, x, state, lengths) -> (y, state_n)`` runs (layer, direction) k
-        in inference (``training=False``) instead of the backend's ``cell_forward``, with
-        the arguments it would get; ``weights`` is then not read (the frozen runners of
-        :mod:`fastgates._runner`, over packed weights).
+    backend : {"fast", "reference"} or module, default "fast"
+        The kernels: ``fastgates``, ``fastgates.reference``, or a module with
+        ``cell_forward`` / ``cell_backward``.
+    layer_forward : callable or None, default None
+        ``layer_forward(k, x, state, lengths) -> (y, state_n)`` runs (layer, direction)
+        k in inference (``training=False``) instead of the backend's ``cell_forward``,
+        with the arguments it would get; ``weights`` is then not read (the frozen
+        runners of :mod:`fastgates._runner`, over packed weights).
 
     Returns
     -------
-    y : ndarray (T, B, num_dirs * out_size)
-    state_n : dict state name -> ndarray (L * num_dirs, B, width)
+    y : ndarray of shape (T, B, num_dirs * out_size)
+        The last layer's outputs, directions concatenated [forward, reverse]; zero
+        past each row's end.
+    state_n : dict of str to ndarray
+        State name -> (L * num_dirs, B, width): each row's state after its last step.
     tape : Tape or None
+        What :func:`stack_backward` needs; None when ``training=False``.
+
+    Raises
+    ------
+    ValueError
+        An unknown ``backend``; the kernels' own errors (``TypeError`` /
+        ``ValueError``) for arrays of the wrong shape or dtype, or bad ``lengths``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastgates.layers import StackSpec, stack_backward, stack_forward
+    >>> spec = StackSpec("gru", 4, 8, 2)
+    >>> rng = np.random.default_rng(0)
+    >>> weights = [{stem: rng.uniform(-0.3, 0.3, shape)
+    ...             for stem, shape in spec.shapes(layer).items()} for layer in range(2)]
+    >>> x = rng.standard_normal((5, 3, 4))                       # (T, B, D) float64
+    >>> y, state_n, tape = stack_forward(spec, weights, x)
+    >>> y.shape, state_n["h"].shape
+    ((5, 3, 8), (2, 3, 8))
+    >>> dx, dstate0, grads = stack_backward(tape, np.ones_like(y))
+    >>> dx.shape, dstate0["h"].shape, grads[1]["weight_hh"].shape
+    ((5, 3, 4), (2, 3, 8), (24, 8))
     """
     K = kernels(backend) if layer_forward is None else None
     cell = spec.celldef
@@ -284,15 +465,43 @@ def stack_backward(tape, dy, dstate=None, *, n_threads=None):
     Parameters
     ----------
     tape : Tape
-    dy : ndarray (T, B, num_dirs * out_size) or None
-    dstate : dict state name -> ndarray (L * num_dirs, B, width) or None, or None
+        The tape of a ``training=True`` :func:`stack_forward`.
+    dy : ndarray of shape (T, B, num_dirs * out_size) or None
+        Gradient with respect to ``y``, of the forward's dtype; None: no gradient
+        from the outputs.
+    dstate : dict of str to ndarray or None, default None
+        State name -> gradient with respect to ``state_n`` (L * num_dirs, B, width);
+        a missing name or None: zero.
+    n_threads : int or None, default None
+        Passed to every kernel.
 
     Returns
     -------
-    dx : ndarray (T, B, D), or None for token-id inputs
-    dstate0 : dict state name -> ndarray (L * num_dirs, B, width)
-    grads : list of dicts stem -> gradient, one per (layer, direction), the stems of the
-        stack's parameters (``tape.spec.stems()``)
+    dx : ndarray of shape (T, B, D), or None
+        Gradient with respect to ``x``; None for token-id inputs.
+    dstate0 : dict of str to ndarray
+        State name -> gradient with respect to the initial state (L * num_dirs, B,
+        width), also when it was None.
+    grads : list of dict of str to ndarray
+        One dict stem -> gradient per (layer, direction), with the stems of the
+        stack's parameters (``tape.spec.stems()``); fresh arrays, overwritten (never
+        accumulated).
+
+    Raises
+    ------
+    TypeError, ValueError
+        The kernels' errors for gradients of the wrong dtype or shape.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastgates.layers import StackSpec, stack_backward, stack_forward
+    >>> spec = StackSpec("rnn_tanh", 3, 4, 1)
+    >>> weights = [{stem: np.full(shape, 0.1) for stem, shape in spec.shapes(0).items()}]
+    >>> y, h_n, tape = stack_forward(spec, weights, np.ones((2, 1, 3)))
+    >>> dx, dstate0, grads = stack_backward(tape, None, {"h": np.ones((1, 1, 4))})  # dL/dh_n
+    >>> dx.shape, list(grads[0])
+    ((2, 1, 3), ['weight_ih', 'weight_hh', 'bias_ih', 'bias_hh'])
     """
     spec = tape.spec
     cell = spec.celldef
@@ -461,13 +670,45 @@ class _Layer:
     # Parameters.
 
     def parameters(self):
-        """name -> parameter array (the live arrays: update them in place)."""
+        """The parameters by PyTorch's name: the live arrays, not copies.
+
+        Returns
+        -------
+        dict of str to ndarray
+            ``name -> array`` in PyTorch's order (``weight_ih_l0``, ``weight_hh_l0``,
+            ``bias_ih_l0``, ``bias_hh_l0``, ``weight_ih_l0_reverse``, ...), each of the
+            layer's dtype and of the shape of the ``torch.nn`` parameter.  The dict is
+            new, the arrays are the layer's: update them in place (an optimizer step)
+            to change the layer.
+
+        Examples
+        --------
+        >>> import fastgates
+        >>> layer = fastgates.RNN(3, 4, bias=False, seed=0)
+        >>> {name: p.shape for name, p in layer.parameters().items()}
+        {'weight_ih_l0': (4, 3), 'weight_hh_l0': (4, 4)}
+        >>> layer.parameters()["weight_hh_l0"] *= 0.5              # changes the layer
+        """
         return dict(self._params)
 
     def state_dict(self):
-        """name -> a copy of each parameter, under PyTorch's names.
+        """A copy of every parameter, under PyTorch's names.
 
-        Save it with ``np.savez(path, **layer.state_dict())``.
+        Returns
+        -------
+        dict of str to ndarray
+            ``name -> copy`` in the order of :meth:`parameters`, of the layer's dtype.
+            Save it with ``np.savez(path, **layer.state_dict())``; it loads into a
+            layer of the same configuration, or a ``torch.nn`` module
+            (``{k: torch.from_numpy(v) ...}``), with ``load_state_dict``.
+
+        Examples
+        --------
+        >>> import numpy as np, fastgates
+        >>> a, b = fastgates.GRU(3, 4, seed=0), fastgates.GRU(3, 4, seed=1)
+        >>> missing, unexpected = b.load_state_dict(a.state_dict())
+        >>> bool(np.array_equal(a.parameters()["weight_hh_l0"], b.parameters()["weight_hh_l0"]))
+        True
         """
         return {name: p.copy() for name, p in self._params.items()}
 
@@ -475,9 +716,46 @@ class _Layer:
         """Load parameters from a mapping (NumPy arrays or torch tensors) or an ``.npz`` file.
 
         A ``torch.nn.RNN/GRU/LSTM(...).state_dict()`` of the same configuration loads as
-        is.  Values are cast to the layer's dtype and copied into the existing arrays.
-        ``strict=True`` requires exactly the layer's names; ``strict=False`` loads the
-        names both have.  Returns the (missing, unexpected) names.
+        is.  Values are cast to the layer's dtype and copied into the existing arrays
+        (so :meth:`parameters` stays valid).  Every value is checked before any is
+        written: an error leaves the layer unchanged.
+
+        Parameters
+        ----------
+        state_dict : mapping of str to array_like or torch.Tensor, numpy.lib.npyio.NpzFile, str or os.PathLike
+            ``name -> value`` under PyTorch's names, each a float array of the
+            parameter's shape; or an ``.npz`` file (an open one, or its path).
+        strict : bool, default True
+            True: the names must be exactly the layer's; False: load the names both
+            have, ignore the rest.
+
+        Returns
+        -------
+        missing : list of str
+            The layer's names that ``state_dict`` lacks (not loaded).
+        unexpected : list of str
+            The names of ``state_dict`` the layer does not have (ignored).
+
+        Raises
+        ------
+        TypeError
+            ``state_dict`` is neither a mapping nor a path, or a value is not a float
+            array.
+        ValueError
+            With ``strict=True``, missing or unexpected names; a value of the wrong
+            shape.
+        OSError
+            A path that cannot be read as an ``.npz`` file.
+
+        Examples
+        --------
+        >>> import torch, fastgates
+        >>> net = torch.nn.LSTM(3, 4, num_layers=2)
+        >>> layer = fastgates.LSTM(3, 4, num_layers=2)
+        >>> layer.load_state_dict(net.state_dict())                # float32 tensors
+        ([], [])
+        >>> layer.load_state_dict({"weight_hh_l1": net.weight_hh_l1}, strict=False)[0][:2]
+        ['weight_ih_l0', 'weight_hh_l0']
         """
         if isinstance(state_dict, (str, os.PathLike)):
             with np.load(state_dict) as f:
@@ -513,12 +791,46 @@ class _Layer:
     # Modes.
 
     def train(self, mode=True):
-        """Training mode (dropout on, a tape kept for backward); returns self."""
+        """Switch training mode on (dropout on, a tape kept for backward) or off.
+
+        Parameters
+        ----------
+        mode : bool, default True
+            True: training mode (the default of a new layer); False: :meth:`eval`.
+
+        Returns
+        -------
+        self
+            The layer, for chaining (``layer.train().forward(x)``).
+
+        Raises
+        ------
+        TypeError
+            ``mode`` is not a bool.
+
+        Examples
+        --------
+        >>> import fastgates
+        >>> fastgates.GRU(3, 4).train(False).training
+        False
+        """
         self.training = _check_bool("mode", mode)
         return self
 
     def eval(self):
-        """Inference mode: no dropout, no tape (less memory); returns self."""
+        """Switch to inference mode: no dropout, no tape (less memory), no :meth:`backward`.
+
+        Returns
+        -------
+        self
+            The layer, for chaining (``y, state = layer.eval().forward(x)``).
+
+        Examples
+        --------
+        >>> import fastgates
+        >>> fastgates.LSTM(3, 4).eval().training
+        False
+        """
         return self.train(False)
 
     def freeze(self):
@@ -590,22 +902,58 @@ class _Layer:
     def forward(self, x, state=None, lengths=None):
         """Run the stack over a batch of sequences.
 
+        In training mode (the default) the call keeps a tape for :meth:`backward` and
+        applies dropout between layers; after :meth:`eval` it keeps nothing.
+        ``layer(x, ...)`` is the same call.
+
         Parameters
         ----------
-        x : ndarray (T, B, input_size), or (B, T, input_size) with ``batch_first``
-            Float input of the layer's dtype, or integer token ids (T, B) / (B, T) in
-            [0, input_size) that stand for one-hot rows (then ``backward`` returns None).
-        state : ndarray (num_layers * num_directions, B, H), a pair ``(h0, c0)`` of them
-            for LSTM, or None (zeros).  Ordered like PyTorch: index ``layer * dirs + d``.
-        lengths : int array (B,) or None
+        x : ndarray of shape (T, B, input_size), or (B, T, input_size) with ``batch_first``
+            Float input of the layer's dtype; or integer token ids of shape (T, B) /
+            (B, T) in [0, input_size) that stand for one-hot rows (then
+            :meth:`backward` returns None).
+        state : ndarray, tuple of ndarray, or None, default None
+            The initial state: an array (num_layers * num_directions, B, H) for one-state
+            cells, a pair ``(h0, c0)`` for the LSTM (h0 ``proj_size`` wide when
+            ``proj_size > 0``); None means zeros (also for either array of the pair).
+            Ordered like PyTorch: index ``layer * num_directions + direction``.
+        lengths : array_like of shape (B,), int, or None, default None
             Valid steps per row, 0 <= lengths[b] <= T, any order.  ``y`` is zero past a
             row's end and the returned state is each row's state at its last valid step
-            (the reverse direction's at step 0).
+            (the reverse direction's after reading the row's first step).  None: every
+            row runs T steps.
 
         Returns
         -------
-        y : ndarray (T, B, num_directions * H) (batch_first: (B, T, ...), a view)
-        state : ndarray (num_layers * num_directions, B, H), or ``(h_n, c_n)`` for LSTM
+        y : ndarray of shape (T, B, num_directions * out)
+            The last layer's outputs, ``out`` = ``proj_size`` or ``hidden_size``,
+            directions concatenated [forward, reverse]; (B, T, ...) with
+            ``batch_first`` (a view).  Of the layer's dtype.
+        state : ndarray or tuple of ndarray
+            The final state in the layout of ``state``: (num_layers * num_directions, B,
+            H), or ``(h_n, c_n)`` for the LSTM.
+
+        Raises
+        ------
+        TypeError
+            ``x`` neither float nor integer, a float ``x`` or a state of another dtype
+            than the layer's, or a state of the wrong structure.
+        ValueError
+            ``x`` of the wrong number of dimensions or features, a state of the wrong
+            shape, token ids or ``lengths`` out of range.
+
+        Examples
+        --------
+        >>> import numpy as np, fastgates
+        >>> lstm = fastgates.LSTM(4, 8, num_layers=2, bidirectional=True, seed=0)
+        >>> x = np.ones((6, 3, 4), np.float32)                  # (T, B, D)
+        >>> y, (h_n, c_n) = lstm.forward(x, lengths=[6, 2, 0])
+        >>> y.shape, h_n.shape, bool(np.all(y[2:, 1] == 0))
+        ((6, 3, 16), (4, 3, 8), True)
+        >>> ids = np.array([[0, 3], [2, 1]])                   # (T, B) token ids in [0, D)
+        >>> y, _ = lstm(ids)
+        >>> y.shape
+        (2, 2, 16)
         """
         xs = self._check_x(x)
         T, B = xs.shape[:2]
@@ -630,16 +978,41 @@ class _Layer:
     def backward(self, dy, dstate=None):
         """Backpropagate through the last training-mode forward pass.
 
+        Fills ``.grads`` (name -> gradient of every parameter, overwritten, never
+        accumulated) and ``.state_grad`` (the gradient with respect to the initial
+        state, in the layout of the state).
+
         Parameters
         ----------
-        dy : ndarray shaped like ``y``, or None (no gradient from the outputs)
-        dstate : gradient w.r.t. the returned state (same structure), or None
+        dy : ndarray shaped like ``y``, or None
+            Gradient of the loss with respect to ``y``, of the layer's dtype (batch first
+            with ``batch_first``); None: no gradient from the outputs.
+        dstate : ndarray, tuple of ndarray, or None, default None
+            Gradient with respect to the returned state, in its structure (a pair for
+            the LSTM, either entry may be None); None: zero.
 
         Returns
         -------
-        dx : ndarray shaped like ``x`` (None for token ids).  ``.grads`` is then
-        name -> gradient of every parameter (overwritten, not accumulated) and
-        ``.state_grad`` the gradient w.r.t. the initial state (same structure).
+        dx : ndarray shaped like ``x``, or None
+            Gradient with respect to ``x``; None for token-id inputs.
+
+        Raises
+        ------
+        ValueError
+            No training-mode forward pass to go back through (none yet, or the last
+            one ran in :meth:`eval` mode), or ``dy`` / ``dstate`` of the wrong shape.
+        TypeError
+            ``dy`` or ``dstate`` of another dtype than the layer's, or ``dstate`` of
+            the wrong structure.
+
+        Examples
+        --------
+        >>> import numpy as np, fastgates
+        >>> gru = fastgates.GRU(4, 8, num_layers=2, seed=0)
+        >>> y, h_n = gru(np.ones((5, 3, 4), np.float32))
+        >>> dx = gru.backward(np.ones_like(y))                  # dL/dy = 1
+        >>> dx.shape, gru.grads["weight_hh_l1"].shape, gru.state_grad.shape
+        ((5, 3, 4), (24, 8), (2, 3, 8))
         """
         if self._tape is None:
             raise ValueError("backward needs a forward pass in training mode first "
@@ -681,41 +1054,94 @@ class _Layer:
 
 _LAYER_DOC = """{title}
 
-    A NumPy layer with ``torch.nn.{cls}``'s constructor vocabulary, parameter names
-    and state layout, running on the fastgates kernels.
+    A NumPy layer with ``torch.nn.{twin}``'s constructor vocabulary, parameter names
+    (``weight_ih_l0``, ``bias_hh_l1_reverse``, ...) and state layout, running on the
+    fastgates kernels: stacked and bidirectional layers, ragged batches (``lengths``),
+    float32 or float64, token ids as input.  :meth:`forward` runs it (in training mode
+    keeping a tape), :meth:`backward` fills ``.grads``, :meth:`freeze` makes an
+    inference :class:`fastgates.Runner`.{notes}
 
     Parameters
     ----------
-    input_size, hidden_size : int
-    num_layers : int
-        Stacked layers; layer l > 0 reads the (concatenated) outputs of layer l - 1.{extra}
-    bias : bool
-        False: no bias parameters (zeros).
-    batch_first : bool
-        x and y are (B, T, ...) instead of (T, B, ...); states stay (L * dirs, B, H).
-    dropout : float
-        Dropout probability on the outputs of every layer but the last, in training
-        mode only (inverted dropout, masks from the layer's seeded generator).
-    bidirectional : bool
-        A reverse direction per layer; outputs concatenate [forward, reverse].
-    dtype : float32 (default, like PyTorch) or float64
-    n_threads : int or None
-        Threads for every kernel call (see ``fastgates.lstm_forward``).
-    seed : int or None
-        Seeds the initialisation (PyTorch's uniform(-1/sqrt(H), 1/sqrt(H))) and then
-        the dropout masks; None draws fresh entropy.
+{params}
 
-    Methods: ``forward(x, state=None, lengths=None) -> (y, state)``,
-    ``backward(dy, dstate=None) -> dx`` (fills ``.grads`` and ``.state_grad``),
-    ``parameters()``, ``state_dict()``, ``load_state_dict()``, ``train()``, ``eval()``,
-    ``freeze()`` (a :class:`fastgates.Runner` for inference: packed weights, ``step``).
+    Attributes
+    ----------
+    training : bool
+        Training mode (:meth:`train`, the default) or inference (:meth:`eval`).
+    dtype : numpy.dtype
+        float32 or float64: the parameters', float inputs' and results' dtype.
+    grads : dict of str to ndarray
+        After :meth:`backward`: parameter name -> gradient (overwritten by every call).
+    state_grad : ndarray, tuple of ndarray, or None
+        After :meth:`backward`: the gradient with respect to the initial state.
+
+    Raises
+    ------
+    TypeError
+        A size that is not an int, a flag that is not a bool, a ``dtype`` other than
+        float32/float64, or an unknown keyword.
+    ValueError
+        A size below 1, a ``dropout`` outside [0, 1], ``n_threads=0``, or a value
+        the cell does not take{value_errors}.
+
+    Warns
+    -----
+    UserWarning
+        ``dropout > 0`` with ``num_layers=1``: dropout acts between stacked layers.
+
+    See Also
+    --------
+    {see_also}
+
+    Examples
+    --------
+{examples}
 """
+
+#: The entries of the constructors' Parameters sections (layer classes), by parameter:
+#: :func:`table_doc` writes the ones of a class's signature, in its order.
+LAYER_PARAMS = {
+    "input_size": "input_size : int\n"
+                  "    D, the input features (the number of token ids for integer input).",
+    "hidden_size": "hidden_size : int\n    H, the units of every layer and direction.",
+    "num_layers": "num_layers : int, default 1\n"
+                  "    Stacked layers; layer l > 0 reads the (concatenated) outputs of layer\n"
+                  "    l - 1.",
+    "bias": "bias : bool, default True\n"
+            "    False: no bias parameters (the kernels get zeros).",
+    "batch_first": "batch_first : bool, default False\n"
+                   "    ``x`` and ``y`` are (B, T, ...) instead of (T, B, ...); states stay\n"
+                   "    (num_layers * num_directions, B, H).",
+    "dropout": "dropout : float, default 0.0\n"
+               "    Dropout probability on the outputs of every layer but the last, in\n"
+               "    training mode only (inverted dropout, masks from the layer's seeded\n"
+               "    generator).",
+    "bidirectional": "bidirectional : bool, default False\n"
+                     "    A reverse direction per layer; outputs concatenate [forward, reverse]\n"
+                     "    and parameters of the reverse direction end in ``_reverse``.",
+    "proj_size": "proj_size : int, default 0\n"
+                 "    P > 0 (below hidden_size): PyTorch's projected LSTM,\n"
+                 "    h_t = (o_t * tanh(c_t)) W_hr^T with ``weight_hr_l{k}[_reverse]`` (P, H);\n"
+                 "    h, the outputs of each direction and the next layer's inputs per\n"
+                 "    direction are P wide, c stays H wide.",
+    "peephole": "peephole : bool, default False\n"
+                "    Peephole connections (ONNX's LSTM input ``P``): i and f see c_{t-1}, o\n"
+                "    sees c_t, through ``weight_peep_l{k}[_reverse]`` (3, H), rows i, f, o,\n"
+                "    last in each layer's parameter order.  A fastgates extension (torch.nn\n"
+                "    has no peepholes).",
+    "dtype": "dtype : {numpy.float32, numpy.float64}, default numpy.float32\n"
+             "    The parameters' dtype (anything ``numpy.dtype`` reads as one of them).",
+    "n_threads": "n_threads : int or None, default None\n"
+                 "    Threads of every kernel call (see :func:`fastgates.lstm_forward`).",
+    "seed": "seed : int or None, default None\n"
+            "    Seeds the initialisation (PyTorch's: uniform(-1/sqrt(H), 1/sqrt(H)) unless\n"
+            "    the table says otherwise) and then the dropout masks; None draws fresh\n"
+            "    entropy.",
+}
 
 
 class RNN(_Layer):
-    __doc__ = _LAYER_DOC.format(
-        title="Elman RNN stack: h_t = phi(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh).",
-        cls="RNN", extra="\n    nonlinearity : 'tanh' or 'relu'")
     _layer = "RNN"
 
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", *,
@@ -727,20 +1153,6 @@ class RNN(_Layer):
 
 
 class LSTM(_Layer):
-    __doc__ = _LAYER_DOC.format(
-        title="LSTM stack (gates i, f, g, o), see ``fastgates.lstm_forward``.", cls="LSTM",
-        extra="""
-    proj_size : int, default 0
-        P > 0 (below hidden_size): PyTorch's projected LSTM, h_t = W_hr (o_t * tanh(c_t))
-        with ``weight_hr_l{k}[_reverse]`` (P, H); h, the outputs of each direction and the
-        next layer's inputs per direction are P wide, c stays H wide.
-    peephole : bool, default False
-        Peephole connections (ONNX's LSTM input ``P``): i and f see c_{t-1}, o sees c_t,
-        through ``weight_peep_l{k}[_reverse]`` (3, H), rows i, f, o, last in each layer's
-        parameter order.  A fastgates extension (torch.nn has no peepholes).
-
-    The state is a pair ``(h, c)``: h (num_layers * num_directions, B, proj_size or H),
-    c (num_layers * num_directions, B, H).""")
     _layer = "LSTM"
 
     def __init__(self, input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False,
@@ -752,9 +1164,29 @@ class LSTM(_Layer):
 
 
 def table_class(base, name, doc, module):
-    """The class ``name`` of the table (``CellDef.layer``) on ``base``: the base's common
-    constructor, plus the keyword that picks among the family's cells (``GRU``'s
-    ``linear_before_reset``, default: the family's first cell) in its signature."""
+    """The class ``name`` of the table (``CellDef.layer``) on ``base``.
+
+    Its constructor is the base's common one, without the keywords of optional
+    parameters its cells lack (``proj_size``, ``peephole``) and with the keyword that
+    picks among the family's cells (``GRU``'s ``linear_before_reset``, default: the
+    family's first cell) in its signature.
+
+    Parameters
+    ----------
+    base : type
+        ``_Layer`` (fastgates.layers) or ``_RNNBase`` (fastgates.torch).
+    name : str
+        A ``CellDef.layer`` of :data:`fastgates.cells.CELLS`.
+    doc : str or None
+        The class docstring (:func:`table_doc` writes it once the class exists).
+    module : str
+        The class's ``__module__``.
+
+    Returns
+    -------
+    type
+        The new subclass of ``base``, with ``__signature__`` set.
+    """
     family_cells = [c for c in cells.CELLS.values() if c.layer == name]
     sig = inspect.signature(base.__init__)
     # the keywords of optional parameters (proj_size, peephole) only where the cells have them
@@ -771,17 +1203,92 @@ def table_class(base, name, doc, module):
                                 "__signature__": sig.replace(parameters=params[1:])})
 
 
-def table_doc(template, name, **fields):
-    """``template`` filled for the table's class ``name`` (``{cls}``, ``{extra}``: the keyword
-    that picks among its cells, and ``fields``)."""
-    family_cells = [c for c in cells.CELLS.values() if c.layer == name]
+def _option_doc(family_cells):
+    """The Parameters entry of the keyword that picks among a family's cells."""
     c = family_cells[0]
-    extra = "" if c.option is None else (
-        f"\n    {c.option[0]} : one of {[d.option[1] for d in family_cells]}, default "
-        f"{c.option[1]!r}\n        Picks the cell: "
-        + ", ".join(f"{d.option[1]!r} -> {d.name!r}" for d in family_cells)
-        + " (see fastgates.cells).")
-    return template.format(cls=name, extra=extra, **fields)
+    values = [d.option[1] for d in family_cells]
+    kind = ("bool" if all(isinstance(v, bool) for v in values)
+            else "{" + ", ".join(repr(v) for v in values) + "}")
+    return (f"{c.option[0]} : {kind}, default {c.option[1]!r}\n    Picks the cell: "
+            + ", ".join(f"{d.option[1]!r} -> {d.name!r}" for d in family_cells)
+            + " (see :doc:`/cells`).")
+
+
+def table_doc(template, cls, docs, **fields):
+    """The docstring of the table's class ``cls``: ``template`` filled in.
+
+    The class's Parameters section is written from its signature, in order: the
+    entries of ``docs`` and of the keyword that picks among its cells (a parameter
+    that has neither is listed without a type, which the documentation build's
+    numpydoc validation reports).
+
+    Parameters
+    ----------
+    template : str
+        A docstring with the fields ``{params}``, ``{twin}`` and ``fields``.
+    cls : type
+        A layer or module class whose ``_layer`` is a ``CellDef.layer``.
+    docs : dict of str to str
+        Parameter name (``**kwargs`` with its stars) -> its unindented entry.
+    **fields
+        The template's other fields.
+
+    Returns
+    -------
+    str
+        The docstring.
+    """
+    family_cells = [c for c in cells.CELLS.values() if c.layer == cls._layer]
+    c = family_cells[0]
+    entries = []
+    for p in inspect.signature(cls).parameters.values():
+        key = {p.VAR_KEYWORD: "**", p.VAR_POSITIONAL: "*"}.get(p.kind, "") + p.name
+        if key in docs:
+            entry = docs[key]
+        elif c.option is not None and p.name == c.option[0]:
+            entry = _option_doc(family_cells)
+        else:
+            entry = f"{key}\n    Not described yet."
+        entries.append("\n".join("    " + line for line in entry.split("\n")))
+    twin = c.torch or ("LSTM" if "c" in c.states else "GRU")
+    return template.format(params="\n".join(entries), twin=twin, **fields)
+
+
+def _layer_doc(cls, title, notes=""):
+    """The docstring of the layer class ``cls`` (see ``_LAYER_DOC``)."""
+    c = next(c for c in cells.CELLS.values() if c.layer == cls._layer)
+    state = "h_n" if len(c.states) == 1 else "(" + ", ".join(s + "_n" for s in c.states) + ")"
+    examples = f"""    >>> import numpy as np, fastgates
+    >>> layer = fastgates.{cls.__name__}(4, 8, num_layers=2, seed=0)
+    >>> x = np.ones((5, 3, 4), np.float32)                  # (T, B, D)
+    >>> y, {state} = layer(x)
+    >>> y.shape, h_n.shape
+    ((5, 3, 8), (2, 3, 8))
+    >>> dx = layer.backward(np.ones_like(y))                # dL/dy = 1
+    >>> dx.shape, layer.grads["weight_hh_l1"].shape
+    ((5, 3, 4), ({c.G * 8}, 8))
+    >>> runner = layer.freeze()                             # inference: packed weights
+    >>> bool(np.array_equal(runner(x)[0], layer.eval()(x)[0]))
+    True"""
+    see = [f"fastgates.{c.kernel}_forward : The kernel of one layer and direction."]
+    if c.torch:
+        see.append(f"fastgates.torch.{cls.__name__} : The same layer as a ``torch.nn`` module.")
+    see.append("fastgates.Runner : Its frozen inference runner (:meth:`freeze`).")
+    whens = {p.when for d in cells.CELLS.values() if d.layer == cls._layer for p in d.params}
+    value_errors = (";\n        ``proj_size`` outside [0, hidden_size)" if "proj" in whens else
+                    ";\n        a nonzero ``proj_size`` or ``peephole=True`` (the LSTM's options)")
+    return table_doc(_LAYER_DOC, cls, LAYER_PARAMS, title=title, notes=notes,
+                     value_errors=value_errors, see_also="\n    ".join(see), examples=examples)
+
+
+RNN.__doc__ = _layer_doc(
+    RNN, "Elman RNN stack: h_t = phi(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh), phi = tanh "
+    "or relu.")
+LSTM.__doc__ = _layer_doc(
+    LSTM, "LSTM stack (gates i, f, g, o), see :func:`fastgates.lstm_forward`.", notes="""
+
+    The state is a pair ``(h, c)``: h (num_layers * num_directions, B, proj_size or H),
+    c (num_layers * num_directions, B, H).""")
 
 
 #: Every layer class, by name: the hand-written ones above (signatures PyTorch's positional
@@ -789,9 +1296,10 @@ def table_doc(template, name, **fields):
 CLASSES = {"RNN": RNN, "LSTM": LSTM}
 for _c in cells.CELLS.values():
     if _c.layer not in CLASSES:
-        CLASSES[_c.layer] = table_class(_Layer, _c.layer, table_doc(
-            _LAYER_DOC, _c.layer, title=f"{_c.layer} stack (gates {', '.join(_c.gates)}), see "
-            f"``fastgates.{_c.kernel}_forward`` / ``fastgates.cell_forward``."), __name__)
+        CLASSES[_c.layer] = table_class(_Layer, _c.layer, None, __name__)
+        CLASSES[_c.layer].__doc__ = _layer_doc(
+            CLASSES[_c.layer], f"{_c.layer} stack (gates {', '.join(_c.gates)}), see "
+            f":func:`fastgates.{_c.kernel}_forward` / :func:`fastgates.cell_forward`.")
 globals().update(CLASSES)
 __all__ += [name for name in CLASSES if name not in __all__]
 GRU = CLASSES["GRU"]      # the same class, under a name linters and type checkers can see

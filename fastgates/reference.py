@@ -592,10 +592,54 @@ def _run_backward(bw, cache):
 
 
 def cell_forward(cell, x, state, params, *, training=True, n_threads=None, lengths=None):
-    """Forward pass of any cell of :mod:`fastgates.cells` (``fastgates._fast.cell_forward``).
+    """Forward pass of any cell of :mod:`fastgates.cells` (the twin of :func:`fastgates.cell_forward`).
 
-    ``state`` maps state names ("h", "c") to (B, H) arrays or None, ``params`` parameter
-    stems to arrays.  Returns ``(y, state_n, cache)`` with ``state_n`` a dict.
+    The six public functions call it with the cell their keyword picks; the layers
+    call it with the table's cells.
+
+    Parameters
+    ----------
+    cell : str or fastgates.cells.CellDef
+        A cell of :data:`fastgates.cells.CELLS`, or its name.
+    x : ndarray of shape (T, B, D), float32 or float64; or (T, B) integer token ids
+        Sequence-first input.
+    state : dict of str to ndarray or None
+        State name ("h", "c") -> initial state (B, width) or None (zeros); missing
+        names are None.
+    params : dict of str to ndarray
+        Parameter stem -> array: ``weight_ih``, ``weight_hh``, ``bias_ih``, ``bias_hh``
+        and the cell's optional ones in use (``weight_hr``, ``weight_peep``).
+    training : bool, default True
+        False: no cache.
+    n_threads : int or None, default None
+        Validated and ignored.
+    lengths : array_like of shape (B,), integers in [0, T], or None
+        Valid steps per row; None: all T.
+
+    Returns
+    -------
+    y : ndarray of shape (T, B, width)
+        The hidden state at every step.
+    state_n : dict of str to ndarray
+        The final states, named like ``state``.
+    cache : Cache or None
+        What :func:`cell_backward` needs; None when ``training=False``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As the public functions: an unknown cell, arrays of the wrong type, dtype or
+        shape, bad ``lengths`` or ``n_threads``.
+
+    Examples
+    --------
+    >>> import numpy as np, fastgates.reference as ref
+    >>> from fastgates import cells
+    >>> shapes = cells.param_shapes(cells.get("gru_rb"), 4, 8)      # D = 4, H = 8
+    >>> params = {stem: np.full(shape, 0.1) for stem, shape in shapes.items()}
+    >>> y, state_n, cache = ref.cell_forward("gru_rb", np.ones((5, 3, 4)), {}, params)
+    >>> y.shape, list(state_n)
+    ((5, 3, 8), ['h'])
     """
     cell = cells.get(cell)
     check_n_threads(n_threads)
@@ -606,7 +650,43 @@ def cell_forward(cell, x, state, params, *, training=True, n_threads=None, lengt
 
 
 def cell_backward(cell, dy, dstate, cache, *, n_threads=None):
-    """BPTT of :func:`cell_forward`; returns the cell's :class:`Grads` / :class:`LSTMGrads`."""
+    """BPTT of :func:`cell_forward` (the twin of :func:`fastgates.cell_backward`).
+
+    Parameters
+    ----------
+    cell : str or fastgates.cells.CellDef
+        The cell of the forward pass.
+    dy : ndarray of shape (T, B, width) or None
+        Gradient with respect to ``y``; None means zero.
+    dstate : dict of str to ndarray or None
+        State name -> gradient with respect to its final value, or None (zero).
+    cache : Cache
+        The cache of a ``training=True`` forward pass of ``cell``.
+    n_threads : int or None, default None
+        Validated and ignored.
+
+    Returns
+    -------
+    Grads or LSTMGrads
+        The cell's gradient tuple; ``param_grads`` / ``state_grads`` give the gradients
+        by parameter stem and state name (the extra parameters' too).
+
+    Raises
+    ------
+    TypeError, ValueError
+        Gradients of the wrong dtype or shape, a cache of another cell.
+
+    Examples
+    --------
+    >>> import numpy as np, fastgates.reference as ref
+    >>> from fastgates import cells
+    >>> shapes = cells.param_shapes(cells.get("lstm"), 4, 8, peephole=True)
+    >>> params = {stem: np.full(shape, 0.1) for stem, shape in shapes.items()}
+    >>> y, _, cache = ref.cell_forward("lstm", np.ones((5, 3, 4)), {}, params)
+    >>> g = ref.cell_backward("lstm", np.ones_like(y), {}, cache)
+    >>> list(g.param_grads), list(g.state_grads)
+    (['weight_ih', 'weight_hh', 'bias_ih', 'bias_hh', 'weight_peep'], ['h', 'c'])
+    """
     cell = cells.get(cell)
     check_n_threads(n_threads)
     bw = check_backward(cell.kernel, dy, dstate.get("h"), dstate.get("c"), cache)
@@ -618,11 +698,34 @@ def cell_backward(cell, dy, dstate, cache, *, n_threads=None):
 def cell_step(cell, x_t, state, params):
     """One time step of ``cell`` for a batch, in the dtype of ``params`` (no validation).
 
-    x_t     (B, D) floats, or (B,) integer token ids (one-hot rows)
-    state   state name -> (B, H) array
-    params  stem -> array, every parameter of the cell
-    Returns the new state, a dict like ``state``.  :func:`cell_forward` over one step,
-    without the cache; fastgates.lm's NumPy sampler runs it in float64.
+    :func:`cell_forward` over one step, without the cache; fastgates.lm's NumPy
+    sampler runs it in float64.
+
+    Parameters
+    ----------
+    cell : str or fastgates.cells.CellDef
+        A cell of :data:`fastgates.cells.CELLS`, or its name.
+    x_t : ndarray of shape (B, D), float; or (B,) integer token ids
+        The input of the step (ids stand for one-hot rows).
+    state : dict of str to ndarray
+        State name -> (B, width) array; every state of the cell.
+    params : dict of str to ndarray
+        Stem -> array, every parameter of the cell (biases included).
+
+    Returns
+    -------
+    dict of str to ndarray
+        The new state, named like ``state`` (fresh arrays).
+
+    Examples
+    --------
+    >>> import numpy as np, fastgates.reference as ref
+    >>> from fastgates import cells
+    >>> shapes = cells.param_shapes(cells.get("rnn_tanh"), 4, 8)
+    >>> params = {stem: np.full(shape, 0.1) for stem, shape in shapes.items()}
+    >>> new = ref.cell_step("rnn_tanh", np.ones((3, 4)), {"h": np.zeros((3, 8))}, params)
+    >>> new["h"].shape
+    (3, 8)
     """
     cell = cells.get(cell)
     w_ih = params["weight_ih"]
@@ -646,166 +749,368 @@ def _h_forward(kernel, options, x, h0, weights, training, n_threads, lengths):
 
 def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, *, nonlinearity="tanh", training=True,
                 n_threads=None, lengths=None):
-    """Forward pass of an Elman RNN over a whole sequence.
+    r"""Forward pass of an Elman RNN over a whole sequence (G = 1), in NumPy.
 
-    h_t = phi(x_t w_ih^T + b_ih + h_{t-1} w_hh^T + b_hh),  phi = tanh or relu.
+    .. math::
+
+        h_t = \phi\left(x_t W_{ih}^\top + b_{ih} + h_{t-1} W_{hh}^\top + b_{hh}\right),
+        \qquad \phi = \tanh \text{ or } \max(\cdot, 0)
 
     Parameters
     ----------
-    x : ndarray, (T, B, D) float, or (T, B) integer token ids in [0, D)
-        Inputs, sequence first.  Token ids stand for one-hot rows: the input
-        projection is then a gather of columns of ``w_ih``.
-    h0 : ndarray (B, H) or None
+    x : ndarray of shape (T, B, D), float32 or float64; or (T, B) integer token ids
+        Sequence-first input.  Integer ids in ``[0, D)`` stand for one-hot rows: the
+        input projection is then a gather of columns of ``w_ih`` and backward returns
+        ``dx=None``.
+    h0 : ndarray of shape (B, H) or None
         Initial hidden state; None means zeros.
-    w_ih : ndarray (H, D)
-    w_hh : ndarray (H, H)
-    b_ih, b_hh : ndarray (H,)
-    nonlinearity : {"tanh", "relu"}
-    training : bool
-        When False, no cache is kept and None is returned in its place.
-    n_threads : int or None
-        Validated and ignored (the reference is single-threaded).
-    lengths : array-like (B,) of ints in [0, T], or None
-        Row b runs lengths[b] steps (rows in any order); y is zero past its end
-        and h_n holds its state after its last step (h0 for length 0).  None:
-        all rows run T steps.
+    w_ih : ndarray of shape (H, D)
+        Input weights, stacked in gate order (one block: h).
+    w_hh : ndarray of shape (H, H)
+        Recurrent weights, stacked the same way.
+    b_ih, b_hh : ndarray of shape (H,)
+        The two biases (PyTorch's layout).  Every float array of a call has one dtype,
+        float32 or float64, and all arithmetic happens in it.
+    nonlinearity : {"tanh", "relu"}, default "tanh"
+        The activation :math:`\phi`.
+    training : bool, default True
+        False: no cache is kept and ``cache`` is None.
+    n_threads : int or None, default None
+        Validated like the fast path's (0 is an error) and otherwise ignored: the
+        reference is single-threaded.
+    lengths : array_like of shape (B,), integers in [0, T], or None
+        Row b runs ``lengths[b]`` steps (rows in any order); ``y`` is zero past its end
+        and the final states hold its state after its last step (``h0`` for length
+        0).  None: all rows run T steps.
 
     Returns
     -------
-    y : ndarray (T, B, H)
-        Hidden state at every step.
-    h_n : ndarray (B, H)
+    y : ndarray of shape (T, B, H)
+        Hidden state at every step (zero past each row's end with ``lengths``).
+    h_n : ndarray of shape (B, H)
         Last hidden state (``h0``, or zeros, when T = 0).
     cache : Cache or None
-        What :func:`rnn_backward` needs.
+        What :func:`rnn_backward` (of either backend) needs; None when
+        ``training=False``.
+
+    Raises
+    ------
+    TypeError
+        An argument of the wrong type or dtype (mixed float dtypes, non-integer
+        ``lengths``, ...).
+    ValueError
+        Shapes that do not match, token ids or lengths out of range, ``n_threads=0``.
+        The checks are the fast path's (:mod:`fastgates._checks`), so both raise the
+        same errors.
+
+    See Also
+    --------
+    fastgates.rnn_forward : The compiled twin (same signature and results).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastgates, fastgates.reference as ref
+    >>> T, B, D, H, G = 5, 3, 4, 8, 1
+    >>> rng = np.random.default_rng(0)
+    >>> w_ih, w_hh = rng.uniform(-0.3, 0.3, (G * H, D)), rng.uniform(-0.3, 0.3, (G * H, H))
+    >>> b_ih, b_hh = rng.uniform(-0.3, 0.3, G * H), rng.uniform(-0.3, 0.3, G * H)
+    >>> x = rng.standard_normal((T, B, D))
+    >>> y, h_n, cache = ref.rnn_forward(x, None, w_ih, w_hh, b_ih, b_hh)
+    >>> y.shape, h_n.shape
+    ((5, 3, 8), (3, 8))
+    >>> y_fast, _, _ = fastgates.rnn_forward(x, None, w_ih, w_hh, b_ih, b_hh)
+    >>> bool(np.allclose(y, y_fast))
+    True
     """
     return _h_forward("rnn", {"nonlinearity": nonlinearity}, x, h0, (w_ih, w_hh, b_ih, b_hh),
                       training, n_threads, lengths)
 
 
 def rnn_backward(dy, dh_n, cache, *, n_threads=None):
-    """Backward pass through time of :func:`rnn_forward`.
+    """Backward pass through time of :func:`rnn_forward`, in NumPy.
 
-    The gradients are freshly allocated and overwritten, not accumulated.
+    Walks ``t = T-1, ..., 0`` through the cache, then forms the weight, bias and input
+    gradients as single products over all ``T*B`` rows.  The gradients are freshly
+    allocated and overwritten, not accumulated.
 
     Parameters
     ----------
-    dy : ndarray (T, B, H) or None
-        Gradient of the loss with respect to ``y``; None means zero.
-    dh_n : ndarray (B, H) or None
+    dy : ndarray of shape (T, B, R) or None
+        Gradient of the loss with respect to ``y`` (R = H, or P for a projected
+        LSTM); None means zero.
+    dh_n : ndarray of shape (B, R) or None
         Gradient with respect to ``h_n``; None means zero.
     cache : Cache
-        The cache of a ``training=True`` forward pass.
-    n_threads : int or None
+        The cache of a ``training=True`` forward pass (of either backend).
+    n_threads : int or None, default None
         Validated and ignored.
 
     Returns
     -------
     Grads
-        ``dx`` (T, B, D) (None for token-id inputs), ``dh0`` (B, H) (also when
-        ``h0`` was None), ``dw_ih`` (H, D), ``dw_hh`` (H, H), ``db_ih`` (H,),
-        ``db_hh`` (H,).
+        ``(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)``: ``dx`` (T, B, D) (None for token-id
+        inputs), ``dh0`` (B, H) (also when ``h0`` was None), ``dw_ih`` (H, D),
+        ``dw_hh`` (H, H), ``db_ih`` and ``db_hh`` (H,).
+
+    Raises
+    ------
+    TypeError, ValueError
+        Gradients of the wrong dtype or shape, a cache of another cell, a bad
+        ``n_threads``.
+
+    See Also
+    --------
+    fastgates.rnn_backward : The compiled twin.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastgates, fastgates.reference as ref
+    >>> T, B, D, H, G = 5, 3, 4, 8, 1
+    >>> rng = np.random.default_rng(0)
+    >>> w_ih, w_hh = rng.uniform(-0.3, 0.3, (G * H, D)), rng.uniform(-0.3, 0.3, (G * H, H))
+    >>> b_ih, b_hh = rng.uniform(-0.3, 0.3, G * H), rng.uniform(-0.3, 0.3, G * H)
+    >>> x = rng.standard_normal((T, B, D))
+    >>> y, h_n, cache = ref.rnn_forward(x, None, w_ih, w_hh, b_ih, b_hh)
+    >>> g = ref.rnn_backward(np.ones_like(y), None, cache)        # dL/dy = 1
+    >>> g.dw_hh.shape, g.dx.shape
+    ((8, 8), (5, 3, 4))
     """
     return cell_backward("rnn_tanh", dy, {"h": dh_n}, cache, n_threads=n_threads)
 
 
 def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, *, linear_before_reset=True, training=True,
                 n_threads=None, lengths=None):
-    """Forward pass of a GRU over a whole sequence (gate order r, z, n).
+    r"""Forward pass of a GRU over a whole sequence (G = 3, gate order r, z, n), in NumPy.
 
-    r = sigmoid(x_t W_ir^T + b_ir + h W_hr^T + b_hr)
-    z = sigmoid(x_t W_iz^T + b_iz + h W_hz^T + b_hz)
-    n = tanh(x_t W_in^T + b_in + r * (h W_hn^T + b_hn))    linear_before_reset=True
-    n = tanh(x_t W_in^T + b_in + (r * h) W_hn^T + b_hn)    linear_before_reset=False
-    h_t = z * h + (1 - z) * n,   with h = h_{t-1}
+    .. math::
 
-    ``linear_before_reset=True`` is the form of PyTorch, cuDNN and oneDNN ("lbr");
-    False is the textbook form of Cho et al. (2014).
+        r_t &= \sigma(x_t W_{ir}^\top + b_{ir} + h_{t-1} W_{hr}^\top + b_{hr}) \\
+        z_t &= \sigma(x_t W_{iz}^\top + b_{iz} + h_{t-1} W_{hz}^\top + b_{hz}) \\
+        n_t &= \tanh(x_t W_{in}^\top + b_{in} + r_t \odot (h_{t-1} W_{hn}^\top + b_{hn}))
+        \quad \text{(linear before reset)} \\
+        n_t &= \tanh(x_t W_{in}^\top + b_{in} + (r_t \odot h_{t-1}) W_{hn}^\top + b_{hn})
+        \quad \text{(reset before)} \\
+        h_t &= z_t \odot h_{t-1} + (1 - z_t) \odot n_t
 
     Parameters
     ----------
-    x : ndarray, (T, B, D) float, or (T, B) integer token ids in [0, D)
-    h0 : ndarray (B, H) or None
+    x : ndarray of shape (T, B, D), float32 or float64; or (T, B) integer token ids
+        Sequence-first input.  Integer ids in ``[0, D)`` stand for one-hot rows: the
+        input projection is then a gather of columns of ``w_ih`` and backward returns
+        ``dx=None``.
+    h0 : ndarray of shape (B, H) or None
         Initial hidden state; None means zeros.
-    w_ih : ndarray (3*H, D)
-        [W_ir; W_iz; W_in] stacked.
-    w_hh : ndarray (3*H, H)
-        [W_hr; W_hz; W_hn] stacked.
-    b_ih, b_hh : ndarray (3*H,)
-    linear_before_reset : bool
-    training, n_threads, lengths
-        As in :func:`rnn_forward`.
+    w_ih : ndarray of shape (3*H, D)
+        Input weights, stacked in gate order (r, z, n).
+    w_hh : ndarray of shape (3*H, H)
+        Recurrent weights, stacked the same way.
+    b_ih, b_hh : ndarray of shape (3*H,)
+        The two biases (PyTorch's layout).  Every float array of a call has one dtype,
+        float32 or float64, and all arithmetic happens in it.
+    linear_before_reset : bool, default True
+        True: the form of PyTorch, cuDNN and oneDNN ("lbr"); False: the textbook form
+        of Cho et al. (2014).
+    training : bool, default True
+        False: no cache is kept and ``cache`` is None.
+    n_threads : int or None, default None
+        Validated like the fast path's (0 is an error) and otherwise ignored: the
+        reference is single-threaded.
+    lengths : array_like of shape (B,), integers in [0, T], or None
+        Row b runs ``lengths[b]`` steps (rows in any order); ``y`` is zero past its end
+        and the final states hold its state after its last step (``h0`` for length
+        0).  None: all rows run T steps.
 
     Returns
     -------
-    y : ndarray (T, B, H)
-    h_n : ndarray (B, H)
+    y : ndarray of shape (T, B, H)
+        Hidden state at every step (zero past each row's end with ``lengths``).
+    h_n : ndarray of shape (B, H)
+        Last hidden state.
     cache : Cache or None
+        What :func:`gru_backward` needs; None when ``training=False``.
+
+    Raises
+    ------
+    TypeError
+        An argument of the wrong type or dtype (mixed float dtypes, non-integer
+        ``lengths``, ...).
+    ValueError
+        Shapes that do not match, token ids or lengths out of range, ``n_threads=0``.
+        The checks are the fast path's (:mod:`fastgates._checks`), so both raise the
+        same errors.
+
+    See Also
+    --------
+    fastgates.gru_forward : The compiled twin (same signature and results).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastgates, fastgates.reference as ref
+    >>> T, B, D, H, G = 5, 3, 4, 8, 3
+    >>> rng = np.random.default_rng(0)
+    >>> w_ih, w_hh = rng.uniform(-0.3, 0.3, (G * H, D)), rng.uniform(-0.3, 0.3, (G * H, H))
+    >>> b_ih, b_hh = rng.uniform(-0.3, 0.3, G * H), rng.uniform(-0.3, 0.3, G * H)
+    >>> x = rng.standard_normal((T, B, D))
+    >>> y, h_n, cache = ref.gru_forward(x, None, w_ih, w_hh, b_ih, b_hh,
+    ...                                 linear_before_reset=False)
+    >>> y_fast, _, _ = fastgates.gru_forward(x, None, w_ih, w_hh, b_ih, b_hh,
+    ...                                      linear_before_reset=False)
+    >>> y.shape, bool(np.allclose(y, y_fast))
+    ((5, 3, 8), True)
     """
     return _h_forward("gru", {"linear_before_reset": linear_before_reset}, x, h0,
                       (w_ih, w_hh, b_ih, b_hh), training, n_threads, lengths)
 
 
 def gru_backward(dy, dh_n, cache, *, n_threads=None):
-    """Backward pass through time of :func:`gru_forward`.
+    """Backward pass through time of :func:`gru_forward`, in NumPy.
 
-    The gradients are freshly allocated and overwritten, not accumulated.
+    Walks ``t = T-1, ..., 0`` through the cache, then forms the weight, bias and input
+    gradients as single products over all ``T*B`` rows.  The gradients are freshly
+    allocated and overwritten, not accumulated.
     ``db_ih`` and ``db_hh`` differ only in the n gate of the linear-before-reset
     form, where ``db_hn`` is ``r * dn_pre``; in the reset-before form the n rows
     of ``dw_hh`` pair ``dn_pre`` with ``r * h_{t-1}``.
 
     Parameters
     ----------
-    dy : ndarray (T, B, H) or None
-    dh_n : ndarray (B, H) or None
+    dy : ndarray of shape (T, B, R) or None
+        Gradient of the loss with respect to ``y`` (R = H, or P for a projected
+        LSTM); None means zero.
+    dh_n : ndarray of shape (B, R) or None
+        Gradient with respect to ``h_n``; None means zero.
     cache : Cache
-        The cache of a ``training=True`` :func:`gru_forward`.
-    n_threads : int or None
+        The cache of a ``training=True`` forward pass (of either backend).
+    n_threads : int or None, default None
         Validated and ignored.
 
     Returns
     -------
     Grads
-        ``dx`` (T, B, D) or None for token ids, ``dh0`` (B, H), ``dw_ih``
-        (3*H, D), ``dw_hh`` (3*H, H), ``db_ih`` and ``db_hh`` (3*H,).
+        ``(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)``: ``dx`` (T, B, D) or None for token
+        ids, ``dh0`` (B, H), ``dw_ih`` (3*H, D), ``dw_hh`` (3*H, H), ``db_ih`` and
+        ``db_hh`` (3*H,).
+
+    Raises
+    ------
+    TypeError, ValueError
+        Gradients of the wrong dtype or shape, a cache of another cell, a bad
+        ``n_threads``.
+
+    See Also
+    --------
+    fastgates.gru_backward : The compiled twin.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastgates, fastgates.reference as ref
+    >>> T, B, D, H, G = 5, 3, 4, 8, 3
+    >>> rng = np.random.default_rng(0)
+    >>> w_ih, w_hh = rng.uniform(-0.3, 0.3, (G * H, D)), rng.uniform(-0.3, 0.3, (G * H, H))
+    >>> b_ih, b_hh = rng.uniform(-0.3, 0.3, G * H), rng.uniform(-0.3, 0.3, G * H)
+    >>> x = rng.standard_normal((T, B, D))
+    >>> y, h_n, cache = ref.gru_forward(x, None, w_ih, w_hh, b_ih, b_hh)
+    >>> g = ref.gru_backward(np.ones_like(y), None, cache)        # dL/dy = 1
+    >>> g.dw_hh.shape, g.dx.shape
+    ((24, 8), (5, 3, 4))
     """
     return cell_backward("gru", dy, {"h": dh_n}, cache, n_threads=n_threads)
 
 
 def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, training=True, n_threads=None,
                  lengths=None, w_hr=None, w_peep=None):
-    """Forward pass of an LSTM over a whole sequence (gate order i, f, g, o).
+    r"""Forward pass of an LSTM over a whole sequence (G = 4, gate order i, f, g, o), in NumPy.
 
-    i = sigmoid(x_t W_ii^T + b_ii + h W_hi^T + b_hi [+ p_i * c_{t-1}])
-    f = sigmoid(x_t W_if^T + b_if + h W_hf^T + b_hf [+ p_f * c_{t-1}])
-    g = tanh(x_t W_ig^T + b_ig + h W_hg^T + b_hg)
-    c_t = f * c_{t-1} + i * g
-    o = sigmoid(x_t W_io^T + b_io + h W_ho^T + b_ho [+ p_o * c_t])
-    h_t = o * tanh(c_t)         or, projected,   h_t = (o * tanh(c_t)) w_hr^T
+    .. math::
+
+        i_t &= \sigma(x_t W_{ii}^\top + b_{ii} + h_{t-1} W_{hi}^\top + b_{hi}
+        \; [+\, p_i \odot c_{t-1}]) \\
+        f_t &= \sigma(x_t W_{if}^\top + b_{if} + h_{t-1} W_{hf}^\top + b_{hf}
+        \; [+\, p_f \odot c_{t-1}]) \\
+        g_t &= \tanh(x_t W_{ig}^\top + b_{ig} + h_{t-1} W_{hg}^\top + b_{hg}) \\
+        c_t &= f_t \odot c_{t-1} + i_t \odot g_t \\
+        o_t &= \sigma(x_t W_{io}^\top + b_{io} + h_{t-1} W_{ho}^\top + b_{ho}
+        \; [+\, p_o \odot c_t]) \\
+        h_t &= o_t \odot \tanh(c_t) \quad \text{or, projected,} \quad
+        h_t = (o_t \odot \tanh(c_t)) W_{hr}^\top
+
+    The bracketed terms are the peepholes (``w_peep``).
 
     Parameters
     ----------
-    x : ndarray, (T, B, D) float, or (T, B) integer token ids in [0, D)
-    h0 : ndarray (B, R) or None
+    x : ndarray of shape (T, B, D), float32 or float64; or (T, B) integer token ids
+        Sequence-first input; integer ids in ``[0, D)`` stand for one-hot rows.
+    h0 : ndarray of shape (B, R) or None
         Initial hidden state (R = H, or P with ``w_hr``); None means zeros.
-    c0 : ndarray (B, H) or None
+    c0 : ndarray of shape (B, H) or None
         Initial cell state; None means zeros.
-    w_ih : ndarray (4*H, D)
-    w_hh : ndarray (4*H, R)
-    b_ih, b_hh : ndarray (4*H,)
-    training, n_threads, lengths
-        As in :func:`rnn_forward`.
-    w_hr : ndarray (P, H) with 0 < P < H, or None
+    w_ih : ndarray of shape (4*H, D)
+        Input weights, stacked in gate order (i, f, g, o).
+    w_hh : ndarray of shape (4*H, R)
+        Recurrent weights, stacked the same way.
+    b_ih, b_hh : ndarray of shape (4*H,)
+        The two biases (PyTorch's layout); every float array has one dtype.
+    training : bool, default True
+        False: no cache is kept and ``cache`` is None.
+    n_threads : int or None, default None
+        Validated like the fast path's (0 is an error) and otherwise ignored: the
+        reference is single-threaded.
+    lengths : array_like of shape (B,), integers in [0, T], or None
+        Row b runs ``lengths[b]`` steps (rows in any order); ``y`` is zero past its end
+        and the final states hold its state after its last step (``h0`` for length
+        0).  None: all rows run T steps.
+    w_hr : ndarray of shape (P, H) with 0 < P < H, or None
         The projection (PyTorch's ``proj_size``); None: no projection.
-    w_peep : ndarray (3, H) or None
-        Peephole weights, rows i, f, o (ONNX's ``P`` in fastgates' row order); None: none.
+    w_peep : ndarray of shape (3, H) or None
+        Peephole weights, rows i, f, o (ONNX's ``P`` in fastgates' row order); None:
+        none.
 
     Returns
     -------
-    y : ndarray (T, B, R)
-    h_n : ndarray (B, R)
-    c_n : ndarray (B, H)
+    y : ndarray of shape (T, B, R)
+        Hidden state at every step (zero past each row's end with ``lengths``).
+    h_n : ndarray of shape (B, R)
+        Last hidden state.
+    c_n : ndarray of shape (B, H)
+        Last cell state.
     cache : Cache or None
+        What :func:`lstm_backward` needs; None when ``training=False``.
+
+    Raises
+    ------
+    TypeError
+        An argument of the wrong type or dtype (mixed float dtypes, non-integer
+        ``lengths``, ...).
+    ValueError
+        Shapes that do not match, token ids or lengths out of range, ``n_threads=0``.
+        The checks are the fast path's (:mod:`fastgates._checks`), so both raise the
+        same errors.
+
+    See Also
+    --------
+    fastgates.lstm_forward : The compiled twin (same signature and results).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastgates, fastgates.reference as ref
+    >>> T, B, D, H, G = 5, 3, 4, 8, 4
+    >>> rng = np.random.default_rng(0)
+    >>> w_ih, w_hh = rng.uniform(-0.3, 0.3, (G * H, D)), rng.uniform(-0.3, 0.3, (G * H, H))
+    >>> b_ih, b_hh = rng.uniform(-0.3, 0.3, G * H), rng.uniform(-0.3, 0.3, G * H)
+    >>> x = rng.standard_normal((T, B, D))
+    >>> y, h_n, c_n, cache = ref.lstm_forward(x, None, None, w_ih, w_hh, b_ih, b_hh,
+    ...                                       w_peep=np.full((3, H), 0.1))
+    >>> y.shape, c_n.shape
+    ((5, 3, 8), (3, 8))
+    >>> y_fast, *_ = fastgates.lstm_forward(x, None, None, w_ih, w_hh, b_ih, b_hh,
+    ...                                     w_peep=np.full((3, H), 0.1))
+    >>> bool(np.allclose(y, y_fast))
+    True
     """
     y, s, cache = cell_forward("lstm", x, {"h": h0, "c": c0},
                                kernel_params(w_ih, w_hh, b_ih, b_hh, w_hr=w_hr, w_peep=w_peep),
@@ -814,27 +1119,57 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, training=True, n_threads=
 
 
 def lstm_backward(dy, dh_n, dc_n, cache, *, n_threads=None):
-    """Backward pass through time of :func:`lstm_forward`.
+    """Backward pass through time of :func:`lstm_forward`, in NumPy.
 
-    The gradients are freshly allocated and overwritten, not accumulated.
+    Walks ``t = T-1, ..., 0`` through the cache, then forms the weight, bias and input
+    gradients as single products over all ``T*B`` rows.  The gradients are freshly
+    allocated and overwritten, not accumulated.
 
     Parameters
     ----------
-    dy : ndarray (T, B, R) or None
-    dh_n : ndarray (B, R) or None
-    dc_n : ndarray (B, H) or None
-        Gradients with respect to ``h_n`` and ``c_n``; None means zero.
+    dy : ndarray of shape (T, B, R) or None
+        Gradient of the loss with respect to ``y`` (R = H, or P for a projected
+        LSTM); None means zero.
+    dh_n : ndarray of shape (B, R) or None
+        Gradient with respect to ``h_n``; None means zero.
+    dc_n : ndarray of shape (B, H) or None
+        Gradient with respect to ``c_n``; None means zero.
     cache : Cache
-        The cache of a ``training=True`` :func:`lstm_forward`.
-    n_threads : int or None
+        The cache of a ``training=True`` forward pass (of either backend).
+    n_threads : int or None, default None
         Validated and ignored.
 
     Returns
     -------
     LSTMGrads
-        ``dx`` (T, B, D) or None for token ids, ``dh0`` (B, R) and ``dc0`` (B, H),
-        ``dw_ih`` (4*H, D), ``dw_hh`` (4*H, R), ``db_ih`` and ``db_hh`` (4*H,); with
-        ``w_hr`` / ``w_peep`` their gradients in ``param_grads["weight_hr"]`` (P, H) and
+        ``(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh)``: ``dx`` (T, B, D) or None for
+        token ids, ``dh0`` (B, R) and ``dc0`` (B, H), ``dw_ih`` (4*H, D), ``dw_hh``
+        (4*H, R), ``db_ih`` and ``db_hh`` (4*H,); with ``w_hr`` / ``w_peep`` their
+        gradients in ``param_grads["weight_hr"]`` (P, H) and
         ``param_grads["weight_peep"]`` (3, H).
+
+    Raises
+    ------
+    TypeError, ValueError
+        Gradients of the wrong dtype or shape, a cache of another cell, a bad
+        ``n_threads``.
+
+    See Also
+    --------
+    fastgates.lstm_backward : The compiled twin.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastgates, fastgates.reference as ref
+    >>> T, B, D, H, G = 5, 3, 4, 8, 4
+    >>> rng = np.random.default_rng(0)
+    >>> w_ih, w_hh = rng.uniform(-0.3, 0.3, (G * H, D)), rng.uniform(-0.3, 0.3, (G * H, H))
+    >>> b_ih, b_hh = rng.uniform(-0.3, 0.3, G * H), rng.uniform(-0.3, 0.3, G * H)
+    >>> x = rng.standard_normal((T, B, D))
+    >>> y, h_n, c_n, cache = ref.lstm_forward(x, None, None, w_ih, w_hh, b_ih, b_hh)
+    >>> g = ref.lstm_backward(np.ones_like(y), None, None, cache)        # dL/dy = 1
+    >>> g.dw_hh.shape, g.dx.shape
+    ((32, 8), (5, 3, 4))
     """
     return cell_backward("lstm", dy, {"h": dh_n, "c": dc_n}, cache, n_threads=n_threads)

@@ -149,8 +149,21 @@ class _RNNBase(torch.nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self):
-        """PyTorch's initialisation, in parameter order: uniform(-1/sqrt(H), 1/sqrt(H)) (the
-        table's "uniform"; constants where the table says "ones"/"zeros")."""
+        """Initialise every parameter again, as ``torch.nn`` does, in parameter order.
+
+        uniform(-1/sqrt(H), 1/sqrt(H)) from torch's generator (the table's "uniform"),
+        constants where the table says "ones"/"zeros"; so under the same
+        ``torch.manual_seed`` a module and its ``torch.nn`` twin get the same weights.
+
+        Examples
+        --------
+        >>> import torch, fastgates.torch
+        >>> m, net = fastgates.torch.GRU(3, 4), torch.nn.GRU(3, 4)
+        >>> _ = torch.manual_seed(1); m.reset_parameters()
+        >>> _ = torch.manual_seed(1); net.reset_parameters()
+        >>> torch.equal(m.weight_hh_l0, net.weight_hh_l0)
+        True
+        """
         for name in self._flat_weights_names:
             kind, v = self._init[name]
             w = getattr(self, name)
@@ -161,10 +174,17 @@ class _RNNBase(torch.nn.Module):
 
     @property
     def all_weights(self):
+        """The parameters as ``torch.nn`` lists them: one list per (layer, direction)."""
         return [[getattr(self, n) for n in names] for names in self._all_weights]
 
     def flatten_parameters(self):
-        """No-op, for code written against torch.nn (there is no cuDNN buffer to compact)."""
+        """Do nothing: there is no cuDNN buffer to compact (for code written against torch.nn).
+
+        Examples
+        --------
+        >>> import fastgates.torch
+        >>> fastgates.torch.LSTM(3, 4).flatten_parameters()
+        """
 
     def clear_inference_cache(self):
         """Drop the packed weights kept for inference calls (see the module docstring).
@@ -178,7 +198,7 @@ class _RNNBase(torch.nn.Module):
         >>> lstm = fastgates.torch.LSTM(4, 8)
         >>> with torch.no_grad():
         ...     y, _ = lstm(torch.zeros(3, 1, 4))
-        ...     lstm.weight_hh_l0.data.mul_(0)          # .data escapes the version counter
+        ...     _ = lstm.weight_hh_l0.data.mul_(0)      # .data escapes the version counter
         ...     lstm.clear_inference_cache()            # so tell the module
         ...     y, _ = lstm(torch.zeros(3, 1, 4))
         """
@@ -205,6 +225,20 @@ class _RNNBase(torch.nn.Module):
         return state
 
     def extra_repr(self):
+        """The arguments in the module's repr: those ``torch.nn`` shows, and ``peephole``.
+
+        Returns
+        -------
+        str
+            ``"input_size, hidden_size"`` and every argument that differs from its
+            default, as ``torch.nn`` writes them.
+
+        Examples
+        --------
+        >>> import fastgates.torch
+        >>> fastgates.torch.GRU(3, 4, num_layers=2, linear_before_reset=False)
+        GRU(3, 4, num_layers=2, linear_before_reset=False)
+        """
         s = f"{self.input_size}, {self.hidden_size}"
         if self.proj_size != 0:
             s += f", proj_size={self.proj_size}"
@@ -265,6 +299,68 @@ class _RNNBase(torch.nn.Module):
         return split_state(spec, hx, "hx", check, bad)
 
     def forward(self, input, hx=None):
+        """Run the stack over a batch of sequences, like ``torch.nn.RNN/GRU/LSTM.forward``.
+
+        With autograd recording (a tensor that requires grad, grad mode on) the whole
+        stack is one autograd node: ``backward`` runs the kernels' BPTT (not twice
+        differentiable).  Otherwise, without dropout, the call is an inference call over
+        packed weights that are kept while the parameters do not change (see
+        :meth:`clear_inference_cache`).  While ``torch.jit.trace``, ``torch.onnx.export``
+        or ``torch.export`` records, the ``torch.nn`` twin's operators run instead, on
+        this module's parameters (modules without a twin raise).
+
+        Parameters
+        ----------
+        input : Tensor of shape (T, B, input_size), (B, T, input_size) or (T, input_size); or PackedSequence
+            CPU tensor of the parameters' dtype (float32 or float64), sequence first,
+            batch first with ``batch_first=True``, or 2-D for one unbatched sequence.
+            A ``PackedSequence`` (sorted or not) runs its rows to their own lengths.
+        hx : Tensor, tuple of Tensor, or None, default None
+            The initial state, zeros when None.  RNN and GRU: ``h_0`` of shape
+            (num_layers * num_directions, B, hidden_size), or (num_layers *
+            num_directions, hidden_size) for an unbatched input.  LSTM: a tuple
+            ``(h_0, c_0)``, ``h_0`` ``proj_size`` wide when ``proj_size > 0``.  Index
+            ``layer * num_directions + direction``, as in ``torch.nn``; same dtype as
+            the parameters.
+
+        Returns
+        -------
+        output : Tensor of shape (T, B, num_directions * out), or PackedSequence
+            The last layer's outputs at every step, ``out`` = ``proj_size`` or
+            ``hidden_size``, forward and reverse directions concatenated; (B, T, ...)
+            with ``batch_first``, (T, num_directions * out) for an unbatched input, a
+            ``PackedSequence`` (zeros never packed) for a packed one.
+        h_n : Tensor of shape (num_layers * num_directions, B, out), or tuple of Tensor
+            The final state of every layer and direction (each row's state at its last
+            valid step for a packed input); LSTM: ``(h_n, c_n)``, ``c_n`` of shape
+            (num_layers * num_directions, B, hidden_size).  Unbatched: no B axis.
+
+        Raises
+        ------
+        TypeError
+            ``input`` that is neither a tensor nor a PackedSequence, ``hx`` of the wrong
+            type, or a dtype other than the parameters' (which must all be float32 or
+            all float64).
+        ValueError
+            A tensor or parameter off the CPU, ``input`` that is not 2-D or 3-D or has
+            not ``input_size`` features, or ``hx`` of the wrong shape.
+        RuntimeError
+            Tracing or exporting a module that has no ``torch.nn`` twin (a peephole
+            LSTM, the textbook GRU): export it with :func:`fastgates.onnx.export`.
+
+        Examples
+        --------
+        >>> import torch, fastgates.torch
+        >>> _ = torch.manual_seed(0)
+        >>> lstm = fastgates.torch.LSTM(4, 8, num_layers=2, batch_first=True)
+        >>> x = torch.randn(3, 5, 4, requires_grad=True)          # (B, T, D)
+        >>> y, (h_n, c_n) = lstm(x)
+        >>> tuple(y.shape), tuple(h_n.shape)
+        ((3, 5, 8), (2, 3, 8))
+        >>> y.sum().backward()                                    # BPTT in the kernels
+        >>> tuple(x.grad.shape), tuple(lstm.weight_hh_l1.grad.shape)
+        ((3, 5, 4), (32, 8))
+        """
         if _tracing():   # jit.trace / onnx.export / torch.export cannot see into the kernels
             return _traced_forward(self, input, hx)
         params, dtype = self._flat()
@@ -341,15 +437,81 @@ class _RNNBase(torch.nn.Module):
 _DOC = """{title}
 
     Same constructor, forward signature (tensor or PackedSequence input, {state}),
-    parameter names, order and initialisation as ``torch.nn.{torch_cls}``.  CPU
-    float32/float64 only; ``n_threads`` (keyword) sets the kernels' OpenMP threads.
-    Gradients flow through one autograd node per call (not twice differentiable).
-{extra}"""
+    parameter names, order and initialisation as ``torch.nn.{twin}`` (under the same
+    ``torch.manual_seed`` both start from the same weights, and their ``state_dict``\ s
+    load into each other).  CPU float32/float64 only; ``n_threads`` (keyword) sets the
+    kernels' OpenMP threads.  Gradients flow through one autograd node per call (not
+    twice differentiable); inference calls reuse packed weights (see
+    :meth:`clear_inference_cache`).{notes}
+
+    Parameters
+    ----------
+{params}
+
+    Raises
+    ------
+    TypeError
+        A size that is not an int, a ``dtype`` other than torch.float32/float64, or an
+        unknown keyword.
+    ValueError
+        A size below 1, a ``dropout`` outside [0, 1], a ``device`` other than the CPU,
+        ``n_threads=0``, or a value the cell does not take{value_errors}.
+
+    Warns
+    -----
+    UserWarning
+        ``dropout > 0`` with ``num_layers=1``, as ``torch.nn`` warns.
+
+    See Also
+    --------
+    {see_also}
+
+    Examples
+    --------
+{examples}
+"""
+
+#: The entries of the constructors' Parameters sections (module classes), by parameter:
+#: :func:`fastgates.layers.table_doc` writes the ones of a class's signature, in its order.
+MODULE_PARAMS = {
+    "input_size": "input_size : int\n    D, the features of the input.",
+    "hidden_size": "hidden_size : int\n    H, the units of every layer and direction.",
+    "num_layers": "num_layers : int, default 1\n"
+                  "    Stacked layers; layer l > 0 reads the (concatenated) outputs of layer\n"
+                  "    l - 1.",
+    "bias": "bias : bool, default True\n"
+            "    False: no ``bias_*`` parameters (any truthy value counts, as in torch.nn).",
+    "batch_first": "batch_first : bool, default False\n"
+                   "    ``input`` and ``output`` are (B, T, ...) instead of (T, B, ...); the\n"
+                   "    states stay (num_layers * num_directions, B, H).",
+    "dropout": "dropout : float, default 0.0\n"
+               "    Dropout probability on the outputs of every layer but the last, in\n"
+               "    training mode (masks drawn with torch's generator).",
+    "bidirectional": "bidirectional : bool, default False\n"
+                     "    A reverse direction per layer (parameters ``*_reverse``); outputs\n"
+                     "    concatenate [forward, reverse].",
+    "proj_size": "proj_size : int, default 0\n"
+                 "    P > 0 (below hidden_size): PyTorch's projected LSTM\n"
+                 "    (``weight_hr_l{k}[_reverse]`` (P, H); h_0, h_n and the outputs P wide\n"
+                 "    per direction).",
+    "device": "device : torch.device, str or None, default None\n"
+              "    Only the CPU (or None) is accepted: the kernels run on CPU tensors.",
+    "dtype": "dtype : torch.dtype or None, default None\n"
+             "    torch.float32 or torch.float64; None: ``torch.get_default_dtype()``.",
+    "n_threads": "n_threads : int or None, default None\n"
+                 "    Threads of every kernel call (see :func:`fastgates.lstm_forward`).",
+    "peephole": "peephole : bool, default False\n"
+                "    ONNX's peephole connections (a fastgates extension) as\n"
+                "    ``weight_peep_l{k}[_reverse]`` (3, H), rows i, f, o, last in each\n"
+                "    layer's parameter order and initialised like the other weights; such a\n"
+                "    module has no ``torch.nn`` twin (:func:`to_torch` refuses it).",
+    "**kwargs": "**kwargs\n"
+                "    ``proj_size`` and ``peephole``, accepted for torch.nn's signature: only\n"
+                "    0 and False (others raise ValueError).",
+}
 
 
 class RNN(_RNNBase):
-    __doc__ = _DOC.format(title="Drop-in ``torch.nn.RNN`` running on the fastgates CPU kernels.",
-                          state="``hx``", torch_cls="RNN", extra="")
     _layer = "RNN"
 
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
@@ -362,14 +524,6 @@ class RNN(_RNNBase):
 
 
 class LSTM(_RNNBase):
-    __doc__ = _DOC.format(title="Drop-in ``torch.nn.LSTM`` running on the fastgates CPU kernels.",
-                          state="``hx = (h_0, c_0)``", torch_cls="LSTM", extra="""
-    ``proj_size = P > 0`` is PyTorch's projected LSTM (``weight_hr_l{k}``, h_0 and the
-    outputs P wide per direction).  ``peephole=True`` (keyword, a fastgates extension)
-    adds ONNX's peephole connections as ``weight_peep_l{k}[_reverse]`` (3, H), rows
-    i, f, o, last in each layer's parameter order and initialised like the other
-    weights; such a module has no ``torch.nn`` twin (``to_torch`` refuses it).
-""")
     _layer = "LSTM"
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
@@ -380,14 +534,46 @@ class LSTM(_RNNBase):
                          peephole=peephole)
 
 
-def _doc(c):
+def _doc(cls):
+    """The docstring of the module class ``cls`` (see ``_DOC``)."""
+    c = next(c for c in cells.CELLS.values() if c.layer == cls._layer)
     twin = c.torch or ("LSTM" if "c" in c.states else "GRU")
     title = (f"Drop-in ``torch.nn.{c.torch}`` running on the fastgates CPU kernels." if c.torch
              else f"``torch.nn`` module of the fastgates cell family {c.layer} (gates "
                   f"{', '.join(c.gates)}), with ``torch.nn.{twin}``'s conventions.")
     state = "``hx = (" + ", ".join(s + "_0" for s in c.states) + ")``" if len(c.states) > 1 \
         else "``hx``"
-    return table_doc(_DOC, c.layer, title=title, state=state, torch_cls=twin)
+    st = "h_n" if len(c.states) == 1 else "(" + ", ".join(s + "_n" for s in c.states) + ")"
+    examples = f"""    >>> import torch, fastgates.torch
+    >>> _ = torch.manual_seed(0)
+    >>> m = fastgates.torch.{cls.__name__}(4, 8, num_layers=2)
+    >>> x = torch.randn(5, 3, 4)                              # (T, B, D)
+    >>> y, {st} = m(x)
+    >>> tuple(y.shape), tuple(h_n.shape)
+    ((5, 3, 8), (2, 3, 8))"""
+    if c.torch:
+        examples += f"""
+    >>> net = torch.nn.{c.torch}(4, 8, num_layers=2)          # its twin's weights load as they are
+    >>> m.load_state_dict(net.state_dict())
+    <All keys matched successfully>
+    >>> torch.allclose(m(x)[0], net(x)[0], atol=1e-6)
+    True"""
+    see = [f"fastgates.{cls.__name__} : The NumPy layer of the same cell."]
+    if c.torch:
+        see.append("to_torch : The ``torch.nn`` twin of a model's fastgates modules.")
+    whens = {p.when for d in cells.CELLS.values() if d.layer == cls._layer for p in d.params}
+    value_errors = (";\n        ``proj_size`` outside [0, hidden_size)" if "proj" in whens else
+                    ";\n        a nonzero ``proj_size`` or ``peephole=True`` (the LSTM's options)")
+    notes = ""
+    if "proj" in whens:
+        notes = ("\n\n    With ``proj_size = P > 0`` h_0, h_n and the outputs are P wide per "
+                 "direction, c stays H\n    wide.")
+    return table_doc(_DOC, cls, MODULE_PARAMS, title=title, state=state, notes=notes,
+                     value_errors=value_errors, see_also="\n    ".join(see), examples=examples)
+
+
+RNN.__doc__ = _doc(RNN)
+LSTM.__doc__ = _doc(LSTM)
 
 
 #: Every module class, by name, as in fastgates.layers.CLASSES (the table's other classes
@@ -395,7 +581,8 @@ def _doc(c):
 CLASSES = {"RNN": RNN, "LSTM": LSTM}
 for _c in cells.CELLS.values():
     if _c.layer not in CLASSES:
-        CLASSES[_c.layer] = table_class(_RNNBase, _c.layer, _doc(_c), __name__)
+        CLASSES[_c.layer] = table_class(_RNNBase, _c.layer, None, __name__)
+        CLASSES[_c.layer].__doc__ = _doc(CLASSES[_c.layer])
 globals().update(CLASSES)
 __all__ += [name for name in CLASSES if name not in __all__]
 GRU = CLASSES["GRU"]      # the same class, under a name linters and type checkers can see

@@ -60,7 +60,55 @@ def kernels(backend: str = "fast"):
 
 @dataclass
 class ModelConfig:
-    """Architecture of a :class:`CharRNN` (everything needed to rebuild its parameters)."""
+    """Architecture of a :class:`CharRNN` (everything needed to rebuild its parameters).
+
+    A dataclass, validated at construction; checkpoints store it as a dict
+    (:meth:`to_dict`, :meth:`from_dict`).
+
+    Parameters
+    ----------
+    vocab_size : int
+        V, the number of token ids (rows of the output layer).
+    cell : {"lstm", "gru", "rnn", "lnlstm", "lngru"}, default "lstm"
+        The kernel family of :mod:`fastgates.cells` (``--cell``).
+    hidden : int, default 256
+        H, the units of every recurrent layer.
+    layers : int, default 1
+        Stacked recurrent layers.
+    dropout : float, default 0.0
+        Dropout between the recurrent layers in training, in [0, 1).
+    embedding : int, default 0
+        E > 0: an ``embedding.weight`` (V, E) feeds the first layer; 0: token ids go
+        to the kernels as one-hot rows.
+    gru_reset : {"after", "before"}, default "after"
+        The GRU's form: "after" is PyTorch's (``linear_before_reset=True``), "before"
+        the textbook one; ignored by the other cells.
+    dtype : {"float32", "float64"}, default "float32"
+        The parameters' dtype.
+    proj : int, default 0
+        P > 0 (LSTM only, below ``hidden``): a projected LSTM, h and the input of
+        ``fc`` P wide.
+    peephole : bool, default False
+        Peephole connections (LSTM only).
+
+    Raises
+    ------
+    ValueError
+        An unknown ``cell``, ``gru_reset`` or ``dtype``, a size below 1, a negative
+        ``embedding``, ``dropout`` outside [0, 1), ``proj`` / ``peephole`` for a cell
+        without them, or ``proj`` not below ``hidden``.
+    TypeError
+        ``proj`` that is not an int, ``peephole`` that is not a bool.
+
+    Examples
+    --------
+    >>> from fastgates.lm import ModelConfig
+    >>> cfg = ModelConfig(vocab_size=60, cell="gru", hidden=32, layers=2, gru_reset="before")
+    >>> cfg.celldef.name, cfg.input_size, cfg.out_size
+    ('gru_rb', 60, 32)
+    >>> ModelConfig.from_dict(cfg.to_dict()) == cfg
+    True
+    """
 
     vocab_size: int
     cell: str = "lstm"
@@ -94,6 +142,7 @@ class ModelConfig:
 
     @property
     def gates(self) -> int:
+        """G, the number of gates of the cell (rnn 1, gru 3, lstm 4)."""
         return CELLS[self.cell]
 
     @property
@@ -102,7 +151,13 @@ class ModelConfig:
         return _cells.select(self.cell, linear_before_reset=self.gru_reset == "after")
 
     def stack_spec(self) -> _layers.StackSpec:
-        """The recurrent stack: ``layers`` unidirectional layers of ``hidden`` units."""
+        """The recurrent stack: ``layers`` unidirectional layers of ``hidden`` units.
+
+        Returns
+        -------
+        fastgates.layers.StackSpec
+            The stack the model runs (:func:`fastgates.layers.stack_forward`).
+        """
         return _layers.StackSpec(self.celldef.name, self.input_size, self.hidden, self.layers,
                                  proj_size=self.proj, peephole=bool(self.peephole))
 
@@ -117,10 +172,36 @@ class ModelConfig:
         return self.embedding or self.vocab_size
 
     def to_dict(self) -> dict:
+        """The fields as a plain dict (what checkpoints store).
+
+        Returns
+        -------
+        dict of str to object
+            Field name -> value.
+        """
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
+        """The config of a dict written by :meth:`to_dict` (unknown keys are ignored).
+
+        Parameters
+        ----------
+        d : dict of str to object
+            Field name -> value; missing fields take their defaults.
+
+        Returns
+        -------
+        ModelConfig
+            The validated config.
+
+        Raises
+        ------
+        TypeError
+            ``vocab_size`` missing.
+        ValueError
+            A value the constructor refuses.
+        """
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
 
@@ -148,13 +229,38 @@ def _recurrent_init(config: ModelConfig) -> dict:
 
 
 def init_params(config: ModelConfig, rng: np.random.Generator) -> dict:
-    """PyTorch's default initialisation.
+    """PyTorch's default initialisation of every parameter of a model.
 
     Recurrent parameters as the table says (weights and biases ~ U(-1/√H, 1/√H),
-    ``nn.LSTM``'s), the output layer ~ U(-1/√H, 1/√H) (``nn.Linear`` with fan-in H),
-    the embedding ~ N(0, 1) (``nn.Embedding``).  Drawn in float64 and rounded to
-    ``config.dtype``, so a float32 and a float64 model from the same seed start from
-    the same weights.
+    ``nn.LSTM``'s), the output layer ~ U(-1/√H, 1/√H) (H = ``config.hidden``, also
+    with a projection), the embedding ~ N(0, 1) (``nn.Embedding``).  Drawn in float64
+    and rounded to ``config.dtype``, so a float32 and a float64 model from the same
+    seed start from the same (rounded) weights.
+
+    Parameters
+    ----------
+    config : ModelConfig
+        The architecture.
+    rng : numpy.random.Generator
+        The generator the weights are drawn from, in the order of the parameters.
+
+    Returns
+    -------
+    dict of str to ndarray
+        Name -> C-contiguous array of ``config.dtype``: ``embedding.weight`` (V, E)
+        when ``config.embedding``, ``rnn.weight_ih_l{k}`` (G*H, input), ``rnn.weight_hh_l{k}``
+        (G*H, R), ``rnn.bias_ih_l{k}``, ``rnn.bias_hh_l{k}`` (G*H,) (and
+        ``rnn.weight_hr_l{k}`` (P, H), ``rnn.weight_peep_l{k}`` (3, H) where configured),
+        ``fc.weight`` (V, R), ``fc.bias`` (V,); R = P or H.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastgates.lm import ModelConfig, init_params
+    >>> params = init_params(ModelConfig(vocab_size=50, hidden=16), np.random.default_rng(0))
+    >>> {name: p.shape for name, p in params.items()}
+    {'rnn.weight_ih_l0': (64, 50), 'rnn.weight_hh_l0': (64, 16), 'rnn.bias_ih_l0': (64,),
+     'rnn.bias_hh_l0': (64,), 'fc.weight': (50, 16), 'fc.bias': (50,)}
     """
     dtype = np.dtype(config.dtype)
     bound = 1.0 / math.sqrt(config.hidden)
@@ -175,20 +281,36 @@ def init_params(config: ModelConfig, rng: np.random.Generator) -> dict:
 def softmax_cross_entropy(logits: np.ndarray, targets: np.ndarray, grad: bool = True):
     """Fused, numerically stable softmax cross-entropy.
 
+    The row maximum is subtracted before ``exp``; the sums are accumulated in
+    float64.
+
     Parameters
     ----------
-    logits : (N, V) float array
-        Overwritten (used as the work buffer).
-    targets : (N,) int array
-    grad : bool
+    logits : ndarray of shape (N, V), float32 or float64
+        The scores; OVERWRITTEN (used as the work buffer).
+    targets : ndarray of shape (N,), int
+        The target id of each row, in [0, V) (not checked).
+    grad : bool, default True
         Also return the gradient of the MEAN loss with respect to the logits.
 
     Returns
     -------
     total : float
-        The SUM over rows of ``logsumexp(logits_n) - logits_n[targets_n]`` (float64).
-    dlogits : (N, V) array or None
-        ``(softmax - onehot(targets)) / N`` (in the buffer of ``logits``).
+        The SUM over rows of ``logsumexp(logits_n) - logits_n[targets_n]``.
+    dlogits : ndarray of shape (N, V) or None
+        ``(softmax - onehot(targets)) / N``, in the buffer of ``logits`` (the same
+        array); None when ``grad=False``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastgates.lm import softmax_cross_entropy
+    >>> logits = np.zeros((2, 4))                    # uniform: each row costs log 4
+    >>> total, dlogits = softmax_cross_entropy(logits, np.array([0, 3]))
+    >>> round(total, 4), round(float(2 * np.log(4)), 4)
+    (2.7726, 2.7726)
+    >>> dlogits[0]
+    array([-0.375,  0.125,  0.125,  0.125])
     """
     n = logits.shape[0]
     rows = np.arange(n)
@@ -208,18 +330,46 @@ def softmax_cross_entropy(logits: np.ndarray, targets: np.ndarray, grad: bool = 
 class CharRNN:
     """A character language model over the fastgates kernels.
 
+    Token ids (or an embedding) into stacked recurrent layers, a dense output layer and
+    a fused softmax cross-entropy (see :mod:`fastgates.lm.model`).  The parameters are a
+    dict of NumPy arrays under PyTorch's names (``params``), updated in place by the
+    optimizers.
+
     Parameters
     ----------
     config : ModelConfig
-    params : dict of arrays, optional
-        Initialised with :func:`init_params` (``rng`` or seed 0) when omitted.
-    backend : "fast" or "reference"
-    n_threads : int or None
+        The architecture.
+    params : dict of str to ndarray or None, default None
+        Name -> array for every name of the architecture (see :func:`init_params`),
+        cast to ``config.dtype`` (a copy unless already C-contiguous of that dtype);
+        None: :func:`init_params` with ``rng``.
+    backend : {"fast", "reference"}, default "fast"
+        The kernels: compiled (``fastgates``) or the NumPy reference.
+    n_threads : int or None, default None
         Passed to every kernel call.
-    blas_threads : int or None
+    rng : numpy.random.Generator or None, default None
+        The generator of the initialisation when ``params`` is None (None: seed 0).
+    blas_threads : int or None, default 1
         Threads of NumPy's BLAS (the output layer) during the model's calls: 1 by
         default, so that it does not fight the kernels' OpenMP threads for the cores
-        (see :mod:`fastgates.lm.threadpool`); None leaves BLAS alone.
+        (see :func:`blas_limit`); None leaves BLAS alone.
+
+    Raises
+    ------
+    ValueError
+        ``params`` whose names or shapes do not match ``config``, or an unknown
+        ``backend``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastgates.lm import CharRNN, ModelConfig
+    >>> model = CharRNN(ModelConfig(vocab_size=20, cell="lstm", hidden=16))
+    >>> X = np.array([[1, 2], [3, 4], [5, 6]])              # (T, B) token ids
+    >>> Y = np.array([[2, 3], [4, 5], [6, 7]])              # the next tokens
+    >>> loss, grads, state = model.loss_and_grads(X, Y)
+    >>> round(loss, 1), grads["rnn.weight_hh_l0"].shape, state[0][0].shape
+    (3.0, (64, 16), (2, 16))
     """
 
     def __init__(self, config: ModelConfig, params: dict | None = None, *, backend: str = "fast",
@@ -245,11 +395,31 @@ class CharRNN:
 
     @property
     def n_params(self) -> int:
+        """The number of scalar parameters."""
         return int(sum(p.size for p in self.params.values()))
 
     def zero_state(self, batch: int) -> list:
-        """Per layer ``(h,)`` (rnn, gru) or ``(h, c)`` (lstm), zeros of shape (batch, width)
-        (h: ``config.out_size``, c: ``config.hidden``)."""
+        """The zero state of a batch, in the layout the model's calls carry.
+
+        Parameters
+        ----------
+        batch : int
+            B, the batch rows.
+
+        Returns
+        -------
+        list of tuple of ndarray
+            Per layer ``(h,)`` (rnn, gru) or ``(h, c)`` (lstm), zeros of the model's
+            dtype of shape (batch, width) (h: ``config.out_size``, c:
+            ``config.hidden``).
+
+        Examples
+        --------
+        >>> from fastgates.lm import CharRNN, ModelConfig
+        >>> model = CharRNN(ModelConfig(vocab_size=20, hidden=16, layers=2, proj=8))
+        >>> [[a.shape for a in layer] for layer in model.zero_state(4)]
+        [[(4, 8), (4, 16)], [(4, 8), (4, 16)]]
+        """
         return [tuple(np.zeros(self.spec.state_shape(s, batch)[1:], self.dtype)
                       for s in self.spec.celldef.states) for _ in range(self.config.layers)]
 
@@ -302,21 +472,29 @@ class CharRNN:
 
         Parameters
         ----------
-        X, Y : (T, B) int arrays
-            Inputs and targets (the inputs shifted by one).
-        state : list or None
+        X, Y : ndarray of shape (T, B), int
+            Inputs and targets (the inputs shifted by one), token ids in [0, V).
+        state : list of tuple of ndarray or None, default None
             The carried state (see :meth:`zero_state`); None = zeros.  No gradient
             flows into it (truncated BPTT).
-        rng : numpy.random.Generator
-            Dropout masks (needed only when ``config.dropout > 0``).
+        rng : numpy.random.Generator or None, default None
+            Dropout masks (needed only when ``config.dropout > 0`` and
+            ``config.layers > 1``).
 
         Returns
         -------
         loss : float
-        grads : dict
-            Same names and shapes as ``params`` (fresh arrays).
-        state : list
+            The mean cross-entropy over the T*B tokens (nats).
+        grads : dict of str to ndarray
+            Same names, shapes and dtype as ``params`` (fresh arrays).
+        state : list of tuple of ndarray
             The final state of every layer, to carry into the next minibatch.
+
+        Raises
+        ------
+        ValueError
+            ``X`` or ``Y`` not a 2-D integer array, shapes that differ, or dropout
+            without ``rng``; the kernels' errors for token ids out of range.
         """
         with blas_limit(self.blas_threads):
             return self._loss_and_grads(X, Y, state, rng)
@@ -345,7 +523,34 @@ class CharRNN:
     def loss_sum(self, X, Y, state=None):
         """Sum of the cross-entropies of a (T, B) block (evaluation: no dropout, no cache).
 
-        Returns ``(total, state)``; ``total`` is a float64 sum over T*B tokens.
+        Parameters
+        ----------
+        X, Y : ndarray of shape (T, B), int
+            Inputs and targets, token ids in [0, V).
+        state : list of tuple of ndarray or None, default None
+            The carried state (see :meth:`zero_state`); None = zeros.
+
+        Returns
+        -------
+        total : float
+            The sum of the cross-entropies over the T*B tokens (nats).
+        state : list of tuple of ndarray
+            The final state of every layer.
+
+        Raises
+        ------
+        ValueError
+            ``X`` or ``Y`` not a 2-D integer array.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from fastgates.lm import CharRNN, ModelConfig
+        >>> model = CharRNN(ModelConfig(vocab_size=20, cell="gru", hidden=16))
+        >>> X = np.zeros((8, 2), np.int64)
+        >>> total, state = model.loss_sum(X, X)
+        >>> round(total / X.size, 1), state[0][0].shape     # log(20) = 3.0 for a uniform guess
+        (2.8, (2, 16))
         """
         with blas_limit(self.blas_threads):
             X, y, new_state, _ = self._forward(X, state, False, None)
@@ -354,7 +559,36 @@ class CharRNN:
         return total, new_state
 
     def logits(self, X, state=None):
-        """Output logits (T, B, V) and the final state (evaluation mode)."""
+        """Output logits and the final state (evaluation mode: no dropout, no cache).
+
+        Parameters
+        ----------
+        X : ndarray of shape (T, B), int
+            Token ids in [0, V).
+        state : list of tuple of ndarray or None, default None
+            The carried state (see :meth:`zero_state`); None = zeros.
+
+        Returns
+        -------
+        logits : ndarray of shape (T, B, V)
+            The unnormalised scores of the next token, of the model's dtype.
+        state : list of tuple of ndarray
+            The final state of every layer.
+
+        Raises
+        ------
+        ValueError
+            ``X`` not a 2-D integer array.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from fastgates.lm import CharRNN, ModelConfig
+        >>> model = CharRNN(ModelConfig(vocab_size=20, hidden=16))
+        >>> logits, state = model.logits(np.zeros((3, 2), np.int64))
+        >>> logits.shape, logits.dtype
+        ((3, 2, 20), dtype('float32'))
+        """
         with blas_limit(self.blas_threads):
             X, y, new_state, _ = self._forward(X, state, False, None)
             T, B = X.shape

@@ -165,13 +165,15 @@ def export(layer, path, *, opset=DEFAULT_OPSET, initial_state=True, lengths=Fals
 
     Examples
     --------
+    >>> import os, tempfile
     >>> import numpy as np, fastgates, fastgates.onnx
+    >>> path = os.path.join(tempfile.mkdtemp(), "lstm.onnx")
     >>> lstm = fastgates.LSTM(8, 16, num_layers=2, bidirectional=True, seed=0)
-    >>> model = fastgates.onnx.export(lstm, "lstm.onnx", lengths=True)
-    >>> [i.name for i in model.graph.input]
-    ['x', 'h0', 'c0', 'lengths']
+    >>> model = fastgates.onnx.export(lstm, path, lengths=True)
+    >>> [i.name for i in model.graph.input], [o.name for o in model.graph.output]
+    (['x', 'h0', 'c0', 'lengths'], ['y', 'h_n', 'c_n'])
     >>> import onnxruntime as ort                                  # doctest: +SKIP
-    >>> sess = ort.InferenceSession("lstm.onnx")                   # doctest: +SKIP
+    >>> sess = ort.InferenceSession(path)                          # doctest: +SKIP
     >>> y, h_n, c_n = sess.run(None, {"x": x, "h0": h0, "c0": c0,  # doctest: +SKIP
     ...                               "lengths": lengths})
     """

@@ -386,17 +386,27 @@ def load(path, *, dtype=np.float32, n_threads=None):
         the model's folder or not a regular file.
     TypeError
         ``path`` is not a str or path-like, or ``dtype`` is not float32/float64.
+    ValueError
+        A bad ``n_threads`` (as the layer classes check it).
 
     Examples
     --------
-    >>> import torch, fastgates.onnx                                 # doctest: +SKIP
-    >>> net = torch.nn.GRU(8, 16, num_layers=2, bidirectional=True)  # doctest: +SKIP
-    >>> torch.onnx.export(net, (torch.randn(5, 3, 8),), "gru.onnx",  # doctest: +SKIP
-    ...                   dynamo=False)
-    >>> layers = fastgates.onnx.load("gru.onnx")                     # doctest: +SKIP
-    >>> [repr(layer) for layer in layers]                             # doctest: +SKIP
-    ['fastgates.layers.GRU(8, 16, bidirectional=True)',
-     'fastgates.layers.GRU(32, 16, bidirectional=True)']
+    A model written by :func:`export` (``torch.onnx.export`` of a ``torch.nn.GRU``
+    reads the same way):
+
+    >>> import os, tempfile
+    >>> import numpy as np, fastgates, fastgates.onnx
+    >>> path = os.path.join(tempfile.mkdtemp(), "gru.onnx")
+    >>> gru = fastgates.GRU(8, 16, num_layers=2, bidirectional=True, seed=0)
+    >>> _ = fastgates.onnx.export(gru, path)
+    >>> layers = fastgates.onnx.load(path)
+    >>> layers
+    [fastgates.layers.GRU(8, 16, bidirectional=True),
+     fastgates.layers.GRU(32, 16, bidirectional=True)]
+    >>> x = np.ones((5, 3, 8), np.float32)
+    >>> y, _ = layers[1].eval()(layers[0].eval()(x)[0])          # chained: the stack
+    >>> bool(np.allclose(y, gru.eval()(x)[0], atol=1e-6))
+    True
     """
     try:
         dt = np.dtype(dtype)
