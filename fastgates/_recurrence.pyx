@@ -25,17 +25,14 @@ from cython.parallel cimport prange
 from libc.string cimport memcpy, memset
 
 from fastgates._blas cimport floating, gemm, gemm_split
+from fastgates import cells as _cells
 from fastgates._checks import Cache
 
 cdef extern from "fastgates.h" nogil:
-    enum:
-        FG_RNN_TANH
-        FG_RNN_RELU
+    enum:      # the cells with behaviour of their own here; every cell: CELL_CODES below
         FG_GRU_LBR
         FG_GRU_RB
-        FG_LSTM
         FG_LNLSTM
-        FG_LNGRU
         FG_ISA_COUNT
         FG_PACK_HH
         FG_PACK_IH
@@ -161,15 +158,18 @@ cdef extern from "fastgates.h" nogil:
 # Rows of the input projection computed per GEMM in inference mode.
 DEF CHUNK_ROWS = 1024
 
-CELL_CODES = {("rnn", "tanh"): FG_RNN_TANH, ("rnn", "relu"): FG_RNN_RELU,
-              ("gru", "lbr"): FG_GRU_LBR, ("gru", "rb"): FG_GRU_RB, ("lstm", ""): FG_LSTM,
-              ("lnlstm", ""): FG_LNLSTM, ("lngru", ""): FG_LNGRU}
+# The compiled core's cell codes and their facts, from the one table (fastgates.cells; the
+# C side registers the same codes in src_c/cells/registry.h).
+CELL_CODES = {(c.kernel, c.variant): c.code for c in _cells.CELLS.values()}
+GATES = {c.code: c.G for c in _cells.CELLS.values()}
+HAS_C = frozenset(c.code for c in _cells.CELLS.values() if "c" in c.states)
 
 # The LayerNorm cells (src_c/layernorm.h): their parameters beyond the four reach the core
 # by stem (Forward.params), what their backward needs beyond the common fields travels in
 # Cache.saved: xn (x-hat of the input projection), hn (h-hat of the recurrent product),
 # cn (lnlstm: c-hat), rstd (T, B, 3) the rows' 1/sqrt(var + eps) for x, h, c.
-LN_CELLS = (FG_LNLSTM, FG_LNGRU)
+LN_CELLS = frozenset(c.code for c in _cells.CELLS.values()
+                     if any(p.stem == "ln_ih_weight" for p in c.params))
 
 
 def max_threads():
@@ -438,10 +438,10 @@ cdef object _forward(f, bint training, int nt, packed, floating dummy):
     cdef int R = proj or H                     # width of h: P with a projection
     cdef int cell = CELL_CODES[f.cell, f.variant]
     dtype = f.dtype
-    cdef bint ln = cell == FG_LNLSTM or cell == FG_LNGRU
-    cdef bint lstm = cell == FG_LSTM or cell == FG_LNLSTM
-    cdef bint gru = cell == FG_GRU_LBR or cell == FG_GRU_RB or cell == FG_LNGRU
-    cdef bint rnn = cell == FG_RNN_TANH or cell == FG_RNN_RELU
+    cdef bint ln = cell in LN_CELLS
+    cdef bint lstm = cell in HAS_C
+    cdef bint gru = GATES[cell] == 3        # keeps one extra (B, H) per row (v_n or r*h)
+    cdef bint rnn = GATES[cell] == 1        # its gates are h itself
     cdef bint tokens = f.tokens
     pk = f.packing
     cdef bint ragged = pk is not None
@@ -584,9 +584,9 @@ cdef object _infer(f, fg_forward_args a, x, h0, c0, int nt, floating dummy):
     cdef int cell = a.cell
     cdef int R = a.proj or H                  # width of h
     dtype = f.dtype
-    cdef bint lstm = cell == FG_LSTM or cell == FG_LNLSTM
-    cdef bint gru = cell == FG_GRU_LBR or cell == FG_GRU_RB or cell == FG_LNGRU
-    cdef bint rnn = cell == FG_RNN_TANH or cell == FG_RNN_RELU
+    cdef bint lstm = cell in HAS_C
+    cdef bint gru = GATES[cell] == 3
+    cdef bint rnn = GATES[cell] == 1
     pk = f.packing
     cdef bint ragged = pk is not None
     cdef bint tokens = f.tokens
@@ -734,8 +734,8 @@ cdef object _backward(cache, b, int nt, floating dummy):
     cdef int T = b.T, B = b.B, D = b.D, H = b.H, G = b.G
     cdef int GH = G * H, rows = T * B, Tk = T
     cdef int cell = CELL_CODES[cache.cell, cache.variant]
-    cdef bint ln = cell == FG_LNLSTM or cell == FG_LNGRU
-    cdef bint lstm = cell == FG_LSTM or cell == FG_LNLSTM
+    cdef bint ln = cell in LN_CELLS
+    cdef bint lstm = cell in HAS_C
     dtype = cache.dtype
     pk = cache.packing
     cdef bint ragged = pk is not None
@@ -984,7 +984,7 @@ def pack_layer(int cell, w_ih, w_hh, b_ih, b_hh, int nt, w_hr=None, w_peep=None)
 
 cdef object _pack_layer(int cell, w_ih, w_hh, b_ih, b_hh, int nt, w_hr, w_peep, floating dummy):
     cdef PackedLayer p = PackedLayer()
-    cdef int G = 4 if cell == FG_LSTM else 3 if cell in (FG_GRU_LBR, FG_GRU_RB) else 1
+    cdef int G = GATES[cell]
     cdef int H = w_hh.shape[0] // G
     p.cell, p.H, p.D, p.G, p.R = cell, H, w_ih.shape[1], G, w_hh.shape[1]
     p.dtype, p.isa = w_hh.dtype, isa_active()
@@ -1034,7 +1034,7 @@ cdef object _step(list layers, x, h0, c0, int nt, floating dummy):
         d_in[k] = lay.D
     h1 = np.empty((L, B, R), dtype)
     m = np.empty((B, H), dtype) if first.Pr is not None else None
-    c1 = np.empty((L, B, H), dtype) if cell == FG_LSTM else None
+    c1 = np.empty((L, B, H), dtype) if cell in HAS_C else None
     pre = np.empty((B, G * H), dtype)
     extra = np.empty((B, H), dtype)
     cdef const size_t[:, ::1] pv = ptrs
@@ -1099,7 +1099,7 @@ cdef class StepPlan:
         self.dtype = first.dtype
         self._f64 = first.dtype == np.float64
         self._typenum = cnp.NPY_DOUBLE if self._f64 else cnp.NPY_FLOAT
-        self._lstm = first.cell == FG_LSTM
+        self._lstm = first.cell in HAS_C
         # the extra scratch starts 64 bytes after pre's end at most: same alignment as pre
         self._pad = 16
         ptrs = np.zeros((4, L), np.uintp)              # P, Pi, bias, b_hn (0 = NULL)

@@ -240,8 +240,7 @@ def sample(int cell, list layers, floating[:, ::1] fc_w, floating[::1] fc_b,
         kernel's (fastgates._fast); the results do not depend on it
     """
     cdef int L = len(layers), V = fc_w.shape[0], R = fc_w.shape[1], k
-    cdef int G = 4 if cell == FG_LSTM or cell == FG_LNLSTM else (
-        3 if cell == FG_GRU_LBR or cell == FG_GRU_RB or cell == FG_LNGRU else 1)
+    cdef int G = GATES[cell]
     cdef int H = layers[0][1].shape[0] // G
     dtype = np.float32 if floating is float else np.float64
     # per layer: packed w_hh, combined bias (lbr keeps b_hn apart), pointers
@@ -287,7 +286,7 @@ def sample(int cell, list layers, floating[:, ::1] fc_w, floating[::1] fc_b,
         ptrs[3, k] = b_hh[2 * H:].ctypes.data if cell == FG_GRU_LBR else 0
     hbuf = np.zeros((2, L, R), dtype)
     hbuf[0] = h_state
-    cbuf = np.array(c_state, dtype) if cell == FG_LSTM or cell == FG_LNLSTM else None
+    cbuf = np.array(c_state, dtype) if cell in HAS_C else None
     pre = np.empty((L, G * H), dtype)
     extra = np.empty((L, H), dtype)
     mbuf = np.empty(H, dtype)

@@ -34,8 +34,12 @@
 
 #include <stddef.h>
 
-enum fg_cell { FG_RNN_TANH = 0, FG_RNN_RELU = 1, FG_GRU_LBR = 2, FG_GRU_RB = 3, FG_LSTM = 4,
-               FG_LNLSTM = 5, FG_LNGRU = 6 };
+#include "cells/registry.h"
+
+/* The cells (cells/registry.h), FG_RNN_TANH = 0 .. */
+#define FG_CELL_ENUM(NAME, code, G, has_c, fwd, bwd) FG_##NAME = code,
+enum fg_cell { FG_CELLS(FG_CELL_ENUM) };
+#undef FG_CELL_ENUM
 
 /* What a packed weight matrix is for (fg_pack_*).  FG_PACK_HR / FG_PACK_HR_BWD: the LSTM
  * projection w_hr (P, H) for h = m w_hr^T (forward) and dm = dh w_hr (BPTT). */

@@ -110,11 +110,7 @@ static FG_T FG_FN(dot)(const FG_T *a, const FG_T *b, int n)                     
 #include "product.h"
 FG_INSTANTIATE
 #include "layernorm.h"
-#include "cells/rnn.h"
-#include "cells/gru.h"
-#include "cells/lstm.h"
-#include "cells/lnlstm.h"
-#include "cells/lngru.h"
+#include "cells/registry.h"
 #include "loop.h"
 #include "kernels_undef.h"
 
@@ -127,11 +123,7 @@ FG_INSTANTIATE
 #include "product.h"
 FG_INSTANTIATE
 #include "layernorm.h"
-#include "cells/rnn.h"
-#include "cells/gru.h"
-#include "cells/lstm.h"
-#include "cells/lnlstm.h"
-#include "cells/lngru.h"
+#include "cells/registry.h"
 #include "loop.h"
 #include "kernels_undef.h"
 

@@ -37,22 +37,29 @@
  * Layout of the per-step arrays (dense or packed/ragged): see fastgates.h.
  */
 
-/* The cells' hooks.  Adding a cell: its header in cells/, a case in each switch below
- * (and FG_CELL_SWITCH at the end). */
+/* The cells' hooks, from the registry (cells/registry.h).  `cell` is a constant in every
+ * specialised loop (the entry points at the end), so these switches fold away. */
 
 FG_AI int FG_FN(gates)(const int cell)
 {
-    return cell == FG_LSTM || cell == FG_LNLSTM ? 4
-         : (cell == FG_GRU_LBR || cell == FG_GRU_RB || cell == FG_LNGRU) ? 3 : 1;
+#define FG_X(NAME, code, G, has_c, fwd, bwd) case code: return G;
+    switch (cell) { FG_CELLS(FG_X) }
+#undef FG_X
+    return 1;
+}
+
+/* Cells that carry a cell state c. */
+FG_AI int FG_FN(has_c)(const int cell)
+{
+#define FG_X(NAME, code, G, has_c, fwd, bwd) case code: return has_c;
+    switch (cell) { FG_CELLS(FG_X) }
+#undef FG_X
+    return 0;
 }
 
 /* The LayerNorm cells: their steps run the optional LayerNorm phases (below). */
 FG_AI int FG_FN(is_ln)(const int cell) { return cell == FG_LNLSTM || cell == FG_LNGRU; }
 
-/* Cells that carry a cell state c. */
-FG_AI int FG_FN(has_c)(const int cell) { return cell == FG_LSTM || cell == FG_LNLSTM; }
-
-/* Vectors of units per block: every block's product panel is 3 or 4 vectors wide. */
 FG_AI int FG_FN(uv)(const int cell) { return FG_FN(gates)(cell) == 1 ? 4 : 1; }
 
 /* Gates in the first product group (the rest, if any, come after a barrier). */
@@ -61,15 +68,9 @@ FG_AI int FG_FN(group1)(const int cell) { return cell == FG_GRU_RB ? 2 : FG_FN(g
 FG_AI void FG_FN(fwd_vec)(const int cell, const FG_FN(fstep) *s, size_t b, int j, int m,
                           const FG_T *acc, int an)
 {
-    switch (cell) {
-    case FG_RNN_TANH: FG_FN(rnn_fwd)(s, b, j, m, acc, an, 0); break;
-    case FG_RNN_RELU: FG_FN(rnn_fwd)(s, b, j, m, acc, an, 1); break;
-    case FG_GRU_LBR: FG_FN(gru_lbr_fwd)(s, b, j, m, acc, an); break;
-    case FG_GRU_RB: FG_FN(gru_rb_fwd)(s, b, j, m, acc, an); break;
-    case FG_LSTM: FG_FN(lstm_fwd)(s, b, j, m, acc, an); break;
-    case FG_LNLSTM: FG_FN(ln_fwd1)(s, b, j, m, acc, an, 4); break;
-    case FG_LNGRU: FG_FN(ln_fwd1)(s, b, j, m, acc, an, 3); break;
-    }
+#define FG_X(NAME, code, G, has_c, fwd, bwd) case code: FG_FN(fwd)(s, b, j, m, acc, an); break;
+    switch (cell) { FG_CELLS(FG_X) }
+#undef FG_X
 }
 
 FG_AI void FG_FN(fwd_vec2)(const int cell, const FG_FN(fstep) *s, size_t b, int j, int m,
@@ -79,15 +80,17 @@ FG_AI void FG_FN(fwd_vec2)(const int cell, const FG_FN(fstep) *s, size_t b, int 
         FG_FN(gru_rb_fwd2)(s, b, j, m, acc);
 }
 
+/* The registry's bwd hook of cells whose gate gradients run in phases of their own. */
+FG_AI void FG_FN(no_bwd)(const FG_FN(bstep) *s, size_t b, int j, int m)
+{
+    (void)s, (void)b, (void)j, (void)m;
+}
+
 FG_AI void FG_FN(bwd_vec)(const int cell, const FG_FN(bstep) *s, size_t b, int j, int m)
 {
-    switch (cell) {
-    case FG_RNN_TANH: FG_FN(rnn_bwd)(s, b, j, m, 0); break;
-    case FG_RNN_RELU: FG_FN(rnn_bwd)(s, b, j, m, 1); break;
-    case FG_GRU_LBR: FG_FN(gru_bwd)(s, b, j, m, 1); break;
-    case FG_GRU_RB: FG_FN(gru_bwd)(s, b, j, m, 0); break;
-    case FG_LSTM: FG_FN(lstm_bwd)(s, b, j, m); break;
-    }
+#define FG_X(NAME, code, G, has_c, fwd, bwd) case code: FG_FN(bwd)(s, b, j, m); break;
+    switch (cell) { FG_CELLS(FG_X) }
+#undef FG_X
 }
 
 FG_AI void FG_FN(bwd_vec2)(const int cell, const FG_FN(bstep) *s, size_t b, int j, int m,
@@ -680,41 +683,34 @@ FG_AI void FG_FN(generate_cell)(const int cell, const fg_generate_args *a, int t
 
 /* The entry points of one level: a switch on the cell outside the time loop, so every
  * cell's loop is compiled with its own constants. */
-#define FG_CELL_SWITCH(fn, ...)                                                          \
-    switch (cell) {                                                                      \
-    case FG_RNN_TANH: fn(FG_RNN_TANH, __VA_ARGS__); break;                               \
-    case FG_RNN_RELU: fn(FG_RNN_RELU, __VA_ARGS__); break;                               \
-    case FG_GRU_LBR: fn(FG_GRU_LBR, __VA_ARGS__); break;                                 \
-    case FG_GRU_RB: fn(FG_GRU_RB, __VA_ARGS__); break;                                   \
-    case FG_LNLSTM: fn(FG_LNLSTM, __VA_ARGS__); break;                                   \
-    case FG_LNGRU: fn(FG_LNGRU, __VA_ARGS__); break;                                     \
-    default: fn(FG_LSTM, __VA_ARGS__); break;                                            \
-    }
-
 static void FG_FN(forward_thread)(const fg_forward_args *a, int tid, int nth)
 {
-    const int cell = a->cell;
-    FG_CELL_SWITCH(FG_FN(forward_cell), a, tid, nth)
+#define FG_X(NAME, code, G, has_c, fwd, bwd) case code: FG_FN(forward_cell)(code, a, tid, nth); break;
+    switch (a->cell) { FG_CELLS(FG_X) }
+#undef FG_X
 }
 
 static void FG_FN(backward_thread)(const fg_backward_args *a, int tid, int nth)
 {
-    const int cell = a->cell;
-    FG_CELL_SWITCH(FG_FN(backward_cell), a, tid, nth)
+#define FG_X(NAME, code, G, has_c, fwd, bwd) case code: FG_FN(backward_cell)(code, a, tid, nth); break;
+    switch (a->cell) { FG_CELLS(FG_X) }
+#undef FG_X
 }
 
 static void FG_FN(generate_thread)(const fg_generate_args *a, int tid, int nth)
 {
-    const int cell = a->cell;
-    FG_CELL_SWITCH(FG_FN(generate_cell), a, tid, nth)
+#define FG_X(NAME, code, G, has_c, fwd, bwd) case code: FG_FN(generate_cell)(code, a, tid, nth); break;
+    switch (a->cell) { FG_CELLS(FG_X) }
+#undef FG_X
 }
 
 static void FG_FN(step_thread)(const fg_step_args *a, int tid, int nth)
 {
-    const int cell = a->cell;
-    if (FG_FN(is_ln)(cell))     /* no LayerNorm cells here yet: the Python side refuses them */
+    if (FG_FN(is_ln)(a->cell))  /* no LayerNorm cells here yet: the Python side refuses them */
         return;
-    FG_CELL_SWITCH(FG_FN(step_cell), a, tid, nth)
+#define FG_X(NAME, code, G, has_c, fwd, bwd) case code: FG_FN(step_cell)(code, a, tid, nth); break;
+    switch (a->cell) { FG_CELLS(FG_X) }
+#undef FG_X
 }
 
 /* Strips of VL columns of a row-major (rows, cols) matrix w, zero-padded:
@@ -828,4 +824,3 @@ static void FG_FN(activation)(int kind, size_t n, const FG_T *x, FG_T *out)
     }
 }
 
-#undef FG_CELL_SWITCH

@@ -69,8 +69,9 @@ class ModelConfig:
     ----------
     vocab_size : int
         V, the number of token ids (rows of the output layer).
-    cell : {"lstm", "gru", "rnn", "lnlstm", "lngru"}, default "lstm"
-        The kernel family of :mod:`fastgates.cells` (``--cell``).
+    cell : str, default "lstm"
+        A kernel family of :mod:`fastgates.cells` (``--cell``; ``fastgates-lm train
+        --help`` lists them).
     hidden : int, default 256
         H, the units of every recurrent layer.
     layers : int, default 1

@@ -86,6 +86,17 @@ FG_AI void FG_FN(gru_bwd)(const FG_FN(bstep) *s, size_t b, int j, int m, const i
     FG_FN(stn)(s->dh + o, m, dh * z);    /* the direct path h_{t-1} -> h_t */
 }
 
+/* The registry's backward hooks (cells/registry.h). */
+FG_AI void FG_FN(gru_lbr_bwd)(const FG_FN(bstep) *s, size_t b, int j, int m)
+{
+    FG_FN(gru_bwd)(s, b, j, m, 1);
+}
+
+FG_AI void FG_FN(gru_rb_bwd)(const FG_FN(bstep) *s, size_t b, int j, int m)
+{
+    FG_FN(gru_bwd)(s, b, j, m, 0);
+}
+
 /* rb phase B1: acc = d(r h) = dn W_hn for these units */
 FG_AI void FG_FN(gru_rb_bwd2)(const FG_FN(bstep) *s, size_t b, int j, int m, const FG_T *acc)
 {

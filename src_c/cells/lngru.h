@@ -70,3 +70,9 @@ FG_AI void FG_FN(lngru_bwd1)(const FG_FN(bstep) *s, size_t b, int j, int m)
     FG_FN(ln_bpart)(s, dv, s->hn + r0, s->ln_hh, j, m, 3, s->part_h + blk);
     FG_FN(ln_bpart)(s, du, s->xn + r0, s->ln_ih, j, m, 3, s->part_x + blk);
 }
+
+/* The registry's forward hook (cells/registry.h): phase 1, the partials of both projections. */
+FG_AI void FG_FN(lngru_fwd)(const FG_FN(fstep) *s, size_t b, int j, int m, const FG_T *acc, int an)
+{
+    FG_FN(ln_fwd1)(s, b, j, m, acc, an, 3);
+}

@@ -116,3 +116,9 @@ FG_AI void FG_FN(lnlstm_bwd1)(const FG_FN(bstep) *s, size_t b, int j, int m, FG_
     FG_FN(ln_bpart)(s, da, s->hn + r, s->ln_hh, j, m, 4, s->part_h + blk);
     FG_FN(ln_bpart)(s, da, s->xn + r, s->ln_ih, j, m, 4, s->part_x + blk);
 }
+
+/* The registry's forward hook (cells/registry.h): phase 1, the partials of both projections. */
+FG_AI void FG_FN(lnlstm_fwd)(const FG_FN(fstep) *s, size_t b, int j, int m, const FG_T *acc, int an)
+{
+    FG_FN(ln_fwd1)(s, b, j, m, acc, an, 4);
+}

@@ -24,3 +24,24 @@ FG_AI void FG_FN(rnn_bwd)(const FG_FN(bstep) *s, size_t b, int j, int m, const i
     const FG_V da = relu ? FG_FN(vsel)(h > (FG_T)0, dh, (FG_V){0}) : dh * ((FG_T)1 - h * h);
     FG_FN(stn)(s->dG + b * s->GH + j, m, da);
 }
+
+/* The registry's hooks (cells/registry.h). */
+FG_AI void FG_FN(rnn_tanh_fwd)(const FG_FN(fstep) *s, size_t b, int j, int m, const FG_T *acc, int an)
+{
+    FG_FN(rnn_fwd)(s, b, j, m, acc, an, 0);
+}
+
+FG_AI void FG_FN(rnn_relu_fwd)(const FG_FN(fstep) *s, size_t b, int j, int m, const FG_T *acc, int an)
+{
+    FG_FN(rnn_fwd)(s, b, j, m, acc, an, 1);
+}
+
+FG_AI void FG_FN(rnn_tanh_bwd)(const FG_FN(bstep) *s, size_t b, int j, int m)
+{
+    FG_FN(rnn_bwd)(s, b, j, m, 0);
+}
+
+FG_AI void FG_FN(rnn_relu_bwd)(const FG_FN(bstep) *s, size_t b, int j, int m)
+{
+    FG_FN(rnn_bwd)(s, b, j, m, 1);
+}
