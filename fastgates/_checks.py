@@ -91,18 +91,13 @@ class _LSTMGradsFields(NamedTuple):
     db_hh: np.ndarray
 
 
-class Grads(_GradsMixin, _GradsFields):
-    """Gradients of an RNN or GRU layer: what ``rnn_backward`` / ``gru_backward`` return.
-
-    A NamedTuple ``(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)`` of fresh arrays of the
-    forward pass's dtype; ``param_grads`` and ``state_grads`` give the same arrays by
-    parameter stem and state name.  Shapes with T steps, B rows, D inputs, H units
-    and G gates (1 or 3).
+# The docstring of Grads and LSTMGrads: what tells them apart is formatted in.
+_GRADS_DOC = """{head}
 
     Parameters
     ----------
     *fields : ndarray or None
-        The six fields, in order.
+        The {n} fields, in order.
     extra : dict of str to ndarray or None, default None
         Gradients of parameters beyond the four (``param_grads`` only).
 
@@ -112,7 +107,7 @@ class Grads(_GradsMixin, _GradsFields):
         Gradient with respect to the input; None for token-id inputs.
     dh0 : ndarray of shape (B, R)
         Gradient with respect to the initial hidden state (R = H, or P for a projected
-        LSTM), also when it was None.
+        LSTM), also when it was None.{dc0}
     dw_ih : ndarray of shape (G*H, D)
         Gradient of ``w_ih``.
     dw_hh : ndarray of shape (G*H, R)
@@ -124,10 +119,23 @@ class Grads(_GradsMixin, _GradsFields):
         ``weight_ih``, ``weight_hh``, ``bias_ih``, ``bias_hh`` (the fields above) and
         the extra parameters of cells that have them (``weight_hr``, ``weight_peep``).
     state_grads : dict of str to ndarray
-        State name -> gradient with respect to its initial value ("h").
+        State name -> gradient with respect to its initial value ({states}).
 
     Examples
-    --------
+    --------{example}
+    """
+
+
+class Grads(_GradsMixin, _GradsFields):
+    __doc__ = _GRADS_DOC.format(
+        head="""Gradients of an RNN or GRU layer: what ``rnn_backward`` / ``gru_backward`` return.
+
+    A NamedTuple ``(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)`` of fresh arrays of the
+    forward pass's dtype; ``param_grads`` and ``state_grads`` give the same arrays by
+    parameter stem and state name.  Shapes with T steps, B rows, D inputs, H units
+    and G gates (1 or 3).""",
+        n="six", dc0="", states='"h"',
+        example="""
     >>> import numpy as np, fastgates
     >>> T, B, D, H = 5, 3, 4, 8
     >>> w_ih, w_hh = np.full((3 * H, D), 0.1), np.full((3 * H, H), 0.1)
@@ -136,49 +144,22 @@ class Grads(_GradsMixin, _GradsFields):
     >>> g = fastgates.gru_backward(np.ones_like(y), None, cache)
     >>> dx, dh0, dw_ih, dw_hh, db_ih, db_hh = g
     >>> dw_hh.shape, list(g.param_grads), list(g.state_grads)
-    ((24, 8), ['weight_ih', 'weight_hh', 'bias_ih', 'bias_hh'], ['h'])
-    """
+    ((24, 8), ['weight_ih', 'weight_hh', 'bias_ih', 'bias_hh'], ['h'])""")
 
 
 class LSTMGrads(_GradsMixin, _LSTMGradsFields):
-    """Gradients of an LSTM layer: what ``lstm_backward`` returns.
+    __doc__ = _GRADS_DOC.format(
+        head="""Gradients of an LSTM layer: what ``lstm_backward`` returns.
 
     A NamedTuple ``(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh)`` of fresh arrays of the
     forward pass's dtype; ``param_grads`` and ``state_grads`` give the same arrays by
     parameter stem and state name (and ``param_grads`` the gradients of ``w_hr`` and
-    ``w_peep``).  Shapes with G = 4.
-
-    Parameters
-    ----------
-    *fields : ndarray or None
-        The seven fields, in order.
-    extra : dict of str to ndarray or None, default None
-        Gradients of parameters beyond the four (``param_grads`` only).
-
-    Attributes
-    ----------
-    dx : ndarray of shape (T, B, D), or None
-        Gradient with respect to the input; None for token-id inputs.
-    dh0 : ndarray of shape (B, R)
-        Gradient with respect to the initial hidden state (R = H, or P for a projected
-        LSTM), also when it was None.
+    ``w_peep``).  Shapes with G = 4.""",
+        n="seven", states='"h", "c"',
+        dc0="""
     dc0 : ndarray of shape (B, H)
-        Gradient with respect to the initial cell state.
-    dw_ih : ndarray of shape (G*H, D)
-        Gradient of ``w_ih``.
-    dw_hh : ndarray of shape (G*H, R)
-        Gradient of ``w_hh``.
-    db_ih, db_hh : ndarray of shape (G*H,)
-        Gradients of the two biases.
-    param_grads : dict of str to ndarray
-        Parameter stem -> gradient of every parameter of the cell, in its order:
-        ``weight_ih``, ``weight_hh``, ``bias_ih``, ``bias_hh`` (the fields above) and
-        the extra parameters of cells that have them (``weight_hr``, ``weight_peep``).
-    state_grads : dict of str to ndarray
-        State name -> gradient with respect to its initial value ("h", "c").
-
-    Examples
-    --------
+        Gradient with respect to the initial cell state.""",
+        example="""
     >>> import numpy as np, fastgates
     >>> T, B, D, H, P = 5, 3, 4, 8, 2
     >>> w_ih, w_hh, b = np.full((4 * H, D), 0.1), np.full((4 * H, P), 0.1), np.zeros(4 * H)
@@ -186,8 +167,7 @@ class LSTMGrads(_GradsMixin, _LSTMGradsFields):
     ...                                             w_ih, w_hh, b, b, w_hr=np.ones((P, H)))
     >>> g = fastgates.lstm_backward(np.ones_like(y), None, None, cache)
     >>> g.dh0.shape, g.dc0.shape, g.param_grads["weight_hr"].shape
-    ((3, 2), (3, 8), (2, 8))
-    """
+    ((3, 2), (3, 8), (2, 8))""")
 
 
 def make_grads(cell: CellDef, dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, extra=None):
@@ -445,6 +425,13 @@ def _float_dtype(name, arr) -> np.dtype:
     return arr.dtype
 
 
+def _same_dtype(name, arr, dtype) -> None:
+    """TypeError unless ``arr`` has ``dtype``, the call's dtype (``w_hh``'s)."""
+    if arr.dtype != dtype:
+        _float_dtype(name, arr)
+        raise TypeError(f"all arrays must share one dtype: w_hh is {dtype}, {name} is {arr.dtype}")
+
+
 def _check_shape(name, arr, expected, what):
     if arr.ndim != len(expected):
         raise ValueError(f"{name} must be {len(expected)}-D {what}, got {arr.ndim}-D shape {arr.shape}")
@@ -591,9 +578,7 @@ def check_forward(cell, x, state, params, *, training=True, lengths=None):
     if "proj_size" in options:
         # a projected LSTM: w_hr (P, H) with 0 < P < H, h and w_hh's columns P wide
         w_hr = _as_array("w_hr", params["weight_hr"])
-        if w_hr.dtype != dtype:
-            _float_dtype("w_hr", w_hr)
-            raise TypeError(f"all arrays must share one dtype: w_hh is {dtype}, w_hr is {w_hr.dtype}")
+        _same_dtype("w_hr", w_hr, dtype)
         if w_hr.ndim != 2:
             raise ValueError(f"w_hr must be 2-D (P, H) (the projection, proj_size P < hidden size "
                              f"H), got {w_hr.ndim}-D shape {w_hr.shape}")
@@ -620,9 +605,7 @@ def check_forward(cell, x, state, params, *, training=True, lengths=None):
                              + hint)
         if H == 0:
             raise ValueError("w_hh has hidden size H=0; expected H >= 1")
-    if w_ih.dtype != dtype:
-        _float_dtype("w_ih", w_ih)
-        raise TypeError(f"all arrays must share one dtype: w_hh is {dtype}, w_ih is {w_ih.dtype}")
+    _same_dtype("w_ih", w_ih, dtype)
     if w_ih.ndim != 2 or w_ih.shape[0] != G * H:
         raise ValueError(f"w_ih must have shape ({G}*H, D) = ({G * H}, D), got shape {w_ih.shape}")
     D = w_ih.shape[1]
@@ -638,9 +621,7 @@ def check_forward(cell, x, state, params, *, training=True, lengths=None):
             continue
         name = spec.arg
         a = _as_array(name, params[spec.stem])
-        if a.dtype != dtype:
-            _float_dtype(name, a)
-            raise TypeError(f"all arrays must share one dtype: w_hh is {dtype}, {name} is {a.dtype}")
+        _same_dtype(name, a, dtype)
         what = (f"{G}*H biases" if spec.shape == ("G*H",) and spec.bias else
                 f"{spec.stem} ({', '.join(map(str, spec.shape))}{',' * (len(spec.shape) == 1)})")
         _check_shape(name, a, shapes[spec.stem], what)
@@ -659,9 +640,7 @@ def check_forward(cell, x, state, params, *, training=True, lengths=None):
                         "got dtype bool")
     else:
         tokens = False
-        if x.dtype != dtype:
-            _float_dtype("x", x)
-            raise TypeError(f"all arrays must share one dtype: w_hh is {dtype}, x is {x.dtype}")
+        _same_dtype("x", x, dtype)
         if x.ndim != 3:
             raise ValueError(f"x must be 3-D (T, B, D) (or 2-D (T, B) token ids), "
                              f"got {x.ndim}-D shape {x.shape}")
@@ -679,9 +658,7 @@ def check_forward(cell, x, state, params, *, training=True, lengths=None):
             states[s_name] = None
             continue
         s = _as_array(name, s)
-        if s.dtype != dtype:
-            _float_dtype(name, s)
-            raise TypeError(f"all arrays must share one dtype: w_hh is {dtype}, {name} is {s.dtype}")
+        _same_dtype(name, s, dtype)
         if s_name == "h" and P:
             _check_shape(name, s, (B, P), f"(B, P) state: a projected h is P = {P} wide "
                                           f"(w_hr is {params['weight_hr'].shape})")

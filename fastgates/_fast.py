@@ -14,6 +14,7 @@ from __future__ import annotations
 from . import _checks, _fork, _recurrence, cells
 from ._checks import Grads, LSTMGrads  # noqa: F401  (the types of the results, re-exported)
 from ._threads import SMALL_BACKWARD_BYTES, blas_hold, blas_release, small_work_threads
+from .reference import _GRU_MATH  # the equations the reference states
 
 __all__ = ["rnn_forward", "rnn_backward", "gru_forward", "gru_backward",
            "lstm_forward", "lstm_backward", "cell_forward", "cell_backward"]
@@ -204,6 +205,21 @@ _EXAMPLE_SETUP = """    >>> import numpy as np
     >>> b_ih, b_hh = rng.uniform(-0.3, 0.3, G * H), rng.uniform(-0.3, 0.3, G * H)
     >>> x = rng.standard_normal((T, B, D))                      # float64 in, float64 out"""
 
+# The end of a forward pass's Returns, then Raises, See Also and the head of Examples.
+_FORWARD_TAIL = """    cache : Cache or None
+        What :func:`{name}_backward` needs; None when ``training=False``.
+""" + _RAISES + """
+
+    See Also
+    --------
+    {name}_backward : the backward pass.
+    fastgates.reference.{name}_forward : the NumPy twin.
+    fastgates.{layer} : stacked, bidirectional layers over this kernel.
+
+    Examples
+    --------
+""" + _EXAMPLE_SETUP
+
 rnn_forward.__doc__ = rf"""Elman RNN over a whole sequence (G = 1).
 
     .. math::
@@ -223,19 +239,7 @@ rnn_forward.__doc__ = rf"""Elman RNN over a whole sequence (G = 1).
     h_n : ndarray of shape (B, H)
         The last hidden state (``h0``, or zeros, when T = 0); with ``lengths``, each
         row's state after its last step.
-    cache : Cache or None
-        What :func:`rnn_backward` needs; None when ``training=False``.
-{_RAISES}
-
-    See Also
-    --------
-    rnn_backward : the backward pass.
-    fastgates.reference.rnn_forward : the NumPy twin.
-    fastgates.RNN : stacked, bidirectional layers over this kernel.
-
-    Examples
-    --------
-{_EXAMPLE_SETUP.format(G=1)}
+{_FORWARD_TAIL.format(name="rnn", layer="RNN", G=1)}
     >>> y, h_n, cache = fastgates.rnn_forward(x, None, w_ih, w_hh, b_ih, b_hh)
     >>> y.shape, h_n.shape, y.dtype
     ((5, 3, 8), (3, 8), dtype('float64'))
@@ -247,16 +251,7 @@ rnn_forward.__doc__ = rf"""Elman RNN over a whole sequence (G = 1).
 """
 
 gru_forward.__doc__ = rf"""Gated recurrent unit over a whole sequence (G = 3, gate order r, z, n).
-
-    .. math::
-
-        r_t &= \sigma(x_t W_{{ir}}^\top + b_{{ir}} + h_{{t-1}} W_{{hr}}^\top + b_{{hr}}) \\
-        z_t &= \sigma(x_t W_{{iz}}^\top + b_{{iz}} + h_{{t-1}} W_{{hz}}^\top + b_{{hz}}) \\
-        n_t &= \tanh(x_t W_{{in}}^\top + b_{{in}} + r_t \odot (h_{{t-1}} W_{{hn}}^\top + b_{{hn}}))
-        \quad \text{{(linear before reset)}} \\
-        n_t &= \tanh(x_t W_{{in}}^\top + b_{{in}} + (r_t \odot h_{{t-1}}) W_{{hn}}^\top + b_{{hn}})
-        \quad \text{{(reset before)}} \\
-        h_t &= z_t \odot h_{{t-1}} + (1 - z_t) \odot n_t
+{_GRU_MATH}
 
     Parameters
     ----------{_COMMON_PARAMS}{_WEIGHT_PARAMS.format(gates="r, z, n")}
@@ -271,19 +266,7 @@ gru_forward.__doc__ = rf"""Gated recurrent unit over a whole sequence (G = 3, ga
         :math:`h_1, \dots, h_T` (zero past each row's end with ``lengths``).
     h_n : ndarray of shape (B, H)
         The last hidden state; with ``lengths``, each row's state after its last step.
-    cache : Cache or None
-        What :func:`gru_backward` needs; None when ``training=False``.
-{_RAISES}
-
-    See Also
-    --------
-    gru_backward : the backward pass.
-    fastgates.reference.gru_forward : the NumPy twin.
-    fastgates.GRU : stacked, bidirectional layers over this kernel.
-
-    Examples
-    --------
-{_EXAMPLE_SETUP.format(G=3)}
+{_FORWARD_TAIL.format(name="gru", layer="GRU", G=3)}
     >>> y, h_n, cache = fastgates.gru_forward(x, None, w_ih, w_hh, b_ih, b_hh)
     >>> y_rb, _, _ = fastgates.gru_forward(x, None, w_ih, w_hh, b_ih, b_hh,
     ...                                    linear_before_reset=False, training=False)
@@ -325,19 +308,7 @@ lstm_forward.__doc__ = rf"""Long short-term memory over a whole sequence (G = 4,
     h_n, c_n : ndarray of shape (B, H) (h_n: (B, P) with ``w_hr``)
         The last hidden and cell states; with ``lengths``, each row's states after
         its last step.
-    cache : Cache or None
-        What :func:`lstm_backward` needs; None when ``training=False``.
-{_RAISES}
-
-    See Also
-    --------
-    lstm_backward : the backward pass.
-    fastgates.reference.lstm_forward : the NumPy twin.
-    fastgates.LSTM : stacked, bidirectional layers over this kernel.
-
-    Examples
-    --------
-{_EXAMPLE_SETUP.format(G=4)}
+{_FORWARD_TAIL.format(name="lstm", layer="LSTM", G=4)}
     >>> y, h_n, c_n, cache = fastgates.lstm_forward(x, None, None, w_ih, w_hh, b_ih, b_hh)
     >>> y.shape, c_n.shape
     ((5, 3, 8), (3, 8))
@@ -363,18 +334,19 @@ _BACKWARD_EXAMPLE = _EXAMPLE_SETUP + """
     >>> g.dw_hh.shape, g.dx.shape
     (({GH}, 8), (5, 3, 4))"""
 
-rnn_backward.__doc__ = _BACKWARD_DOC.format(
-    cell="rnn", extra="", ret_type="Grads", ret="Grads(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)",
-    states="``dh0``", raises=_RAISES,
-    example=_BACKWARD_EXAMPLE.format(
-        G=1, GH=8, cell="rnn", dstate="None, ",
-        call="y, h_n, cache = fastgates.rnn_forward(x, None, w_ih, w_hh, b_ih, b_hh)"))
-gru_backward.__doc__ = _BACKWARD_DOC.format(
-    cell="gru", extra="", ret_type="Grads", ret="Grads(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)",
-    states="``dh0``", raises=_RAISES,
-    example=_BACKWARD_EXAMPLE.format(
-        G=3, GH=24, cell="gru", dstate="None, ",
-        call="y, h_n, cache = fastgates.gru_forward(x, None, w_ih, w_hh, b_ih, b_hh)"))
+
+def _h_backward_doc(cell, G):
+    """The docstring of a one-state family's backward pass (rnn, gru)."""
+    return _BACKWARD_DOC.format(
+        cell=cell, extra="", ret_type="Grads", ret="Grads(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)",
+        states="``dh0``", raises=_RAISES,
+        example=_BACKWARD_EXAMPLE.format(
+            G=G, GH=G * 8, cell=cell, dstate="None, ",
+            call=f"y, h_n, cache = fastgates.{cell}_forward(x, None, w_ih, w_hh, b_ih, b_hh)"))
+
+
+rnn_backward.__doc__ = _h_backward_doc("rnn", 1)
+gru_backward.__doc__ = _h_backward_doc("gru", 3)
 lstm_backward.__doc__ = _BACKWARD_DOC.format(
     cell="lstm",
     extra="\n    dc_n : ndarray of shape (B, H) or None\n        Gradient with respect to the "

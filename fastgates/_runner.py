@@ -36,8 +36,8 @@ import numpy as np
 
 from . import _checks, _fork, _recurrence, cells
 from ._threads import small_work_threads
-from .layers import (_full_params, article, check_state, join_state, parameter_names,
-                     split_state, stack_forward)
+from .layers import (_full_params, article, check_state, check_x, join_state,
+                     parameter_names, split_state, stack_forward)
 
 __all__ = ["Runner"]
 
@@ -246,27 +246,8 @@ class Runner:
 
     def _check_x(self, x):
         """x of __call__ -> (T, B, D) float / (T, B) int64, sequence first."""
-        if type(x) is not np.ndarray:
-            x = _checks._as_array("x", x)
-        bf = " (batch_first)" if self.batch_first else ""
-        if x.dtype.kind in "iu":
-            if x.ndim != 2:
-                raise ValueError(f"x of token ids must be 2-D "
-                                 f"{'(B, T)' if self.batch_first else '(T, B)'}{bf}, got shape "
-                                 f"{x.shape}")
-        elif x.dtype.kind == "f":
-            if x.dtype != self._dtype:
-                raise TypeError(f"x has dtype {x.dtype} but the runner's parameters are "
-                                f"{self._dtype} (cast x, or freeze a layer of dtype {x.dtype})")
-            if x.ndim != 3:
-                raise ValueError(f"x must be 3-D {'(B, T, D)' if self.batch_first else '(T, B, D)'}"
-                                 f"{bf}, got shape {x.shape}")
-            if x.shape[2] != self._spec.input_size:
-                raise ValueError(f"x has {x.shape[2]} features (shape {x.shape}), expected "
-                                 f"input_size={self._spec.input_size}")
-        else:
-            raise TypeError(f"x must be a float array or integer token ids, got dtype {x.dtype}")
-        return x.swapaxes(0, 1) if self.batch_first else x
+        return check_x(x, self._dtype, self._spec.input_size, self.batch_first, "runner",
+                       "freeze a layer of dtype {}")
 
     def _split_state(self, state, B):
         """The state argument as a dict name -> C-contiguous (L * dirs, B, width) or None."""

@@ -592,6 +592,33 @@ def check_dropout(dropout, num_layers):
     return float(dropout)
 
 
+def check_x(x, dtype, input_size, batch_first, owner, remedy):
+    """Validate ``x`` of a layer's or a runner's call: (T, B, D) floats of the parameters'
+    ``dtype`` or (T, B) integer token ids, (B, T, ...) with ``batch_first``; return it
+    sequence first.  A dtype mismatch names the ``owner`` of the parameters and suggests
+    ``remedy`` (formatted with x's dtype)."""
+    if type(x) is not np.ndarray:
+        x = _checks._as_array("x", x)
+    bf = " (batch_first)" if batch_first else ""
+    if x.dtype.kind in "iu":
+        if x.ndim != 2:
+            raise ValueError(f"x of token ids must be 2-D {'(B, T)' if batch_first else '(T, B)'}"
+                             f"{bf}, got shape {x.shape}")
+    elif x.dtype.kind == "f":
+        if x.dtype != dtype:
+            raise TypeError(f"x has dtype {x.dtype} but the {owner}'s parameters are {dtype} "
+                            f"(cast x, or {remedy.format(x.dtype)})")
+        if x.ndim != 3:
+            raise ValueError(f"x must be 3-D {'(B, T, D)' if batch_first else '(T, B, D)'}"
+                             f"{bf}, got shape {x.shape}")
+        if x.shape[2] != input_size:
+            raise ValueError(f"x has {x.shape[2]} features (shape {x.shape}), expected "
+                             f"input_size={input_size}")
+    else:
+        raise TypeError(f"x must be a float array or integer token ids, got dtype {x.dtype}")
+    return x.swapaxes(0, 1) if batch_first else x
+
+
 def check_state(name, s, shape, dtype):
     """Validate one (L * num_dirs, B, width) state array; None passes through."""
     if s is None:
@@ -866,25 +893,8 @@ class _Layer:
                 for names in parameter_names(self._spec)]
 
     def _check_x(self, x):
-        x = _checks._as_array("x", x)
-        bf = " (batch_first)" if self.batch_first else ""
-        if x.dtype.kind in "iu":
-            if x.ndim != 2:
-                raise ValueError(f"x of token ids must be 2-D {'(B, T)' if self.batch_first else '(T, B)'}"
-                                 f"{bf}, got shape {x.shape}")
-        elif x.dtype.kind == "f":
-            if x.dtype != self.dtype:
-                raise TypeError(f"x has dtype {x.dtype} but the layer's parameters are {self.dtype} "
-                                f"(cast x, or build the layer with dtype=np.{x.dtype})")
-            if x.ndim != 3:
-                raise ValueError(f"x must be 3-D {'(B, T, D)' if self.batch_first else '(T, B, D)'}"
-                                 f"{bf}, got shape {x.shape}")
-            if x.shape[2] != self.input_size:
-                raise ValueError(f"x has {x.shape[2]} features (shape {x.shape}), expected "
-                                 f"input_size={self.input_size}")
-        else:
-            raise TypeError(f"x must be a float array or integer token ids, got dtype {x.dtype}")
-        return x.swapaxes(0, 1) if self.batch_first else x
+        return check_x(x, self.dtype, self.input_size, self.batch_first, "layer",
+                       "build the layer with dtype=np.{}")
 
     def _split_state(self, state, B, name="state"):
         spec, names = self._spec, self._spec.celldef.states

@@ -736,7 +736,125 @@ def cell_step(cell, x_t, state, params):
     return {"h": s.h, "c": s.c} if "c" in cell.states else {"h": s.h}
 
 
-# The public functions.
+# The public functions.  Their docstrings are built from the fragments below (the text
+# the three forward passes, and the three backward passes, have in common).
+
+_X_H0_PARAMS = """
+    x : ndarray of shape (T, B, D), float32 or float64; or (T, B) integer token ids
+        Sequence-first input.  Integer ids in ``[0, D)`` stand for one-hot rows: the
+        input projection is then a gather of columns of ``w_ih`` and backward returns
+        ``dx=None``.
+    h0 : ndarray of shape (B, H) or None
+        Initial hidden state; None means zeros."""
+
+_WEIGHT_PARAMS = """
+    w_ih : ndarray of shape ({GH}, D)
+        Input weights, stacked in gate order ({gates}).
+    w_hh : ndarray of shape ({GH}, H)
+        Recurrent weights, stacked the same way.
+    b_ih, b_hh : ndarray of shape ({GH},)
+        The two biases (PyTorch's layout).  Every float array of a call has one dtype,
+        float32 or float64, and all arithmetic happens in it."""
+
+# The outputs y and h_n of the GRU and the LSTM (R = H, or P with a projection).
+_Y_H_N_RETURNS = """
+    y : ndarray of shape (T, B, {R})
+        Hidden state at every step (zero past each row's end with ``lengths``).
+    h_n : ndarray of shape (B, {R})
+        Last hidden state."""
+
+_FORWARD_KW = """
+    training : bool, default True
+        False: no cache is kept and ``cache`` is None.
+    n_threads : int or None, default None
+        Validated like the fast path's (0 is an error) and otherwise ignored: the
+        reference is single-threaded.
+    lengths : array_like of shape (B,), integers in [0, T], or None
+        Row b runs ``lengths[b]`` steps (rows in any order); ``y`` is zero past its end
+        and the final states hold its state after its last step (``h0`` for length
+        0).  None: all rows run T steps."""
+
+_EXAMPLE_SETUP = """
+    >>> import numpy as np
+    >>> import fastgates, fastgates.reference as ref
+    >>> T, B, D, H, G = 5, 3, 4, 8, {G}
+    >>> rng = np.random.default_rng(0)
+    >>> w_ih, w_hh = rng.uniform(-0.3, 0.3, (G * H, D)), rng.uniform(-0.3, 0.3, (G * H, H))
+    >>> b_ih, b_hh = rng.uniform(-0.3, 0.3, G * H), rng.uniform(-0.3, 0.3, G * H)
+    >>> x = rng.standard_normal((T, B, D))"""
+
+# Raises to the head of Examples, for forward pass ``{name}`` with G = ``{G}``.
+_FORWARD_TAIL = """
+    Raises
+    ------
+    TypeError
+        An argument of the wrong type or dtype (mixed float dtypes, non-integer
+        ``lengths``, ...).
+    ValueError
+        Shapes that do not match, token ids or lengths out of range, ``n_threads=0``.
+        The checks are the fast path's (:mod:`fastgates._checks`), so both raise the
+        same errors.
+
+    See Also
+    --------
+    fastgates.{name}_forward : The compiled twin (same signature and results).
+
+    Examples
+    --------""" + _EXAMPLE_SETUP
+
+_BACKWARD_DOC = """Backward pass through time of :func:`{name}_forward`, in NumPy.
+
+    Walks ``t = T-1, ..., 0`` through the cache, then forms the weight, bias and input
+    gradients as single products over all ``T*B`` rows.  The gradients are freshly
+    allocated and overwritten, not accumulated.{notes}
+
+    Parameters
+    ----------
+    dy : ndarray of shape (T, B, R) or None
+        Gradient of the loss with respect to ``y`` (R = H, or P for a projected
+        LSTM); None means zero.
+    dh_n : ndarray of shape (B, R) or None
+        Gradient with respect to ``h_n``; None means zero.{dc_n}
+    cache : Cache
+        The cache of a ``training=True`` forward pass (of either backend).
+    n_threads : int or None, default None
+        Validated and ignored.
+
+    Returns
+    -------
+    {returns}
+
+    Raises
+    ------
+    TypeError, ValueError
+        Gradients of the wrong dtype or shape, a cache of another cell, a bad
+        ``n_threads``.
+
+    See Also
+    --------
+    fastgates.{name}_backward : The compiled twin.
+
+    Examples
+    --------""" + _EXAMPLE_SETUP + """
+    >>> {call}
+    >>> g = ref.{name}_backward(np.ones_like(y), {dstate}cache)        # dL/dy = 1
+    >>> g.dw_hh.shape, g.dx.shape
+    (({GH}, 8), (5, 3, 4))
+    """
+
+
+# The GRU equations (both gate forms); fastgates._fast shows them too.
+_GRU_MATH = r"""
+    .. math::
+
+        r_t &= \sigma(x_t W_{ir}^\top + b_{ir} + h_{t-1} W_{hr}^\top + b_{hr}) \\
+        z_t &= \sigma(x_t W_{iz}^\top + b_{iz} + h_{t-1} W_{hz}^\top + b_{hz}) \\
+        n_t &= \tanh(x_t W_{in}^\top + b_{in} + r_t \odot (h_{t-1} W_{hn}^\top + b_{hn}))
+        \quad \text{(linear before reset)} \\
+        n_t &= \tanh(x_t W_{in}^\top + b_{in} + (r_t \odot h_{t-1}) W_{hn}^\top + b_{hn})
+        \quad \text{(reset before)} \\
+        h_t &= z_t \odot h_{t-1} + (1 - z_t) \odot n_t"""
+
 
 def _h_forward(kernel, options, x, h0, weights, training, n_threads, lengths):
     """A one-state family's public forward: the cell its keyword picks, then cell_forward."""
@@ -749,39 +867,21 @@ def _h_forward(kernel, options, x, h0, weights, training, n_threads, lengths):
 
 def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, *, nonlinearity="tanh", training=True,
                 n_threads=None, lengths=None):
-    r"""Forward pass of an Elman RNN over a whole sequence (G = 1), in NumPy.
+    return _h_forward("rnn", {"nonlinearity": nonlinearity}, x, h0, (w_ih, w_hh, b_ih, b_hh),
+                      training, n_threads, lengths)
+
+
+rnn_forward.__doc__ = rf"""Forward pass of an Elman RNN over a whole sequence (G = 1), in NumPy.
 
     .. math::
 
-        h_t = \phi\left(x_t W_{ih}^\top + b_{ih} + h_{t-1} W_{hh}^\top + b_{hh}\right),
-        \qquad \phi = \tanh \text{ or } \max(\cdot, 0)
+        h_t = \phi\left(x_t W_{{ih}}^\top + b_{{ih}} + h_{{t-1}} W_{{hh}}^\top + b_{{hh}}\right),
+        \qquad \phi = \tanh \text{{ or }} \max(\cdot, 0)
 
     Parameters
-    ----------
-    x : ndarray of shape (T, B, D), float32 or float64; or (T, B) integer token ids
-        Sequence-first input.  Integer ids in ``[0, D)`` stand for one-hot rows: the
-        input projection is then a gather of columns of ``w_ih`` and backward returns
-        ``dx=None``.
-    h0 : ndarray of shape (B, H) or None
-        Initial hidden state; None means zeros.
-    w_ih : ndarray of shape (H, D)
-        Input weights, stacked in gate order (one block: h).
-    w_hh : ndarray of shape (H, H)
-        Recurrent weights, stacked the same way.
-    b_ih, b_hh : ndarray of shape (H,)
-        The two biases (PyTorch's layout).  Every float array of a call has one dtype,
-        float32 or float64, and all arithmetic happens in it.
-    nonlinearity : {"tanh", "relu"}, default "tanh"
-        The activation :math:`\phi`.
-    training : bool, default True
-        False: no cache is kept and ``cache`` is None.
-    n_threads : int or None, default None
-        Validated like the fast path's (0 is an error) and otherwise ignored: the
-        reference is single-threaded.
-    lengths : array_like of shape (B,), integers in [0, T], or None
-        Row b runs ``lengths[b]`` steps (rows in any order); ``y`` is zero past its end
-        and the final states hold its state after its last step (``h0`` for length
-        0).  None: all rows run T steps.
+    ----------{_X_H0_PARAMS}{_WEIGHT_PARAMS.format(GH="H", gates="one block: h")}
+    nonlinearity : {{"tanh", "relu"}}, default "tanh"
+        The activation :math:`\phi`.{_FORWARD_KW}
 
     Returns
     -------
@@ -792,30 +892,7 @@ def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, *, nonlinearity="tanh", training=
     cache : Cache or None
         What :func:`rnn_backward` (of either backend) needs; None when
         ``training=False``.
-
-    Raises
-    ------
-    TypeError
-        An argument of the wrong type or dtype (mixed float dtypes, non-integer
-        ``lengths``, ...).
-    ValueError
-        Shapes that do not match, token ids or lengths out of range, ``n_threads=0``.
-        The checks are the fast path's (:mod:`fastgates._checks`), so both raise the
-        same errors.
-
-    See Also
-    --------
-    fastgates.rnn_forward : The compiled twin (same signature and results).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> import fastgates, fastgates.reference as ref
-    >>> T, B, D, H, G = 5, 3, 4, 8, 1
-    >>> rng = np.random.default_rng(0)
-    >>> w_ih, w_hh = rng.uniform(-0.3, 0.3, (G * H, D)), rng.uniform(-0.3, 0.3, (G * H, H))
-    >>> b_ih, b_hh = rng.uniform(-0.3, 0.3, G * H), rng.uniform(-0.3, 0.3, G * H)
-    >>> x = rng.standard_normal((T, B, D))
+{_FORWARD_TAIL.format(name="rnn", G=1)}
     >>> y, h_n, cache = ref.rnn_forward(x, None, w_ih, w_hh, b_ih, b_hh)
     >>> y.shape, h_n.shape
     ((5, 3, 8), (3, 8))
@@ -823,137 +900,41 @@ def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, *, nonlinearity="tanh", training=
     >>> bool(np.allclose(y, y_fast))
     True
     """
-    return _h_forward("rnn", {"nonlinearity": nonlinearity}, x, h0, (w_ih, w_hh, b_ih, b_hh),
-                      training, n_threads, lengths)
 
 
 def rnn_backward(dy, dh_n, cache, *, n_threads=None):
-    """Backward pass through time of :func:`rnn_forward`, in NumPy.
+    return cell_backward("rnn_tanh", dy, {"h": dh_n}, cache, n_threads=n_threads)
 
-    Walks ``t = T-1, ..., 0`` through the cache, then forms the weight, bias and input
-    gradients as single products over all ``T*B`` rows.  The gradients are freshly
-    allocated and overwritten, not accumulated.
 
-    Parameters
-    ----------
-    dy : ndarray of shape (T, B, R) or None
-        Gradient of the loss with respect to ``y`` (R = H, or P for a projected
-        LSTM); None means zero.
-    dh_n : ndarray of shape (B, R) or None
-        Gradient with respect to ``h_n``; None means zero.
-    cache : Cache
-        The cache of a ``training=True`` forward pass (of either backend).
-    n_threads : int or None, default None
-        Validated and ignored.
-
-    Returns
-    -------
-    Grads
+rnn_backward.__doc__ = _BACKWARD_DOC.format(
+    name="rnn", G=1, GH=8, notes="", dc_n="", dstate="None, ",
+    returns="""Grads
         ``(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)``: ``dx`` (T, B, D) (None for token-id
         inputs), ``dh0`` (B, H) (also when ``h0`` was None), ``dw_ih`` (H, D),
-        ``dw_hh`` (H, H), ``db_ih`` and ``db_hh`` (H,).
-
-    Raises
-    ------
-    TypeError, ValueError
-        Gradients of the wrong dtype or shape, a cache of another cell, a bad
-        ``n_threads``.
-
-    See Also
-    --------
-    fastgates.rnn_backward : The compiled twin.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> import fastgates, fastgates.reference as ref
-    >>> T, B, D, H, G = 5, 3, 4, 8, 1
-    >>> rng = np.random.default_rng(0)
-    >>> w_ih, w_hh = rng.uniform(-0.3, 0.3, (G * H, D)), rng.uniform(-0.3, 0.3, (G * H, H))
-    >>> b_ih, b_hh = rng.uniform(-0.3, 0.3, G * H), rng.uniform(-0.3, 0.3, G * H)
-    >>> x = rng.standard_normal((T, B, D))
-    >>> y, h_n, cache = ref.rnn_forward(x, None, w_ih, w_hh, b_ih, b_hh)
-    >>> g = ref.rnn_backward(np.ones_like(y), None, cache)        # dL/dy = 1
-    >>> g.dw_hh.shape, g.dx.shape
-    ((8, 8), (5, 3, 4))
-    """
-    return cell_backward("rnn_tanh", dy, {"h": dh_n}, cache, n_threads=n_threads)
+        ``dw_hh`` (H, H), ``db_ih`` and ``db_hh`` (H,).""",
+    call="y, h_n, cache = ref.rnn_forward(x, None, w_ih, w_hh, b_ih, b_hh)")
 
 
 def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, *, linear_before_reset=True, training=True,
                 n_threads=None, lengths=None):
-    r"""Forward pass of a GRU over a whole sequence (G = 3, gate order r, z, n), in NumPy.
+    return _h_forward("gru", {"linear_before_reset": linear_before_reset}, x, h0,
+                      (w_ih, w_hh, b_ih, b_hh), training, n_threads, lengths)
 
-    .. math::
 
-        r_t &= \sigma(x_t W_{ir}^\top + b_{ir} + h_{t-1} W_{hr}^\top + b_{hr}) \\
-        z_t &= \sigma(x_t W_{iz}^\top + b_{iz} + h_{t-1} W_{hz}^\top + b_{hz}) \\
-        n_t &= \tanh(x_t W_{in}^\top + b_{in} + r_t \odot (h_{t-1} W_{hn}^\top + b_{hn}))
-        \quad \text{(linear before reset)} \\
-        n_t &= \tanh(x_t W_{in}^\top + b_{in} + (r_t \odot h_{t-1}) W_{hn}^\top + b_{hn})
-        \quad \text{(reset before)} \\
-        h_t &= z_t \odot h_{t-1} + (1 - z_t) \odot n_t
+gru_forward.__doc__ = rf"""Forward pass of a GRU over a whole sequence (G = 3, gate order r, z, n), in NumPy.
+{_GRU_MATH}
 
     Parameters
-    ----------
-    x : ndarray of shape (T, B, D), float32 or float64; or (T, B) integer token ids
-        Sequence-first input.  Integer ids in ``[0, D)`` stand for one-hot rows: the
-        input projection is then a gather of columns of ``w_ih`` and backward returns
-        ``dx=None``.
-    h0 : ndarray of shape (B, H) or None
-        Initial hidden state; None means zeros.
-    w_ih : ndarray of shape (3*H, D)
-        Input weights, stacked in gate order (r, z, n).
-    w_hh : ndarray of shape (3*H, H)
-        Recurrent weights, stacked the same way.
-    b_ih, b_hh : ndarray of shape (3*H,)
-        The two biases (PyTorch's layout).  Every float array of a call has one dtype,
-        float32 or float64, and all arithmetic happens in it.
+    ----------{_X_H0_PARAMS}{_WEIGHT_PARAMS.format(GH="3*H", gates="r, z, n")}
     linear_before_reset : bool, default True
         True: the form of PyTorch, cuDNN and oneDNN ("lbr"); False: the textbook form
-        of Cho et al. (2014).
-    training : bool, default True
-        False: no cache is kept and ``cache`` is None.
-    n_threads : int or None, default None
-        Validated like the fast path's (0 is an error) and otherwise ignored: the
-        reference is single-threaded.
-    lengths : array_like of shape (B,), integers in [0, T], or None
-        Row b runs ``lengths[b]`` steps (rows in any order); ``y`` is zero past its end
-        and the final states hold its state after its last step (``h0`` for length
-        0).  None: all rows run T steps.
+        of Cho et al. (2014).{_FORWARD_KW}
 
     Returns
-    -------
-    y : ndarray of shape (T, B, H)
-        Hidden state at every step (zero past each row's end with ``lengths``).
-    h_n : ndarray of shape (B, H)
-        Last hidden state.
+    -------{_Y_H_N_RETURNS.format(R="H")}
     cache : Cache or None
         What :func:`gru_backward` needs; None when ``training=False``.
-
-    Raises
-    ------
-    TypeError
-        An argument of the wrong type or dtype (mixed float dtypes, non-integer
-        ``lengths``, ...).
-    ValueError
-        Shapes that do not match, token ids or lengths out of range, ``n_threads=0``.
-        The checks are the fast path's (:mod:`fastgates._checks`), so both raise the
-        same errors.
-
-    See Also
-    --------
-    fastgates.gru_forward : The compiled twin (same signature and results).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> import fastgates, fastgates.reference as ref
-    >>> T, B, D, H, G = 5, 3, 4, 8, 3
-    >>> rng = np.random.default_rng(0)
-    >>> w_ih, w_hh = rng.uniform(-0.3, 0.3, (G * H, D)), rng.uniform(-0.3, 0.3, (G * H, H))
-    >>> b_ih, b_hh = rng.uniform(-0.3, 0.3, G * H), rng.uniform(-0.3, 0.3, G * H)
-    >>> x = rng.standard_normal((T, B, D))
+{_FORWARD_TAIL.format(name="gru", G=3)}
     >>> y, h_n, cache = ref.gru_forward(x, None, w_ih, w_hh, b_ih, b_hh,
     ...                                 linear_before_reset=False)
     >>> y_fast, _, _ = fastgates.gru_forward(x, None, w_ih, w_hh, b_ih, b_hh,
@@ -961,82 +942,47 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, *, linear_before_reset=True, trai
     >>> y.shape, bool(np.allclose(y, y_fast))
     ((5, 3, 8), True)
     """
-    return _h_forward("gru", {"linear_before_reset": linear_before_reset}, x, h0,
-                      (w_ih, w_hh, b_ih, b_hh), training, n_threads, lengths)
 
 
 def gru_backward(dy, dh_n, cache, *, n_threads=None):
-    """Backward pass through time of :func:`gru_forward`, in NumPy.
+    return cell_backward("gru", dy, {"h": dh_n}, cache, n_threads=n_threads)
 
-    Walks ``t = T-1, ..., 0`` through the cache, then forms the weight, bias and input
-    gradients as single products over all ``T*B`` rows.  The gradients are freshly
-    allocated and overwritten, not accumulated.
+
+gru_backward.__doc__ = _BACKWARD_DOC.format(
+    name="gru", G=3, GH=24, dc_n="", dstate="None, ",
+    notes="""
     ``db_ih`` and ``db_hh`` differ only in the n gate of the linear-before-reset
     form, where ``db_hn`` is ``r * dn_pre``; in the reset-before form the n rows
-    of ``dw_hh`` pair ``dn_pre`` with ``r * h_{t-1}``.
-
-    Parameters
-    ----------
-    dy : ndarray of shape (T, B, R) or None
-        Gradient of the loss with respect to ``y`` (R = H, or P for a projected
-        LSTM); None means zero.
-    dh_n : ndarray of shape (B, R) or None
-        Gradient with respect to ``h_n``; None means zero.
-    cache : Cache
-        The cache of a ``training=True`` forward pass (of either backend).
-    n_threads : int or None, default None
-        Validated and ignored.
-
-    Returns
-    -------
-    Grads
+    of ``dw_hh`` pair ``dn_pre`` with ``r * h_{t-1}``.""",
+    returns="""Grads
         ``(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)``: ``dx`` (T, B, D) or None for token
         ids, ``dh0`` (B, H), ``dw_ih`` (3*H, D), ``dw_hh`` (3*H, H), ``db_ih`` and
-        ``db_hh`` (3*H,).
-
-    Raises
-    ------
-    TypeError, ValueError
-        Gradients of the wrong dtype or shape, a cache of another cell, a bad
-        ``n_threads``.
-
-    See Also
-    --------
-    fastgates.gru_backward : The compiled twin.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> import fastgates, fastgates.reference as ref
-    >>> T, B, D, H, G = 5, 3, 4, 8, 3
-    >>> rng = np.random.default_rng(0)
-    >>> w_ih, w_hh = rng.uniform(-0.3, 0.3, (G * H, D)), rng.uniform(-0.3, 0.3, (G * H, H))
-    >>> b_ih, b_hh = rng.uniform(-0.3, 0.3, G * H), rng.uniform(-0.3, 0.3, G * H)
-    >>> x = rng.standard_normal((T, B, D))
-    >>> y, h_n, cache = ref.gru_forward(x, None, w_ih, w_hh, b_ih, b_hh)
-    >>> g = ref.gru_backward(np.ones_like(y), None, cache)        # dL/dy = 1
-    >>> g.dw_hh.shape, g.dx.shape
-    ((24, 8), (5, 3, 4))
-    """
-    return cell_backward("gru", dy, {"h": dh_n}, cache, n_threads=n_threads)
+        ``db_hh`` (3*H,).""",
+    call="y, h_n, cache = ref.gru_forward(x, None, w_ih, w_hh, b_ih, b_hh)")
 
 
 def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, training=True, n_threads=None,
                  lengths=None, w_hr=None, w_peep=None):
-    r"""Forward pass of an LSTM over a whole sequence (G = 4, gate order i, f, g, o), in NumPy.
+    y, s, cache = cell_forward("lstm", x, {"h": h0, "c": c0},
+                               kernel_params(w_ih, w_hh, b_ih, b_hh, w_hr=w_hr, w_peep=w_peep),
+                               training=training, n_threads=n_threads, lengths=lengths)
+    return y, s["h"], s["c"], cache
+
+
+lstm_forward.__doc__ = rf"""Forward pass of an LSTM over a whole sequence (G = 4, gate order i, f, g, o), in NumPy.
 
     .. math::
 
-        i_t &= \sigma(x_t W_{ii}^\top + b_{ii} + h_{t-1} W_{hi}^\top + b_{hi}
-        \; [+\, p_i \odot c_{t-1}]) \\
-        f_t &= \sigma(x_t W_{if}^\top + b_{if} + h_{t-1} W_{hf}^\top + b_{hf}
-        \; [+\, p_f \odot c_{t-1}]) \\
-        g_t &= \tanh(x_t W_{ig}^\top + b_{ig} + h_{t-1} W_{hg}^\top + b_{hg}) \\
-        c_t &= f_t \odot c_{t-1} + i_t \odot g_t \\
-        o_t &= \sigma(x_t W_{io}^\top + b_{io} + h_{t-1} W_{ho}^\top + b_{ho}
+        i_t &= \sigma(x_t W_{{ii}}^\top + b_{{ii}} + h_{{t-1}} W_{{hi}}^\top + b_{{hi}}
+        \; [+\, p_i \odot c_{{t-1}}]) \\
+        f_t &= \sigma(x_t W_{{if}}^\top + b_{{if}} + h_{{t-1}} W_{{hf}}^\top + b_{{hf}}
+        \; [+\, p_f \odot c_{{t-1}}]) \\
+        g_t &= \tanh(x_t W_{{ig}}^\top + b_{{ig}} + h_{{t-1}} W_{{hg}}^\top + b_{{hg}}) \\
+        c_t &= f_t \odot c_{{t-1}} + i_t \odot g_t \\
+        o_t &= \sigma(x_t W_{{io}}^\top + b_{{io}} + h_{{t-1}} W_{{ho}}^\top + b_{{ho}}
         \; [+\, p_o \odot c_t]) \\
-        h_t &= o_t \odot \tanh(c_t) \quad \text{or, projected,} \quad
-        h_t = (o_t \odot \tanh(c_t)) W_{hr}^\top
+        h_t &= o_t \odot \tanh(c_t) \quad \text{{or, projected,}} \quad
+        h_t = (o_t \odot \tanh(c_t)) W_{{hr}}^\top
 
     The bracketed terms are the peepholes (``w_peep``).
 
@@ -1053,16 +999,7 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, training=True, n_threads=
     w_hh : ndarray of shape (4*H, R)
         Recurrent weights, stacked the same way.
     b_ih, b_hh : ndarray of shape (4*H,)
-        The two biases (PyTorch's layout); every float array has one dtype.
-    training : bool, default True
-        False: no cache is kept and ``cache`` is None.
-    n_threads : int or None, default None
-        Validated like the fast path's (0 is an error) and otherwise ignored: the
-        reference is single-threaded.
-    lengths : array_like of shape (B,), integers in [0, T], or None
-        Row b runs ``lengths[b]`` steps (rows in any order); ``y`` is zero past its end
-        and the final states hold its state after its last step (``h0`` for length
-        0).  None: all rows run T steps.
+        The two biases (PyTorch's layout); every float array has one dtype.{_FORWARD_KW}
     w_hr : ndarray of shape (P, H) with 0 < P < H, or None
         The projection (PyTorch's ``proj_size``); None: no projection.
     w_peep : ndarray of shape (3, H) or None
@@ -1070,39 +1007,12 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, training=True, n_threads=
         none.
 
     Returns
-    -------
-    y : ndarray of shape (T, B, R)
-        Hidden state at every step (zero past each row's end with ``lengths``).
-    h_n : ndarray of shape (B, R)
-        Last hidden state.
+    -------{_Y_H_N_RETURNS.format(R="R")}
     c_n : ndarray of shape (B, H)
         Last cell state.
     cache : Cache or None
         What :func:`lstm_backward` needs; None when ``training=False``.
-
-    Raises
-    ------
-    TypeError
-        An argument of the wrong type or dtype (mixed float dtypes, non-integer
-        ``lengths``, ...).
-    ValueError
-        Shapes that do not match, token ids or lengths out of range, ``n_threads=0``.
-        The checks are the fast path's (:mod:`fastgates._checks`), so both raise the
-        same errors.
-
-    See Also
-    --------
-    fastgates.lstm_forward : The compiled twin (same signature and results).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> import fastgates, fastgates.reference as ref
-    >>> T, B, D, H, G = 5, 3, 4, 8, 4
-    >>> rng = np.random.default_rng(0)
-    >>> w_ih, w_hh = rng.uniform(-0.3, 0.3, (G * H, D)), rng.uniform(-0.3, 0.3, (G * H, H))
-    >>> b_ih, b_hh = rng.uniform(-0.3, 0.3, G * H), rng.uniform(-0.3, 0.3, G * H)
-    >>> x = rng.standard_normal((T, B, D))
+{_FORWARD_TAIL.format(name="lstm", G=4)}
     >>> y, h_n, c_n, cache = ref.lstm_forward(x, None, None, w_ih, w_hh, b_ih, b_hh,
     ...                                       w_peep=np.full((3, H), 0.1))
     >>> y.shape, c_n.shape
@@ -1112,64 +1022,21 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, training=True, n_threads=
     >>> bool(np.allclose(y, y_fast))
     True
     """
-    y, s, cache = cell_forward("lstm", x, {"h": h0, "c": c0},
-                               kernel_params(w_ih, w_hh, b_ih, b_hh, w_hr=w_hr, w_peep=w_peep),
-                               training=training, n_threads=n_threads, lengths=lengths)
-    return y, s["h"], s["c"], cache
 
 
 def lstm_backward(dy, dh_n, dc_n, cache, *, n_threads=None):
-    """Backward pass through time of :func:`lstm_forward`, in NumPy.
+    return cell_backward("lstm", dy, {"h": dh_n, "c": dc_n}, cache, n_threads=n_threads)
 
-    Walks ``t = T-1, ..., 0`` through the cache, then forms the weight, bias and input
-    gradients as single products over all ``T*B`` rows.  The gradients are freshly
-    allocated and overwritten, not accumulated.
 
-    Parameters
-    ----------
-    dy : ndarray of shape (T, B, R) or None
-        Gradient of the loss with respect to ``y`` (R = H, or P for a projected
-        LSTM); None means zero.
-    dh_n : ndarray of shape (B, R) or None
-        Gradient with respect to ``h_n``; None means zero.
+lstm_backward.__doc__ = _BACKWARD_DOC.format(
+    name="lstm", G=4, GH=32, notes="", dstate="None, None, ",
+    dc_n="""
     dc_n : ndarray of shape (B, H) or None
-        Gradient with respect to ``c_n``; None means zero.
-    cache : Cache
-        The cache of a ``training=True`` forward pass (of either backend).
-    n_threads : int or None, default None
-        Validated and ignored.
-
-    Returns
-    -------
-    LSTMGrads
+        Gradient with respect to ``c_n``; None means zero.""",
+    returns="""LSTMGrads
         ``(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh)``: ``dx`` (T, B, D) or None for
         token ids, ``dh0`` (B, R) and ``dc0`` (B, H), ``dw_ih`` (4*H, D), ``dw_hh``
         (4*H, R), ``db_ih`` and ``db_hh`` (4*H,); with ``w_hr`` / ``w_peep`` their
         gradients in ``param_grads["weight_hr"]`` (P, H) and
-        ``param_grads["weight_peep"]`` (3, H).
-
-    Raises
-    ------
-    TypeError, ValueError
-        Gradients of the wrong dtype or shape, a cache of another cell, a bad
-        ``n_threads``.
-
-    See Also
-    --------
-    fastgates.lstm_backward : The compiled twin.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> import fastgates, fastgates.reference as ref
-    >>> T, B, D, H, G = 5, 3, 4, 8, 4
-    >>> rng = np.random.default_rng(0)
-    >>> w_ih, w_hh = rng.uniform(-0.3, 0.3, (G * H, D)), rng.uniform(-0.3, 0.3, (G * H, H))
-    >>> b_ih, b_hh = rng.uniform(-0.3, 0.3, G * H), rng.uniform(-0.3, 0.3, G * H)
-    >>> x = rng.standard_normal((T, B, D))
-    >>> y, h_n, c_n, cache = ref.lstm_forward(x, None, None, w_ih, w_hh, b_ih, b_hh)
-    >>> g = ref.lstm_backward(np.ones_like(y), None, None, cache)        # dL/dy = 1
-    >>> g.dw_hh.shape, g.dx.shape
-    ((32, 8), (5, 3, 4))
-    """
-    return cell_backward("lstm", dy, {"h": dh_n, "c": dc_n}, cache, n_threads=n_threads)
+        ``param_grads["weight_peep"]`` (3, H).""",
+    call="y, h_n, c_n, cache = ref.lstm_forward(x, None, None, w_ih, w_hh, b_ih, b_hh)")

@@ -204,6 +204,59 @@ def assert_grads_close(actual: dict, desired: dict, dtype, case):
         assert_close(actual[name], desired[name], dtype, f"{name} [{case}]")
 
 
+# The torch oracle: torch.nn's modules on the same weights (callers skip without torch).
+
+class TorchCase(NamedTuple):
+    net: object          # the torch.nn module
+    params: list         # its weight_ih_l0, weight_hh_l0, bias_ih_l0, bias_hh_l0
+    p: list              # NumPy copies of params
+    x: np.ndarray
+    h0: np.ndarray
+    c0: np.ndarray
+    grad_outputs: tuple  # dy, dh_n, dc_n
+    x_t: object          # x as a torch leaf (one-hot rows for token ids)
+
+
+def torch_case(rng, cell, variant, T, B, D, H, dtype, tokens) -> TorchCase:
+    """The one-layer ``torch.nn`` twin of ``cell`` in ``dtype`` (initialised under
+    ``torch.manual_seed(T * B)``) and a problem for it drawn from ``rng``."""
+    import torch
+    torch.manual_seed(T * B)
+    tdtype = torch.float32 if dtype == np.float32 else torch.float64
+    net = (torch.nn.RNN(D, H, nonlinearity=variant) if cell == "rnn" else
+           {"gru": torch.nn.GRU, "lstm": torch.nn.LSTM}[cell](D, H)).to(tdtype)
+    params = [net.weight_ih_l0, net.weight_hh_l0, net.bias_ih_l0, net.bias_hh_l0]
+    p = [q.detach().numpy().copy() for q in params]
+    x = make_x(rng, T, B, D, dtype, tokens)
+    h0, c0 = make_state(rng, B, H, dtype), make_state(rng, B, H, dtype)
+    grad_outputs = make_grad_outputs(rng, T, B, H, dtype)
+    x_t = torch.tensor(np.eye(D, dtype=dtype)[x] if tokens else x, requires_grad=True)
+    return TorchCase(net, params, p, x, h0, c0, grad_outputs, x_t)
+
+
+def assert_matches_torch(mod, cell, out, grad_outputs, torch_out, leaves, params, dtype, tokens,
+                         case):
+    """A backend's forward ``out`` and its backward from ``grad_outputs`` (dy, dh_n, dc_n)
+    against torch: its outputs ``torch_out`` (y, h_n, c_n; c_n None but for the LSTM) and
+    the gradients autograd left on ``leaves`` (x, h0, c0) and ``params``; dx is None for
+    token ids."""
+    lstm = cell == "lstm"
+    y_t, hn_t, cn_t = torch_out
+    assert_close(out.y, y_t.detach().numpy(), dtype, f"y [{case}]")
+    assert_close(out.h_n, hn_t[0].detach().numpy(), dtype, f"h_n [{case}]")
+    if lstm:
+        assert_close(out.c_n, cn_t[0].detach().numpy(), dtype, f"c_n [{case}]")
+    dy, dh_n, dc_n = grad_outputs
+    g = backward(mod, cell, dy, dh_n, dc_n if lstm else None, out.cache)
+    x_t, h0_t, c0_t = leaves
+    assert_close(g["dx"], None if tokens else x_t.grad.numpy(), dtype, f"dx [{case}]")
+    assert_close(g["dh0"], h0_t.grad.numpy(), dtype, f"dh0 [{case}]")
+    if lstm:
+        assert_close(g["dc0"], c0_t.grad.numpy(), dtype, f"dc0 [{case}]")
+    for name, q in zip(("dw_ih", "dw_hh", "db_ih", "db_hh"), params):
+        assert_close(g[name], q.grad.numpy(), dtype, f"{name} [{case}]")
+
+
 #: The layer classes of the five cell forms: (class, constructor keywords, test id).
 def _layer_kinds():
     import fastgates
@@ -281,6 +334,18 @@ def assert_equal(actual, desired, what):
         differ = int(np.sum(~((actual == desired) | (np.isnan(actual) & np.isnan(desired)))))
         raise AssertionError(f"{what}: not bit-identical: {differ} of {actual.size} entries "
                              f"differ, max |diff| = {np.nanmax(np.abs(actual - desired)):.3g}")
+
+
+def assert_outputs_equal(actual: Out, desired: Out, case, what=""):
+    """assert_equal on y, h_n and c_n (``what`` heads the messages)."""
+    for name in ("y", "h_n", "c_n"):
+        assert_equal(getattr(actual, name), getattr(desired, name), f"{what}{name} [{case}]")
+
+
+def assert_grads_equal(actual: dict, desired: dict, case):
+    """assert_equal on every gradient of ``desired``."""
+    for name in desired:
+        assert_equal(actual[name], desired[name], f"{name} [{case}]")
 
 
 def pytest_collection_modifyitems(config, items):

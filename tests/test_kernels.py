@@ -12,7 +12,8 @@ import warnings
 import numpy as np
 import pytest
 
-from conftest import (CACHE_ARRAYS, assert_backward_sources, assert_caches_cross, CELL_IDS, CELLS, DTYPE_IDS, DTYPES, assert_close, assert_equal,
+from conftest import (CACHE_ARRAYS, assert_backward_sources, assert_caches_cross, CELL_IDS, CELLS, DTYPE_IDS, DTYPES, assert_close, assert_equal, assert_grads_equal,
+                      assert_outputs_equal,
                       assert_grads_close, assert_outputs_close, backward, case_id, forward,
                       grad_sources, make_grad_outputs, make_params, make_state, make_x)
 
@@ -92,10 +93,8 @@ def test_bit_identical_across_thread_counts(fast, cell, variant, dtype, tokens, 
     for n, (out, grads) in results.items():
         case = case_id(cell=cell, variant=variant, dtype=dtype, tokens=tokens, shape=shape,
                        n_threads=f"{n} vs 1")
-        for name in ("y", "h_n", "c_n"):
-            assert_equal(getattr(out, name), getattr(base_out, name), f"{name} [{case}]")
-        for name in base_grads:
-            assert_equal(grads[name], base_grads[name], f"{name} [{case}]")
+        assert_outputs_equal(out, base_out, case)
+        assert_grads_equal(grads, base_grads, case)
 
 
 @pytest.mark.parametrize("tokens", [False, True], ids=["float-x", "token-ids"])
@@ -109,8 +108,7 @@ def test_inference_mode(backend, cell, variant, dtype, tokens, rng):
     train = forward(backend, cell, variant, x, h0, c0, p, training=True)
     infer = forward(backend, cell, variant, x, h0, c0, p, training=False)
     assert infer.cache is None, f"training=False returned a cache [{case}]"
-    for name in ("y", "h_n", "c_n"):
-        assert_equal(getattr(infer, name), getattr(train, name), f"{name} [{case}]")
+    assert_outputs_equal(infer, train, case)
 
 
 @pytest.mark.parametrize("empty", ["T0", "B0"])

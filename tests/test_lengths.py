@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 
 from conftest import (assert_backward_sources, assert_caches_cross, numerical_gradient, TORCH_CELLS, TORCH_IDS, CELL_IDS, CELLS, DTYPE_IDS, DTYPES, BACKENDS, assert_close,
-                      assert_equal,
+                      assert_equal, assert_grads_equal, assert_matches_torch, assert_outputs_equal,
                       assert_outputs_close, backward, case_id, forward,
                       grad_sources, import_backend, make_grad_outputs, make_params, make_state,
-                      make_x)
+                      make_x, torch_case)
 
 #: name -> (T, B, D, H, lengths): unsorted, with 0 and T, ties, H past a SIMD block
 CASES = {
@@ -63,8 +63,7 @@ def test_fast_matches_reference(fast, ref, cell, variant, dtype, case, tokens, n
         infer = forward(fast, cell, variant, x, s_h0, s_c0, p, lengths=lengths,
                         n_threads=n_threads, training=False)
         assert infer.cache is None, f"training=False returned a cache [{where}]"
-        for name in ("y", "h_n", "c_n"):
-            assert_equal(getattr(infer, name), getattr(got, name), f"inference {name} [{where}]")
+        assert_outputs_equal(infer, got, where, "inference ")
         # every gradient source on one thread; two threads are checked bit-identical below
         sources = grad_sources(cell) if n_threads == 1 else {"all": (True, True, True)}
         assert_backward_sources(fast, ref, cell, sources, (dy, dh_n, dc_n), want.cache,
@@ -145,13 +144,11 @@ def test_full_lengths_equal_no_lengths(backend_name, cell, variant, tokens, trai
     full = np.full(B, T, np.int32)
     a = forward(mod, cell, variant, x, h0, c0, p, training=training, n_threads=2)
     b = forward(mod, cell, variant, x, h0, c0, p, training=training, n_threads=2, lengths=full)
-    for name in ("y", "h_n", "c_n"):
-        assert_equal(getattr(b, name), getattr(a, name), f"{name} [{where}]")
+    assert_outputs_equal(b, a, where)
     if training:
         ga = backward(mod, cell, dy, dh_n, dc_n, a.cache, n_threads=2)
         gb = backward(mod, cell, dy, dh_n, dc_n, b.cache, n_threads=2)
-        for name in ga:
-            assert_equal(gb[name], ga[name], f"{name} [{where}]")
+        assert_grads_equal(gb, ga, where)
 
 
 @pytest.mark.parametrize("tokens", [False, True], ids=["float-x", "token-ids"])
@@ -172,11 +169,9 @@ def test_bit_identical_across_thread_counts(fast, cell, variant, dtype, tokens, 
     for n, (out, inf, grads) in results.items():
         where = case_id(cell=cell, variant=variant, dtype=dtype, tokens=tokens,
                         n_threads=f"{n} vs 1")
-        for name in ("y", "h_n", "c_n"):
-            assert_equal(getattr(out, name), getattr(base_out, name), f"{name} [{where}]")
-            assert_equal(getattr(inf, name), getattr(base_out, name), f"inference {name} [{where}]")
-        for name in base_grads:
-            assert_equal(grads[name], base_grads[name], f"{name} [{where}]")
+        assert_outputs_equal(out, base_out, where)
+        assert_outputs_equal(inf, base_out, where, "inference ")
+        assert_grads_equal(grads, base_grads, where)
 
 
 @pytest.mark.parametrize("lengths", [[0, 0, 0], [1, 0, 2]], ids=["all-empty", "short"])
@@ -275,20 +270,11 @@ def test_matches_torch_packed_sequence(backend_name, cell, variant, dtype, token
     lengths = np.array([4, 9, 1, 6, 9, 2])       # torch needs lengths >= 1
     lstm = cell == "lstm"
     where = case_id(backend=backend_name, cell=cell, variant=variant, dtype=dtype, tokens=tokens)
-    tdtype = torch.float32 if dtype == np.float32 else torch.float64
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        torch.manual_seed(T * B)
-        net = (torch.nn.RNN(D, H, nonlinearity=variant) if cell == "rnn" else
-               {"gru": torch.nn.GRU, "lstm": torch.nn.LSTM}[cell](D, H)).to(tdtype)
-        params = [net.weight_ih_l0, net.weight_hh_l0, net.bias_ih_l0, net.bias_hh_l0]
-        p = [q.detach().numpy().copy() for q in params]
-        x = make_x(rng, T, B, D, dtype, tokens)
-        h0, c0 = make_state(rng, B, H, dtype), make_state(rng, B, H, dtype)
-        dy, dh_n, dc_n = make_grad_outputs(rng, T, B, H, dtype)
-
-        x_t = torch.tensor(np.eye(D, dtype=dtype)[x] if tokens else x, requires_grad=True)
+        net, params, p, x, h0, c0, (dy, dh_n, dc_n), x_t = torch_case(rng, cell, variant, T, B, D,
+                                                                      H, dtype, tokens)
         h0_t = torch.tensor(h0, requires_grad=True)
         c0_t = torch.tensor(c0, requires_grad=True)
         packed = pack_padded_sequence(x_t, torch.tensor(lengths), enforce_sorted=False)
@@ -296,6 +282,7 @@ def test_matches_torch_packed_sequence(backend_name, cell, variant, dtype, token
             y_p, (hn_t, cn_t) = net(packed, (h0_t[None], c0_t[None]))
         else:
             y_p, hn_t = net(packed, h0_t[None])
+            cn_t = None
         y_t, _ = pad_packed_sequence(y_p, total_length=T)
         loss = (y_t * torch.tensor(dy)).sum() + (hn_t[0] * torch.tensor(dh_n)).sum()
         if lstm:
@@ -305,18 +292,8 @@ def test_matches_torch_packed_sequence(backend_name, cell, variant, dtype, token
         torch.set_num_threads(threads)
 
     out = forward(mod, cell, variant, x, h0, c0, p, lengths=lengths)
-    assert_close(out.y, y_t.detach().numpy(), dtype, f"y [{where}]")
-    assert_close(out.h_n, hn_t[0].detach().numpy(), dtype, f"h_n [{where}]")
-    if lstm:
-        assert_close(out.c_n, cn_t[0].detach().numpy(), dtype, f"c_n [{where}]")
-    g = backward(mod, cell, dy, dh_n, dc_n if lstm else None, out.cache)
-    if not tokens:
-        assert_close(g["dx"], x_t.grad.numpy(), dtype, f"dx [{where}]")
-    assert_close(g["dh0"], h0_t.grad.numpy(), dtype, f"dh0 [{where}]")
-    if lstm:
-        assert_close(g["dc0"], c0_t.grad.numpy(), dtype, f"dc0 [{where}]")
-    for name, q in zip(("dw_ih", "dw_hh", "db_ih", "db_hh"), params):
-        assert_close(g[name], q.grad.numpy(), dtype, f"{name} [{where}]")
+    assert_matches_torch(mod, cell, out, (dy, dh_n, dc_n), (y_t, hn_t, cn_t), (x_t, h0_t, c0_t),
+                         params, dtype, tokens, where)
 
 
 # the reference's ragged gradients against central finite differences

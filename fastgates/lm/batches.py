@@ -41,6 +41,22 @@ def _offset(rng, steps):
     return 0 if rng is None else int(rng.integers(steps))
 
 
+# The constructors' Parameters and Raises (both check their arguments with _check).
+_ARGS_DOC = """    Parameters
+    ----------
+    ids : array_like of shape (N,), integers
+        The token ids (converted to int64).
+    batch, steps : int
+        Minibatch size B{streams} and sequence length T, both >= 1.
+    rng : numpy.random.Generator or None, default None
+        Draws the starting offset in ``[0, steps)``{rng}
+
+    Raises
+    ------
+    ValueError
+        ``ids`` is not 1-D, or ``batch`` / ``steps`` is not a positive integer."""
+
+
 class _Batches:
     """What both minibatch schemes share: ``len``, iteration, and ``batch(i)`` checking ``i``
     before the scheme's ``_batch(i)`` cuts the minibatch."""
@@ -78,25 +94,13 @@ class _Batches:
 
 
 class SequentialBatches(_Batches):
-    """Consecutive minibatches continue ``batch`` parallel streams of the text.
+    __doc__ = f"""Consecutive minibatches continue ``batch`` parallel streams of the text.
 
     The text (after the offset) is cut into ``batch`` contiguous streams; minibatch
     ``i`` holds steps ``i*steps ... (i+1)*steps - 1`` of every stream, so the hidden
     state can be carried from one minibatch to the next (truncated BPTT).
 
-    Parameters
-    ----------
-    ids : array_like of shape (N,), integers
-        The token ids (converted to int64).
-    batch, steps : int
-        Minibatch size B (streams) and sequence length T, both >= 1.
-    rng : numpy.random.Generator or None, default None
-        Draws the starting offset in ``[0, steps)``; None starts at 0.
-
-    Raises
-    ------
-    ValueError
-        ``ids`` is not 1-D, or ``batch`` / ``steps`` is not a positive integer.
+{_ARGS_DOC.format(streams=" (streams)", rng="; None starts at 0.")}
 
     See Also
     --------
@@ -142,26 +146,14 @@ class SequentialBatches(_Batches):
 
 
 class RandomBatches(_Batches):
-    """Minibatches of random, non-overlapping subsequences of the text.
+    __doc__ = f"""Minibatches of random, non-overlapping subsequences of the text.
 
     The text (after the offset) is cut into subsequences of ``steps`` tokens,
     visited in random order, ``batch`` per minibatch; neighbouring minibatches are
     unrelated, so the state is reset for each.
 
-    Parameters
-    ----------
-    ids : array_like of shape (N,), integers
-        The token ids (converted to int64).
-    batch, steps : int
-        Minibatch size B and sequence length T, both >= 1.
-    rng : numpy.random.Generator or None, default None
-        Draws the starting offset in ``[0, steps)`` and shuffles the subsequences;
-        None starts at 0 and keeps them in text order.
-
-    Raises
-    ------
-    ValueError
-        ``ids`` is not 1-D, or ``batch`` / ``steps`` is not a positive integer.
+{_ARGS_DOC.format(streams="", rng=''' and shuffles the subsequences;
+        None starts at 0 and keeps them in text order.''')}
 
     See Also
     --------

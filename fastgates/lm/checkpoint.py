@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from typing import NamedTuple
 
 import numpy as np
+
+from .._io import atomic_write
 
 FORMAT = "fastgates-lm-checkpoint"
 VERSION = 1
@@ -94,29 +95,9 @@ def save_checkpoint(path, arrays: dict, meta: dict) -> None:
     doc = dict(meta, format=FORMAT, version=VERSION)
     payload = dict(arrays)
     payload[META_KEY] = np.array(json.dumps(doc, allow_nan=True))
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".checkpoint-", suffix=".npz.tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            _write_npz(f, payload)
-            f.flush()
-            os.fsync(f.fileno())
-        _test_pause()
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    try:  # make the rename itself durable (POSIX; best effort)
-        dfd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
+    with atomic_write(path, prefix=".checkpoint-", suffix=".npz.tmp", durable=True,
+                      before_replace=_test_pause) as f:
+        _write_npz(f, payload)
 
 
 def load_checkpoint(path) -> tuple[dict, dict]:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 import warnings
 
 import numpy as np
 
 from .. import cells
+from .._io import atomic_write
 from ._graph import Graph, add_stack, float_input, int_input
 
 #: Opsets ``export`` writes: 14 added the ``layout`` attribute of the recurrent operators
@@ -98,19 +97,8 @@ def float32_note(dtype, what):
 def save_model(model, path):
     """Write ``model`` to ``path`` atomically (a temporary file in the same folder, renamed)."""
     data = model.SerializeToString()
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".fastgates-", suffix=".onnx.tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with atomic_write(path, prefix=".fastgates-", suffix=".onnx.tmp") as f:
+        f.write(data)
 
 
 def export(layer, path, *, opset=DEFAULT_OPSET, initial_state=True, lengths=False):
