@@ -18,6 +18,7 @@ the best of n calls after a warm-up); the implementations take turns, ROUNDS tim
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import statistics
@@ -106,9 +107,16 @@ def compare(label, slow, fast, rounds, target):
 
 
 def main(argv):
-    shape = argv[0] if argv else "d2l"
-    rounds = int(argv[1]) if len(argv) > 1 and argv[1].isdigit() else 3
-    which = argv[argv.index("--which") + 1] if "--which" in argv else "all"
+    ap = argparse.ArgumentParser(description="The LSTM variants against their references "
+                                 "(issue 13), interleaved, one process per measurement.")
+    ap.add_argument("shape", nargs="?", default="d2l", choices=sorted(SHAPES))
+    ap.add_argument("rounds", nargs="?", type=int, default=3,
+                    help="interleaved rounds; each line reports their median ratio [3]")
+    ap.add_argument("--which", default="all", choices=["proj", "peep", "context", "all"])
+    args = ap.parse_args(argv)
+    if args.rounds < 1:
+        ap.error(f"rounds must be >= 1, got {args.rounds}")
+    shape, rounds, which = args.shape, args.rounds, args.which
     S = SHAPES[shape]
     print(f"{shape}: T, B, D, H, P = {S}, float32, 2 threads")
     if which in ("proj", "all"):
