@@ -241,7 +241,7 @@ def kernel_table(kernels, sgemm_gflops, fma=None):
            + (" avx2 forced (2 thr) | of its FMA peak | ×avx2 |" if avx2 else ""),
            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
            + ("---:|---:|---:|" if avx2 else "")]
-    peak2 = (fma.get("avx2") or {}).get("gflops")
+    peak2 = (fma.get("fastgates_avx2") or {}).get("gflops")
     for k in kernels:
         r, spec = k["results"], k["spec"]
         fg = r.get(FG, {}).get("best")
