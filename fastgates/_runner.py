@@ -290,6 +290,13 @@ class Runner:
             ``x``, ``state`` or ``lengths`` of the wrong type, dtype or shape, or token ids
             out of range; the message names the argument.
         """
+        if lengths is None and self._plan is not None and not self.batch_first \
+                and type(x) is np.ndarray and x.dtype is self._dtype and x.ndim == 3 \
+                and x.shape[0] and x.shape[1] and x.shape[2] == self._spec.input_size \
+                and x.flags.c_contiguous:
+            s = self._plain_state(state, x.shape[1])
+            if s is not None:       # the common call, without the general stack's machinery
+                return self._stack_plain(x, *s)
         xs = self._check_x(x)
         T, B = xs.shape[:2]
         lengths = _checks.check_lengths(lengths, T, B)
@@ -318,26 +325,66 @@ class Runner:
         self._check_packing()
         return self._stack(xs, state, lengths, self._threads(False))
 
+    def _layer(self, k, x, h0, c0, nt, lengths=None, pk=None):
+        """Packed layer k on ``x`` (T, B, D) floats or (T, B) int64, C-contiguous: y, h_n, c_n."""
+        cell = self._cell
+        f = _checks.Forward(cell.kernel, cell.variant, self._dtype, x, x.dtype.kind in "iu", h0,
+                            c0, None, None, None, None, x.shape[0], x.shape[1],
+                            self._packed[k].D, self._spec.hidden_size, cell.G, lengths, pk,
+                            cell, None)
+        return _recurrence.forward(f, False, nt, self._packed[k])[:3]
+
     def _stack(self, xs, state, lengths, nt):
         """The stack over packed layers: ``xs`` (T, B, D) / (T, B) int64, ``state`` a dict of
         C-contiguous (L * dirs, B, H) arrays, ``lengths`` checked."""
         pk = None if lengths is None else _checks.Packing(lengths, xs.shape[0])
-        cell, dtype, packed, H = self._cell, self._dtype, self._packed, self._spec.hidden_size
-        G = cell.G
+        lstm = "c" in self._cell.states
 
         def layer_forward(k, x, s, _lengths):
-            tokens = x.dtype.kind in "iu"
             x = np.ascontiguousarray(x)           # the reverse direction's input is a view
-            T, B = x.shape[0], x.shape[1]
-            f = _checks.Forward(cell.kernel, cell.variant, dtype, x, tokens, s.get("h"),
-                                s.get("c"), None, None, None, None, T, B, packed[k].D, H, G,
-                                lengths, pk, cell, None)
-            y, h_n, c_n, _ = _recurrence.forward(f, False, nt, packed[k])
-            return y, ({"h": h_n, "c": c_n} if "c" in cell.states else {"h": h_n})
+            y, h_n, c_n = self._layer(k, x, s.get("h"), s.get("c"), nt, lengths, pk)
+            return y, ({"h": h_n, "c": c_n} if lstm else {"h": h_n})
 
         y, state_n, _ = stack_forward(self._spec, None, xs, state, lengths=lengths,
                                       training=False, layer_forward=layer_forward)
         return y, state_n
+
+    def _plain_state(self, state, B):
+        """``(h0, c0)`` for the plain call when ``state`` is None or exactly what step() and
+        __call__ return ((L, B, H) C-contiguous arrays of the dtype); None: anything else,
+        which the general path checks."""
+        if state is None:
+            return None, None
+        parts = state if type(state) is tuple else (state,)
+        if len(parts) != self._nstates:
+            return None
+        shape = (self._spec.num_layers, B, self._spec.hidden_size)
+        for a in parts:
+            if type(a) is not np.ndarray or a.dtype is not self._dtype or a.shape != shape \
+                    or not a.flags.c_contiguous:
+                return None
+        return parts[0], (parts[1] if len(parts) > 1 else None)
+
+    def _stack_plain(self, x, h0, c0):
+        """The unidirectional packed stack on float ``x`` (T >= 1, B >= 1, D), C-contiguous of
+        the dtype, no lengths: the same layer calls as the general path (so the same bits),
+        without its generic state and direction handling."""
+        self._check_packing()
+        nt = self._threads(False)
+        L, lstm = len(self._packed), self._nstates == 2
+        if L == 1:      # the layer's fresh (B, H) states, seen as (1, B, H)
+            y, h_n, c_n = self._layer(0, x, None if h0 is None else h0[0],
+                                      None if c0 is None else c0[0], nt)
+            return y, ((h_n[None], c_n[None]) if lstm else h_n[None])
+        shape = (L, x.shape[1], self._spec.hidden_size)
+        h = np.empty(shape, self._dtype)
+        c = np.empty(shape, self._dtype) if lstm else None
+        for k in range(L):
+            x, h[k], c_n = self._layer(k, x, None if h0 is None else h0[k],
+                                       None if c0 is None else c0[k], nt)
+            if lstm:
+                c[k] = c_n
+        return x, ((h, c) if lstm else h)
 
     def step(self, x_t, state=None):
         """One time step of a unidirectional stack: the streaming call.
