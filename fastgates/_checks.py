@@ -795,8 +795,13 @@ def check_backward(cell, dy, dh_n, dc_n, cache):
 
 
 def check_nonlinearity(nonlinearity):
-    if nonlinearity not in ("tanh", "relu"):
-        raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+    """One of the values that select a cell by ``nonlinearity=`` in the table (tanh, relu)."""
+    values = [c.option[1] for c in cells.CELLS.values()
+              if c.option and c.option[0] == "nonlinearity"]
+    if nonlinearity not in values:
+        names = [repr(v) for v in values]
+        raise ValueError(f"nonlinearity must be {', '.join(names[:-1])} or {names[-1]}, "
+                         f"got {nonlinearity!r}")
     return nonlinearity
 
 
