@@ -36,8 +36,8 @@ import numpy as np
 
 from . import _checks, _fork, _recurrence, cells
 from ._threads import small_work_threads
-from .layers import (_full_params, article, check_state, check_x, join_state,
-                     parameter_names, split_state, stack_forward)
+from .layers import (_full_params, article, check_state, check_x, join_state, split_state,
+                     stack_forward)
 
 __all__ = ["Runner"]
 
@@ -433,18 +433,11 @@ class Runner:
             h0 = np.zeros(shape, self._dtype)
             c0 = np.zeros(shape, self._dtype) if "c" in self._cell.states else None
         else:
-            parts = state if type(state) is tuple else (state,)
-            shape, dt = (L, B, self._spec.hidden_size), self._dtype
-            for a in parts:          # the state step() returned passes as it is
-                if type(a) is not np.ndarray or a.dtype is not dt or a.shape != shape \
-                        or not a.flags.c_contiguous:
-                    parts = None
-                    break
-            if parts is not None and len(parts) == self._nstates:
-                h0, c0 = parts[0], (parts[1] if len(parts) > 1 else None)
-            else:
+            plain = self._plain_state(state, B)     # the state step() returned passes as it is
+            if plain is None:
                 s = self._step_state(state, B)
-                h0, c0 = s["h"], s.get("c")
+                plain = s["h"], s.get("c")
+            h0, c0 = plain
         self._check_packing()
         h1, c1 = self._plan.run(x, h0, c0, self._threads(tokens))
         y = h1[L - 1].copy()

@@ -1094,20 +1094,18 @@ _LAYER_DOC = """{title}
     ValueError
         A size below 1, a ``dropout`` outside [0, 1], ``n_threads=0``, or a value
         the cell does not take{value_errors}.
-
-    Warns
-    -----
-    UserWarning
-        ``dropout > 0`` with ``num_layers=1``: dropout acts between stacked layers.
-
-    See Also
-    --------
-    {see_also}
-
-    Examples
-    --------
-{examples}
 """
+
+
+def doc_tail(dropout_warning):
+    """The Warns, See Also and Examples sections that end the class docstrings of the layers
+    and of the torch modules; ``{see_also}`` and ``{examples}`` stay for :func:`table_doc`."""
+    return ("\n    Warns\n    -----\n    UserWarning\n        ``dropout > 0`` with ``num_layers=1``"
+            + dropout_warning + "\n\n    See Also\n    --------\n    {see_also}\n\n"
+            "    Examples\n    --------\n{examples}\n")
+
+
+_LAYER_DOC += doc_tail(": dropout acts between stacked layers.")
 
 #: The entries of the constructors' Parameters sections (layer classes), by parameter:
 #: :func:`table_doc` writes the ones of a class's signature, in its order.

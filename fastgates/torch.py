@@ -45,9 +45,9 @@ import numpy as np
 from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
 from . import _checks, cells
-from .layers import (article, check_dropout, family, join_state, make_spec, option_repr,
-                     parameter_names, split_state, stack_backward, stack_forward, table_class,
-                     table_doc)
+from .layers import (article, check_dropout, doc_tail, family, join_state, make_spec,
+                     option_repr, parameter_names, split_state, stack_backward, stack_forward,
+                     table_class, table_doc)
 
 __all__ = ["RNN", "GRU", "LSTM", "CLASSES"]
 
@@ -434,7 +434,7 @@ class _RNNBase(torch.nn.Module):
         return y, join_state(self._spec, dict(zip(names, states)))
 
 
-_DOC = """{title}
+_DOC = r"""{title}
 
     Same constructor, forward signature (tensor or PackedSequence input, {state}),
     parameter names, order and initialisation as ``torch.nn.{twin}`` (under the same
@@ -456,20 +456,7 @@ _DOC = """{title}
     ValueError
         A size below 1, a ``dropout`` outside [0, 1], a ``device`` other than the CPU,
         ``n_threads=0``, or a value the cell does not take{value_errors}.
-
-    Warns
-    -----
-    UserWarning
-        ``dropout > 0`` with ``num_layers=1``, as ``torch.nn`` warns.
-
-    See Also
-    --------
-    {see_also}
-
-    Examples
-    --------
-{examples}
-"""
+""" + doc_tail(", as ``torch.nn`` warns.")
 
 #: The entries of the constructors' Parameters sections (module classes), by parameter:
 #: :func:`fastgates.layers.table_doc` writes the ones of a class's signature, in its order.
