@@ -278,7 +278,7 @@ cdef extern from "stdlib.h" nogil:
     void free(void *ptr)
 
 #: Arrays smaller than this come from NumPy (malloc keeps them mapped anyway).
-POOL_MIN = 1 << 18
+POOL_MIN = 1 << 14
 #: The most the pool keeps (bytes): 1/16 of the RAM, at most 1 GiB.
 POOL_BYTES = min(1 << 30, max(1 << 26, _ram_bytes() // 16))
 cdef dict _pool = {}            # block size -> list of addresses (Python ints)
