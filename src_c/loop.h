@@ -386,17 +386,21 @@ FG_AI void FG_FN(forward_cell)(const int cell, const fg_forward_args *a, int tid
     if (cell == FG_LSTM)
         s.R = R, s.Pr = (const FG_T *)a->Pr, s.peep = (const FG_T *)a->peep;
     FG_T *hout = (FG_T *)a->hout, *cout = (FG_T *)a->cout;
-    if (a->x || a->tok) {
-        /* the input projection of every row, for this thread's units: the loop below
-         * reads pre only at this thread's units, so no barrier is needed in between */
-        const int NU = FG_FN(uv)(cell) * FG_VL, nb = (H + NU - 1) / NU;
-        int u0, u1, R = 0;
-        FG_FN(my_blocks)(nb, tid, nth, &u0, &u1);
+    const int NU = FG_FN(uv)(cell) * FG_VL, nb = (H + NU - 1) / NU;
+    int u0, u1;
+    FG_FN(my_blocks)(nb, tid, nth, &u0, &u1);
+    const FG_T *pbias = FG_FN(is_ln)(cell) ? NULL : (const FG_T *)a->bias;
+    /* The input projection: with a full row tile per step, step by step inside the loop
+     * (each step's pre is still in cache when its gate math reads it); with fewer rows,
+     * all rows up front (row tiles spanning steps use each panel load for more rows).
+     * Its sums run in one order for any rows (FG_FN(project)): the same results. */
+    const int proj_steps = B >= FG_FN(mr_for)(FG_FN(gates)(cell) * FG_FN(uv)(cell));
+    if ((a->x || a->tok) && !proj_steps) {
+        int rows = 0;
         for (int t = 0; t < T; t++)
-            R += a->batch ? a->batch[t] : B;
-        FG_FN(project)(cell, R, a->D, H, (const FG_T *)a->x, a->tok, (const FG_T *)a->Pi,
-                       (const FG_T *)a->wT, FG_FN(is_ln)(cell) ? NULL : (const FG_T *)a->bias,
-                       (FG_T *)a->pre, u0, u1);
+            rows += a->batch ? a->batch[t] : B;
+        FG_FN(project)(cell, rows, a->D, H, (const FG_T *)a->x, a->tok, (const FG_T *)a->Pi,
+                       (const FG_T *)a->wT, pbias, (FG_T *)a->pre, u0, u1);
     }
     if (FG_FN(is_ln)(cell))
         FG_FN(ln_fstep)(cell, &s, a, -1);
@@ -417,6 +421,12 @@ FG_AI void FG_FN(forward_cell)(const int cell, const fg_forward_args *a, int tid
         }
         if (FG_FN(is_ln)(cell))
             FG_FN(ln_fstep)(cell, &s, a, (long)off);
+        /* this step's input projection for this thread's units (the step reads pre only
+         * at these units, so no barrier is needed in between) */
+        if ((a->x || a->tok) && proj_steps)
+            FG_FN(project)(cell, Bt, a->D, H, a->x ? (const FG_T *)a->x + off * a->D : NULL,
+                           a->tok ? a->tok + off : NULL, (const FG_T *)a->Pi,
+                           (const FG_T *)a->wT, pbias, s.pre, u0, u1);
         FG_FN(fwd_step)(cell, &s, Bt, (const FG_T *)a->P, tid, nth);
 #pragma omp barrier
     }
