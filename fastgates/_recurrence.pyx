@@ -146,6 +146,12 @@ cdef extern from "fastgates.h" nogil:
                        const float *B, size_t ldb, float *C, size_t ldc, int trans)
     int fg_gemm_tn_f64(int n_threads, int M, int N, int K, const double *A, size_t lda,
                        const double *B, size_t ldb, double *C, size_t ldc, int trans)
+    int fg_gemm_tn2_f32(int n_threads, int M, int N, int K, const float *A, size_t lda,
+                        const float *B, size_t ldb, float *C, size_t ldc, int trans, int M2,
+                        const float *A2, size_t lda2, float *C2, size_t ldc2)
+    int fg_gemm_tn2_f64(int n_threads, int M, int N, int K, const double *A, size_t lda,
+                        const double *B, size_t ldb, double *C, size_t ldc, int trans, int M2,
+                        const double *A2, size_t lda2, double *C2, size_t ldc2)
     int fg_max_threads()
     int fg_have_openmp()
     double fg_fma_peak(int f64, int n_threads, long iters, double *seconds)
@@ -686,19 +692,27 @@ cdef object _infer(f, fg_forward_args a, x, h0, c0, int nt, floating dummy):
 
 
 cdef void _gemm_tn(int nt, int M, int N, int K, const floating *A, int lda, const floating *B,
-                   int ldb, floating *C, int ldc, bint trans) noexcept nogil:
+                   int ldb, floating *C, int ldc, bint trans, int M2=0, const floating *A2=NULL,
+                   int lda2=0, floating *C2=NULL, int ldc2=0) noexcept nogil:
     """C = A^T B   (A: [K, lda] of which M columns, B: [K, ldb] of which N, C: [M, ldc]);
-    trans: C^T is stored ([N, ldc])"""
+    trans: C^T is stored ([N, ldc]).  With M2 > 0 also C2 = A2^T B (A2: [K, lda2] of
+    which M2 columns, C2: [M2, ldc2], trans: [N, ldc2]) from the same pass over B."""
     cdef int rc
     if floating is float:
-        rc = fg_gemm_tn_f32(nt, M, N, K, A, lda, B, ldb, C, ldc, trans)
+        rc = fg_gemm_tn2_f32(nt, M, N, K, A, lda, B, ldb, C, ldc, trans, M2, A2, lda2, C2, ldc2)
     else:
-        rc = fg_gemm_tn_f64(nt, M, N, K, A, lda, B, ldb, C, ldc, trans)
+        rc = fg_gemm_tn2_f64(nt, M, N, K, A, lda, B, ldb, C, ldc, trans, M2, A2, lda2, C2, ldc2)
     if rc != 0:      # BLAS when the scratch could not be allocated
         if trans:    # C^T = B^T A
             gemm_split(nt, True, False, N, M, K, <floating>1, B, ldb, A, lda, <floating>0, C, ldc)
+            if M2 > 0:
+                gemm_split(nt, True, False, N, M2, K, <floating>1, B, ldb, A2, lda2, <floating>0,
+                           C2, ldc2)
         else:
             gemm_split(nt, True, False, M, N, K, <floating>1, A, lda, B, ldb, <floating>0, C, ldc)
+            if M2 > 0:
+                gemm_split(nt, True, False, M2, N, K, <floating>1, A2, lda2, B, ldb, <floating>0,
+                           C2, ldc2)
 
 
 cdef void _scatter_rows(int nt, int rows, int cols, const long long *tok, const floating *A, int lda,
@@ -844,6 +858,8 @@ cdef object _backward(cache, b, int nt, floating dummy):
 
     # the time loop also sums the bias gradients: db_hh = sum of dG, and for lbr the
     # input-side n gate's = sum of dnx
+    # (with few rows the fused product's transposed stores outweigh the saved pass: BLAS)
+    cdef bint fuse_ih = tp == NULL and gi == g and gx == GH and rz == GH and D > 0 and rows >= 256
     dbn = _empty(H, dtype) if cell == FG_GRU_LBR else None
     a.db = bhh
     a.dbn = <floating *>vptr(dbn)
@@ -852,8 +868,13 @@ cdef object _backward(cache, b, int nt, floating dummy):
         with nogil:
             _run_backward(&a, dummy)
             # dw_hh = dG^T [h_{t-1}]  (rb n-gate rows: dn^T (r*h_{t-1})), as the transpose of
-            # [h_{t-1}]^T dG: the transposition of the narrow operand is the cheap one
-            _gemm_tn(nt, R, rz, rows, hprev, R, g, GH, whh, R, True)
+            # [h_{t-1}]^T dG: the transposition of the narrow operand is the cheap one.
+            # Where dG is the input side's gradient in every column (rnn, lstm), dw_ih =
+            # dG^T x comes from the same pass over dG.
+            if fuse_ih:
+                _gemm_tn(nt, R, rz, rows, hprev, R, g, GH, whh, R, True, D, xp, D, wih, D)
+            else:
+                _gemm_tn(nt, R, rz, rows, hprev, R, g, GH, whh, R, True)
             if proj:      # dw_hr = [dL/dh_t]^T [m_t]
                 _gemm_tn(nt, R, H, rows, dhsp, R, msp, H, dwhr, H, False)
             if rz < GH:
@@ -863,8 +884,10 @@ cdef object _backward(cache, b, int nt, floating dummy):
             if gx < GH:
                 memcpy(bih + gx, <floating *>a.dbn, H * sizeof(floating))
             if tp == NULL:
-                # dw_ih = dGx^T x ;  dx = dGx w_ih
-                gemm_split(nt, True, False, gx, D, rows, <floating>1, gi, GH, xp, D, <floating>0, wih, D)
+                # dw_ih = dGx^T x (unless fused above) ;  dx = dGx w_ih
+                if not fuse_ih:
+                    gemm_split(nt, True, False, gx, D, rows, <floating>1, gi, GH, xp, D, <floating>0,
+                               wih, D)
                 gemm_split(nt, False, False, rows, D, gx, <floating>1, gi, GH, w_ih, D, <floating>0, dxp, D)
                 if gx < GH:
                     gemm_split(nt, True, False, H, D, rows, <floating>1, gn, H, xp, D, <floating>0,

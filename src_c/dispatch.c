@@ -177,23 +177,34 @@ void fg_backward_##S(const fg_backward_args *a)                                 
         return;                                                                              \
     FG_PARALLEL(a->n_threads, k->backward_##S(a, tid, nth))                                  \
 }                                                                                            \
-int fg_gemm_tn_##S(int n_threads, int M, int N, int K, const ELT *A, size_t lda,             \
-                   const ELT *B, size_t ldb, ELT *C, size_t ldc, int trans)                  \
+int fg_gemm_tn2_##S(int n_threads, int M, int N, int K, const ELT *A, size_t lda,            \
+                    const ELT *B, size_t ldb, ELT *C, size_t ldc, int trans, int M2,         \
+                    const ELT *A2, size_t lda2, ELT *C2, size_t ldc2)                        \
 {                                                                                            \
     const fg_kernels *k = fg_k();                                                            \
     const size_t pw = 4 * (size_t)k->vl_##S, kc = 1536;  /* panel width, FG_KC in product.h */\
-    if (M <= 0 || N <= 0)                                                                    \
+    if (M2 < 0 || !A2 || !C2)                                                                \
+        M2 = 0;                                                                              \
+    if (M < 0 || M + M2 <= 0 || N <= 0)                                                      \
         return 0;                                                                            \
     if (n_threads < 1)                                                                       \
         n_threads = 1;                                                                       \
-    ELT *At = malloc(((size_t)M * K + (size_t)n_threads * kc * pw) * sizeof(ELT) + 64);      \
+    const size_t Mt = (size_t)M + (size_t)M2;                                                \
+    ELT *At = malloc((Mt * K + (size_t)n_threads * kc * pw) * sizeof(ELT) + 64);             \
     if (!At)                                                                                 \
         return -1;                                                                           \
-    ELT *Pt = At + (size_t)M * K;                                                            \
-    FG_PARALLEL(n_threads, k->gemm_tn_##S(M, N, K, A, lda, B, ldb, C, ldc, trans, At,        \
-                                          Pt + (size_t)tid * kc * pw, tid, nth))             \
+    ELT *Pt = At + Mt * K;                                                                   \
+    FG_PARALLEL(n_threads, k->gemm_tn_##S(M, N, K, A, lda, B, ldb, C, ldc, trans, M2, A2,    \
+                                          lda2, C2, ldc2, At, Pt + (size_t)tid * kc * pw,    \
+                                          tid, nth))                                         \
     free(At);                                                                                \
     return 0;                                                                                \
+}                                                                                            \
+int fg_gemm_tn_##S(int n_threads, int M, int N, int K, const ELT *A, size_t lda,             \
+                   const ELT *B, size_t ldb, ELT *C, size_t ldc, int trans)                  \
+{                                                                                            \
+    return fg_gemm_tn2_##S(n_threads, M, N, K, A, lda, B, ldb, C, ldc, trans, 0, NULL, 0,    \
+                           NULL, 0);                                                         \
 }                                                                                            \
 void fg_generate_##S(const fg_generate_args *a)                                              \
 {                                                                                            \

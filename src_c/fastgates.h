@@ -234,6 +234,14 @@ int fg_gemm_tn_f32(int n_threads, int M, int N, int K, const float *A, size_t ld
                    const float *B, size_t ldb, float *C, size_t ldc, int trans);
 int fg_gemm_tn_f64(int n_threads, int M, int N, int K, const double *A, size_t lda,
                    const double *B, size_t ldb, double *C, size_t ldc, int trans);
+/* The same with a second left operand sharing B: also C2 = A2^T B, A2 [K, lda2] (M2
+ * columns), C2 [M2, ldc2] (trans: [N, ldc2]); B is read and packed once for both. */
+int fg_gemm_tn2_f32(int n_threads, int M, int N, int K, const float *A, size_t lda,
+                    const float *B, size_t ldb, float *C, size_t ldc, int trans, int M2,
+                    const float *A2, size_t lda2, float *C2, size_t ldc2);
+int fg_gemm_tn2_f64(int n_threads, int M, int N, int K, const double *A, size_t lda,
+                    const double *B, size_t ldb, double *C, size_t ldc, int trans, int M2,
+                    const double *A2, size_t lda2, double *C2, size_t ldc2);
 
 /* Elements of a packed (G*H, K) weight of `cell` (which: enum fg_pack; K = H for w_hh, D
  * for w_ih; K = P for the w_hh (G*H, P) of a projected LSTM), or of the projection w_hr

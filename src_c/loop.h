@@ -723,68 +723,6 @@ static void FG_FN(step_thread)(const fg_step_args *a, int tid, int nth)
 #undef FG_X
 }
 
-/* r[i][l] <- r[l][i]: a VL x VL transpose in registers, by log2(VL) rounds of two-input
- * shuffles (round s swaps the off-diagonal s x s blocks of every 2s x 2s block). */
-#if !defined(__clang__)
-FG_AI void FG_FN(transpose_tile)(FG_V r[FG_VL])
-{
-    /* the shuffle indices of round s = VL >> (q + 1): lo[l] = l & s ? VL + l - s : l,
-     * hi[l] = l & s ? VL + l : l + s (lanes past VL unused) */
-#define FG_LO(s, l) (((l) & (s)) ? FG_VL + (l) - (s) : (l))
-#define FG_HI(s, l) (((l) & (s)) ? FG_VL + (l) : (l) + (s))
-#define FG_ROW(F, s) {F(s, 0), F(s, 1), F(s, 2), F(s, 3), F(s, 4), F(s, 5), F(s, 6), F(s, 7),  \
-                      F(s, 8), F(s, 9), F(s, 10), F(s, 11), F(s, 12), F(s, 13), F(s, 14), F(s, 15)}
-#define FG_TAB(F) {FG_ROW(F, FG_VL >> 1), FG_ROW(F, FG_VL >> 2), FG_ROW(F, FG_VL >> 3),      \
-                   FG_ROW(F, FG_VL >> 4)}
-    typedef __typeof__(((FG_VI){0})[0]) lane_t;
-    static const lane_t lo_tab[4][16] = FG_TAB(FG_LO), hi_tab[4][16] = FG_TAB(FG_HI);
-#undef FG_TAB
-#undef FG_ROW
-#undef FG_HI
-#undef FG_LO
-#pragma GCC unroll 4
-    for (int q = 0, s = FG_VL / 2; s >= 1; q++, s /= 2) {
-        FG_VI lo, hi;
-        memcpy(&lo, lo_tab[q], sizeof lo);
-        memcpy(&hi, hi_tab[q], sizeof hi);
-#pragma GCC unroll 16
-        for (int i = 0; i < FG_VL; i++)
-            if (!(i & s) && i + s < FG_VL) {
-                const FG_V a = r[i], b = r[i + s];
-                r[i] = __builtin_shuffle(a, b, lo);
-                r[i + s] = __builtin_shuffle(a, b, hi);
-            }
-    }
-}
-#endif
-
-/* dst[k*ldd + r] = src[r*lds + k] for r < n, k < K (the packing's transposing copy), in
- * VL x VL tiles transposed in registers: whole-vector loads and stores. */
-static void FG_FN(transpose_into)(FG_T *dst, size_t ldd, const FG_T *src, size_t lds, int n, int K)
-{
-#if defined(__clang__)   /* no two-input shuffle with computed indices: blocks of scalars */
-    for (int k0 = 0; k0 < K; k0 += FG_VL) {
-        const int kn = K - k0 < FG_VL ? K - k0 : FG_VL;
-        for (int r = 0; r < n; r++)
-            for (int kk = 0; kk < kn; kk++)
-                dst[(size_t)(k0 + kk) * ldd + r] = src[(size_t)r * lds + k0 + kk];
-    }
-#else
-    FG_V t[FG_VL];
-    for (int r0 = 0; r0 < n; r0 += FG_VL) {
-        const int rn = n - r0 < FG_VL ? n - r0 : FG_VL;
-        for (int k0 = 0; k0 < K; k0 += FG_VL) {
-            const int kn = K - k0 < FG_VL ? K - k0 : FG_VL;
-            for (int i = 0; i < FG_VL; i++)
-                t[i] = i < rn ? FG_FN(ldn)(src + (size_t)(r0 + i) * lds + k0, kn) : (FG_V){0};
-            FG_FN(transpose_tile)(t);
-            for (int i = 0; i < kn; i++)
-                FG_FN(stn)(dst + (size_t)(k0 + i) * ldd + r0, rn, t[i]);
-        }
-    }
-#endif
-}
-
 /* Strips of VL columns of a row-major (rows, cols) matrix w, zero-padded:
  *   trans = 0:  P[q][r][l] = w[r, q*VL + l]    r < rows   (ceil(cols/VL) strips)
  *   trans = 1:  P[q][c][l] = w[q*VL + l, c]    c < cols   (ceil(rows/VL) strips: of w^T)

@@ -161,27 +161,96 @@ FG_AI void FG_FN(tile_out_t)(int mr, int nv, const FG_T *C, FG_T *out, size_t ld
         }
 }
 
+/* r[i][l] <- r[l][i]: a VL x VL transpose in registers, by log2(VL) rounds of two-input
+ * shuffles (round s swaps the off-diagonal s x s blocks of every 2s x 2s block). */
+#if !defined(__clang__)
+FG_AI void FG_FN(transpose_tile)(FG_V r[FG_VL])
+{
+    /* the shuffle indices of round s = VL >> (q + 1): lo[l] = l & s ? VL + l - s : l,
+     * hi[l] = l & s ? VL + l : l + s (lanes past VL unused) */
+#define FG_LO(s, l) (((l) & (s)) ? FG_VL + (l) - (s) : (l))
+#define FG_HI(s, l) (((l) & (s)) ? FG_VL + (l) : (l) + (s))
+#define FG_ROW(F, s) {F(s, 0), F(s, 1), F(s, 2), F(s, 3), F(s, 4), F(s, 5), F(s, 6), F(s, 7),  \
+                      F(s, 8), F(s, 9), F(s, 10), F(s, 11), F(s, 12), F(s, 13), F(s, 14), F(s, 15)}
+#define FG_TAB(F) {FG_ROW(F, FG_VL >> 1), FG_ROW(F, FG_VL >> 2), FG_ROW(F, FG_VL >> 3),      \
+                   FG_ROW(F, FG_VL >> 4)}
+    typedef __typeof__(((FG_VI){0})[0]) lane_t;
+    static const lane_t lo_tab[4][16] = FG_TAB(FG_LO), hi_tab[4][16] = FG_TAB(FG_HI);
+#undef FG_TAB
+#undef FG_ROW
+#undef FG_HI
+#undef FG_LO
+#pragma GCC unroll 4
+    for (int q = 0, s = FG_VL / 2; s >= 1; q++, s /= 2) {
+        FG_VI lo, hi;
+        memcpy(&lo, lo_tab[q], sizeof lo);
+        memcpy(&hi, hi_tab[q], sizeof hi);
+#pragma GCC unroll 16
+        for (int i = 0; i < FG_VL; i++)
+            if (!(i & s) && i + s < FG_VL) {
+                const FG_V a = r[i], b = r[i + s];
+                r[i] = __builtin_shuffle(a, b, lo);
+                r[i + s] = __builtin_shuffle(a, b, hi);
+            }
+    }
+}
+#endif
+
+/* dst[k*ldd + r] = src[r*lds + k] for r < n, k < K (the packing's transposing copy), in
+ * VL x VL tiles transposed in registers: whole-vector loads and stores. */
+static void FG_FN(transpose_into)(FG_T *dst, size_t ldd, const FG_T *src, size_t lds, int n, int K)
+{
+#if defined(__clang__)   /* no two-input shuffle with computed indices: blocks of scalars */
+    for (int k0 = 0; k0 < K; k0 += FG_VL) {
+        const int kn = K - k0 < FG_VL ? K - k0 : FG_VL;
+        for (int r = 0; r < n; r++)
+            for (int kk = 0; kk < kn; kk++)
+                dst[(size_t)(k0 + kk) * ldd + r] = src[(size_t)r * lds + k0 + kk];
+    }
+#else
+    FG_V t[FG_VL];
+    for (int r0 = 0; r0 < n; r0 += FG_VL) {
+        const int rn = n - r0 < FG_VL ? n - r0 : FG_VL;
+        for (int k0 = 0; k0 < K; k0 += FG_VL) {
+            const int kn = K - k0 < FG_VL ? K - k0 : FG_VL;
+            for (int i = 0; i < FG_VL; i++)
+                t[i] = i < rn ? FG_FN(ldn)(src + (size_t)(r0 + i) * lds + k0, kn) : (FG_V){0};
+            FG_FN(transpose_tile)(t);
+            for (int i = 0; i < kn; i++)
+                FG_FN(stn)(dst + (size_t)(k0 + i) * ldd + r0, rn, t[i]);
+        }
+    }
+#endif
+}
+
 /* C[i, j] = sum_{r<K} A[r, i] B[r, j]   (C = A^T B, overwritten; trans: C^T, i.e. the
  * result is stored as C[j, i] with row stride ldc)
  * A [K, lda] (columns i < M)   B [K, ldb] (columns j < N)   C [M, ldc] (trans: [N, ldc])
- * At scratch [M, K]   Pt this thread's scratch [KC, 4*VL]
- * Phase 1 transposes A (each thread its rows of At); phase 2 walks the column panels
- * (up to 4 vectors wide) of this thread, packing KC rows of B at a time and running the
- * tiles over all M rows; chunks after the first add to C.  Threads own column panels and
- * each element is summed in one fixed order: the result does not depend on nth. */
+ * and with M2 > 0 the same for a second left operand sharing B: C2 = A2^T B
+ * A2 [K, lda2] (columns i < M2)   C2 [M2, ldc2] (trans: [N, ldc2])
+ * (the input and the recurrent weight gradients from one pass over dG: B is packed once
+ * for the M + M2 rows).
+ * At scratch [M + M2, K]   Pt this thread's scratch [KC, 4*VL]
+ * Phase 1 transposes A and A2 (each thread its rows of At); phase 2 walks the column
+ * panels (up to 4 vectors wide) of this thread, packing KC rows of B at a time and
+ * running the tiles over all rows (never a tile across the two operands); chunks after
+ * the first add to C.  Threads own column panels and each element is summed in one
+ * fixed order: the result does not depend on nth. */
 #define FG_KC 1536     /* most rows of B packed per chunk (the scratch Pt holds KC panel rows) */
 
 static void FG_FN(gemm_tn_thread)(int M, int N, int K, const FG_T *A, size_t lda, const FG_T *B,
-                                  size_t ldb, FG_T *C, size_t ldc, int trans, FG_T *At, FG_T *Pt,
-                                  int tid, int nth)
+                                  size_t ldb, FG_T *C, size_t ldc, int trans, int M2,
+                                  const FG_T *A2, size_t lda2, FG_T *C2, size_t ldc2, FG_T *At,
+                                  FG_T *Pt, int tid, int nth)
 {
-    const int i0 = (int)((long)M * tid / nth), i1 = (int)((long)M * (tid + 1) / nth);
-    enum { RB = 64 };   /* rows of A per pass: the At rows being written stay in cache */
-    for (int r0 = 0; r0 < K; r0 += RB) {
-        const int r1 = K - r0 < RB ? K : r0 + RB;
-        for (int i = i0; i < i1; i++)
-            for (int r = r0; r < r1; r++)
-                At[(size_t)i * K + r] = A[(size_t)r * lda + i];
+    const int Mt = M + M2;
+    const int i0 = (int)((long)Mt * tid / nth), i1 = (int)((long)Mt * (tid + 1) / nth);
+    /* At[i*K + r] = A[r*lda + i] (rows i < M), A2[r*lda2 + i - M] (the rest) */
+    if (i0 < M)
+        FG_FN(transpose_into)(At + (size_t)i0 * K, (size_t)K, A + i0, lda, K, (i1 < M ? i1 : M) - i0);
+    if (i1 > M) {
+        const int j0 = i0 > M ? i0 : M;
+        FG_FN(transpose_into)(At + (size_t)j0 * K, (size_t)K, A2 + (j0 - M), lda2, K, i1 - j0);
     }
 #pragma omp barrier
     const int PW = 4 * FG_VL;                      /* panel width */
@@ -201,14 +270,20 @@ static void FG_FN(gemm_tn_thread)(int M, int N, int K, const FG_T *A, size_t lda
                 if (n < nv * FG_VL)
                     memset(dst + n, 0, (size_t)(nv * FG_VL - n) * sizeof(FG_T));
             }
-            for (int i = 0; i < M; i += mrmax) {
-                const int mr = M - i < mrmax ? M - i : mrmax;
-                FG_FN(tiles)(nv, mr, At + (size_t)i * K + k0, (size_t)K, Pt,
-                             (size_t)nv * FG_VL, FG_VL, kc, acc);
-                if (trans)
-                    FG_FN(tile_out_t)(mr, nv, acc, C + (size_t)j0 * ldc + i, ldc, n, k0 > 0);
-                else
-                    FG_FN(tile_out)(mr, nv, acc, C + (size_t)i * ldc + j0, ldc, n, k0 > 0);
+            for (int op = 0; op < 2; op++) {
+                const int ia = op ? M : 0, ib = op ? Mt : M;     /* rows of At */
+                FG_T *Co = op ? C2 : C;
+                const size_t lc = op ? ldc2 : ldc;
+                for (int i = ia; i < ib; i += mrmax) {
+                    const int mr = ib - i < mrmax ? ib - i : mrmax;
+                    const size_t io = (size_t)(i - ia);               /* row of Co */
+                    FG_FN(tiles)(nv, mr, At + (size_t)i * K + k0, (size_t)K, Pt,
+                                 (size_t)nv * FG_VL, FG_VL, kc, acc);
+                    if (trans)
+                        FG_FN(tile_out_t)(mr, nv, acc, Co + (size_t)j0 * lc + io, lc, n, k0 > 0);
+                    else
+                        FG_FN(tile_out)(mr, nv, acc, Co + io * lc + j0, lc, n, k0 > 0);
+                }
             }
         }
     }
