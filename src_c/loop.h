@@ -409,7 +409,10 @@ FG_AI void FG_FN(forward_cell)(const int cell, const fg_forward_args *a, int tid
         const int Bt = a->batch ? a->batch[t] : B;
         s.hp = t ? hout + off_prev * R : (const FG_T *)a->h0;
         s.h = hout + off * R;
-        s.pre = (FG_T *)a->pre + off * GH;
+        /* inference with the projection inside the loop: one step's pre, reused (cache
+         * resident); training keeps every step's (it becomes the saved gates), and the
+         * RNN's pre is its output h itself */
+        s.pre = (FG_T *)a->pre + (a->keep || !proj_steps || a->pre == a->hout ? off * GH : 0);
         s.ex = (FG_T *)a->extra + (a->extra_step ? off * H : 0);
         if (FG_FN(has_c)(cell)) {
             /* in place (inference): c_{t-1} and c_t share one (B, H) state */
