@@ -884,8 +884,13 @@ cdef object _backward(cache, b, int nt, floating dummy):
             if gx < GH:
                 memcpy(bih + gx, <floating *>a.dbn, H * sizeof(floating))
             if tp == NULL:
-                # dw_ih = dGx^T x (unless fused above) ;  dx = dGx w_ih
-                if not fuse_ih:
+                # dw_ih = dGx^T x (unless fused above; with many rows our product, whose
+                # packing of dGx is a copy where BLAS's is a transposition) ;  dx = dGx w_ih
+                if fuse_ih:
+                    pass
+                elif rows >= 256:
+                    _gemm_tn(nt, D, gx, rows, xp, D, gi, GH, wih, D, True)
+                else:
                     gemm_split(nt, True, False, gx, D, rows, <floating>1, gi, GH, xp, D, <floating>0,
                                wih, D)
                 gemm_split(nt, False, False, rows, D, gx, <floating>1, gi, GH, w_ih, D, <floating>0, dxp, D)
