@@ -447,6 +447,8 @@ def check_n_threads(n_threads):
     """Validate ``n_threads`` (None, or a non-zero int); resolution happens in the compiled core."""
     if n_threads is None:
         return None
+    if type(n_threads) is int and 0 < n_threads <= MAX_THREADS:    # the common call, fast
+        return n_threads
     if isinstance(n_threads, (bool, np.bool_)) or not isinstance(n_threads, (int, np.integer)):
         raise TypeError(f"n_threads must be None or an int, got {_describe(n_threads)}")
     n = operator.index(n_threads)

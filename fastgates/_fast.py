@@ -103,10 +103,10 @@ _BACKWARD_DOC = """Backpropagation through time of :func:`{cell}_forward`.
 """
 
 def _threads(n_threads, step=None):
-    """The thread count of a call: ``n_threads`` validated and resolved, capped by the
-    small-work policy when ``step = (G, H, D, itemsize)`` tells the size of a step
-    (fastgates._threads.small_work_threads), then the fork guard."""
-    nt = _resolve(n_threads if n_threads is None else _checks.check_n_threads(n_threads))
+    """The thread count of a call: ``n_threads`` (already validated by check_n_threads)
+    resolved, capped by the small-work policy when ``step = (G, H, D, itemsize)`` tells the
+    size of a step (fastgates._threads.small_work_threads), then the fork guard."""
+    nt = _resolve(n_threads)
     if step is not None and nt > 1:
         nt = small_work_threads(nt, *step)
     return _safe(nt)
@@ -127,7 +127,7 @@ def cell_forward(cell, x, state, params, *, training=True, n_threads=None, lengt
     thread count alone.
     """
     cell = cells.get(cell)
-    _checks.check_n_threads(n_threads)              # first: the same error wins everywhere
+    n_threads = _checks.check_n_threads(n_threads)  # first: the same error wins everywhere
     f = _checks.check_forward(cell, x, state, params, training=training, lengths=lengths)
     nt = _threads(n_threads, (f.G, f.H, 0 if f.tokens else f.D, f.dtype.itemsize))
     y, h_n, c_n, cache = _recurrence.forward(f, bool(training), nt)
@@ -143,7 +143,7 @@ def cell_backward(cell, dy, dstate, cache, *, n_threads=None):
     one thread for the call (fastgates._threads.blas_hold) and given back its count after.
     """
     cell = cells.get(cell)
-    _checks.check_n_threads(n_threads)
+    n_threads = _checks.check_n_threads(n_threads)
     b = _checks.check_backward(cell.kernel, dy, dstate.get("h"), dstate.get("c"), cache)
     nt = _threads(n_threads, (b.G, b.H, 0 if cache.tokens else b.D, cache.dtype.itemsize, 1,
                               None, SMALL_BACKWARD_BYTES))

@@ -401,8 +401,7 @@ cdef void _run_forward(fg_forward_args *a, floating dummy) noexcept nogil:
 def forward(f, bint training, int nt, packed=None):
     """Forward pass of a validated call ``f`` (a fastgates._checks.Forward); ``packed``: a
     PackedLayer of f's weights (then nothing is packed again; the results are the same)."""
-    dtype = f.dtype
-    if dtype == np.float32:
+    if f.dtype.itemsize == 4:              # float32 (validated: float32 or float64)
         return _forward(f, training, nt, packed, <float>0)
     return _forward(f, training, nt, packed, <double>0)
 
@@ -599,7 +598,7 @@ cdef object _infer(f, fg_forward_args a, x, h0, c0, int nt, floating dummy):
     cdef const floating *xp = NULL if tokens or ragged else <floating *>vptr(x)
     cdef const long long *tp = <const long long *>vptr(x) if tokens and not ragged else NULL
 
-    c_state = c0.copy() if lstm else None
+    c_state = (c0 if f.c0 is None else c0.copy()) if lstm else None   # fresh zeros: ours
     extra = np.empty((B, H), dtype) if gru else None
     a.extra = <floating *>vptr(extra)
     a.extra_step = 0
@@ -739,7 +738,7 @@ def backward(cache, b, int nt):
 
     Returns (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dparams), dparams: stem -> gradient
     of each parameter beyond the four (the lstm's weight_hr, weight_peep)."""
-    if cache.dtype == np.float32:
+    if cache.dtype.itemsize == 4:          # float32 (the caches hold float32 or float64)
         return _backward(cache, b, nt, <float>0)
     return _backward(cache, b, nt, <double>0)
 
