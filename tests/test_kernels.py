@@ -12,6 +12,8 @@ import warnings
 import numpy as np
 import pytest
 
+from fastgates import cells as fastgates_cells
+
 from conftest import (CACHE_ARRAYS, assert_backward_sources, assert_caches_cross, CELL_IDS, CELLS, DTYPE_IDS, DTYPES, assert_close, assert_equal, assert_grads_equal,
                       assert_outputs_equal,
                       assert_grads_close, assert_outputs_close, backward, case_id, forward,
@@ -308,3 +310,52 @@ def test_result_dtypes(backend, cell, variant, dtype, rng):
             assert a.dtype == dtype, f"{name} has dtype {a.dtype} [{case}]"
     for name, a in backward(backend, cell, dy, dh_n, dc_n, out.cache).items():
         assert a.dtype == dtype, f"{name} has dtype {a.dtype} [{case}]"
+
+
+#: (T, B, D, H, lengths): 261 valid rows (>= 256: the backward's weight-gradient products
+#: of their own, dW_ih sharing dW_hh's pass where it can) and B = 9 (a full row tile per
+#: step: the input projection inside the time loop) with batch sizes falling below a tile
+MANY_ROWS = (48, 9, 6, 20, [48, 12, 40, 0, 48, 33, 5, 45, 30])
+
+
+@pytest.mark.parametrize("ragged", [False, True], ids=["dense", "ragged"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("name", [*[c.name for c in fastgates_cells.CELLS.values()], "lstm+peep"])
+def test_many_rows_match_reference_for_every_cell(name, dtype, ragged, rng):
+    """Every cell of the table (and the peephole LSTM) with many rows, dense and ragged: the
+    fast path's outputs and every gradient against the reference, the same for 1 and 2
+    threads bit for bit."""
+    import fastgates
+    import fastgates.reference as reference
+    cell = fastgates_cells.get(name.split("+")[0])
+    T, B, D, H, lengths = MANY_ROWS
+    k = 1 / np.sqrt(H)
+    p = {s: (1.0 + 0.3 * rng.standard_normal(sh) if s.startswith("ln_") and s != "ln_c_bias"
+             else rng.uniform(-k, k, sh)).astype(dtype)
+         for s, sh in fastgates_cells.param_shapes(cell, D, H).items()}
+    if name.endswith("+peep"):
+        p["weight_peep"] = rng.uniform(-k, k, (3, H)).astype(dtype)
+    x = rng.standard_normal((T, B, D)).astype(dtype)
+    state = {s: (0.5 * rng.standard_normal((B, H))).astype(dtype) for s in cell.states}
+    dy = rng.standard_normal((T, B, H)).astype(dtype)
+    dstate = {s: rng.standard_normal((B, H)).astype(dtype) for s in cell.states}
+    kw = {"lengths": lengths} if ragged else {}
+    case = case_id(cell=name, dtype=dtype, ragged=ragged)
+    y_r, s_r, c_r = reference.cell_forward(cell, x, state, p, **kw)
+    g_r = reference.cell_backward(cell, dy, dstate, c_r)
+    runs = []
+    for nt in (1, 2):
+        y, s, c = fastgates.cell_forward(cell, x, state, p, n_threads=nt, **kw)
+        g = fastgates.cell_backward(cell, dy, dstate, c, n_threads=nt)
+        runs.append([y, *s.values(), g.dx, *g.param_grads.values(), *g.state_grads.values()])
+    assert_close(runs[0][0], y_r, dtype, f"y [{case}]")
+    for st in cell.states:
+        assert_close(s[st], s_r[st], dtype, f"{st}_n [{case}]")
+    assert_close(g.dx, g_r.dx, dtype, f"dx [{case}]")
+    assert list(g.param_grads) == list(g_r.param_grads)
+    for stem in g_r.param_grads:
+        assert_close(g.param_grads[stem], g_r.param_grads[stem], dtype, f"d{stem} [{case}]")
+    for st in g_r.state_grads:
+        assert_close(g.state_grads[st], g_r.state_grads[st], dtype, f"d{st}0 [{case}]")
+    for i, (a, b) in enumerate(zip(runs[1], runs[0])):
+        assert_equal(a, b, f"output/gradient #{i}, 2 threads vs 1 [{case}]")
