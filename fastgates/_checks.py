@@ -526,12 +526,14 @@ def _check_sizes(T, B, D, H, G, itemsize, training, tokens):
                          f"{ram / 2**30:.1f} GiB of RAM; split the sequence or the batch")
 
 
-def kernel_params(w_ih, w_hh, b_ih, b_hh, **extra) -> dict:
+def kernel_params(w_ih, w_hh, b_ih, b_hh, w_hr=None, w_peep=None) -> dict:
     """The functional kernels' weight arguments by parameter stem: the four of every cell,
-    plus ``extra`` (kernel argument name -> array, e.g. ``w_hr=``) where not None."""
+    plus the LSTM's optional ``w_hr`` / ``w_peep`` where not None."""
     out = {"weight_ih": w_ih, "weight_hh": w_hh, "bias_ih": b_ih, "bias_hh": b_hh}
-    stems = {"w_hr": "weight_hr", "w_peep": "weight_peep"}
-    out.update((stems[k], v) for k, v in extra.items() if v is not None)
+    if w_hr is not None:
+        out["weight_hr"] = w_hr
+    if w_peep is not None:
+        out["weight_peep"] = w_peep
     return out
 
 

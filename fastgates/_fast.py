@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from . import _checks, _fork, _recurrence, cells
 from ._checks import Grads, LSTMGrads  # noqa: F401  (the types of the results, re-exported)
-from ._threads import SMALL_BACKWARD_BYTES, blas_hold, blas_release, small_work_threads
+from ._threads import (SMALL_BACKWARD_BYTES, SMALL_STEP_BYTES, blas_hold, blas_release,
+                       small_work_threads)
 from .reference import _GRU_MATH  # the equations the reference states
 
 __all__ = ["rnn_forward", "rnn_backward", "gru_forward", "gru_backward",
@@ -102,13 +103,13 @@ _BACKWARD_DOC = """Backpropagation through time of :func:`{cell}_forward`.
 {example}
 """
 
-def _threads(n_threads, step=None):
+def _threads(n_threads, G=None, H=0, D=0, itemsize=0, unit=SMALL_STEP_BYTES):
     """The thread count of a call: ``n_threads`` (already validated by check_n_threads)
-    resolved, capped by the small-work policy when ``step = (G, H, D, itemsize)`` tells the
-    size of a step (fastgates._threads.small_work_threads), then the fork guard."""
+    resolved, capped by the small-work policy when given a step of G, H, D, itemsize
+    (``unit``: see fastgates._threads.small_work_threads), then the fork guard."""
     nt = _resolve(n_threads)
-    if step is not None and nt > 1:
-        nt = small_work_threads(nt, *step)
+    if nt > 1 and G is not None:
+        nt = small_work_threads(nt, G, H, D, itemsize, 1, None, unit)
     return _safe(nt)
 
 
@@ -129,7 +130,7 @@ def cell_forward(cell, x, state, params, *, training=True, n_threads=None, lengt
     cell = cells.get(cell)
     n_threads = _checks.check_n_threads(n_threads)  # first: the same error wins everywhere
     f = _checks.check_forward(cell, x, state, params, training=training, lengths=lengths)
-    nt = _threads(n_threads, (f.G, f.H, 0 if f.tokens else f.D, f.dtype.itemsize))
+    nt = _threads(n_threads, f.G, f.H, 0 if f.tokens else f.D, f.dtype.itemsize)
     y, h_n, c_n, cache = _recurrence.forward(f, bool(training), nt)
     return y, {"h": h_n, "c": c_n} if "c" in cell.states else {"h": h_n}, cache
 
@@ -145,8 +146,8 @@ def cell_backward(cell, dy, dstate, cache, *, n_threads=None):
     cell = cells.get(cell)
     n_threads = _checks.check_n_threads(n_threads)
     b = _checks.check_backward(cell.kernel, dy, dstate.get("h"), dstate.get("c"), cache)
-    nt = _threads(n_threads, (b.G, b.H, 0 if cache.tokens else b.D, cache.dtype.itemsize, 1,
-                              None, SMALL_BACKWARD_BYTES))
+    nt = _threads(n_threads, b.G, b.H, 0 if cache.tokens else b.D, cache.dtype.itemsize,
+                  SMALL_BACKWARD_BYTES)
     blas_hold()
     try:
         *g, dparams = _recurrence.backward(cache, b, nt)

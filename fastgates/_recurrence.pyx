@@ -391,6 +391,19 @@ cdef object _packed(int cell, w, int H, int which, int nt, floating dummy):
     return P
 
 
+cdef object _bias_sum(b_ih, b_hh, int n, floating dummy):
+    """The input projection's bias: b_ih + b_hh in the first n entries, b_ih after them
+    (the same sums as NumPy's, without a ufunc call per forward pass)."""
+    out = np.empty(b_ih.shape[0], b_ih.dtype)
+    cdef floating *o = <floating *>vptr(out)
+    cdef const floating *a = <floating *>vptr(b_ih)
+    cdef const floating *b = <floating *>vptr(b_hh)
+    cdef Py_ssize_t i, m = b_ih.shape[0]
+    for i in range(m):
+        o[i] = a[i] + b[i] if i < n else a[i]
+    return out
+
+
 cdef void _run_forward(fg_forward_args *a, floating dummy) noexcept nogil:
     if floating is float:
         fg_forward_f32(a)
@@ -458,9 +471,9 @@ cdef object _forward(f, bint training, int nt, packed, floating dummy):
         P, Pi, w_ihT, bias = packed.P, packed.Pi, packed.wT, packed.bias
         Pr = packed.Pr
     else:
-        bias = f.b_ih if ln else f.b_ih + f.b_hh      # LayerNorm: b_hh acts after the LN
-        if cell == FG_GRU_LBR:
-            bias[2 * H:] = f.b_ih[2 * H:]      # b_hn acts inside r * (...)
+        # LayerNorm: b_hh acts after the LN; GRU lbr: b_hn acts inside r * (...)
+        bias = f.b_ih if ln else _bias_sum(f.b_ih, f.b_hh, 2 * H if cell == FG_GRU_LBR else GH,
+                                           dummy)
         w_ihT = np.ascontiguousarray(f.w_ih.T) if tokens else None
         P = _packed(cell, f.w_hh, H, FG_PACK_HH, nt, dummy)
         Pi = None if tokens else _packed(cell, f.w_ih, H, FG_PACK_IH, nt, dummy)
@@ -637,7 +650,10 @@ cdef object _infer(f, fg_forward_args a, x, h0, c0, int nt, floating dummy):
             with nogil:
                 _run_forward(&a, dummy)
             t0 += n
-        h_n = y[T - 1].copy() if T > 0 else h0.copy()
+        h_n = np.empty((B, R), dtype)
+        if BH > 0:
+            memcpy(<floating *>vptr(h_n), yp + (T - 1) * BH if T > 0 else <floating *>vptr(h0),
+                   BH * sizeof(floating))
         return y, h_n, (c_state if lstm else None), None
 
     # ragged: each chunk of steps runs into a packed buffer that is scattered into y;
