@@ -87,7 +87,11 @@ def _bind() -> bool:
 
         found = [_openblas_functions(c) for c in _scipy_blas_controllers()]
         _bound = len(found) == 1 and found[0] is not None and _recurrence.blas_bind(*found[0])
+        _compiled[:] = [_recurrence.blas_hold, _recurrence.blas_release]
     return _bound
+
+
+_compiled: list = []      # the compiled hold and release, looked up once by _bind
 
 
 def _tpc_hold() -> None:
@@ -116,8 +120,7 @@ def _tpc_release() -> None:
 def blas_hold() -> None:
     """Hold scipy's BLAS at one thread until the matching :func:`blas_release`."""
     if _bound or (_bound is None and _bind()):
-        from ._recurrence import blas_hold as hold
-        hold()
+        _compiled[0]()
     else:
         _tpc_hold()
 
@@ -125,8 +128,7 @@ def blas_hold() -> None:
 def blas_release() -> None:
     """End a :func:`blas_hold`; the last one restores the caller's thread count."""
     if _bound:
-        from ._recurrence import blas_release as release
-        release()
+        _compiled[1]()
     else:
         _tpc_release()
 
