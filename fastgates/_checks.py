@@ -326,11 +326,15 @@ class Cache:
     __slots__ = ("cell", "variant", "dtype", "x", "tokens", "D", "w_ih", "w_hh",
                  "hs", "gates", "extra", "cs", "tc", "lengths", "packing", "params", "saved")
 
-    def __init__(self, **fields):
-        for name in self.__slots__:
-            setattr(self, name, fields.pop(name, None))
-        if fields:
-            raise TypeError(f"Cache got unknown fields {sorted(fields)}")
+    def __init__(self, *, cell=None, variant=None, dtype=None, x=None, tokens=None, D=None,
+                 w_ih=None, w_hh=None, hs=None, gates=None, extra=None, cs=None, tc=None,
+                 lengths=None, packing=None, params=None, saved=None):
+        # one assignment per field (a call per training forward pass: no setattr loop);
+        # an unknown field is a TypeError naming it
+        self.cell, self.variant, self.dtype, self.x, self.tokens = cell, variant, dtype, x, tokens
+        self.D, self.w_ih, self.w_hh, self.hs, self.gates = D, w_ih, w_hh, hs, gates
+        self.extra, self.cs, self.tc, self.lengths = extra, cs, tc, lengths
+        self.packing, self.params, self.saved = packing, params, saved
 
     @property
     def celldef(self) -> CellDef:

@@ -527,26 +527,33 @@ cdef object _forward(f, bint training, int nt, packed, floating dummy):
     cdef floating *yp
 
     if training:
-        hs = _empty((B + rows, R), dtype)       # h0, then h_t of every (step, row)
-        hs[:B] = h0
-        gates = hs[B:] if rnn else _empty((rows, GH), dtype)
+        # every array in its returned shape: (T, B, X) dense, (rows, X) ragged (packed)
+        if ragged:
+            lead, lead0 = (rows,), (B + rows,)
+        else:
+            lead, lead0 = (T, B), (T + 1, B)
+        hs = _empty(lead0 + (R,), dtype)         # h0, then h_t of every (step, row)
+        if B * R > 0:
+            memcpy(vptr(hs), vptr(h0), <size_t>B * R * sizeof(floating))
+        gates = (hs[B:] if ragged else hs[1:]) if rnn else _empty(lead + (GH,), dtype)
         cs = tc = extra = ms = None
         if lstm:
-            cs = _empty((B + rows, H), dtype)
-            cs[:B] = c0
-            tc = _empty((rows, H), dtype)
+            cs = _empty(lead0 + (H,), dtype)
+            if B * H > 0:
+                memcpy(vptr(cs), vptr(c0), <size_t>B * H * sizeof(floating))
+            tc = _empty(lead + (H,), dtype)
         if proj:
-            ms = _empty((rows, H), dtype)       # m_t = o_t * tanh(c_t), kept for dW_hr
+            ms = _empty(lead + (H,), dtype)       # m_t = o_t * tanh(c_t), kept for dW_hr
             a.m = <floating *>vptr(ms)
             a.m_step = 1
         if gru:
-            extra = _empty((rows, H), dtype)
+            extra = _empty(lead + (H,), dtype)
         saved = None
         if ln:
-            saved = {"xn": _empty((rows, GH), dtype), "hn": _empty((rows, GH), dtype),
-                     "rstd": (_empty if lstm else _zeros)((rows, 3), dtype)}   # lngru: no c
+            saved = {"xn": _empty(lead + (GH,), dtype), "hn": _empty(lead + (GH,), dtype),
+                     "rstd": (_empty if lstm else _zeros)(lead + (3,), dtype)}   # lngru: no c
             if lstm:
-                saved["cn"] = _empty((rows, H), dtype)
+                saved["cn"] = _empty(lead + (H,), dtype)
             a.xn, a.hn = vptr(saved["xn"]), vptr(saved["hn"])
             a.cn, a.rstd = vptr(saved.get("cn")), vptr(saved["rstd"])
         a.T = Tk
@@ -570,17 +577,17 @@ cdef object _forward(f, bint training, int nt, packed, floating dummy):
                 _scatter(nt, rows, R, fp, <floating *>a.hout, yp)
             h_n, c_n = hs[pk.last], (cs[pk.last] if lstm else None)
         else:
-            hs = hs.reshape(T + 1, B, R)
-            gates = hs[1:] if rnn else gates.reshape(T, B, GH)
+            y = _copy(hs[1:])
+            h_n = np.empty((B, R), dtype)
+            if B * R > 0:
+                memcpy(vptr(h_n), <floating *>vptr(hs) + <size_t>T * B * R,
+                       <size_t>B * R * sizeof(floating))
+            c_n = None
             if lstm:
-                cs, tc = cs.reshape(T + 1, B, H), tc.reshape(T, B, H)
-            if gru:
-                extra = extra.reshape(T, B, H)
-            if proj:
-                ms = ms.reshape(T, B, H)
-            if saved:
-                saved = {k: v.reshape((T, B) + v.shape[1:]) for k, v in saved.items()}
-            y, h_n, c_n = _copy(hs[1:]), hs[T].copy(), (cs[T].copy() if lstm else None)
+                c_n = np.empty((B, H), dtype)
+                if B * H > 0:
+                    memcpy(vptr(c_n), <floating *>vptr(cs) + <size_t>T * B * H,
+                           <size_t>B * H * sizeof(floating))
         cache = Cache(cell=f.cell, variant=f.variant, dtype=dtype, tokens=tokens, D=D,
                       x=x if ragged else _copy(x),     # the gathered x is already private
                       w_ih=None if tokens else _copy(f.w_ih), w_hh=_copy(f.w_hh),
