@@ -263,8 +263,8 @@ class Cache:
 
     Parameters
     ----------
-    **fields
-        The attributes below by name; those not given are None.
+    cell, variant, dtype, x, tokens, D, w_ih, w_hh, hs, gates, extra, cs, tc, lengths, packing, params, saved
+        Keyword-only: the attributes below by name; those not given are None.
 
     Attributes
     ----------
