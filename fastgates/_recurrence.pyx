@@ -163,6 +163,7 @@ cdef extern from "fastgates.h" nogil:
 
 # Rows of the input projection computed per GEMM in inference mode.
 DEF CHUNK_ROWS = 1024
+DEF OWN_GEMM_ROWS = 256     # from this many rows BPTT's dW_ih is our product, not BLAS's
 
 # The compiled core's cell codes and their facts, from the one table (fastgates.cells; the
 # C side registers the same codes in src_c/cells/registry.h).
@@ -391,6 +392,14 @@ cdef object _packed(int cell, w, int H, int which, int nt, floating dummy):
     return P
 
 
+cdef object _state_copy(const floating *src, int B, int X, dtype):
+    """A fresh (B, X) array holding the B*X values at src (a state row block of a buffer)."""
+    out = np.empty((B, X), dtype)
+    if <size_t>B * X > 0:
+        memcpy(vptr(out), src, <size_t>B * X * sizeof(floating))
+    return out
+
+
 cdef object _bias_sum(b_ih, b_hh, int n, floating dummy):
     """The input projection's bias: b_ih + b_hh in the first n entries, b_ih after them
     (the same sums as NumPy's, without a ufunc call per forward pass)."""
@@ -578,16 +587,8 @@ cdef object _forward(f, bint training, int nt, packed, floating dummy):
             h_n, c_n = hs[pk.last], (cs[pk.last] if lstm else None)
         else:
             y = _copy(hs[1:])
-            h_n = np.empty((B, R), dtype)
-            if B * R > 0:
-                memcpy(vptr(h_n), <floating *>vptr(hs) + <size_t>T * B * R,
-                       <size_t>B * R * sizeof(floating))
-            c_n = None
-            if lstm:
-                c_n = np.empty((B, H), dtype)
-                if B * H > 0:
-                    memcpy(vptr(c_n), <floating *>vptr(cs) + <size_t>T * B * H,
-                           <size_t>B * H * sizeof(floating))
+            h_n = _state_copy(<floating *>vptr(hs) + <size_t>T * B * R, B, R, dtype)
+            c_n = _state_copy(<floating *>vptr(cs) + <size_t>T * B * H, B, H, dtype) if lstm else None
         cache = Cache(cell=f.cell, variant=f.variant, dtype=dtype, tokens=tokens, D=D,
                       x=x if ragged else _copy(x),     # the gathered x is already private
                       w_ih=None if tokens else _copy(f.w_ih), w_hh=_copy(f.w_hh),
@@ -657,10 +658,7 @@ cdef object _infer(f, fg_forward_args a, x, h0, c0, int nt, floating dummy):
             with nogil:
                 _run_forward(&a, dummy)
             t0 += n
-        h_n = np.empty((B, R), dtype)
-        if BH > 0:
-            memcpy(<floating *>vptr(h_n), yp + (T - 1) * BH if T > 0 else <floating *>vptr(h0),
-                   BH * sizeof(floating))
+        h_n = _state_copy(yp + (T - 1) * BH if T > 0 else <floating *>vptr(h0), B, R, dtype)
         return y, h_n, (c_state if lstm else None), None
 
     # ragged: each chunk of steps runs into a packed buffer that is scattered into y;
@@ -878,10 +876,14 @@ cdef object _backward(cache, b, int nt, floating dummy):
     cdef const long long *flatp = <const long long *>vptr(pk.flat) if ragged else NULL
     cdef floating *dxo = <floating *>vptr(dx_out)
 
+    # dW_ih by our weight-gradient product with many rows (it packs dGx by copying, where
+    # BLAS transposes it; with few rows its transposed stores cost more): in dW_hh's pass
+    # over dG where dG is the input side's gradient in every column (rnn, lstm)
+    cdef bint own_ih = tp == NULL and rows >= OWN_GEMM_ROWS
+    cdef bint fuse_ih = own_ih and gi == g and gx == GH and rz == GH
+
     # the time loop also sums the bias gradients: db_hh = sum of dG, and for lbr the
     # input-side n gate's = sum of dnx
-    # (with few rows the fused product's transposed stores outweigh the saved pass: BLAS)
-    cdef bint fuse_ih = tp == NULL and gi == g and gx == GH and rz == GH and D > 0 and rows >= 256
     dbn = _empty(H, dtype) if cell == FG_GRU_LBR else None
     a.db = bhh
     a.dbn = <floating *>vptr(dbn)
@@ -890,9 +892,8 @@ cdef object _backward(cache, b, int nt, floating dummy):
         with nogil:
             _run_backward(&a, dummy)
             # dw_hh = dG^T [h_{t-1}]  (rb n-gate rows: dn^T (r*h_{t-1})), as the transpose of
-            # [h_{t-1}]^T dG: the transposition of the narrow operand is the cheap one.
-            # Where dG is the input side's gradient in every column (rnn, lstm), dw_ih =
-            # dG^T x comes from the same pass over dG.
+            # [h_{t-1}]^T dG: the transposition of the narrow operand is the cheap one
+            # (fuse_ih: and dw_ih = dG^T x from the same pass)
             if fuse_ih:
                 _gemm_tn(nt, R, rz, rows, hprev, R, g, GH, whh, R, True, D, xp, D, wih, D)
             else:
@@ -906,13 +907,10 @@ cdef object _backward(cache, b, int nt, floating dummy):
             if gx < GH:
                 memcpy(bih + gx, <floating *>a.dbn, H * sizeof(floating))
             if tp == NULL:
-                # dw_ih = dGx^T x (unless fused above; with many rows our product, whose
-                # packing of dGx is a copy where BLAS's is a transposition) ;  dx = dGx w_ih
-                if fuse_ih:
-                    pass
-                elif rows >= 256:
+                # dw_ih = dGx^T x (unless fused above) ;  dx = dGx w_ih
+                if own_ih and not fuse_ih:
                     _gemm_tn(nt, D, gx, rows, xp, D, gi, GH, wih, D, True)
-                else:
+                elif not own_ih:
                     gemm_split(nt, True, False, gx, D, rows, <floating>1, gi, GH, xp, D, <floating>0,
                                wih, D)
                 gemm_split(nt, False, False, rows, D, gx, <floating>1, gi, GH, w_ih, D, <floating>0, dxp, D)

@@ -81,17 +81,17 @@ def _openblas_functions(controller) -> tuple[int, int] | None:
 
 def _bind() -> bool:
     """Bind the compiled hold to scipy's OpenBLAS when it can be (once)."""
-    global _bound
+    global _bound, _compiled_hold, _compiled_release
     if _bound is None:
         from . import _recurrence
 
         found = [_openblas_functions(c) for c in _scipy_blas_controllers()]
         _bound = len(found) == 1 and found[0] is not None and _recurrence.blas_bind(*found[0])
-        _compiled[:] = [_recurrence.blas_hold, _recurrence.blas_release]
+        _compiled_hold, _compiled_release = _recurrence.blas_hold, _recurrence.blas_release
     return _bound
 
 
-_compiled: list = []      # the compiled hold and release, looked up once by _bind
+_compiled_hold = _compiled_release = None    # the compiled hold and release, found by _bind
 
 
 def _tpc_hold() -> None:
@@ -120,7 +120,7 @@ def _tpc_release() -> None:
 def blas_hold() -> None:
     """Hold scipy's BLAS at one thread until the matching :func:`blas_release`."""
     if _bound or (_bound is None and _bind()):
-        _compiled[0]()
+        _compiled_hold()
     else:
         _tpc_hold()
 
@@ -128,7 +128,7 @@ def blas_hold() -> None:
 def blas_release() -> None:
     """End a :func:`blas_hold`; the last one restores the caller's thread count."""
     if _bound:
-        _compiled[1]()
+        _compiled_release()
     else:
         _tpc_release()
 

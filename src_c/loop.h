@@ -394,8 +394,12 @@ FG_AI void FG_FN(forward_cell)(const int cell, const fg_forward_args *a, int tid
      * (each step's pre is still in cache when its gate math reads it); with fewer rows,
      * all rows up front (row tiles spanning steps use each panel load for more rows).
      * Its sums run in one order for any rows (FG_FN(project)): the same results. */
-    const int proj_steps = B >= FG_FN(mr_for)(FG_FN(gates)(cell) * FG_FN(uv)(cell));
-    if ((a->x || a->tok) && !proj_steps) {
+    const int has_x = a->x || a->tok;
+    const int in_loop = has_x && B >= FG_FN(mr_for)(FG_FN(gates)(cell) * FG_FN(uv)(cell));
+    /* inference projecting in the loop reuses one step's pre (cache resident); training
+     * keeps every step's (it becomes the saved gates), and the RNN's pre is its h itself */
+    const int pre_reused = in_loop && !a->keep && a->pre != a->hout;
+    if (has_x && !in_loop) {
         int rows = 0;
         for (int t = 0; t < T; t++)
             rows += a->batch ? a->batch[t] : B;
@@ -409,10 +413,7 @@ FG_AI void FG_FN(forward_cell)(const int cell, const fg_forward_args *a, int tid
         const int Bt = a->batch ? a->batch[t] : B;
         s.hp = t ? hout + off_prev * R : (const FG_T *)a->h0;
         s.h = hout + off * R;
-        /* inference with the projection inside the loop: one step's pre, reused (cache
-         * resident); training keeps every step's (it becomes the saved gates), and the
-         * RNN's pre is its output h itself */
-        s.pre = (FG_T *)a->pre + (a->keep || !proj_steps || a->pre == a->hout ? off * GH : 0);
+        s.pre = (FG_T *)a->pre + (pre_reused ? 0 : off * GH);
         s.ex = (FG_T *)a->extra + (a->extra_step ? off * H : 0);
         if (FG_FN(has_c)(cell)) {
             /* in place (inference): c_{t-1} and c_t share one (B, H) state */
@@ -426,7 +427,7 @@ FG_AI void FG_FN(forward_cell)(const int cell, const fg_forward_args *a, int tid
             FG_FN(ln_fstep)(cell, &s, a, (long)off);
         /* this step's input projection for this thread's units (the step reads pre only
          * at these units, so no barrier is needed in between) */
-        if ((a->x || a->tok) && proj_steps)
+        if (in_loop)
             FG_FN(project)(cell, Bt, a->D, H, a->x ? (const FG_T *)a->x + off * a->D : NULL,
                            a->tok ? a->tok + off : NULL, (const FG_T *)a->Pi,
                            (const FG_T *)a->wT, pbias, s.pre, u0, u1);
