@@ -827,8 +827,7 @@ OPTION_CHECKS = {"nonlinearity": check_nonlinearity,
 def select_cell(kernel, **options):
     """The :class:`~fastgates.cells.CellDef` of family ``kernel`` picked by the public
     keyword in ``options`` (validated first: the public error messages)."""
-    known = {c.option[0] for c in cells.families()[kernel] if c.option is not None}
-    unknown = sorted(set(options) - known)
+    unknown = sorted(set(options) - cells.option_keywords(kernel))
     if unknown:
         raise TypeError(f"unexpected keyword arguments {unknown}")
     checked = {k: OPTION_CHECKS[k](v) for k, v in options.items()}

@@ -180,12 +180,30 @@ def by_kernel(kernel: str, variant: str) -> CellDef:
     return _BY_KERNEL[kernel, variant]
 
 
-def families() -> dict:
-    """kernel family -> its cells (the default first), in table order."""
+def _group_families() -> dict:
     out: dict = {}
     for c in CELLS.values():
         out.setdefault(c.kernel, []).append(c)
-    return out
+    return {kernel: tuple(defs) for kernel, defs in out.items()}
+
+
+# built once: the table is fixed at import, and every public call selects through it
+_FAMILIES = _group_families()
+
+
+def families() -> dict:
+    """kernel family -> its cells (the default first), in table order (a fresh dict of
+    tuples: the caller may change it)."""
+    return dict(_FAMILIES)
+
+
+def option_keywords(kernel: str) -> frozenset:
+    """The keywords that tell the cells of family ``kernel`` apart (empty for one cell)."""
+    return _OPTION_KEYWORDS.get(kernel, frozenset())
+
+
+_OPTION_KEYWORDS = {kernel: frozenset(c.option[0] for c in defs if c.option is not None)
+                    for kernel, defs in _FAMILIES.items()}
 
 
 def select(kernel: str, **options) -> CellDef:
@@ -195,7 +213,7 @@ def select(kernel: str, **options) -> CellDef:
     ignored (so one call can serve every family).  Without it: the family's default.
     ``options`` are expected validated (``_checks`` gives the public error messages).
     """
-    cells = families().get(kernel)
+    cells = _FAMILIES.get(kernel)
     if not cells:
         raise ValueError(f"unknown cell {kernel!r}; fastgates knows {sorted(families())}")
     for c in cells:

@@ -144,6 +144,16 @@ int fg_max_threads(void)
 #define FG_PARALLEL(nt, ...) { int tid = 0, nth = 1; (void)(nt); __VA_ARGS__; }
 #endif
 
+/* The counters of a region's dealt phases (deal.h), zeroed; none for one thread, or when
+ * memory is short (the threads then keep their static shares: the same results). */
+static fg_deal fg_deal_alloc(int n_threads)
+{
+    fg_deal d = {NULL};
+    if (FG_HAVE_OMP && n_threads > 1)
+        d.ctr = calloc((size_t)2 * n_threads * FG_DEAL_STRIDE, sizeof(int));
+    return d;
+}
+
 size_t fg_packed_size(int cell, int H, int K, int which, int f64)
 {
     const fg_kernels *k = fg_k();
@@ -168,14 +178,18 @@ void fg_forward_##S(const fg_forward_args *a)                                   
     const fg_kernels *k = fg_k();                                                            \
     if (a->T <= 0 || a->B <= 0)                                                              \
         return;                                                                              \
-    FG_PARALLEL(a->n_threads, k->forward_##S(a, tid, nth))                                   \
+    fg_deal deal = fg_deal_alloc(a->n_threads);                                              \
+    FG_PARALLEL(a->n_threads, k->forward_##S(a, &deal, tid, nth))                            \
+    free(deal.ctr);                                                                          \
 }                                                                                            \
 void fg_backward_##S(const fg_backward_args *a)                                              \
 {                                                                                            \
     const fg_kernels *k = fg_k();                                                            \
     if (a->T <= 0 || a->B <= 0)                                                              \
         return;                                                                              \
-    FG_PARALLEL(a->n_threads, k->backward_##S(a, tid, nth))                                  \
+    fg_deal deal = fg_deal_alloc(a->n_threads);                                              \
+    FG_PARALLEL(a->n_threads, k->backward_##S(a, &deal, tid, nth))                           \
+    free(deal.ctr);                                                                          \
 }                                                                                            \
 int fg_gemm_tn2_##S(int n_threads, int M, int N, int K, const ELT *A, size_t lda,            \
                     const ELT *B, size_t ldb, ELT *C, size_t ldc, int trans, int M2,         \

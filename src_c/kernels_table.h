@@ -3,13 +3,14 @@
 #define FASTGATES_KERNELS_TABLE_H
 #include <stddef.h>
 #include "fastgates.h"
+#include "deal.h"
 
 typedef struct {
     /* thread bodies, run by every thread of one parallel region */
-    void (*forward_f32)(const fg_forward_args *, int tid, int nth);
-    void (*forward_f64)(const fg_forward_args *, int tid, int nth);
-    void (*backward_f32)(const fg_backward_args *, int tid, int nth);
-    void (*backward_f64)(const fg_backward_args *, int tid, int nth);
+    void (*forward_f32)(const fg_forward_args *, const fg_deal *, int tid, int nth);
+    void (*forward_f64)(const fg_forward_args *, const fg_deal *, int tid, int nth);
+    void (*backward_f32)(const fg_backward_args *, const fg_deal *, int tid, int nth);
+    void (*backward_f64)(const fg_backward_args *, const fg_deal *, int tid, int nth);
     void (*generate_f32)(const fg_generate_args *, int tid, int nth);
     void (*generate_f64)(const fg_generate_args *, int tid, int nth);
     void (*gemm_tn_f32)(int M, int N, int K, const float *A, size_t lda, const float *B,

@@ -170,23 +170,16 @@ FG_AI void FG_FN(ln_bwd2)(const FG_FN(bstep) *s, size_t b, int j, int m, const i
 }
 
 /* Backward phase B1's partials of one block: (sum g, sum g*xhat) for g = gamma * d over the
- * gates' rows (d, xhat at row offset r, gate g at + g*H; gamma at + g*H + j). */
-FG_AI void FG_FN(ln_bpart)(const FG_FN(bstep) *s, const FG_V *d, const FG_T *xhat,
-                           const FG_T *gamma, int j, int m, const int G, FG_T *out)
+ * gates' vectors (d[g], xhat[g], gamma[g]: the block's lanes of gate g's row). */
+FG_AI void FG_FN(ln_bpart)(const FG_V *d, const FG_V *xhat, const FG_V *gamma, const int G,
+                           FG_T *out)
 {
     FG_V s1 = {0}, s2 = {0};
     for (int g = 0; g < G; g++) {
-        const FG_V gg = FG_FN(ldn)(gamma + (size_t)g * s->H + j, m) * d[g];
+        const FG_V gg = gamma[g] * d[g];
         s1 += gg;
-        s2 += gg * FG_FN(ldn)(xhat + (size_t)g * s->H, m);
+        s2 += gg * xhat[g];
     }
     out[0] = FG_FN(ln_hsum)(s1);
     out[1] = FG_FN(ln_hsum)(s2);
-}
-
-/* *p (m lanes) += v: the owner of a unit sums its parameter gradients in a fixed order
- * (t = T-1 .. 0, then rows), as the loop does for the biases. */
-FG_AI void FG_FN(ln_acc)(FG_T *p, int m, FG_V v)
-{
-    FG_FN(stn)(p, m, FG_FN(ldn)(p, m) + v);
 }

@@ -100,37 +100,110 @@ FG_AI void FG_FN(bwd_vec2)(const int cell, const FG_FN(bstep) *s, size_t b, int 
         FG_FN(gru_rb_bwd2)(s, b, j, m, acc);
 }
 
-/* This thread's blocks [*u0, *u1) of nb. */
-FG_AI void FG_FN(my_blocks)(int nb, int tid, int nth, int *u0, int *u1)
+/* bias[c .. c+m-1], or zeros without a bias (the LayerNorm cells add theirs after the LN). */
+FG_AI FG_V FG_FN(ldb)(const FG_T *bias, size_t c, int m)
 {
-    *u0 = (int)((long)nb * tid / nth);
-    *u1 = (int)((long)nb * (tid + 1) / nth);
+    return bias ? FG_FN(ldn)(bias + c, m) : (FG_V){0};
 }
 
-/* One product group over this thread's blocks and Bt rows, each tile followed by its
- * gate math.  A: [Bt, K] (row stride K; K = the width of h, or H for gru rb's second
- * group), group offset goff inside each block. */
-FG_AI void FG_FN(fwd_group)(const int cell, const int second, const FG_FN(fstep) *s, int Bt,
-                            const FG_T *A, const FG_T *P, int u0, int u1)
+/* The input projection of R rows for this thread's blocks:
+ *   pre[r, g*H + j] = sum_d x[r, d] w_ih[g*H + j, d] + bias[g*H + j]     (x: [R, D])
+ *   pre[r, :] = w_ih^T[tok[r], :] + bias                                  (token ids)
+ * with the packed w_ih (FG_PACK_IH).  The sum over d runs in one order (no split into
+ * partial sums), whatever the number of rows: a step of B rows (fg_step) computes
+ * exactly what the sequence forward computes for the same rows.  bias may be NULL. */
+FG_AI void FG_FN(project)(const int cell, int R, int D, int H, const FG_T *x, const long long *tok,
+                          const FG_T *Pi, const FG_T *wT, const FG_T *bias, FG_T *pre, int u0, int u1)
 {
-    const int H = s->H, UV = FG_FN(uv)(cell), NU = UV * FG_VL;
+    const int G = FG_FN(gates)(cell), UV = FG_FN(uv)(cell), NU = UV * FG_VL, nv = G * UV;
+    const size_t GH = (size_t)G * H, blk = (size_t)D * G * NU;
+    const int MR = FG_FN(mr_for)(nv);
+    FG_T acc[FG_MRMAX * FG_NVMAX * FG_VL] __attribute__((aligned(64)));
+    for (int u = u0; u < u1; u++) {
+        const int j0 = u * NU, n = H - j0 < NU ? H - j0 : NU;
+        if (tok) {
+            for (int r = 0; r < R; r++)
+                for (int g = 0; g < G; g++)
+                    for (int v = 0; v < UV && v * FG_VL < n; v++) {
+                        const int m = n - v * FG_VL < FG_VL ? n - v * FG_VL : FG_VL;
+                        const size_t c = (size_t)g * H + j0 + (size_t)v * FG_VL;
+                        FG_FN(stn)(pre + (size_t)r * GH + c, m, FG_FN(ldn)(wT + (size_t)tok[r] * GH + c, m)
+                                                                  + FG_FN(ldb)(bias, c, m));
+                    }
+            continue;
+        }
+        const FG_T *Pu = Pi + (size_t)u * blk;
+        for (int b0 = 0; b0 < R; b0 += MR) {
+            const int mr = R - b0 < MR ? R - b0 : MR;
+            FG_FN(tiles1)(nv, mr, x + (size_t)b0 * D, (size_t)D, Pu, (size_t)nv * FG_VL, FG_VL, D, acc);
+            for (int r = 0; r < mr; r++)
+                for (int g = 0; g < G; g++)
+                    for (int v = 0; v < UV && v * FG_VL < n; v++) {
+                        const int m = n - v * FG_VL < FG_VL ? n - v * FG_VL : FG_VL;
+                        const size_t c = (size_t)g * H + j0 + (size_t)v * FG_VL;
+                        const FG_V sum = FG_FN(ld)(acc + (size_t)r * nv * FG_VL + (size_t)(g * UV + v) * FG_VL);
+                        FG_FN(stn)(pre + (size_t)(b0 + r) * GH + c, m, sum + FG_FN(ldb)(bias, c, m));
+                    }
+        }
+    }
+}
+
+/* A step's input projection inside the time loop (see forward_cell): this step's rows of
+ * x (or token ids) and the weights of FG_FN(project). */
+typedef struct {
+    int D;
+    const FG_T *x;              /* (Bt, D) or NULL */
+    const long long *tok;       /* (Bt,) or NULL */
+    const FG_T *Pi, *wT, *bias;
+} FG_FN(xin);
+
+/* Row groups per unit block in a dealt phase: whole row tiles of MR rows (so the tiles,
+ * and the order of every sum, are those of the undivided block), about 4 items per
+ * thread in all. */
+FG_AI int FG_FN(row_groups)(int items, int Bt, int MR, int nth)
+{
+    const int tiles = (Bt + MR - 1) / MR;
+    const int ng = (4 * nth + items - 1) / items;
+    return ng < 1 ? 1 : ng < tiles ? ng : tiles > 0 ? tiles : 1;
+}
+
+/* One product group over Bt rows, dealt as items (unit block u, row group) -- the static
+ * range of blocks without stealing -- each tile followed by its gate math.  A: [Bt, K] (row
+ * stride K; K = the width of h, or H for gru rb's second group), group offset goff inside
+ * each block.  xin (group 1, the projection in the loop): the item's rows of pre are
+ * projected first, for the item's units only. */
+FG_AI void FG_FN(fwd_group)(const int cell, const int second, const FG_FN(fstep) *s, int Bt,
+                            const FG_T *A, const FG_T *P, const FG_FN(xin) *xin,
+                            const fg_deal *deal, unsigned *phase, int tid, int nth)
+{
+    const int H = s->H, UV = FG_FN(uv)(cell), NU = UV * FG_VL, nb = (H + NU - 1) / NU;
     const int K = second || !s->R ? H : s->R;
     const int G = FG_FN(gates)(cell), g1 = FG_FN(group1)(cell);
     const int nv = (second ? G - g1 : g1) * UV;
     const int MR = FG_FN(mr_for)(nv);
     const size_t blk = (size_t)K * G * NU, goff = second ? (size_t)K * g1 * NU : 0;
+    const int ng = deal && deal->ctr && nth > 1 ? FG_FN(row_groups)(nb, Bt, MR, nth) : 1;
+    const int span = ((Bt + MR - 1) / MR + ng - 1) / ng * MR;     /* rows per group */
     FG_T acc[FG_MRMAX * FG_NVMAX * FG_VL] __attribute__((aligned(64)));
-    for (int u = u0; u < u1; u++) {
+    fg_dealer d;
+    fg_deal_begin(&d, deal, (*phase)++, nb * ng, tid, nth);
+    for (int it; (it = fg_deal_next(&d)) >= 0;) {
+        const int u = it / ng, r0 = it % ng * span, r1 = Bt - r0 < span ? Bt : r0 + span;
         const int j0 = u * NU, n = H - j0 < NU ? H - j0 : NU;
         const FG_T *Pu = P + (size_t)u * blk + goff;
-        for (int b0 = 0; b0 < Bt; b0 += MR) {
-            const int mr = Bt - b0 < MR ? Bt - b0 : MR;
-            /* the gate math reads this tile's rows of pre (written before the loop, out
-             * of L1 by now): ask for them while the product runs */
-            for (int r = 0; r < mr; r++)
-                for (int g = 0; g < G; g++)
-                    for (int c = 0; c < n; c += 64 / (int)sizeof(FG_T))
-                        __builtin_prefetch(s->pre + (size_t)(b0 + r) * s->GH + (size_t)g * H + j0 + c);
+        if (xin)
+            FG_FN(project)(cell, r1 - r0, xin->D, H, xin->x ? xin->x + (size_t)r0 * xin->D : NULL,
+                           xin->tok ? xin->tok + r0 : NULL, xin->Pi, xin->wT, xin->bias,
+                           s->pre + (size_t)r0 * s->GH, u, u + 1);
+        for (int b0 = r0; b0 < r1; b0 += MR) {
+            const int mr = r1 - b0 < MR ? r1 - b0 : MR;
+            /* the gate math reads this tile's rows of pre (out of L1 by now unless just
+             * projected): ask for them while the product runs */
+            if (!xin)
+                for (int r = 0; r < mr; r++)
+                    for (int g = 0; g < G; g++)
+                        for (int c = 0; c < n; c += 64 / (int)sizeof(FG_T))
+                            __builtin_prefetch(s->pre + (size_t)(b0 + r) * s->GH + (size_t)g * H + j0 + c);
             FG_FN(tiles)(nv, mr, A + (size_t)b0 * K, (size_t)K, Pu, (size_t)nv * FG_VL, FG_VL, K, acc);
             for (int r = 0; r < mr; r++)
                 for (int v = 0; v < UV && v * FG_VL < n; v++) {
@@ -153,7 +226,7 @@ FG_AI void FG_FN(proj_phase)(const FG_FN(fstep) *s, int Bt, int tid, int nth)
 {
     const int H = s->H, R = s->R, NP = 4 * FG_VL, np = (R + NP - 1) / NP;
     int q0, q1;
-    FG_FN(my_blocks)(np, tid, nth, &q0, &q1);
+    fg_range(np, tid, nth, &q0, &q1);
     FG_T acc[FG_MRMAX * FG_NVMAX * FG_VL] __attribute__((aligned(64)));
     for (int q = q0; q < q1; q++) {
         const int p0 = q * NP, n = R - p0 < NP ? R - p0 : NP;
@@ -243,22 +316,26 @@ FG_AI void FG_FN(ln_fstep)(const int cell, FG_FN(fstep) *s, const fg_forward_arg
 FG_AI void FG_FN(ln_bwd_phases)(const int cell, const FG_FN(bstep) *s, int Bt, int jlo, int jhi)
 {
     const int nb = s->nb, G = FG_FN(gates)(cell);
+    /* unit vectors outermost: each keeps its parameter sums in registers over the rows */
     if (cell == FG_LNLSTM) {
-        for (int b = 0; b < Bt; b++)
-            for (int j = jlo; j < jhi; j += FG_VL)
-                FG_FN(lnlstm_bwd0)(s, (size_t)b, j, jhi - j < FG_VL ? jhi - j : FG_VL);
+        for (int j = jlo; j < jhi; j += FG_VL)
+            FG_FN(lnlstm_bwd0)(s, Bt, j, jhi - j < FG_VL ? jhi - j : FG_VL);
 #pragma omp barrier
-        for (int b = 0; b < Bt; b++) {
-            FG_T m1, m2;
-            FG_FN(ln_sums)(s->part_c + (size_t)b * 2 * nb, nb, (FG_T)s->H, &m1, &m2);
+        enum { CHUNK = 64 };                /* rows whose statistics are formed at a time */
+        FG_T st[3 * CHUNK];
+        for (int b0 = 0; b0 < Bt; b0 += CHUNK) {
+            const int b1 = Bt - b0 < CHUNK ? Bt : b0 + CHUNK;
+            for (int b = b0; b < b1; b++) {
+                FG_T *o = st + 3 * (b - b0);
+                FG_FN(ln_sums)(s->part_c + (size_t)b * 2 * nb, nb, (FG_T)s->H, &o[0], &o[1]);
+                o[2] = s->rstd[(size_t)b * 3 + 2];
+            }
             for (int j = jlo; j < jhi; j += FG_VL)
-                FG_FN(lnlstm_bwd1)(s, (size_t)b, j, jhi - j < FG_VL ? jhi - j : FG_VL, m1, m2,
-                                   s->rstd[(size_t)b * 3 + 2]);
+                FG_FN(lnlstm_bwd1)(s, b0, b1, j, jhi - j < FG_VL ? jhi - j : FG_VL, st);
         }
     } else {
-        for (int b = 0; b < Bt; b++)
-            for (int j = jlo; j < jhi; j += FG_VL)
-                FG_FN(lngru_bwd1)(s, (size_t)b, j, jhi - j < FG_VL ? jhi - j : FG_VL);
+        for (int j = jlo; j < jhi; j += FG_VL)
+            FG_FN(lngru_bwd1)(s, Bt, j, jhi - j < FG_VL ? jhi - j : FG_VL);
     }
 #pragma omp barrier
     for (int b = 0; b < Bt; b++) {
@@ -306,77 +383,34 @@ FG_AI void FG_FN(ln_bstep)(const int cell, FG_FN(bstep) *s, const fg_backward_ar
     s->dax = (FG_T *)a->dax + (size_t)off * GH;
 }
 
-/* One forward step of Bt rows for this thread's units; the caller ends it with a barrier. */
+/* One forward step of Bt rows; the caller ends it with a barrier.  Its unit blocks are
+ * dealt by `deal` (NULL: each thread its static range, as the LayerNorm cells' phases
+ * need); xin: the step's input projection, done in the loop (or NULL). */
 FG_AI void FG_FN(fwd_step)(const int cell, const FG_FN(fstep) *s, int Bt, const FG_T *P,
+                           const FG_FN(xin) *xin, const fg_deal *deal, unsigned *phase,
                            int tid, int nth)
 {
-    const int nb = (s->H + FG_FN(uv)(cell) * FG_VL - 1) / (FG_FN(uv)(cell) * FG_VL);
-    int u0, u1;
-    FG_FN(my_blocks)(nb, tid, nth, &u0, &u1);
-    FG_FN(fwd_group)(cell, 0, s, Bt, s->hp, P, u0, u1);
+    FG_FN(fwd_group)(cell, 0, s, Bt, s->hp, P, xin, deal, phase, tid, nth);
     if (FG_FN(group1)(cell) < FG_FN(gates)(cell)) {
         /* the second group's input (gru rb: r * h_{t-1}) must be complete */
 #pragma omp barrier
-        FG_FN(fwd_group)(cell, 1, s, Bt, s->ex, P, u0, u1);
+        FG_FN(fwd_group)(cell, 1, s, Bt, s->ex, P, NULL, deal, phase, tid, nth);
     }
     if (cell == FG_LSTM && s->m) {
         /* lstm projection: h_t = m_t W_hr^T needs m_t of every unit */
 #pragma omp barrier
         FG_FN(proj_phase)(s, Bt, tid, nth);
     }
-    if (FG_FN(is_ln)(cell))
+    if (FG_FN(is_ln)(cell)) {
+        const int nb = (s->H + FG_FN(uv)(cell) * FG_VL - 1) / (FG_FN(uv)(cell) * FG_VL);
+        int u0, u1;
+        fg_range(nb, tid, nth, &u0, &u1);
         FG_FN(ln_fwd_phases)(cell, s, Bt, u0, u1);
-}
-
-/* bias[c .. c+m-1], or zeros without a bias (the LayerNorm cells add theirs after the LN). */
-FG_AI FG_V FG_FN(ldb)(const FG_T *bias, size_t c, int m)
-{
-    return bias ? FG_FN(ldn)(bias + c, m) : (FG_V){0};
-}
-
-/* The input projection of R rows for this thread's blocks:
- *   pre[r, g*H + j] = sum_d x[r, d] w_ih[g*H + j, d] + bias[g*H + j]     (x: [R, D])
- *   pre[r, :] = w_ih^T[tok[r], :] + bias                                  (token ids)
- * with the packed w_ih (FG_PACK_IH).  The sum over d runs in one order (no split into
- * partial sums), whatever the number of rows: a step of B rows (fg_step) computes
- * exactly what the sequence forward computes for the same rows.  bias may be NULL. */
-FG_AI void FG_FN(project)(const int cell, int R, int D, int H, const FG_T *x, const long long *tok,
-                          const FG_T *Pi, const FG_T *wT, const FG_T *bias, FG_T *pre, int u0, int u1)
-{
-    const int G = FG_FN(gates)(cell), UV = FG_FN(uv)(cell), NU = UV * FG_VL, nv = G * UV;
-    const size_t GH = (size_t)G * H, blk = (size_t)D * G * NU;
-    const int MR = FG_FN(mr_for)(nv);
-    FG_T acc[FG_MRMAX * FG_NVMAX * FG_VL] __attribute__((aligned(64)));
-    for (int u = u0; u < u1; u++) {
-        const int j0 = u * NU, n = H - j0 < NU ? H - j0 : NU;
-        if (tok) {
-            for (int r = 0; r < R; r++)
-                for (int g = 0; g < G; g++)
-                    for (int v = 0; v < UV && v * FG_VL < n; v++) {
-                        const int m = n - v * FG_VL < FG_VL ? n - v * FG_VL : FG_VL;
-                        const size_t c = (size_t)g * H + j0 + (size_t)v * FG_VL;
-                        FG_FN(stn)(pre + (size_t)r * GH + c, m, FG_FN(ldn)(wT + (size_t)tok[r] * GH + c, m)
-                                                                  + FG_FN(ldb)(bias, c, m));
-                    }
-            continue;
-        }
-        const FG_T *Pu = Pi + (size_t)u * blk;
-        for (int b0 = 0; b0 < R; b0 += MR) {
-            const int mr = R - b0 < MR ? R - b0 : MR;
-            FG_FN(tiles1)(nv, mr, x + (size_t)b0 * D, (size_t)D, Pu, (size_t)nv * FG_VL, FG_VL, D, acc);
-            for (int r = 0; r < mr; r++)
-                for (int g = 0; g < G; g++)
-                    for (int v = 0; v < UV && v * FG_VL < n; v++) {
-                        const int m = n - v * FG_VL < FG_VL ? n - v * FG_VL : FG_VL;
-                        const size_t c = (size_t)g * H + j0 + (size_t)v * FG_VL;
-                        const FG_V sum = FG_FN(ld)(acc + (size_t)r * nv * FG_VL + (size_t)(g * UV + v) * FG_VL);
-                        FG_FN(stn)(pre + (size_t)(b0 + r) * GH + c, m, sum + FG_FN(ldb)(bias, c, m));
-                    }
-        }
     }
 }
 
-FG_AI void FG_FN(forward_cell)(const int cell, const fg_forward_args *a, int tid, int nth)
+FG_AI void FG_FN(forward_cell)(const int cell, const fg_forward_args *a, const fg_deal *deal,
+                               int tid, int nth)
 {
     const int T = a->T, B = a->B, H = a->H;
     const int R = cell == FG_LSTM && a->proj ? a->proj : H;   /* width of h */
@@ -387,25 +421,35 @@ FG_AI void FG_FN(forward_cell)(const int cell, const fg_forward_args *a, int tid
         s.R = R, s.Pr = (const FG_T *)a->Pr, s.peep = (const FG_T *)a->peep;
     FG_T *hout = (FG_T *)a->hout, *cout = (FG_T *)a->cout;
     const int NU = FG_FN(uv)(cell) * FG_VL, nb = (H + NU - 1) / NU;
-    int u0, u1;
-    FG_FN(my_blocks)(nb, tid, nth, &u0, &u1);
+    /* the LayerNorm cells' phases split the units statically (their reductions run over
+     * the blocks in a fixed order) */
+    if (FG_FN(is_ln)(cell) || !deal || !deal->ctr || nth < 2
+        || (long)B * (long)GH * R < FG_DEAL_MIN_MACS)
+        deal = NULL;
+    unsigned phase = 0;
     const FG_T *pbias = FG_FN(is_ln)(cell) ? NULL : (const FG_T *)a->bias;
     /* The input projection: with a full row tile per step, step by step inside the loop
-     * (each step's pre is still in cache when its gate math reads it); with fewer rows,
-     * all rows up front (row tiles spanning steps use each panel load for more rows).
-     * Its sums run in one order for any rows (FG_FN(project)): the same results. */
+     * (each item's rows of pre are still in cache when its gate math reads them); with
+     * fewer rows, all rows up front (row tiles spanning steps use each panel load for
+     * more rows).  Its sums run in one order for any rows (FG_FN(project)): the same
+     * results. */
     const int has_x = a->x || a->tok;
     const int in_loop = has_x && B >= FG_FN(mr_for)(FG_FN(gates)(cell) * FG_FN(uv)(cell));
     /* inference projecting in the loop reuses one step's pre (cache resident); training
      * keeps every step's (it becomes the saved gates), and the RNN's pre is its h itself */
     const int pre_reused = in_loop && !a->keep && a->pre != a->hout;
     if (has_x && !in_loop) {
-        int rows = 0;
+        int rows = 0, u0, u1;
         for (int t = 0; t < T; t++)
             rows += a->batch ? a->batch[t] : B;
+        fg_range(nb, tid, nth, &u0, &u1);
         FG_FN(project)(cell, rows, a->D, H, (const FG_T *)a->x, a->tok, (const FG_T *)a->Pi,
                        (const FG_T *)a->wT, pbias, (FG_T *)a->pre, u0, u1);
+        if (deal) {     /* dealt steps read pre at any unit */
+#pragma omp barrier
+        }
     }
+    FG_FN(xin) xin = {a->D, NULL, NULL, (const FG_T *)a->Pi, (const FG_T *)a->wT, pbias};
     if (FG_FN(is_ln)(cell))
         FG_FN(ln_fstep)(cell, &s, a, -1);
     size_t off = 0, off_prev = 0;   /* first row of steps t and t-1 (packed layout) */
@@ -425,18 +469,18 @@ FG_AI void FG_FN(forward_cell)(const int cell, const fg_forward_args *a, int tid
         }
         if (FG_FN(is_ln)(cell))
             FG_FN(ln_fstep)(cell, &s, a, (long)off);
-        /* this step's input projection for this thread's units (the step reads pre only
-         * at these units, so no barrier is needed in between) */
-        if (in_loop)
-            FG_FN(project)(cell, Bt, a->D, H, a->x ? (const FG_T *)a->x + off * a->D : NULL,
-                           a->tok ? a->tok + off : NULL, (const FG_T *)a->Pi,
-                           (const FG_T *)a->wT, pbias, s.pre, u0, u1);
-        FG_FN(fwd_step)(cell, &s, Bt, (const FG_T *)a->P, tid, nth);
+        /* this step's input projection, item by item just before the item's product (the
+         * item reads pre only at its own units and rows) */
+        xin.x = a->x ? (const FG_T *)a->x + off * a->D : NULL;
+        xin.tok = a->tok ? a->tok + off : NULL;
+        FG_FN(fwd_step)(cell, &s, Bt, (const FG_T *)a->P, in_loop ? &xin : NULL, deal, &phase,
+                        tid, nth);
 #pragma omp barrier
     }
 }
 
-FG_AI void FG_FN(backward_cell)(const int cell, const fg_backward_args *a, int tid, int nth)
+FG_AI void FG_FN(backward_cell)(const int cell, const fg_backward_args *a, const fg_deal *deal,
+                                int tid, int nth)
 {
     const int T = a->T, B = a->B, H = a->H, G = FG_FN(gates)(cell);
     const size_t GH = (size_t)G * H;
@@ -447,9 +491,9 @@ FG_AI void FG_FN(backward_cell)(const int cell, const fg_backward_args *a, int t
      * lstm is projected) */
     const int NP = 4 * FG_VL, np = (H + NP - 1) / NP, npr = (R + NP - 1) / NP;
     int p0, p1;
-    FG_FN(my_blocks)(np, tid, nth, &p0, &p1);
+    fg_range(np, tid, nth, &p0, &p1);
     const int jlo = p0 * NP, jhi = p1 * NP < H ? p1 * NP : H;
-    FG_FN(my_blocks)(npr, tid, nth, &p0, &p1);
+    fg_range(npr, tid, nth, &p0, &p1);
     const int rlo = p0 * NP, rhi = p1 * NP < R ? p1 * NP : R;
     const FG_T *P = (const FG_T *)a->P;
     FG_T *dh = (FG_T *)a->dh;                       /* (B, R) dL/dh */
@@ -460,6 +504,9 @@ FG_AI void FG_FN(backward_cell)(const int cell, const fg_backward_args *a, int t
         s.peep = (const FG_T *)a->peep;
     FG_T acc[FG_MRMAX * FG_NVMAX * FG_VL] __attribute__((aligned(64)));
     FG_T *db = (FG_T *)a->db, *dbn = (FG_T *)a->dbn;
+    unsigned dp = 0;                                /* dealt phases so far */
+    if (!deal || !deal->ctr || nth < 2 || (long)B * (long)GH * R < FG_DEAL_MIN_MACS)
+        deal = NULL;
     FG_T *dpeep = cell == FG_LSTM && a->peep ? (FG_T *)a->dpeep : NULL;
     size_t off = 0;
     for (int t = 0; t < T; t++)
@@ -528,20 +575,25 @@ FG_AI void FG_FN(backward_cell)(const int cell, const fg_backward_args *a, int t
                     FG_FN(bwd_vec)(cell, &s, (size_t)b, j, jhi - j < FG_VL ? jhi - j : FG_VL);
         }
 #pragma omp barrier
-        /* phase B: dL/dh_{t-1} (+)= dG_t W_hh for this thread's units (its columns of dh),
-         * panels of up to 4 vectors (one contiguous panel each); gru rb first needs
+        /* phase B: dL/dh_{t-1} (+)= dG_t W_hh, panels of up to 4 vectors of dh's columns
+         * (one contiguous panel each) x row groups, dealt (deal.h); gru rb first needs
          * d(r h) = dn W_hn and then dr (phase B1) */
         for (int phase = cell == FG_GRU_RB ? 0 : 1; phase < 2; phase++) {
             const int K = phase == 0 ? H : cell == FG_GRU_RB ? 2 * H : (int)GH;
             const size_t k0 = phase == 0 ? 2 * (size_t)H : 0;
             const int beta = cell == FG_GRU_LBR || cell == FG_GRU_RB || cell == FG_LNGRU;
-            const int lo = phase == 0 ? jlo : rlo, hi = phase == 0 ? jhi : rhi;
-            for (int j0 = lo; j0 < hi; j0 += NP) {
-                const int n = hi - j0 < NP ? hi - j0 : NP;
+            const int ncols = phase == 0 ? H : R, npan = phase == 0 ? np : npr;
+            const int ng = deal ? FG_FN(row_groups)(npan, Bt, FG_FN(mr_for)(4), nth) : 1;
+            fg_dealer d;
+            fg_deal_begin(&d, deal, dp++, npan * ng, tid, nth);
+            for (int it; (it = fg_deal_next(&d)) >= 0;) {
+                const int j0 = it / ng * NP, n = ncols - j0 < NP ? ncols - j0 : NP;
                 const int nv = (n + FG_VL - 1) / FG_VL, MR = FG_FN(mr_for)(nv);
+                const int span = ((Bt + MR - 1) / MR + ng - 1) / ng * MR;
+                const int r0 = it % ng * span, r1 = Bt - r0 < span ? Bt : r0 + span;
                 const FG_T *Pq = P + (size_t)(j0 / NP) * GH * NP + k0 * NP;   /* panel [GH][NP] */
-                for (int b0 = 0; b0 < Bt; b0 += MR) {
-                    const int mr = Bt - b0 < MR ? Bt - b0 : MR;
+                for (int b0 = r0; b0 < r1; b0 += MR) {
+                    const int mr = r1 - b0 < MR ? r1 - b0 : MR;
                     FG_FN(tiles)(nv, mr, s.dG + (size_t)b0 * GH + k0, GH, Pq, NP, FG_VL, K, acc);
                     if (phase == 0) {
                         for (int r = 0; r < mr; r++)
@@ -555,7 +607,9 @@ FG_AI void FG_FN(backward_cell)(const int cell, const fg_backward_args *a, int t
                     }
                 }
             }
-            if (phase == 0) {
+            /* gru rb: phase B1 reads d(r h) of every unit; dealt: the next step's gate
+             * gradients read dh at units another thread may have written */
+            if (phase == 0 || deal) {
 #pragma omp barrier
             }
         }
@@ -607,7 +661,8 @@ FG_AI void FG_FN(step_cell)(const int cell, const fg_step_args *a, int tid, int 
     const size_t GH = (size_t)FG_FN(gates)(cell) * H, LBH = (size_t)B * H, LBR = (size_t)B * R;
     const int NU = FG_FN(uv)(cell) * FG_VL, nb = (H + NU - 1) / NU;
     int u0, u1;
-    FG_FN(my_blocks)(nb, tid, nth, &u0, &u1);
+    fg_range(nb, tid, nth, &u0, &u1);
+    unsigned phase = 0;
     FG_FN(fstep) s = {0};
     s.H = H, s.GH = GH, s.keep = 0, s.tc = NULL, s.pre = (FG_T *)a->pre, s.ex = (FG_T *)a->extra;
     for (int k = 0; k < L; k++) {
@@ -625,7 +680,7 @@ FG_AI void FG_FN(step_cell)(const int cell, const fg_step_args *a, int tid, int 
             s.peep = a->peep ? (const FG_T *)a->peep[k] : NULL;
         }
         s.b_hn = (const FG_T *)a->b_hn[k];
-        FG_FN(fwd_step)(cell, &s, B, (const FG_T *)a->P[k], tid, nth);
+        FG_FN(fwd_step)(cell, &s, B, (const FG_T *)a->P[k], NULL, NULL, &phase, tid, nth);
 #pragma omp barrier
     }
 }
@@ -639,10 +694,11 @@ FG_AI void FG_FN(generate_cell)(const int cell, const fg_generate_args *a, int t
     const size_t GH = (size_t)G * H, LR = (size_t)L * R;
     const int NU = FG_FN(uv)(cell) * FG_VL, nb = (H + NU - 1) / NU;
     int u0, u1;
-    FG_FN(my_blocks)(nb, tid, nth, &u0, &u1);
+    fg_range(nb, tid, nth, &u0, &u1);
     const int jlo = u0 * NU, jhi = u1 * NU < H ? u1 * NU : H;
     FG_T *hb = (FG_T *)a->h, *c = (FG_T *)a->c;
     long long tok = a->first;
+    unsigned phase = 0;
     FG_FN(fstep) s = {0};
     s.H = H, s.GH = GH, s.keep = 0, s.tc = NULL;
     if (cell == FG_LSTM)
@@ -682,7 +738,7 @@ FG_AI void FG_FN(generate_cell)(const int cell, const fg_generate_args *a, int t
             }
             s.ex = (FG_T *)a->extra + (size_t)k * H;
             s.b_hn = (const FG_T *)a->b_hn[k];
-            FG_FN(fwd_step)(cell, &s, 1, (const FG_T *)a->P[k], tid, nth);
+            FG_FN(fwd_step)(cell, &s, 1, (const FG_T *)a->P[k], NULL, NULL, &phase, tid, nth);
 #pragma omp barrier
         }
         if (tid == 0)
@@ -697,16 +753,16 @@ FG_AI void FG_FN(generate_cell)(const int cell, const fg_generate_args *a, int t
 
 /* The entry points of one level: a switch on the cell outside the time loop, so every
  * cell's loop is compiled with its own constants. */
-static void FG_FN(forward_thread)(const fg_forward_args *a, int tid, int nth)
+static void FG_FN(forward_thread)(const fg_forward_args *a, const fg_deal *deal, int tid, int nth)
 {
-#define FG_X(NAME, code, G, has_c, fwd, bwd) case code: FG_FN(forward_cell)(code, a, tid, nth); break;
+#define FG_X(NAME, code, G, has_c, fwd, bwd) case code: FG_FN(forward_cell)(code, a, deal, tid, nth); break;
     switch (a->cell) { FG_CELLS(FG_X) }
 #undef FG_X
 }
 
-static void FG_FN(backward_thread)(const fg_backward_args *a, int tid, int nth)
+static void FG_FN(backward_thread)(const fg_backward_args *a, const fg_deal *deal, int tid, int nth)
 {
-#define FG_X(NAME, code, G, has_c, fwd, bwd) case code: FG_FN(backward_cell)(code, a, tid, nth); break;
+#define FG_X(NAME, code, G, has_c, fwd, bwd) case code: FG_FN(backward_cell)(code, a, deal, tid, nth); break;
     switch (a->cell) { FG_CELLS(FG_X) }
 #undef FG_X
 }
@@ -737,7 +793,7 @@ static void FG_FN(pack_strips)(const FG_T *w, int rows, int cols, int trans, FG_
     const int N = trans ? rows : cols, K = trans ? cols : rows, NP = 4 * FG_VL;
     const int nq = (N + NP - 1) / NP;
     int q0, q1;
-    FG_FN(my_blocks)(nq, tid, nth, &q0, &q1);
+    fg_range(nq, tid, nth, &q0, &q1);
     for (int q = q0; q < q1; q++) {
         const int j0 = q * NP, n = N - j0 < NP ? N - j0 : NP;
         FG_T *dst = P + (size_t)q * K * NP;
@@ -774,7 +830,7 @@ static void FG_FN(pack_thread)(int cell, const FG_T *w, int H, int K, int which,
     const int g1 = which == FG_PACK_IH ? G : FG_FN(group1)(cell);
     const size_t blk = (size_t)K * G * NU;
     int u0, u1;
-    FG_FN(my_blocks)(nb, tid, nth, &u0, &u1);
+    fg_range(nb, tid, nth, &u0, &u1);
     for (int u = u0; u < u1; u++) {
         const int j0 = u * NU, n = H - j0 < NU ? H - j0 : NU;
         for (int grp = 0; grp < (g1 < G ? 2 : 1); grp++) {

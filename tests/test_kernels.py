@@ -323,7 +323,7 @@ MANY_ROWS = (48, 9, 6, 20, [48, 12, 40, 0, 48, 33, 5, 45, 30])
 @pytest.mark.parametrize("name", [*[c.name for c in fastgates_cells.CELLS.values()], "lstm+peep"])
 def test_many_rows_match_reference_for_every_cell(name, dtype, ragged, rng):
     """Every cell of the table (and the peephole LSTM) with many rows, dense and ragged: the
-    fast path's outputs and every gradient against the reference, the same for 1 and 2
+    fast path's outputs and every gradient against the reference, the same for 1, 2 and 3
     threads bit for bit."""
     import fastgates
     import fastgates.reference as reference
@@ -359,3 +359,45 @@ def test_many_rows_match_reference_for_every_cell(name, dtype, ragged, rng):
         assert_close(g.state_grads[st], g_r.state_grads[st], dtype, f"d{st}0 [{case}]")
     for i, (a, b) in enumerate(zip(runs[1], runs[0])):
         assert_equal(a, b, f"output/gradient #{i}, 2 threads vs 1 [{case}]")
+
+
+# Steps big enough to be dealt (src_c/deal.h: >= 2^20 multiply-adds per step for every cell)
+DEALT = (6, 33, 7, 180, [6, 6, 5, 0, 6, 3, 1] + [6] * 26)
+
+
+@pytest.mark.parametrize("ragged", [False, True], ids=["dense", "ragged"])
+@pytest.mark.parametrize("name", ["rnn_tanh", "gru", "gru_rb", "lstm", "lstm+peep"])
+def test_dealt_steps_match_for_any_thread_count(name, ragged, rng):
+    """Steps whose unit blocks (forward) and dh panels (BPTT) are dealt with stealing: the
+    same bits for 1, 2, 3 and 4 threads (3 and 4 threads on fewer cores keep threads
+    waiting for a core, so the others take their items), float32 against the reference."""
+    import fastgates
+    import fastgates.reference as reference
+    cell = fastgates_cells.get(name.split("+")[0])
+    T, B, D, H, lengths = DEALT
+    k = 1 / np.sqrt(H)
+    p = {s: rng.uniform(-k, k, sh).astype(np.float32)
+         for s, sh in fastgates_cells.param_shapes(cell, D, H).items()}
+    if name.endswith("+peep"):
+        p["weight_peep"] = rng.uniform(-k, k, (3, H)).astype(np.float32)
+    x = rng.standard_normal((T, B, D)).astype(np.float32)
+    state = {s: (0.5 * rng.standard_normal((B, H))).astype(np.float32) for s in cell.states}
+    dy = rng.standard_normal((T, B, H)).astype(np.float32)
+    dstate = {s: rng.standard_normal((B, H)).astype(np.float32) for s in cell.states}
+    kw = {"lengths": lengths} if ragged else {}
+    case = case_id(cell=name, ragged=ragged)
+    runs = []
+    for nt in (1, 2, 3, 4):
+        for training in (True, False):
+            y, s, c = fastgates.cell_forward(cell, x, state, p, training=training, n_threads=nt, **kw)
+            runs.append([y, *s.values()])
+            cache = c if training else cache
+        g = fastgates.cell_backward(cell, dy, dstate, cache, n_threads=nt)
+        runs[-1] += [g.dx, *g.param_grads.values(), *g.state_grads.values()]
+    y_r, s_r, c_r = reference.cell_forward(cell, x, state, p, **kw)
+    g_r = reference.cell_backward(cell, dy, dstate, c_r)
+    assert_close(runs[1][0], y_r, np.float32, f"y [{case}]")
+    assert_close(runs[1][len(cell.states) + 1], g_r.dx, np.float32, f"dx [{case}]")
+    for j in range(2, len(runs)):
+        for i, (a, b) in enumerate(zip(runs[j], runs[j % 2])):
+            assert_equal(a, b, f"output/gradient #{i}, {j // 2 + 1} threads vs 1 [{case}]")

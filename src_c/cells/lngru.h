@@ -41,34 +41,58 @@ FG_AI void FG_FN(lngru_fwd2)(const FG_FN(fstep) *s, size_t b, int j, int m, cons
     FG_FN(stn)(s->h + o, m, n + z * (hp - n));
 }
 
-/* Phase B1: the gate gradients, the parameter sums and the recurrent row's partials. */
-FG_AI void FG_FN(lngru_bwd1)(const FG_FN(bstep) *s, size_t b, int j, int m)
+/* Phase B1 for units j .. j+m-1 of rows [0, Bt): the gate gradients, the parameter sums
+ * (in registers, row by row in order: the same additions as one row at a time) and both
+ * rows' partials. */
+FG_AI void FG_FN(lngru_bwd1)(const FG_FN(bstep) *s, int Bt, int j, int m)
 {
     const int H = s->H;
-    const size_t o = b * H + j, r0 = b * s->GH + j;
-    FG_V dh = FG_FN(ldn)(s->dh + o, m);
-    if (s->dy)
-        dh += FG_FN(ldn)(s->dy + o, m);
-    const FG_T *gr = s->g + r0;
-    const FG_V r = FG_FN(ldn)(gr, m), z = FG_FN(ldn)(gr + H, m), n = FG_FN(ldn)(gr + 2 * H, m);
-    const FG_V hp = FG_FN(ldn)(s->hp + o, m), vn = FG_FN(ldn)(s->ex + o, m);
-    const FG_V dn = dh * ((FG_T)1 - z) * ((FG_T)1 - n * n);
-    const FG_V dz = dh * (hp - n) * (z * ((FG_T)1 - z));
-    const FG_V dr = dn * vn * (r * ((FG_T)1 - r));
-    const FG_V du[3] = {dr, dz, dn}, dv[3] = {dr, dz, r * dn};
+    FG_V sbi[3], sbh[3], sdi[3], sdh[3], gih[3], ghh[3];
     for (int k = 0; k < 3; k++) {
-        const size_t c = (size_t)k * H;
-        FG_FN(stn)(s->dax + r0 + c, m, du[k]);
-        FG_FN(stn)(s->dG + r0 + c, m, dv[k]);
-        FG_FN(ln_acc)(s->db_ih + c + j, m, du[k]);
-        FG_FN(ln_acc)(s->db_hh + c + j, m, dv[k]);
-        FG_FN(ln_acc)(s->dln_ih + c + j, m, du[k] * FG_FN(ldn)(s->xn + r0 + c, m));
-        FG_FN(ln_acc)(s->dln_hh + c + j, m, dv[k] * FG_FN(ldn)(s->hn + r0 + c, m));
+        const size_t c = (size_t)k * H + j;
+        sbi[k] = FG_FN(ldn)(s->db_ih + c, m);
+        sbh[k] = FG_FN(ldn)(s->db_hh + c, m);
+        sdi[k] = FG_FN(ldn)(s->dln_ih + c, m);
+        sdh[k] = FG_FN(ldn)(s->dln_hh + c, m);
+        gih[k] = FG_FN(ldn)(s->ln_ih + c, m);
+        ghh[k] = FG_FN(ldn)(s->ln_hh + c, m);
     }
-    FG_FN(stn)(s->dh + o, m, dh * z);    /* the direct path h_{t-1} -> h_t */
-    const size_t blk = (b * s->nb + (size_t)(j / FG_VL)) * 2;
-    FG_FN(ln_bpart)(s, dv, s->hn + r0, s->ln_hh, j, m, 3, s->part_h + blk);
-    FG_FN(ln_bpart)(s, du, s->xn + r0, s->ln_ih, j, m, 3, s->part_x + blk);
+    for (int b = 0; b < Bt; b++) {
+        const size_t o = (size_t)b * H + j, r0 = (size_t)b * s->GH + j;
+        FG_V dh = FG_FN(ldn)(s->dh + o, m);
+        if (s->dy)
+            dh += FG_FN(ldn)(s->dy + o, m);
+        const FG_T *gr = s->g + r0;
+        const FG_V r = FG_FN(ldn)(gr, m), z = FG_FN(ldn)(gr + H, m), n = FG_FN(ldn)(gr + 2 * H, m);
+        const FG_V hp = FG_FN(ldn)(s->hp + o, m), vn = FG_FN(ldn)(s->ex + o, m);
+        const FG_V dn = dh * ((FG_T)1 - z) * ((FG_T)1 - n * n);
+        const FG_V dz = dh * (hp - n) * (z * ((FG_T)1 - z));
+        const FG_V dr = dn * vn * (r * ((FG_T)1 - r));
+        const FG_V du[3] = {dr, dz, dn}, dv[3] = {dr, dz, r * dn};
+        FG_V xh[3], hh[3];
+        for (int k = 0; k < 3; k++) {
+            const size_t c = (size_t)k * H;
+            xh[k] = FG_FN(ldn)(s->xn + r0 + c, m);
+            hh[k] = FG_FN(ldn)(s->hn + r0 + c, m);
+            FG_FN(stn)(s->dax + r0 + c, m, du[k]);
+            FG_FN(stn)(s->dG + r0 + c, m, dv[k]);
+            sbi[k] += du[k];
+            sbh[k] += dv[k];
+            sdi[k] += du[k] * xh[k];
+            sdh[k] += dv[k] * hh[k];
+        }
+        FG_FN(stn)(s->dh + o, m, dh * z);    /* the direct path h_{t-1} -> h_t */
+        const size_t blk = ((size_t)b * s->nb + (size_t)(j / FG_VL)) * 2;
+        FG_FN(ln_bpart)(dv, hh, ghh, 3, s->part_h + blk);
+        FG_FN(ln_bpart)(du, xh, gih, 3, s->part_x + blk);
+    }
+    for (int k = 0; k < 3; k++) {
+        const size_t c = (size_t)k * H + j;
+        FG_FN(stn)(s->db_ih + c, m, sbi[k]);
+        FG_FN(stn)(s->db_hh + c, m, sbh[k]);
+        FG_FN(stn)(s->dln_ih + c, m, sdi[k]);
+        FG_FN(stn)(s->dln_hh + c, m, sdh[k]);
+    }
 }
 
 /* The registry's forward hook (cells/registry.h): phase 1, the partials of both projections. */

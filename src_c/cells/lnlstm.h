@@ -71,50 +71,77 @@ FG_AI void FG_FN(lnlstm_dyc)(const FG_FN(bstep) *s, size_t b, int j, int m, FG_V
     *dch = *dyc * FG_FN(ldn)(s->ln_c + j, m);
 }
 
-/* Phase B0: gamma_c's and beta_c's gradients, the partials of LN(c_t)'s backward. */
-FG_AI void FG_FN(lnlstm_bwd0)(const FG_FN(bstep) *s, size_t b, int j, int m)
+/* Phase B0 for units j .. j+m-1 of rows [0, Bt): gamma_c's and beta_c's gradients (summed
+ * in registers, row by row in order), the partials of LN(c_t)'s backward. */
+FG_AI void FG_FN(lnlstm_bwd0)(const FG_FN(bstep) *s, int Bt, int j, int m)
 {
-    FG_V dh, dyc, dch;
-    FG_FN(lnlstm_dyc)(s, b, j, m, &dh, &dyc, &dch);
-    const FG_V ch = FG_FN(ldn)(s->cn + b * s->H + j, m);
-    FG_FN(ln_acc)(s->dln_c + j, m, dyc * ch);
-    FG_FN(ln_acc)(s->dln_cb + j, m, dyc);
-    FG_T *pc = s->part_c + (b * s->nb + (size_t)(j / FG_VL)) * 2;
-    pc[0] = FG_FN(ln_hsum)(dch);
-    pc[1] = FG_FN(ln_hsum)(dch * ch);
+    FG_V sg = FG_FN(ldn)(s->dln_c + j, m), sb = FG_FN(ldn)(s->dln_cb + j, m);
+    for (int b = 0; b < Bt; b++) {
+        FG_V dh, dyc, dch;
+        FG_FN(lnlstm_dyc)(s, (size_t)b, j, m, &dh, &dyc, &dch);
+        const FG_V ch = FG_FN(ldn)(s->cn + (size_t)b * s->H + j, m);
+        sg += dyc * ch;
+        sb += dyc;
+        FG_T *pc = s->part_c + ((size_t)b * s->nb + (size_t)(j / FG_VL)) * 2;
+        pc[0] = FG_FN(ln_hsum)(dch);
+        pc[1] = FG_FN(ln_hsum)(dch * ch);
+    }
+    FG_FN(stn)(s->dln_c + j, m, sg);
+    FG_FN(stn)(s->dln_cb + j, m, sb);
 }
 
-/* Phase B1: the means of dchat and dchat*chat over the row are complete (m1, m2). */
-FG_AI void FG_FN(lnlstm_bwd1)(const FG_FN(bstep) *s, size_t b, int j, int m, FG_T m1, FG_T m2,
-                              FG_T rstd_c)
+/* Phase B1 for units j .. j+m-1 of rows [b0, b1), once the means of dchat and dchat*chat
+ * over each row are complete: st[3*(b-b0) ..] = (m1, m2, rstd_c).  The parameter sums run
+ * in registers, row by row in order (the same additions as one row at a time). */
+FG_AI void FG_FN(lnlstm_bwd1)(const FG_FN(bstep) *s, int b0, int b1, int j, int m, const FG_T *st)
 {
     const int H = s->H;
-    const size_t o = b * H + j, r = b * s->GH + j;
-    FG_V dh, dyc, dch;
-    FG_FN(lnlstm_dyc)(s, b, j, m, &dh, &dyc, &dch);
-    const FG_V ch = FG_FN(ldn)(s->cn + o, m);
-    const FG_V dc = FG_FN(ldn)(s->dc + o, m) + rstd_c * (dch - m1 - ch * m2);
-    const FG_T *gr = s->g + r;
-    const FG_V i = FG_FN(ldn)(gr, m), f = FG_FN(ldn)(gr + H, m);
-    const FG_V g = FG_FN(ldn)(gr + 2 * H, m), og = FG_FN(ldn)(gr + 3 * H, m);
-    const FG_V tc = FG_FN(ldn)(s->tc + o, m);
-    FG_V da[4];
-    da[0] = dc * g * (i * ((FG_T)1 - i));
-    da[1] = dc * FG_FN(ldn)(s->cp + o, m) * (f * ((FG_T)1 - f));
-    da[2] = dc * i * ((FG_T)1 - g * g);
-    da[3] = dh * tc * (og * ((FG_T)1 - og));
+    FG_V sdb[4], sdi[4], sdh[4], gih[4], ghh[4];
     for (int k = 0; k < 4; k++) {
-        const size_t c = (size_t)k * H;
-        FG_FN(stn)(s->dax + r + c, m, da[k]);
-        FG_FN(stn)(s->dG + r + c, m, da[k]);
-        FG_FN(ln_acc)(s->db_hh + c + j, m, da[k]);      /* = db_ih (the caller copies it) */
-        FG_FN(ln_acc)(s->dln_ih + c + j, m, da[k] * FG_FN(ldn)(s->xn + r + c, m));
-        FG_FN(ln_acc)(s->dln_hh + c + j, m, da[k] * FG_FN(ldn)(s->hn + r + c, m));
+        const size_t c = (size_t)k * H + j;
+        sdb[k] = FG_FN(ldn)(s->db_hh + c, m);
+        sdi[k] = FG_FN(ldn)(s->dln_ih + c, m);
+        sdh[k] = FG_FN(ldn)(s->dln_hh + c, m);
+        gih[k] = FG_FN(ldn)(s->ln_ih + c, m);
+        ghh[k] = FG_FN(ldn)(s->ln_hh + c, m);
     }
-    FG_FN(stn)(s->dc + o, m, dc * f);
-    const size_t blk = (b * s->nb + (size_t)(j / FG_VL)) * 2;
-    FG_FN(ln_bpart)(s, da, s->hn + r, s->ln_hh, j, m, 4, s->part_h + blk);
-    FG_FN(ln_bpart)(s, da, s->xn + r, s->ln_ih, j, m, 4, s->part_x + blk);
+    for (int b = b0; b < b1; b++, st += 3) {
+        const size_t o = (size_t)b * H + j, r = (size_t)b * s->GH + j;
+        FG_V dh, dyc, dch;
+        FG_FN(lnlstm_dyc)(s, (size_t)b, j, m, &dh, &dyc, &dch);
+        const FG_V ch = FG_FN(ldn)(s->cn + o, m);
+        const FG_V dc = FG_FN(ldn)(s->dc + o, m) + st[2] * (dch - st[0] - ch * st[1]);
+        const FG_T *gr = s->g + r;
+        const FG_V i = FG_FN(ldn)(gr, m), f = FG_FN(ldn)(gr + H, m);
+        const FG_V g = FG_FN(ldn)(gr + 2 * H, m), og = FG_FN(ldn)(gr + 3 * H, m);
+        const FG_V tc = FG_FN(ldn)(s->tc + o, m);
+        FG_V da[4];
+        da[0] = dc * g * (i * ((FG_T)1 - i));
+        da[1] = dc * FG_FN(ldn)(s->cp + o, m) * (f * ((FG_T)1 - f));
+        da[2] = dc * i * ((FG_T)1 - g * g);
+        da[3] = dh * tc * (og * ((FG_T)1 - og));
+        FG_V xh[4], hh[4];
+        for (int k = 0; k < 4; k++) {
+            const size_t c = (size_t)k * H;
+            xh[k] = FG_FN(ldn)(s->xn + r + c, m);
+            hh[k] = FG_FN(ldn)(s->hn + r + c, m);
+            FG_FN(stn)(s->dax + r + c, m, da[k]);
+            FG_FN(stn)(s->dG + r + c, m, da[k]);
+            sdb[k] += da[k];                             /* = db_ih (the caller copies it) */
+            sdi[k] += da[k] * xh[k];
+            sdh[k] += da[k] * hh[k];
+        }
+        FG_FN(stn)(s->dc + o, m, dc * f);
+        const size_t blk = ((size_t)b * s->nb + (size_t)(j / FG_VL)) * 2;
+        FG_FN(ln_bpart)(da, hh, ghh, 4, s->part_h + blk);
+        FG_FN(ln_bpart)(da, xh, gih, 4, s->part_x + blk);
+    }
+    for (int k = 0; k < 4; k++) {
+        const size_t c = (size_t)k * H + j;
+        FG_FN(stn)(s->db_hh + c, m, sdb[k]);
+        FG_FN(stn)(s->dln_ih + c, m, sdi[k]);
+        FG_FN(stn)(s->dln_hh + c, m, sdh[k]);
+    }
 }
 
 /* The registry's forward hook (cells/registry.h): phase 1, the partials of both projections. */
