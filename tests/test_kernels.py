@@ -366,17 +366,18 @@ DEALT = (6, 33, 7, 180, [6, 6, 5, 0, 6, 3, 1] + [6] * 26)
 
 
 @pytest.mark.parametrize("ragged", [False, True], ids=["dense", "ragged"])
-@pytest.mark.parametrize("name", ["rnn_tanh", "gru", "gru_rb", "lstm", "lstm+peep"])
+@pytest.mark.parametrize("name", ["rnn_tanh", "gru", "gru_rb", "lstm", "lstm+peep", "lnlstm", "lngru"])
 def test_dealt_steps_match_for_any_thread_count(name, ragged, rng):
-    """Steps whose unit blocks (forward) and dh panels (BPTT) are dealt with stealing: the
-    same bits for 1, 2, 3 and 4 threads (3 and 4 threads on fewer cores keep threads
+    """Steps whose unit blocks (forward; not the LayerNorm cells') and dh panels (BPTT) are
+    dealt with stealing: the same bits for 1, 2, 3 and 4 threads (3 and 4 threads on fewer cores keep threads
     waiting for a core, so the others take their items), float32 against the reference."""
     import fastgates
     import fastgates.reference as reference
     cell = fastgates_cells.get(name.split("+")[0])
     T, B, D, H, lengths = DEALT
     k = 1 / np.sqrt(H)
-    p = {s: rng.uniform(-k, k, sh).astype(np.float32)
+    p = {s: (1.0 + 0.3 * rng.standard_normal(sh) if s.startswith("ln_") and s != "ln_c_bias"
+             else rng.uniform(-k, k, sh)).astype(np.float32)
          for s, sh in fastgates_cells.param_shapes(cell, D, H).items()}
     if name.endswith("+peep"):
         p["weight_peep"] = rng.uniform(-k, k, (3, H)).astype(np.float32)
