@@ -183,3 +183,40 @@ FG_AI void FG_FN(ln_bpart)(const FG_V *d, const FG_V *xhat, const FG_V *gamma, c
     out[0] = FG_FN(ln_hsum)(s1);
     out[1] = FG_FN(ln_hsum)(s2);
 }
+
+/* G vectors v[g] = lanes j .. j+m-1 of gate row g of a (G*H,) array, and back: phase B1
+ * keeps a unit vector's parameter sums (and gains) in registers over the rows. */
+FG_AI void FG_FN(ln_gate_vecs)(FG_V *v, const FG_T *p, int H, int j, int m, const int G)
+{
+    for (int g = 0; g < G; g++)
+        v[g] = FG_FN(ldn)(p + (size_t)g * H + j, m);
+}
+
+FG_AI void FG_FN(ln_gate_store)(FG_T *p, const FG_V *v, int H, int j, int m, const int G)
+{
+    for (int g = 0; g < G; g++)
+        FG_FN(stn)(p + (size_t)g * H + j, m, v[g]);
+}
+
+/* Phase B1's end of one row for units j .. j+m-1 (G gates): dax = du and dG = dv (the
+ * gradients before the input and the recurrent LN), the gain sums sdi += du xhat and
+ * sdh += dv hhat (gih, ghh: the gains), and the block's partials of both rows. */
+FG_AI void FG_FN(ln_b1_row)(const FG_FN(bstep) *s, size_t b, int j, int m, const FG_V *du,
+                            const FG_V *dv, const FG_V *gih, const FG_V *ghh, FG_V *sdi,
+                            FG_V *sdh, const int G)
+{
+    const size_t r = b * s->GH + j;
+    FG_V xh[4], hh[4];
+    for (int g = 0; g < G; g++) {
+        const size_t c = r + (size_t)g * s->H;
+        xh[g] = FG_FN(ldn)(s->xn + c, m);
+        hh[g] = FG_FN(ldn)(s->hn + c, m);
+        FG_FN(stn)(s->dax + c, m, du[g]);
+        FG_FN(stn)(s->dG + c, m, dv[g]);
+        sdi[g] += du[g] * xh[g];
+        sdh[g] += dv[g] * hh[g];
+    }
+    const size_t blk = (b * s->nb + (size_t)(j / FG_VL)) * 2;
+    FG_FN(ln_bpart)(dv, hh, ghh, G, s->part_h + blk);
+    FG_FN(ln_bpart)(du, xh, gih, G, s->part_x + blk);
+}

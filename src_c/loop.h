@@ -3,18 +3,18 @@
  *
  * Included by kernels.h for one element type and one instruction set, after the cell
  * headers.  The functions run inside the caller's OpenMP parallel region (the
- * barriers are orphaned directives binding to it); thread tid of nth owns a fixed
- * range of hidden units for the whole call, so its slice of the packed weights stays
- * in its own cache.
+ * barriers are orphaned directives binding to it); thread tid of nth starts every step
+ * on a fixed range of hidden units, so its slice of the packed weights stays in its own
+ * cache, and in big steps takes what other threads have left of theirs (deal.h).
  *
- * A forward step, for this thread's blocks of NU = UV*VL units (all gates of a unit
- * together): the register-tiled product h_{t-1} W_hh^T of a few batch rows at a time
- * (product.h), then the cell's gate math on those rows while the tile is in L1; the
- * reset-before GRU takes a second product after a barrier (it needs r*h of every unit).
- * One barrier ends the step: the next one needs all of h_t.  The backward step is the
- * cell's gate gradients for this thread's units, a barrier, then dL/dh_{t-1} = direct
- * part + dG W_hh for the same units (no barrier after it: the next gate gradients touch
- * only this thread's units of dh and dc).
+ * A forward step, over blocks of NU = UV*VL units (all gates of a unit together): the
+ * register-tiled product h_{t-1} W_hh^T of a few batch rows at a time (product.h), then
+ * the cell's gate math on those rows while the tile is in L1; the reset-before GRU takes
+ * a second product after a barrier (it needs r*h of every unit).  One barrier ends the
+ * step: the next one needs all of h_t.  The backward step is the cell's gate gradients
+ * for this thread's units, a barrier, then dL/dh_{t-1} = direct part + dG W_hh over
+ * panels of dh's columns; when those are dealt, a barrier follows (the next gate
+ * gradients read this thread's units of dh, which another thread may have written).
  *
  * Every output element is computed by the same code in the same order whatever the
  * thread count: results are bit-identical for any n_threads.

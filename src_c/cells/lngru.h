@@ -48,15 +48,12 @@ FG_AI void FG_FN(lngru_bwd1)(const FG_FN(bstep) *s, int Bt, int j, int m)
 {
     const int H = s->H;
     FG_V sbi[3], sbh[3], sdi[3], sdh[3], gih[3], ghh[3];
-    for (int k = 0; k < 3; k++) {
-        const size_t c = (size_t)k * H + j;
-        sbi[k] = FG_FN(ldn)(s->db_ih + c, m);
-        sbh[k] = FG_FN(ldn)(s->db_hh + c, m);
-        sdi[k] = FG_FN(ldn)(s->dln_ih + c, m);
-        sdh[k] = FG_FN(ldn)(s->dln_hh + c, m);
-        gih[k] = FG_FN(ldn)(s->ln_ih + c, m);
-        ghh[k] = FG_FN(ldn)(s->ln_hh + c, m);
-    }
+    FG_FN(ln_gate_vecs)(sbi, s->db_ih, H, j, m, 3);
+    FG_FN(ln_gate_vecs)(sbh, s->db_hh, H, j, m, 3);
+    FG_FN(ln_gate_vecs)(sdi, s->dln_ih, H, j, m, 3);
+    FG_FN(ln_gate_vecs)(sdh, s->dln_hh, H, j, m, 3);
+    FG_FN(ln_gate_vecs)(gih, s->ln_ih, H, j, m, 3);
+    FG_FN(ln_gate_vecs)(ghh, s->ln_hh, H, j, m, 3);
     for (int b = 0; b < Bt; b++) {
         const size_t o = (size_t)b * H + j, r0 = (size_t)b * s->GH + j;
         FG_V dh = FG_FN(ldn)(s->dh + o, m);
@@ -69,30 +66,17 @@ FG_AI void FG_FN(lngru_bwd1)(const FG_FN(bstep) *s, int Bt, int j, int m)
         const FG_V dz = dh * (hp - n) * (z * ((FG_T)1 - z));
         const FG_V dr = dn * vn * (r * ((FG_T)1 - r));
         const FG_V du[3] = {dr, dz, dn}, dv[3] = {dr, dz, r * dn};
-        FG_V xh[3], hh[3];
         for (int k = 0; k < 3; k++) {
-            const size_t c = (size_t)k * H;
-            xh[k] = FG_FN(ldn)(s->xn + r0 + c, m);
-            hh[k] = FG_FN(ldn)(s->hn + r0 + c, m);
-            FG_FN(stn)(s->dax + r0 + c, m, du[k]);
-            FG_FN(stn)(s->dG + r0 + c, m, dv[k]);
             sbi[k] += du[k];
             sbh[k] += dv[k];
-            sdi[k] += du[k] * xh[k];
-            sdh[k] += dv[k] * hh[k];
         }
         FG_FN(stn)(s->dh + o, m, dh * z);    /* the direct path h_{t-1} -> h_t */
-        const size_t blk = ((size_t)b * s->nb + (size_t)(j / FG_VL)) * 2;
-        FG_FN(ln_bpart)(dv, hh, ghh, 3, s->part_h + blk);
-        FG_FN(ln_bpart)(du, xh, gih, 3, s->part_x + blk);
+        FG_FN(ln_b1_row)(s, (size_t)b, j, m, du, dv, gih, ghh, sdi, sdh, 3);
     }
-    for (int k = 0; k < 3; k++) {
-        const size_t c = (size_t)k * H + j;
-        FG_FN(stn)(s->db_ih + c, m, sbi[k]);
-        FG_FN(stn)(s->db_hh + c, m, sbh[k]);
-        FG_FN(stn)(s->dln_ih + c, m, sdi[k]);
-        FG_FN(stn)(s->dln_hh + c, m, sdh[k]);
-    }
+    FG_FN(ln_gate_store)(s->db_ih, sbi, H, j, m, 3);
+    FG_FN(ln_gate_store)(s->db_hh, sbh, H, j, m, 3);
+    FG_FN(ln_gate_store)(s->dln_ih, sdi, H, j, m, 3);
+    FG_FN(ln_gate_store)(s->dln_hh, sdh, H, j, m, 3);
 }
 
 /* The registry's forward hook (cells/registry.h): phase 1, the partials of both projections. */

@@ -97,14 +97,11 @@ FG_AI void FG_FN(lnlstm_bwd1)(const FG_FN(bstep) *s, int b0, int b1, int j, int 
 {
     const int H = s->H;
     FG_V sdb[4], sdi[4], sdh[4], gih[4], ghh[4];
-    for (int k = 0; k < 4; k++) {
-        const size_t c = (size_t)k * H + j;
-        sdb[k] = FG_FN(ldn)(s->db_hh + c, m);
-        sdi[k] = FG_FN(ldn)(s->dln_ih + c, m);
-        sdh[k] = FG_FN(ldn)(s->dln_hh + c, m);
-        gih[k] = FG_FN(ldn)(s->ln_ih + c, m);
-        ghh[k] = FG_FN(ldn)(s->ln_hh + c, m);
-    }
+    FG_FN(ln_gate_vecs)(sdb, s->db_hh, H, j, m, 4);
+    FG_FN(ln_gate_vecs)(sdi, s->dln_ih, H, j, m, 4);
+    FG_FN(ln_gate_vecs)(sdh, s->dln_hh, H, j, m, 4);
+    FG_FN(ln_gate_vecs)(gih, s->ln_ih, H, j, m, 4);
+    FG_FN(ln_gate_vecs)(ghh, s->ln_hh, H, j, m, 4);
     for (int b = b0; b < b1; b++, st += 3) {
         const size_t o = (size_t)b * H + j, r = (size_t)b * s->GH + j;
         FG_V dh, dyc, dch;
@@ -120,28 +117,14 @@ FG_AI void FG_FN(lnlstm_bwd1)(const FG_FN(bstep) *s, int b0, int b1, int j, int 
         da[1] = dc * FG_FN(ldn)(s->cp + o, m) * (f * ((FG_T)1 - f));
         da[2] = dc * i * ((FG_T)1 - g * g);
         da[3] = dh * tc * (og * ((FG_T)1 - og));
-        FG_V xh[4], hh[4];
-        for (int k = 0; k < 4; k++) {
-            const size_t c = (size_t)k * H;
-            xh[k] = FG_FN(ldn)(s->xn + r + c, m);
-            hh[k] = FG_FN(ldn)(s->hn + r + c, m);
-            FG_FN(stn)(s->dax + r + c, m, da[k]);
-            FG_FN(stn)(s->dG + r + c, m, da[k]);
+        for (int k = 0; k < 4; k++)
             sdb[k] += da[k];                             /* = db_ih (the caller copies it) */
-            sdi[k] += da[k] * xh[k];
-            sdh[k] += da[k] * hh[k];
-        }
         FG_FN(stn)(s->dc + o, m, dc * f);
-        const size_t blk = ((size_t)b * s->nb + (size_t)(j / FG_VL)) * 2;
-        FG_FN(ln_bpart)(da, hh, ghh, 4, s->part_h + blk);
-        FG_FN(ln_bpart)(da, xh, gih, 4, s->part_x + blk);
+        FG_FN(ln_b1_row)(s, (size_t)b, j, m, da, da, gih, ghh, sdi, sdh, 4);
     }
-    for (int k = 0; k < 4; k++) {
-        const size_t c = (size_t)k * H + j;
-        FG_FN(stn)(s->db_hh + c, m, sdb[k]);
-        FG_FN(stn)(s->dln_ih + c, m, sdi[k]);
-        FG_FN(stn)(s->dln_hh + c, m, sdh[k]);
-    }
+    FG_FN(ln_gate_store)(s->db_hh, sdb, H, j, m, 4);
+    FG_FN(ln_gate_store)(s->dln_ih, sdi, H, j, m, 4);
+    FG_FN(ln_gate_store)(s->dln_hh, sdh, H, j, m, 4);
 }
 
 /* The registry's forward hook (cells/registry.h): phase 1, the partials of both projections. */
