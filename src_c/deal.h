@@ -58,13 +58,21 @@ static inline void fg_range(int n, int tid, int nth, int *lo, int *hi)
     *hi = (int)((long)n * (tid + 1) / nth);
 }
 
+/* The region's counters if a call's steps are to be dealt: more than one thread, counters
+ * allocated, and steps of at least FG_DEAL_MIN_MACS multiply-adds; else NULL. */
+static inline const fg_deal *fg_deal_use(const fg_deal *deal, long step_macs, int nth)
+{
+    return deal && deal->ctr && nth > 1 && step_macs >= FG_DEAL_MIN_MACS ? deal : NULL;
+}
+
+/* Begin dealing n items of phase `phase`; deal: from fg_deal_use (NULL: static ranges). */
 static inline void fg_deal_begin(fg_dealer *d, const fg_deal *deal, unsigned phase, int n,
                                  int tid, int nth)
 {
     d->n = n, d->tid = tid, d->nth = nth, d->v = 0;
     fg_range(n, tid, nth, &d->lo, &d->hi);
     d->ctr = NULL;
-    if (deal && deal->ctr && nth > 1) {
+    if (deal) {
         int *base = deal->ctr;
         d->ctr = base + (size_t)(phase & 1) * nth * FG_DEAL_STRIDE;
         FG_STORE_ZERO(base + ((size_t)((phase + 1) & 1) * nth + tid) * FG_DEAL_STRIDE);

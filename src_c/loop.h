@@ -182,13 +182,15 @@ FG_AI void FG_FN(fwd_group)(const int cell, const int second, const FG_FN(fstep)
     const int nv = (second ? G - g1 : g1) * UV;
     const int MR = FG_FN(mr_for)(nv);
     const size_t blk = (size_t)K * G * NU, goff = second ? (size_t)K * g1 * NU : 0;
-    const int ng = deal && deal->ctr && nth > 1 ? FG_FN(row_groups)(nb, Bt, MR, nth) : 1;
+    const int ng = deal ? FG_FN(row_groups)(nb, Bt, MR, nth) : 1;
     const int span = ((Bt + MR - 1) / MR + ng - 1) / ng * MR;     /* rows per group */
     FG_T acc[FG_MRMAX * FG_NVMAX * FG_VL] __attribute__((aligned(64)));
     fg_dealer d;
     fg_deal_begin(&d, deal, (*phase)++, nb * ng, tid, nth);
     for (int it; (it = fg_deal_next(&d)) >= 0;) {
         const int u = it / ng, r0 = it % ng * span, r1 = Bt - r0 < span ? Bt : r0 + span;
+        if (r0 >= r1)           /* a row group past the last tile */
+            continue;
         const int j0 = u * NU, n = H - j0 < NU ? H - j0 : NU;
         const FG_T *Pu = P + (size_t)u * blk + goff;
         if (xin)
@@ -383,9 +385,9 @@ FG_AI void FG_FN(ln_bstep)(const int cell, FG_FN(bstep) *s, const fg_backward_ar
     s->dax = (FG_T *)a->dax + (size_t)off * GH;
 }
 
-/* One forward step of Bt rows; the caller ends it with a barrier.  Its unit blocks are
- * dealt by `deal` (NULL: each thread its static range, as the LayerNorm cells' phases
- * need); xin: the step's input projection, done in the loop (or NULL). */
+/* One forward step of Bt rows; the caller ends it with a barrier.  Its products' unit
+ * blocks are dealt by `deal` (from fg_deal_use; NULL: each thread its static range); xin:
+ * the step's input projection, done in the loop (or NULL). */
 FG_AI void FG_FN(fwd_step)(const int cell, const FG_FN(fstep) *s, int Bt, const FG_T *P,
                            const FG_FN(xin) *xin, const fg_deal *deal, unsigned *phase,
                            int tid, int nth)
@@ -421,11 +423,9 @@ FG_AI void FG_FN(forward_cell)(const int cell, const fg_forward_args *a, const f
         s.R = R, s.Pr = (const FG_T *)a->Pr, s.peep = (const FG_T *)a->peep;
     FG_T *hout = (FG_T *)a->hout, *cout = (FG_T *)a->cout;
     const int NU = FG_FN(uv)(cell) * FG_VL, nb = (H + NU - 1) / NU;
-    /* the LayerNorm cells' phases split the units statically (their reductions run over
-     * the blocks in a fixed order) */
-    if (FG_FN(is_ln)(cell) || !deal || !deal->ctr || nth < 2
-        || (long)B * (long)GH * R < FG_DEAL_MIN_MACS)
-        deal = NULL;
+    /* small steps are not dealt (deal.h); nor are the LayerNorm cells' (their phases 2 and 3
+     * run on the static ranges, and dealing their products alone measured no gain) */
+    deal = FG_FN(is_ln)(cell) ? NULL : fg_deal_use(deal, (long)B * (long)GH * R, nth);
     unsigned phase = 0;
     const FG_T *pbias = FG_FN(is_ln)(cell) ? NULL : (const FG_T *)a->bias;
     /* The input projection: with a full row tile per step, step by step inside the loop
@@ -505,8 +505,7 @@ FG_AI void FG_FN(backward_cell)(const int cell, const fg_backward_args *a, const
     FG_T acc[FG_MRMAX * FG_NVMAX * FG_VL] __attribute__((aligned(64)));
     FG_T *db = (FG_T *)a->db, *dbn = (FG_T *)a->dbn;
     unsigned dp = 0;                                /* dealt phases so far */
-    if (!deal || !deal->ctr || nth < 2 || (long)B * (long)GH * R < FG_DEAL_MIN_MACS)
-        deal = NULL;
+    deal = fg_deal_use(deal, (long)B * (long)GH * R, nth);
     FG_T *dpeep = cell == FG_LSTM && a->peep ? (FG_T *)a->dpeep : NULL;
     size_t off = 0;
     for (int t = 0; t < T; t++)
@@ -583,6 +582,8 @@ FG_AI void FG_FN(backward_cell)(const int cell, const fg_backward_args *a, const
             const size_t k0 = phase == 0 ? 2 * (size_t)H : 0;
             const int beta = cell == FG_GRU_LBR || cell == FG_GRU_RB || cell == FG_LNGRU;
             const int ncols = phase == 0 ? H : R, npan = phase == 0 ? np : npr;
+            /* groups counted in full panels' row tiles; a narrower last panel's taller
+             * tiles leave it empty groups at the end */
             const int ng = deal ? FG_FN(row_groups)(npan, Bt, FG_FN(mr_for)(4), nth) : 1;
             fg_dealer d;
             fg_deal_begin(&d, deal, dp++, npan * ng, tid, nth);
@@ -591,6 +592,8 @@ FG_AI void FG_FN(backward_cell)(const int cell, const fg_backward_args *a, const
                 const int nv = (n + FG_VL - 1) / FG_VL, MR = FG_FN(mr_for)(nv);
                 const int span = ((Bt + MR - 1) / MR + ng - 1) / ng * MR;
                 const int r0 = it % ng * span, r1 = Bt - r0 < span ? Bt : r0 + span;
+                if (r0 >= r1)   /* a row group past the last tile */
+                    continue;
                 const FG_T *Pq = P + (size_t)(j0 / NP) * GH * NP + k0 * NP;   /* panel [GH][NP] */
                 for (int b0 = r0; b0 < r1; b0 += MR) {
                     const int mr = r1 - b0 < MR ? r1 - b0 : MR;

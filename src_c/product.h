@@ -244,7 +244,8 @@ static void FG_FN(gemm_tn_thread)(int M, int N, int K, const FG_T *A, size_t lda
                                   FG_T *Pt, int tid, int nth)
 {
     const int Mt = M + M2;
-    const int i0 = (int)((long)Mt * tid / nth), i1 = (int)((long)Mt * (tid + 1) / nth);
+    int i0, i1, p0, p1;
+    fg_range(Mt, tid, nth, &i0, &i1);
     /* At[i*K + r] = A[r*lda + i] (rows i < M), A2[r*lda2 + i - M] (the rest) */
     if (i0 < M)
         FG_FN(transpose_into)(At + (size_t)i0 * K, (size_t)K, A + i0, lda, K, (i1 < M ? i1 : M) - i0);
@@ -255,7 +256,7 @@ static void FG_FN(gemm_tn_thread)(int M, int N, int K, const FG_T *A, size_t lda
 #pragma omp barrier
     const int PW = 4 * FG_VL;                      /* panel width */
     const int np = (N + PW - 1) / PW;
-    const int p0 = (int)((long)np * tid / nth), p1 = (int)((long)np * (tid + 1) / nth);
+    fg_range(np, tid, nth, &p0, &p1);
     FG_T acc[FG_MRMAX * FG_NVMAX * FG_VL] __attribute__((aligned(64)));
     for (int p = p0; p < p1; p++) {
         const int j0 = p * PW, n = N - j0 < PW ? N - j0 : PW;
