@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from . import _checks, _fork, _recurrence, cells
 from ._checks import Grads, LSTMGrads  # noqa: F401  (the types of the results, re-exported)
-from ._threads import (SMALL_BACKWARD_BYTES, SMALL_STEP_BYTES, blas_hold, blas_release,
-                       small_work_threads)
+from ._threads import (SMALL_STEP_BYTES, blas_hold, blas_release, small_work_threads,
+                       unit_for_steps)
 from .reference import _GRU_MATH  # the equations the reference states
 
 __all__ = ["rnn_forward", "rnn_backward", "gru_forward", "gru_backward",
@@ -106,7 +106,8 @@ _BACKWARD_DOC = """Backpropagation through time of :func:`{cell}_forward`.
 def _threads(n_threads, G=None, H=0, D=0, itemsize=0, unit=SMALL_STEP_BYTES):
     """The thread count of a call: ``n_threads`` (already validated by check_n_threads)
     resolved, capped by the small-work policy when given a step of G, H, D, itemsize
-    (``unit``: see fastgates._threads.small_work_threads), then the fork guard."""
+    (``unit``: fastgates._threads.unit_for_steps of the call's steps), then the fork
+    guard."""
     nt = _resolve(n_threads)
     if nt > 1 and G is not None:
         nt = small_work_threads(nt, G, H, D, itemsize, 1, None, unit)
@@ -130,7 +131,8 @@ def cell_forward(cell, x, state, params, *, training=True, n_threads=None, lengt
     cell = cells.get(cell)
     n_threads = _checks.check_n_threads(n_threads)  # first: the same error wins everywhere
     f = _checks.check_forward(cell, x, state, params, training=training, lengths=lengths)
-    nt = _threads(n_threads, f.G, f.H, 0 if f.tokens else f.D, f.dtype.itemsize)
+    nt = _threads(n_threads, f.G, f.H, 0 if f.tokens else f.D, f.dtype.itemsize,
+                  unit_for_steps(f.T))
     y, h_n, c_n, cache = _recurrence.forward(f, bool(training), nt)
     return y, {"h": h_n, "c": c_n} if "c" in cell.states else {"h": h_n}, cache
 
@@ -147,7 +149,7 @@ def cell_backward(cell, dy, dstate, cache, *, n_threads=None):
     n_threads = _checks.check_n_threads(n_threads)
     b = _checks.check_backward(cell.kernel, dy, dstate.get("h"), dstate.get("c"), cache)
     nt = _threads(n_threads, b.G, b.H, 0 if cache.tokens else b.D, cache.dtype.itemsize,
-                  SMALL_BACKWARD_BYTES)
+                  unit_for_steps(b.T))
     blas_hold()
     try:
         *g, dparams = _recurrence.backward(cache, b, nt)

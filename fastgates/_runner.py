@@ -19,7 +19,8 @@ do not reach the runner.
   step gathered once): T steps equal one call over T steps bit for bit.
 * Threads: ``n_threads`` is resolved at every call (OpenMP default, negative counts),
   capped by the small-work policy (:func:`fastgates._threads.small_work_threads`: a
-  step too small to pay for a parallel region runs on one thread) and by the fork
+  call too small to pay for a parallel region runs on one thread; a sequence pays
+  sooner than a single step) and by the fork
   guard (:mod:`fastgates._fork`).  Results are bit-identical for every thread count.
 * Concurrency: nothing a call writes is shared; every call allocates its outputs and
   its scratch, so any number of threads may call one runner at once.
@@ -35,7 +36,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _checks, _fork, _recurrence, cells
-from ._threads import small_work_threads
+from ._threads import SMALL_SEQ_BYTES, SMALL_STEP_BYTES, small_work_threads, unit_for_steps
 from .layers import (_full_params, article, check_state, check_x, join_state, split_state,
                      stack_forward)
 
@@ -142,8 +143,9 @@ class Runner:
         H, D, R = spec.hidden_size, spec.input_size, spec.out_size
         big = 1 << 30
         rest = dirs * R
-        self._cap = {tok: small_work_threads(big, cell.G, H, 0 if tok else D, dt.itemsize,
-                                             L * dirs, rest) for tok in (False, True)}
+        self._cap = {(tok, unit): small_work_threads(big, cell.G, H, 0 if tok else D, dt.itemsize,
+                                                     L * dirs, rest, unit)
+                     for tok in (False, True) for unit in (SMALL_STEP_BYTES, SMALL_SEQ_BYTES)}
 
     @classmethod
     def from_layer(cls, layer):
@@ -213,10 +215,11 @@ class Runner:
 
     # Calls.
 
-    def _threads(self, tokens):
+    def _threads(self, tokens, T):
+        """Threads of a call of T steps (token ids or float input)."""
         nt = _recurrence.resolve_threads(self._n_threads)
         if nt > 1:
-            nt = min(nt, self._cap[tokens])
+            nt = min(nt, self._cap[tokens, unit_for_steps(T)])
         return _fork.safe_threads(nt)
 
     def _check_packing(self):
@@ -307,10 +310,10 @@ class Runner:
             self._check_ids(xs, lengths, T, B)
         if self._packed is None:
             y, state_n, _ = stack_forward(self._spec, self._weights, xs, state, lengths=lengths,
-                                          training=False, n_threads=self._threads(tokens))
+                                          training=False, n_threads=self._threads(tokens, T))
         else:
             self._check_packing()
-            y, state_n = self._stack(xs, state, lengths, self._threads(tokens))
+            y, state_n = self._stack(xs, state, lengths, self._threads(tokens, T))
         return (y.swapaxes(0, 1) if self.batch_first else y), join_state(self._spec, state_n)
 
     def _run(self, xs, state, lengths):
@@ -320,10 +323,10 @@ class Runner:
         state = {k: None if v is None else np.ascontiguousarray(v) for k, v in state.items()}
         if self._packed is None:
             y, state_n, _ = stack_forward(self._spec, self._weights, xs, state, lengths=lengths,
-                                          training=False, n_threads=self._threads(False))
+                                          training=False, n_threads=self._threads(False, len(xs)))
             return y, state_n
         self._check_packing()
-        return self._stack(xs, state, lengths, self._threads(False))
+        return self._stack(xs, state, lengths, self._threads(False, len(xs)))
 
     def _layer(self, k, x, h0, c0, nt, lengths=None, pk=None):
         """Packed layer k on ``x`` (T, B, D) floats or (T, B) int64, C-contiguous: y, h_n, c_n."""
@@ -370,7 +373,7 @@ class Runner:
         the dtype, no lengths: the same layer calls as the general path (so the same bits),
         without its generic state and direction handling."""
         self._check_packing()
-        nt = self._threads(False)
+        nt = self._threads(False, x.shape[0])
         L, lstm = len(self._packed), self._nstates == 2
         if L == 1:      # the layer's fresh (B, H) states, seen as (1, B, H)
             y, h_n, c_n = self._layer(0, x, None if h0 is None else h0[0],
@@ -439,7 +442,7 @@ class Runner:
                 plain = s["h"], s.get("c")
             h0, c0 = plain
         self._check_packing()
-        h1, c1 = self._plan.run(x, h0, c0, self._threads(tokens))
+        h1, c1 = self._plan.run(x, h0, c0, self._threads(tokens, 1))
         y = h1[L - 1].copy()
         return y, (h1 if c1 is None else (h1, c1))
 
@@ -482,6 +485,6 @@ class Runner:
         B = x.shape[0]
         s = self._split_state(state, B) if state is not None else {}
         y, state_n, _ = stack_forward(self._spec, self._weights, x[None], s, training=False,
-                                      n_threads=self._threads(tokens))
+                                      n_threads=self._threads(tokens, 1))
         return y[0].copy(), join_state(self._spec, state_n)
 

@@ -24,9 +24,9 @@ falls back to the threadpoolctl round trip.  threadpoolctl >= 3.6 lets only one 
 thread at a time change OpenBLAS's count (the others' calls are silently ignored),
 which the compiled handle does not suffer from.
 
-Small work runs on one thread (:func:`small_work_threads`): a parallel region and
-its per-step barriers cost about 1 us on this machine, which a step too small cannot
-pay back.  The kernels' results are bit-identical for every thread count, so the
+Small work runs on one thread (:func:`small_work_threads`): a parallel region costs
+about 0.7 us to start on this machine and each step's barrier 0.05 us, which a step too
+small cannot pay back (the crossover is lower for a sequence than for a single step).  The kernels' results are bit-identical for every thread count, so the
 policy never changes a result.
 """
 
@@ -148,43 +148,60 @@ def blas_single() -> Iterator[None]:
 # One step of a layer streams its weights, G*H*(D+H) elements (w_ih and w_hh), and does
 # B*G*H*(D+H) multiply-adds; a forward pass over T steps does the same per step on
 # average (the input projection of all steps, then one recurrent product per step).  A
-# second thread halves that work but costs a parallel region and a barrier per layer and
-# step (~1 us here: one step at B = 1, D = H = 8 takes 0.33 us on one thread, 1.29 us on
-# two).  Token ids read one row of w_ih^T per batch row: count them as D = 0.  Measured
-# with ``python bench/small_work.py`` (one layer's step, float32, best of 7 interleaved
-# rounds; B 1-16, D 8/64/256, H 32-384, G 1/3/4) on an AMD EPYC (Zen 4, 2 cores, 1 MiB L2
-# per core), time with 1 thread / time with 2 threads:
+# second thread halves that work but costs a parallel region per call (~0.7 us to start
+# here) and a barrier per layer and step (0.05 us with the kernels' own barrier,
+# src_c/barrier.h; libgomp's took 0.33 us).  So the crossover depends on how many steps
+# a call runs: one step per call pays the region's start every time, a sequence pays it
+# once.  Token ids read one row of w_ih^T per batch row: count them as D = 0.
+#
+# One step per call (the streaming step, ``Runner.step``), measured with ``python
+# bench/small_work.py step 1,2`` (one layer's step, float32, best of 7 interleaved
+# rounds; B 1-16, D 8/64/256, H 32-384, G 1/3/4) on an AMD EPYC (Zen 4, 2 cores, 1 MiB
+# L2 per core), time with 1 thread / time with 2 threads:
 #
 #   weights (G*H*(D+H)*4 bytes)   B = 1         B = 2         B = 4         B = 16
-#   < 128 KiB                     0.32 - 0.75   0.27 - 0.79   0.29 - 0.64   0.42 - 1.02
-#   128 - 256 KiB                 0.81 - 1.05   0.83 - 1.26   0.60 - 0.82   0.74 - 1.15
-#   256 - 512 KiB                 1.07 - 1.31   0.95 - 1.34   0.84 - 0.97   0.95 - 1.33
-#   0.5 - 1 MiB                   1.44 - 1.89   1.19 - 1.86   0.93 - 1.37   1.26 - 1.61
-#   > 1 MiB                       1.66 - 1.91   1.55 - 1.84   1.17 - 1.55   1.44 - 1.79
+#   < 128 KiB                     0.39 - 0.91   0.41 - 0.85   0.31 - 0.59   0.38 - 1.15
+#   128 - 256 KiB                 0.87 - 1.12   0.75 - 1.14   0.58 - 0.84   0.69 - 1.07
+#   256 - 512 KiB                 1.07 - 1.27   0.95 - 1.34   0.74 - 0.96   0.84 - 1.21
+#   0.5 - 1 MiB                   1.26 - 1.89   1.23 - 1.90   0.94 - 1.36   0.93 - 1.56
+#   > 1 MiB                       1.53 - 1.82   1.58 - 1.96   1.20 - 1.69   1.50 - 1.90
 #
 # so the crossover sits at about 256 KiB of weights per layer whatever the batch (B = 4
-# crosses later, near 600 KiB, which the rule does not chase: it loses at most ~10 %
-# there).  The rule: a call of L layers whose weights average W bytes per layer runs on
-# at most 1 + W // SMALL_STEP_BYTES threads.  Only 1 vs 2 threads was measured (the
-# machine has 2 cores); one more thread per 256 KiB beyond is the same model, not a
-# measurement.
-
+# crosses later, near 600 KiB, which the rule does not chase: it loses at most ~25 %
+# there), the region's start dominating a single step: SMALL_STEP_BYTES.
 #
-# The backward pass (BPTT, T = 25, D = H, with the BLAS hold) crosses earlier, at about
-# 128 KiB: time 1 thread / 2 threads at B = 1: 32 KiB 0.59, 128 KiB 0.91 (G = 4) and
-# 1.25 (G = 1), 512 KiB 1.58 - 1.61, 2 MiB 1.56 - 1.94; B = 8: 32 KiB 0.87, 128 KiB
-# 1.21 - 1.23; B = 32: 32 KiB 1.12, 128 KiB 1.48 - 2.17.  Alone, it would pay from 128 KiB.
-# But a training step alternates a forward and a backward, and a one-thread forward
-# followed by a two-thread backward costs more than both on one thread: the second
-# thread sleeps through the forward and is woken for every backward (tiny shape (25, 1,
-# 65, 100), forward + backward, n_threads=2, best of 300, same process: LSTM 712-786 us
-# with the backward at 128 KiB against 272-296 us at 256 KiB; GRU 377-402 against
-# 273-514 us; RNN 100-157 against 153-156 us).  So the backward uses the forward's rule.
+# A sequence (T = 25), ``python bench/small_work.py seq 1,4``: the same sizes plus
+# H = 100, the forward pass in inference (inf) and a training step (forward + BPTT,
+# fb), the median ratio (and the range) of the sizes in each row:
+#
+#   weights            inf B = 1          inf B = 4          fb B = 1           fb B = 4
+#   < 32 KiB           0.89 (0.51-0.91)   0.89 (0.84-1.08)   0.79 (0.41-0.89)   0.83 (0.74-0.84)
+#   32 - 64 KiB        0.95 (0.42-1.08)   1.08 (0.93-1.29)   0.83 (0.55-0.95)   0.98 (0.71-1.02)
+#   64 - 128 KiB       1.08 (0.81-1.17)   1.14 (0.85-1.27)   1.00 (0.80-1.52)   1.09 (0.94-1.22)
+#   128 - 256 KiB      1.11 (0.95-1.34)   1.39 (0.94-1.47)   1.05 (0.89-1.21)   1.28 (1.00-1.39)
+#   256 - 512 KiB      1.19 (0.89-1.48)   1.47 (1.01-1.71)   1.17 (0.82-1.35)   1.34 (1.25-1.56)
+#   0.5 - 1 MiB        1.47 (1.19-1.65)   1.60 (1.36-1.77)   1.29 (0.72-1.46)   1.55 (1.39-1.69)
+#
+# so a call of at least SEQ_STEPS steps uses SMALL_SEQ_BYTES = 128 KiB (B = 4 crosses
+# earlier, near 64 KiB, which the rule does not chase).  The forward and the backward
+# pass of a training step use the same rule: a one-thread forward followed by a
+# two-thread backward costs more than either alone (the second thread sleeps through
+# the forward and must be woken).  The rule: a call of L layers whose weights average
+# W bytes per layer runs on at most 1 + W // unit threads.  Only 1 vs 2 threads was
+# measured (the machine has 2 cores); one more thread per unit beyond is the same model,
+# not a measurement.
 
-#: Weight bytes per layer and step that pay for each thread beyond the first.
+#: Weight bytes per layer that pay for each thread beyond the first, one step per call.
 SMALL_STEP_BYTES = 256 * 1024
-#: The same for the backward pass (the forward's: see above).
-SMALL_BACKWARD_BYTES = SMALL_STEP_BYTES
+#: The same for a call of at least SEQ_STEPS steps (forward or backward).
+SMALL_SEQ_BYTES = 128 * 1024
+#: Steps from which a call counts as a sequence.
+SEQ_STEPS = 8
+
+
+def unit_for_steps(T: int) -> int:
+    """The bytes per extra thread for a call of T steps (see the measurements above)."""
+    return SMALL_SEQ_BYTES if T >= SEQ_STEPS else SMALL_STEP_BYTES
 
 
 def small_work_threads(nt: int, G: int, H: int, D: int, itemsize: int, L: int = 1,
@@ -193,8 +210,8 @@ def small_work_threads(nt: int, G: int, H: int, D: int, itemsize: int, L: int = 
 
     ``G, H, D`` the cell's gates, units and (first layer's) input width, ``L`` layers
     (``D_rest``: the input width of layers 1 .. L-1), ``itemsize`` 4 or 8, ``unit`` the
-    bytes per extra thread (SMALL_BACKWARD_BYTES for BPTT).  Never more than ``nt``; see
-    the measurements above.
+    bytes per extra thread (:func:`unit_for_steps` of the call's steps).  Never more than
+    ``nt``; see the measurements above.
     """
     if nt <= 1:
         return nt

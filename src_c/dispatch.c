@@ -12,6 +12,7 @@
 #include <string.h>
 #include "fastgates.h"
 #include "kernels_table.h"
+#include "barrier.h"
 
 #if FASTGATES_OPENMP && defined(_OPENMP)
 #include <omp.h>
@@ -130,16 +131,27 @@ int fg_max_threads(void)
 #endif
 }
 
-/* Thread bodies are run by every thread of one parallel region. */
+/* Thread bodies are run by every thread of one parallel region; each region has its own
+ * barrier (barrier.h). */
+#if FG_OWN_BARRIER
+__thread fg_team fg_team_of_thread;
+#define FG_TEAM_ENTER(bar, nth) fg_team_enter((bar), (nth))
+#else
+typedef int fg_barrier;
+#define FG_TEAM_ENTER(bar, nth) ((void)(bar))
+#endif
 #if FG_HAVE_OMP
 /* One thread runs without a parallel region (no team to start), unless we are already
  * inside someone's parallel region: the orphaned barriers must bind to a team of ours. */
 #define FG_PARALLEL(nt, ...)                                                     \
     { int fg_nt_ = (nt) < 1 ? 1 : (nt);                                          \
-      if (fg_nt_ == 1 && !omp_in_parallel()) { int tid = 0, nth = 1; __VA_ARGS__; } \
+      if (fg_nt_ == 1 && !omp_in_parallel()) { int tid = 0, nth = 1;             \
+          FG_TEAM_ENTER(NULL, 1); __VA_ARGS__; }                                 \
       else {                                                                     \
+      fg_barrier fg_bar_ = {0};                                                  \
       _Pragma("omp parallel num_threads(fg_nt_)")                                \
-      { int tid = omp_get_thread_num(), nth = omp_get_num_threads(); __VA_ARGS__; } } }
+      { int tid = omp_get_thread_num(), nth = omp_get_num_threads();             \
+        FG_TEAM_ENTER(&fg_bar_, nth); __VA_ARGS__; } } }
 #else
 #define FG_PARALLEL(nt, ...) { int tid = 0, nth = 1; (void)(nt); __VA_ARGS__; }
 #endif

@@ -7,6 +7,7 @@
 #include <string.h>
 #include "fastgates.h"
 #include "kernels_table.h"
+#include "barrier.h"
 
 #define FG_CAT3_(a, b, c) fg_##a##_##b##_##c
 #define FG_CAT3(a, b, c) FG_CAT3_(a, b, c)
