@@ -13,8 +13,12 @@
  * is seen by every read after it (arrival is an acq_rel read-modify-write, the last
  * arrival publishes the new generation with a release store, the waiters acquire it).
  * A waiter spins on the generation with a pause, and after FG_SPIN rounds (hundreds of
- * microseconds: far longer than a step's imbalance) yields its core on every round, so a
- * region with more threads than free cores still makes progress.
+ * microseconds: far longer than a step's imbalance) yields its core on every round.
+ *
+ * Spinning needs a core per thread: a region with more threads than the process has
+ * CPUs uses `omp barrier` instead, whose waiters sleep (a d2l LSTM training step with 3
+ * or 4 threads on 2 cores took 56 ms with the spinning barrier, 14-15 ms with libgomp's).
+ * The choice is made per region, so every thread of a region takes the same one.
  *
  * Elsewhere (no OpenMP, a compiler without GCC's atomics and thread-locals, Windows)
  * FG_BARRIER() is `omp barrier` itself.
@@ -33,10 +37,11 @@ typedef struct {
     char pad2_[64 - sizeof(unsigned)];
 } fg_barrier;
 
-/* The barrier of the region this thread runs in, and the region's thread count. */
+/* The barrier of the region this thread runs in, the region's thread count, and whether
+ * the region uses it (own) or `omp barrier`. */
 typedef struct {
     fg_barrier *bar;
-    int nth;
+    int nth, own;
 } fg_team;
 extern __thread fg_team fg_team_of_thread __attribute__((visibility("hidden")));
 
@@ -51,11 +56,13 @@ static inline void fg_cpu_relax(void)
 #endif
 }
 
-/* Every thread of the region calls this on entering it. */
-static inline void fg_team_enter(fg_barrier *bar, int nth)
+/* Every thread of the region calls this on entering it; cpus: the CPUs the process may
+ * run on. */
+static inline void fg_team_enter(fg_barrier *bar, int nth, int cpus)
 {
     fg_team_of_thread.bar = bar;
     fg_team_of_thread.nth = nth;
+    fg_team_of_thread.own = bar && nth <= cpus;
 }
 
 static inline void fg_barrier_wait(void)
@@ -72,15 +79,22 @@ static inline void fg_barrier_wait(void)
         __atomic_store_n(&b->gen, g + 1, __ATOMIC_RELEASE);
         return;
     }
-    for (int spin = 0; __atomic_load_n(&b->gen, __ATOMIC_ACQUIRE) == g; spin++) {
+    for (int spin = 0; __atomic_load_n(&b->gen, __ATOMIC_ACQUIRE) == g;) {
         if (spin < FG_SPIN)
-            fg_cpu_relax();
+            fg_cpu_relax(), spin++;
         else
             sched_yield();
     }
 }
 
-#define FG_BARRIER() fg_barrier_wait()
+#define FG_BARRIER()                                                                \
+    do {                                                                            \
+        if (fg_team_of_thread.own)                                                  \
+            fg_barrier_wait();                                                      \
+        else if (fg_team_of_thread.nth > 1) {                                       \
+            _Pragma("omp barrier")                                                  \
+        }                                                                           \
+    } while (0)
 #else
 #define FG_OWN_BARRIER 0
 #define FG_BARRIER() _Pragma("omp barrier")

@@ -135,10 +135,22 @@ int fg_max_threads(void)
  * barrier (barrier.h). */
 #if FG_OWN_BARRIER
 __thread fg_team fg_team_of_thread;
-#define FG_TEAM_ENTER(bar, nth) fg_team_enter((bar), (nth))
+/* The CPUs the process may use (omp_get_num_procs), asked once. */
+static int fg_cpus_available(void)
+{
+    static int cpus = 0;
+    int n = __atomic_load_n(&cpus, __ATOMIC_RELAXED);
+    if (!n) {
+        n = omp_get_num_procs();
+        __atomic_store_n(&cpus, n, __ATOMIC_RELAXED);
+    }
+    return n;
+}
+#define FG_TEAM_ENTER(bar, nth, cpus) fg_team_enter((bar), (nth), (cpus))
 #else
 typedef int fg_barrier;
-#define FG_TEAM_ENTER(bar, nth) ((void)(bar))
+#define FG_TEAM_ENTER(bar, nth, cpus) ((void)(bar), (void)(cpus))
+#define fg_cpus_available() 0
 #endif
 #if FG_HAVE_OMP
 /* One thread runs without a parallel region (no team to start), unless we are already
@@ -146,12 +158,13 @@ typedef int fg_barrier;
 #define FG_PARALLEL(nt, ...)                                                     \
     { int fg_nt_ = (nt) < 1 ? 1 : (nt);                                          \
       if (fg_nt_ == 1 && !omp_in_parallel()) { int tid = 0, nth = 1;             \
-          FG_TEAM_ENTER(NULL, 1); __VA_ARGS__; }                                 \
+          FG_TEAM_ENTER(NULL, 1, 1); __VA_ARGS__; }                              \
       else {                                                                     \
       fg_barrier fg_bar_ = {0};                                                  \
+      const int fg_cpus_ = fg_cpus_available();                                  \
       _Pragma("omp parallel num_threads(fg_nt_)")                                \
       { int tid = omp_get_thread_num(), nth = omp_get_num_threads();             \
-        FG_TEAM_ENTER(&fg_bar_, nth); __VA_ARGS__; } } }
+        FG_TEAM_ENTER(&fg_bar_, nth, fg_cpus_); __VA_ARGS__; } } }
 #else
 #define FG_PARALLEL(nt, ...) { int tid = 0, nth = 1; (void)(nt); __VA_ARGS__; }
 #endif
