@@ -264,7 +264,7 @@ FG_AI void FG_FN(ln_fwd_phases)(const int cell, const FG_FN(fstep) *s, int Bt, i
     const int H = s->H, nb = s->nb, G = FG_FN(gates)(cell), nl = H - (nb - 1) * FG_VL;
     const int writer = u0 == 0 && u1 > 0;     /* the owner of block 0 stores the row's rstd */
     const FG_T n = (FG_T)(G * FG_VL), n_last = (FG_T)(G * nl);
-FG_BARRIER();
+    FG_BARRIER();
     for (int b = 0; b < Bt; b++) {
         FG_T st[4];                            /* mean_x, rstd_x, mean_h, rstd_h */
         const size_t row = (size_t)b * 2 * nb;
@@ -282,7 +282,7 @@ FG_BARRIER();
     }
     if (cell != FG_LNLSTM)
         return;
-FG_BARRIER();
+    FG_BARRIER();
     for (int b = 0; b < Bt; b++) {
         FG_T mean, rstd;
         FG_FN(ln_stats)(s->part_c + (size_t)b * 2 * nb, nb, (FG_T)FG_VL, (FG_T)nl, &mean, &rstd);
@@ -322,7 +322,7 @@ FG_AI void FG_FN(ln_bwd_phases)(const int cell, const FG_FN(bstep) *s, int Bt, i
     if (cell == FG_LNLSTM) {
         for (int j = jlo; j < jhi; j += FG_VL)
             FG_FN(lnlstm_bwd0)(s, Bt, j, jhi - j < FG_VL ? jhi - j : FG_VL);
-FG_BARRIER();
+        FG_BARRIER();
         enum { CHUNK = 64 };                /* rows whose statistics are formed at a time */
         FG_T st[3 * CHUNK];
         for (int b0 = 0; b0 < Bt; b0 += CHUNK) {
@@ -339,7 +339,7 @@ FG_BARRIER();
         for (int j = jlo; j < jhi; j += FG_VL)
             FG_FN(lngru_bwd1)(s, Bt, j, jhi - j < FG_VL ? jhi - j : FG_VL);
     }
-FG_BARRIER();
+    FG_BARRIER();
     for (int b = 0; b < Bt; b++) {
         FG_T st[6];             /* means of g, g*xhat and rstd: input side, recurrent side */
         const size_t row = (size_t)b * 2 * nb;
@@ -395,12 +395,12 @@ FG_AI void FG_FN(fwd_step)(const int cell, const FG_FN(fstep) *s, int Bt, const 
     FG_FN(fwd_group)(cell, 0, s, Bt, s->hp, P, xin, deal, phase, tid, nth);
     if (FG_FN(group1)(cell) < FG_FN(gates)(cell)) {
         /* the second group's input (gru rb: r * h_{t-1}) must be complete */
-FG_BARRIER();
+        FG_BARRIER();
         FG_FN(fwd_group)(cell, 1, s, Bt, s->ex, P, NULL, deal, phase, tid, nth);
     }
     if (cell == FG_LSTM && s->m) {
         /* lstm projection: h_t = m_t W_hr^T needs m_t of every unit */
-FG_BARRIER();
+        FG_BARRIER();
         FG_FN(proj_phase)(s, Bt, tid, nth);
     }
     if (FG_FN(is_ln)(cell)) {
@@ -446,7 +446,7 @@ FG_AI void FG_FN(forward_cell)(const int cell, const fg_forward_args *a, const f
         FG_FN(project)(cell, rows, a->D, H, (const FG_T *)a->x, a->tok, (const FG_T *)a->Pi,
                        (const FG_T *)a->wT, pbias, (FG_T *)a->pre, u0, u1);
         if (deal) {     /* dealt steps read pre at any unit */
-FG_BARRIER();
+            FG_BARRIER();
         }
     }
     FG_FN(xin) xin = {a->D, NULL, NULL, (const FG_T *)a->Pi, (const FG_T *)a->wT, pbias};
@@ -475,7 +475,7 @@ FG_BARRIER();
         xin.tok = a->tok ? a->tok + off : NULL;
         FG_FN(fwd_step)(cell, &s, Bt, (const FG_T *)a->P, in_loop ? &xin : NULL, deal, &phase,
                         tid, nth);
-FG_BARRIER();
+        FG_BARRIER();
     }
 }
 
@@ -550,7 +550,7 @@ FG_AI void FG_FN(backward_cell)(const int cell, const fg_backward_args *a, const
                         v += FG_FN(ldn)(dy + o, m);
                     FG_FN(stn)(dht + o, m, v);
                 }
-FG_BARRIER();
+            FG_BARRIER();
             const FG_T *Pr = (const FG_T *)a->Pr;
             for (int j0 = jlo; j0 < jhi; j0 += NP) {
                 const int n = jhi - j0 < NP ? jhi - j0 : NP;
@@ -573,7 +573,7 @@ FG_BARRIER();
                 for (int j = jlo; j < jhi; j += FG_VL)
                     FG_FN(bwd_vec)(cell, &s, (size_t)b, j, jhi - j < FG_VL ? jhi - j : FG_VL);
         }
-FG_BARRIER();
+        FG_BARRIER();
         /* phase B: dL/dh_{t-1} (+)= dG_t W_hh, panels of up to 4 vectors of dh's columns
          * (one contiguous panel each) x row groups, dealt (deal.h); gru rb first needs
          * d(r h) = dn W_hn and then dr (phase B1) */
@@ -613,7 +613,7 @@ FG_BARRIER();
             /* gru rb: phase B1 reads d(r h) of every unit; dealt: the next step's gate
              * gradients read dh at units another thread may have written */
             if (phase == 0 || deal) {
-FG_BARRIER();
+                FG_BARRIER();
             }
         }
         /* the bias gradients: this step's dG of this thread's units, now final, summed
@@ -684,7 +684,7 @@ FG_AI void FG_FN(step_cell)(const int cell, const fg_step_args *a, int tid, int 
         }
         s.b_hn = (const FG_T *)a->b_hn[k];
         FG_FN(fwd_step)(cell, &s, B, (const FG_T *)a->P[k], NULL, NULL, &phase, tid, nth);
-FG_BARRIER();
+        FG_BARRIER();
     }
 }
 
@@ -742,11 +742,11 @@ FG_AI void FG_FN(generate_cell)(const int cell, const fg_generate_args *a, int t
             s.ex = (FG_T *)a->extra + (size_t)k * H;
             s.b_hn = (const FG_T *)a->b_hn[k];
             FG_FN(fwd_step)(cell, &s, 1, (const FG_T *)a->P[k], NULL, NULL, &phase, tid, nth);
-FG_BARRIER();
+            FG_BARRIER();
         }
         if (tid == 0)
             *a->slot = a->next(a->ctx, st, hnew + (size_t)(L - 1) * R);
-FG_BARRIER();
+        FG_BARRIER();
         tok = *(volatile long long *)a->slot;
         if (tok < 0)
             break;

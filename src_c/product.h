@@ -253,7 +253,7 @@ static void FG_FN(gemm_tn_thread)(int M, int N, int K, const FG_T *A, size_t lda
         const int j0 = i0 > M ? i0 : M;
         FG_FN(transpose_into)(At + (size_t)j0 * K, (size_t)K, A2 + (j0 - M), lda2, K, i1 - j0);
     }
-FG_BARRIER();
+    FG_BARRIER();
     const int PW = 4 * FG_VL;                      /* panel width */
     const int np = (N + PW - 1) / PW;
     fg_range(np, tid, nth, &p0, &p1);
