@@ -164,6 +164,10 @@ cdef extern from "fastgates.h" nogil:
 # Rows of the input projection computed per GEMM in inference mode.
 DEF CHUNK_ROWS = 1024
 DEF OWN_GEMM_ROWS = 256     # from this many rows BPTT's dW_ih is our product, not BLAS's
+# Below this many rows BPTT's dW_hh is BLAS's product (its transposes and short k loops
+# cost our product more): backward, side by side on the Zen 4 machine, BLAS / ours:
+# 25 rows 0.91 (LSTM H 100), 100 rows 0.92-0.97, 200 rows 0.94-1.00, 245 rows 1.04.
+DEF BLAS_DWHH_ROWS = 128
 
 # The compiled core's cell codes and their facts, from the one table (fastgates.cells; the
 # C side registers the same codes in src_c/cells/registry.h).
@@ -894,13 +898,20 @@ cdef object _backward(cache, b, int nt, floating dummy):
             # dw_hh = dG^T [h_{t-1}]  (rb n-gate rows: dn^T (r*h_{t-1})), as the transpose of
             # [h_{t-1}]^T dG: the transposition of the narrow operand is the cheap one
             # (fuse_ih: and dw_ih = dG^T x from the same pass)
+            # (with few rows, BLAS's dG^T [h_{t-1}] directly: BLAS_DWHH_ROWS)
             if fuse_ih:
                 _gemm_tn(nt, R, rz, rows, hprev, R, g, GH, whh, R, True, D, xp, D, wih, D)
+            elif rows < BLAS_DWHH_ROWS:
+                gemm_split(nt, True, False, rz, R, rows, <floating>1, g, GH, hprev, R, <floating>0,
+                           whh, R)
             else:
                 _gemm_tn(nt, R, rz, rows, hprev, R, g, GH, whh, R, True)
             if proj:      # dw_hr = [dL/dh_t]^T [m_t]
                 _gemm_tn(nt, R, H, rows, dhsp, R, msp, H, dwhr, H, False)
-            if rz < GH:
+            if rz < GH and rows < BLAS_DWHH_ROWS:
+                gemm_split(nt, True, False, GH - rz, H, rows, <floating>1, g + rz, GH, rh, H,
+                           <floating>0, whh + <size_t>rz * H, H)
+            elif rz < GH:
                 _gemm_tn(nt, H, GH - rz, rows, rh, H, g + rz, GH, whh + <size_t>rz * H, H, True)
             if not ln or cell == FG_LNLSTM:         # the lstm's two biases: one gradient
                 memcpy(bih, bhh, gx * sizeof(floating))
