@@ -196,11 +196,68 @@ FG_AI void FG_FN(transpose_tile)(FG_V r[FG_VL])
 }
 #endif
 
+#if FG_VBYTES == 64 && FG_IS_F32
+/* AVX-512 float: a 16 x 16 transpose in 64 in-register shuffles, four rounds: within
+ * 128-bit lanes (unpack, then shuffle_ps: r[4i+j] lane L = column 4L+j of rows 4i..4i+3),
+ * then across lanes twice (shuffle_f32x4).  The generic transpose_tile compiles to
+ * two-input permutes through the stack here: 15 % of the tiny RNN's training-step
+ * profile, and tiny training steps 1-2 % faster with this one.  (AVX2's 8 x 8 written
+ * the same way measured no gain on Zen 4: it keeps the generic tile.) */
+FG_AI void FG_FN(transpose16)(__m512 r[16])
+{
+    __m512 t[16];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) {
+        r[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        r[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        r[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        r[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++) {
+        t[j] = _mm512_shuffle_f32x4(r[j], r[4 + j], 0x88);
+        t[4 + j] = _mm512_shuffle_f32x4(r[j], r[4 + j], 0xdd);
+        t[8 + j] = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0x88);
+        t[12 + j] = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0xdd);
+    }
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++) {
+        r[j] = _mm512_shuffle_f32x4(t[j], t[8 + j], 0x88);
+        r[8 + j] = _mm512_shuffle_f32x4(t[j], t[8 + j], 0xdd);
+        r[4 + j] = _mm512_shuffle_f32x4(t[4 + j], t[12 + j], 0x88);
+        r[12 + j] = _mm512_shuffle_f32x4(t[4 + j], t[12 + j], 0xdd);
+    }
+}
+#endif
+
 /* dst[k*ldd + r] = src[r*lds + k] for r < n, k < K (the packing's transposing copy), in
  * VL x VL tiles transposed in registers: whole-vector loads and stores. */
 static void FG_FN(transpose_into)(FG_T *dst, size_t ldd, const FG_T *src, size_t lds, int n, int K)
 {
-#if defined(__clang__)   /* no two-input shuffle with computed indices: blocks of scalars */
+#if FG_VBYTES == 64 && FG_IS_F32
+    for (int r0 = 0; r0 < n; r0 += 16) {
+        const int rn = n - r0 < 16 ? n - r0 : 16;
+        const __mmask16 rmask = (__mmask16)((1u << rn) - 1);
+        for (int k0 = 0; k0 < K; k0 += 16) {
+            const int kn = K - k0 < 16 ? K - k0 : 16;
+            const __mmask16 kmask = (__mmask16)((1u << kn) - 1);
+            __m512 t[16];
+#pragma GCC unroll 16
+            for (int i = 0; i < 16; i++)
+                t[i] = _mm512_maskz_loadu_ps(i < rn ? kmask : 0, src + (size_t)(r0 + (i < rn ? i : 0)) * lds + k0);
+            FG_FN(transpose16)(t);
+#pragma GCC unroll 16
+            for (int i = 0; i < 16; i++)
+                if (i < kn)
+                    _mm512_mask_storeu_ps(dst + (size_t)(k0 + i) * ldd + r0, rmask, t[i]);
+        }
+    }
+#elif defined(__clang__)   /* no two-input shuffle with computed indices: blocks of scalars */
     for (int k0 = 0; k0 < K; k0 += FG_VL) {
         const int kn = K - k0 < FG_VL ? K - k0 : FG_VL;
         for (int r = 0; r < n; r++)
