@@ -20,13 +20,14 @@
  * or 4 threads on 2 cores took 56 ms with the spinning barrier, 14-15 ms with libgomp's).
  * The choice is made per region, so every thread of a region takes the same one.
  *
- * Elsewhere (no OpenMP, a compiler without GCC's atomics and thread-locals, Windows)
- * FG_BARRIER() is `omp barrier` itself.
+ * Elsewhere (a serial build, a compiler without GCC's atomics and thread-locals, Windows)
+ * FG_BARRIER() is `omp barrier` itself.  The CPU count is asked once (omp_get_num_procs at
+ * the first region): a process whose affinity shrinks later keeps the first answer.
  */
 #ifndef FASTGATES_BARRIER_H
 #define FASTGATES_BARRIER_H
 
-#if defined(_OPENMP) && defined(__GNUC__) && !defined(_WIN32)
+#if FASTGATES_OPENMP && defined(_OPENMP) && defined(__GNUC__) && !defined(_WIN32)
 #define FG_OWN_BARRIER 1
 #include <sched.h>
 
