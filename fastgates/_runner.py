@@ -20,8 +20,8 @@ do not reach the runner.
 * Threads: ``n_threads`` is resolved at every call (OpenMP default, negative counts),
   capped by the small-work policy (:func:`fastgates._threads.small_work_threads`: a
   call too small to pay for a parallel region runs on one thread; a sequence pays
-  sooner than a single step) and by the fork
-  guard (:mod:`fastgates._fork`).  Results are bit-identical for every thread count.
+  sooner than a single step) and by the fork guard (:mod:`fastgates._fork`).  Results
+  are bit-identical for every thread count.
 * Concurrency: nothing a call writes is shared; every call allocates its outputs and
   its scratch, so any number of threads may call one runner at once.
 * Cells whose parameters a packed layer does not carry (anything beyond ``weight_ih``,
