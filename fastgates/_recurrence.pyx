@@ -885,6 +885,7 @@ cdef object _backward(cache, b, int nt, floating dummy):
     # over dG where dG is the input side's gradient in every column (rnn, lstm)
     cdef bint own_ih = tp == NULL and rows >= OWN_GEMM_ROWS
     cdef bint fuse_ih = own_ih and gi == g and gx == GH and rz == GH
+    cdef bint blas_hh = rows < BLAS_DWHH_ROWS     # dW_hh by BLAS (see BLAS_DWHH_ROWS)
 
     # the time loop also sums the bias gradients: db_hh = sum of dG, and for lbr the
     # input-side n gate's = sum of dnx
@@ -898,17 +899,17 @@ cdef object _backward(cache, b, int nt, floating dummy):
             # dw_hh = dG^T [h_{t-1}]  (rb n-gate rows: dn^T (r*h_{t-1})), as the transpose of
             # [h_{t-1}]^T dG: the transposition of the narrow operand is the cheap one
             # (fuse_ih: and dw_ih = dG^T x from the same pass)
-            # (with few rows, BLAS's dG^T [h_{t-1}] directly: BLAS_DWHH_ROWS)
+            # (blas_hh: BLAS's dG^T [h_{t-1}] directly)
             if fuse_ih:
                 _gemm_tn(nt, R, rz, rows, hprev, R, g, GH, whh, R, True, D, xp, D, wih, D)
-            elif rows < BLAS_DWHH_ROWS:
+            elif blas_hh:
                 gemm_split(nt, True, False, rz, R, rows, <floating>1, g, GH, hprev, R, <floating>0,
                            whh, R)
             else:
                 _gemm_tn(nt, R, rz, rows, hprev, R, g, GH, whh, R, True)
             if proj:      # dw_hr = [dL/dh_t]^T [m_t]
                 _gemm_tn(nt, R, H, rows, dhsp, R, msp, H, dwhr, H, False)
-            if rz < GH and rows < BLAS_DWHH_ROWS:
+            if rz < GH and blas_hh:
                 gemm_split(nt, True, False, GH - rz, H, rows, <floating>1, g + rz, GH, rh, H,
                            <floating>0, whh + <size_t>rz * H, H)
             elif rz < GH:

@@ -98,6 +98,11 @@ static inline void fg_barrier_wait(void)
     } while (0)
 #else
 #define FG_OWN_BARRIER 0
+typedef int fg_barrier;
+static inline void fg_team_enter(fg_barrier *bar, int nth, int cpus)
+{
+    (void)bar, (void)nth, (void)cpus;
+}
 #define FG_BARRIER() _Pragma("omp barrier")
 #endif
 

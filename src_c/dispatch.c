@@ -135,9 +135,13 @@ int fg_max_threads(void)
  * barrier (barrier.h). */
 #if FG_OWN_BARRIER
 __thread fg_team fg_team_of_thread;
-/* The CPUs the process may use (omp_get_num_procs), asked once. */
+#endif
+#if FG_HAVE_OMP
+/* The CPUs the process may use (omp_get_num_procs), asked once; only the own barrier
+ * reads it. */
 static int fg_cpus_available(void)
 {
+#if FG_OWN_BARRIER
     static int cpus = 0;
     int n = __atomic_load_n(&cpus, __ATOMIC_RELAXED);
     if (!n) {
@@ -145,26 +149,23 @@ static int fg_cpus_available(void)
         __atomic_store_n(&cpus, n, __ATOMIC_RELAXED);
     }
     return n;
-}
-#define FG_TEAM_ENTER(bar, nth, cpus) fg_team_enter((bar), (nth), (cpus))
 #else
-typedef int fg_barrier;
-#define FG_TEAM_ENTER(bar, nth, cpus) ((void)(bar), (void)(cpus))
-#define fg_cpus_available() 0
+    return 0;
 #endif
-#if FG_HAVE_OMP
+}
+
 /* One thread runs without a parallel region (no team to start), unless we are already
  * inside someone's parallel region: the orphaned barriers must bind to a team of ours. */
 #define FG_PARALLEL(nt, ...)                                                     \
     { int fg_nt_ = (nt) < 1 ? 1 : (nt);                                          \
       if (fg_nt_ == 1 && !omp_in_parallel()) { int tid = 0, nth = 1;             \
-          FG_TEAM_ENTER(NULL, 1, 1); __VA_ARGS__; }                              \
+          fg_team_enter(NULL, 1, 1); __VA_ARGS__; }                              \
       else {                                                                     \
       fg_barrier fg_bar_ = {0};                                                  \
       const int fg_cpus_ = fg_cpus_available();                                  \
       _Pragma("omp parallel num_threads(fg_nt_)")                                \
       { int tid = omp_get_thread_num(), nth = omp_get_num_threads();             \
-        FG_TEAM_ENTER(&fg_bar_, nth, fg_cpus_); __VA_ARGS__; } } }
+        fg_team_enter(&fg_bar_, nth, fg_cpus_); __VA_ARGS__; } } }
 #else
 #define FG_PARALLEL(nt, ...) { int tid = 0, nth = 1; (void)(nt); __VA_ARGS__; }
 #endif

@@ -2,8 +2,8 @@
  * (generation), and the packing of the recurrent weights they read.
  *
  * Included by kernels.h for one element type and one instruction set, after the cell
- * headers.  The functions run inside the caller's OpenMP parallel region (the
- * barriers are orphaned directives binding to it); thread tid of nth starts every step
+ * headers.  The functions run inside the caller's OpenMP parallel region (their
+ * barriers, FG_BARRIER of barrier.h, are the region's); thread tid of nth starts every step
  * on a fixed range of hidden units, so its slice of the packed weights stays in its own
  * cache, and in big steps takes what other threads have left of theirs (deal.h).
  *

@@ -197,12 +197,6 @@ FG_AI void FG_FN(transpose_tile)(FG_V r[FG_VL])
 #endif
 
 #if FG_VBYTES == 64 && FG_IS_F32
-/* AVX-512 float: a 16 x 16 transpose in 64 in-register shuffles, four rounds: within
- * 128-bit lanes (unpack, then shuffle_ps: r[4i+j] lane L = column 4L+j of rows 4i..4i+3),
- * then across lanes twice (shuffle_f32x4).  The generic transpose_tile compiles to
- * two-input permutes through the stack here: 15 % of the tiny RNN's training-step
- * profile, and tiny training steps 1-2 % faster with this one.  (AVX2's 8 x 8 written
- * the same way measured no gain on Zen 4: it keeps the generic tile.) */
 /* One cross-lane round: dst[a + j] = the even 128-bit lanes of src[a + j] and src[b + j],
  * dst[b + j] = their odd lanes (j < 4). */
 FG_AI void FG_FN(lanes_pair)(__m512 *dst, const __m512 *src, int a, int b)
@@ -214,6 +208,12 @@ FG_AI void FG_FN(lanes_pair)(__m512 *dst, const __m512 *src, int a, int b)
     }
 }
 
+/* AVX-512 float: a 16 x 16 transpose in 64 in-register shuffles, four rounds: within
+ * 128-bit lanes (unpack, then shuffle_ps: r[4i+j] lane L = column 4L+j of rows 4i..4i+3),
+ * then across lanes twice (shuffle_f32x4).  The generic transpose_tile compiles to
+ * two-input permutes through the stack here: 15 % of the tiny RNN's training-step
+ * profile, and tiny training steps 1-2 % faster with this one.  (AVX2's 8 x 8 written
+ * the same way measured no gain on Zen 4: it keeps the generic tile.) */
 FG_AI void FG_FN(transpose16)(__m512 r[16])
 {
     __m512 t[16];
@@ -250,7 +250,9 @@ static void FG_FN(transpose_into)(FG_T *dst, size_t ldd, const FG_T *src, size_t
             __m512 t[16];
 #pragma GCC unroll 16
             for (int i = 0; i < 16; i++)
-                t[i] = _mm512_maskz_loadu_ps(i < rn ? kmask : 0, src + (size_t)(r0 + (i < rn ? i : 0)) * lds + k0);
+                /* rows past n: an all-off mask (and a row index that stays in range) */
+                t[i] = _mm512_maskz_loadu_ps(i < rn ? kmask : 0,
+                                             src + (size_t)(r0 + (i < rn ? i : 0)) * lds + k0);
             FG_FN(transpose16)(t);
 #pragma GCC unroll 16
             for (int i = 0; i < 16; i++)
