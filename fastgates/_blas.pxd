@@ -13,3 +13,22 @@ cdef void gemm_split(int n_threads, bint trans_a, bint trans_b, int m, int n, in
                      floating alpha, const floating *A, int lda,
                      const floating *B, int ldb,
                      floating beta, floating *C, int ldc) noexcept nogil
+
+# One GEMM of a gemm_batch: C := op(A) op(B) + beta * C (row-major, as gemm with alpha 1);
+# A, B, C point to float or double, the batch's type.  chained: run slab by slab right
+# after the job before it, which has the same m and n (so the same slabs): it may
+# accumulate (beta = 1) into that job's C.
+cdef struct gemm_job:
+    bint trans_a, trans_b
+    int m, n, k
+    const void *A
+    int lda
+    const void *B
+    int ldb
+    double beta
+    void *C
+    int ldc
+    bint chained
+
+cdef void gemm_batch(int n_threads, const gemm_job *jobs, int njobs,
+                     floating dummy) noexcept nogil

@@ -14,6 +14,7 @@ from scipy.linalg.cython_blas cimport sgemm, dgemm
 # Slabs per large GEMM: one per core of the 2-core target. More, thinner slabs re-pack the
 # shared operand more often and hit OpenBLAS slow shapes (256-wide slabs: a third of the speed).
 DEF SLABS = 2
+DEF MAX_JOBS = 16     # jobs per gemm_batch region
 
 
 cdef void gemm(bint trans_a, bint trans_b, int m, int n, int k,
@@ -52,6 +53,59 @@ cdef void gemm_split(int n_threads, bint trans_a, bint trans_b, int m, int n, in
         return
     for i in prange(nslab, num_threads=n_threads, schedule='static'):
         _slab(i, width, by_rows, trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)
+
+
+cdef int _slabs(const gemm_job *j, int *width, bint *by_rows) noexcept nogil:
+    """gemm_split's slabs of job j: their count, width and direction."""
+    by_rows[0] = j.m >= j.n
+    cdef int extent = j.m if by_rows[0] else j.n
+    width[0] = max(32, ((extent + SLABS - 1) // SLABS + 15) // 16 * 16)
+    return (extent + width[0] - 1) // width[0]
+
+
+cdef void gemm_batch(int n_threads, const gemm_job *jobs, int njobs,
+                     floating dummy) noexcept nogil:
+    """Every job's gemm_split slabs in ONE parallel region (a gemm_split is a region of its
+    own, and at the tiny shapes their starts cost more than the products); a chained job
+    runs in the item of the job before it, slab by slab.  The slabs are gemm_split's, so
+    the results are its results, bit for bit, for any n_threads."""
+    cdef int item_job[MAX_JOBS * SLABS]
+    cdef int item_slab[MAX_JOBS * SLABS]
+    cdef int n = 0, j, i, c, w, nslab
+    cdef bint rows
+    if njobs > MAX_JOBS:        # more than the callers ever pass: one region per job
+        for j in range(0, njobs, MAX_JOBS):
+            gemm_batch(n_threads, jobs + j, min(MAX_JOBS, njobs - j), dummy)
+        return
+    for j in range(njobs):
+        if jobs[j].chained and j > 0:      # runs in its predecessor's items
+            continue
+        nslab = _slabs(&jobs[j], &w, &rows)      # at most SLABS (width >= extent / SLABS)
+        for i in range(nslab):
+            item_job[n], item_slab[n] = j, i
+            n += 1
+    if n_threads <= 1 or n <= 1:
+        for c in range(n):
+            _batch_item(jobs, njobs, item_job[c], item_slab[c], dummy)
+        return
+    for c in prange(n, num_threads=n_threads, schedule='static'):
+        _batch_item(jobs, njobs, item_job[c], item_slab[c], dummy)
+
+
+cdef inline void _batch_item(const gemm_job *jobs, int njobs, int j, int i,
+                             floating dummy) noexcept nogil:
+    """Slab i of job j, then of the jobs chained to it."""
+    cdef int w
+    cdef bint rows
+    while True:
+        _slabs(&jobs[j], &w, &rows)
+        _slab(i, w, rows, jobs[j].trans_a, jobs[j].trans_b, jobs[j].m, jobs[j].n, jobs[j].k,
+              <floating>1, <const floating *>jobs[j].A, jobs[j].lda,
+              <const floating *>jobs[j].B, jobs[j].ldb, <floating>jobs[j].beta,
+              <floating *>jobs[j].C, jobs[j].ldc)
+        j += 1
+        if j >= njobs or not jobs[j].chained:
+            return
 
 
 cdef inline void _slab(int i, int width, bint by_rows, bint trans_a, bint trans_b, int m, int n, int k,

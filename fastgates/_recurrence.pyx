@@ -24,7 +24,7 @@ cimport numpy as cnp
 from cython.parallel cimport prange
 from libc.string cimport memcpy, memset
 
-from fastgates._blas cimport floating, gemm, gemm_split
+from fastgates._blas cimport floating, gemm, gemm_batch, gemm_job, gemm_split
 from fastgates import cells as _cells
 from fastgates._checks import Cache
 
@@ -39,6 +39,10 @@ cdef extern from "fastgates.h" nogil:
         FG_PACK_BWD
         FG_PACK_HR
         FG_PACK_HR_BWD
+    ctypedef struct fg_pack_job:
+        const void *w
+        void *dst
+        int K, which
     ctypedef struct fg_forward_args:
         int cell, T, B, H, n_threads
         const void *P
@@ -75,6 +79,7 @@ cdef extern from "fastgates.h" nogil:
         void *cn
         void *rstd
         void *part
+        fg_pack_job pack[3]
     ctypedef struct fg_step_args:
         int cell, L, B, H, n_threads
         const int *d_in
@@ -131,6 +136,7 @@ cdef extern from "fastgates.h" nogil:
         void *dln_c
         void *dln_cb
         void *part
+        fg_pack_job pack[3]
     size_t fg_packed_size(int cell, int H, int K, int which, int f64)
     void fg_pack_f32(int cell, const float *w, int H, int K, int which, float *P, int n_threads)
     void fg_pack_f64(int cell, const double *w, int H, int K, int which, double *P, int n_threads)
@@ -396,6 +402,15 @@ cdef object _packed(int cell, w, int H, int which, int nt, floating dummy):
     return P
 
 
+cdef object _pack_later(fg_pack_job *job, int cell, w, int H, int which, floating dummy):
+    """An array for w packed for `which` (as _packed), left to the pass that reads it: the
+    job makes the forward / backward region pack it on entry (one parallel region less)."""
+    cdef int K = w.shape[0] if which == FG_PACK_HR or which == FG_PACK_HR_BWD else w.shape[1]
+    P = _empty((fg_packed_size(cell, H, K, which, floating is double),), w.dtype)
+    job.w, job.dst, job.K, job.which = vptr(w), vptr(P), K, which
+    return P
+
+
 cdef object _state_copy(const floating *src, int B, int X, dtype):
     """A fresh (B, X) array holding the B*X values at src (a state row block of a buffer)."""
     out = np.empty((B, X), dtype)
@@ -479,7 +494,9 @@ cdef object _forward(f, bint training, int nt, packed, floating dummy):
 
     h0 = f.h0 if f.h0 is not None else np.zeros((B, R), dtype)
     c0 = (f.c0 if f.c0 is not None else np.zeros((B, H), dtype)) if lstm else None
-    Pr = None
+    cdef fg_forward_args a
+    memset(&a, 0, sizeof(a))
+    Pr = Pi = None
     if packed is not None:
         P, Pi, w_ihT, bias = packed.P, packed.Pi, packed.wT, packed.bias
         Pr = packed.Pr
@@ -488,10 +505,12 @@ cdef object _forward(f, bint training, int nt, packed, floating dummy):
         bias = f.b_ih if ln else _bias_sum(f.b_ih, f.b_hh, 2 * H if cell == FG_GRU_LBR else GH,
                                            dummy)
         w_ihT = np.ascontiguousarray(f.w_ih.T) if tokens else None
-        P = _packed(cell, f.w_hh, H, FG_PACK_HH, nt, dummy)
-        Pi = None if tokens else _packed(cell, f.w_ih, H, FG_PACK_IH, nt, dummy)
+        # packed by the forward region itself (a.pack), before its loop reads them
+        P = _pack_later(&a.pack[0], cell, f.w_hh, H, FG_PACK_HH, dummy)
+        if not tokens:
+            Pi = _pack_later(&a.pack[1], cell, f.w_ih, H, FG_PACK_IH, dummy)
         if proj:
-            Pr = _packed(cell, w_hr, H, FG_PACK_HR, nt, dummy)
+            Pr = _pack_later(&a.pack[2], cell, w_hr, H, FG_PACK_HR, dummy)
 
     # The time loop's layout: Tk steps over `rows` packed rows starting from states in
     # sorted order; dense: Tk = T, rows = T*B, x as given, no permutation.
@@ -511,8 +530,6 @@ cdef object _forward(f, bint training, int nt, packed, floating dummy):
                 x = _empty((rows, D), dtype)
                 _gather_py(nt, flat, f.x, x, dummy)
 
-    cdef fg_forward_args a
-    memset(&a, 0, sizeof(a))
     a.cell, a.B, a.H, a.n_threads = cell, B, H, nt
     a.P = <floating *>vptr(P)
     a.b_hn = (<floating *>vptr(packed.b_hn if packed is not None else f.b_hh[2 * H:])
@@ -661,6 +678,7 @@ cdef object _infer(f, fg_forward_args a, x, h0, c0, int nt, floating dummy):
             a.tok = tp + <size_t>t0 * B if tp != NULL else NULL
             with nogil:
                 _run_forward(&a, dummy)
+            memset(a.pack, 0, sizeof(a.pack))    # packed by the first chunk
             t0 += n
         h_n = _state_copy(yp + (T - 1) * BH if T > 0 else <floating *>vptr(h0), B, R, dtype)
         return y, h_n, (c_state if lstm else None), None
@@ -699,6 +717,7 @@ cdef object _infer(f, fg_forward_args a, x, h0, c0, int nt, floating dummy):
             if xb != NULL:
                 _gather(nt, nrows, D, fp, xsrc, xb)
             _run_forward(&a, dummy)
+            memset(a.pack, 0, sizeof(a.pack))    # packed by the first chunk
             _scatter(nt, nrows, R, fp, hb, yp)
             # rows ending at step s (and, at the chunk's last step, all rows) into carry
             for s in range(t0, t1):
@@ -751,6 +770,16 @@ cdef void _scatter_rows(int nt, int rows, int cols, const long long *tok, const 
                 out[<size_t>tok[r] * ldo + j] += A[<size_t>r * lda + j]
 
 
+cdef int _job(gemm_job *jobs, int nj, bint trans_a, bint trans_b, int m, int n, int k,
+              const floating *A, int lda, const floating *B, int ldb, double beta,
+              floating *C, int ldc, bint chained=False) noexcept nogil:
+    """jobs[nj] := the product C = op(A) op(B) + beta C for gemm_batch; returns nj + 1."""
+    jobs[nj].trans_a, jobs[nj].trans_b, jobs[nj].m, jobs[nj].n, jobs[nj].k = trans_a, trans_b, m, n, k
+    jobs[nj].A, jobs[nj].lda, jobs[nj].B, jobs[nj].ldb = A, lda, B, ldb
+    jobs[nj].beta, jobs[nj].C, jobs[nj].ldc, jobs[nj].chained = beta, C, ldc, chained
+    return nj + 1
+
+
 cdef void _run_backward(fg_backward_args *a, floating dummy) noexcept nogil:
     if floating is float:
         fg_backward_f32(a)
@@ -797,10 +826,9 @@ cdef object _backward(cache, b, int nt, floating dummy):
         _gather_py(nt, pk.prev, cache.hs, hprev_rows, dummy)
     dG = _empty((rows, GH), dtype)
     dnx = _empty((rows, H), dtype) if cell == FG_GRU_LBR else None
-    P = _packed(cell, cache.w_hh, H, FG_PACK_BWD, nt, dummy)
-
     cdef fg_backward_args a
     memset(&a, 0, sizeof(a))
+    P = _pack_later(&a.pack[0], cell, cache.w_hh, H, FG_PACK_BWD, dummy)   # by the region
     a.cell, a.T, a.B, a.H, a.n_threads = cell, Tk, B, H, nt
     a.batch = <const int *>vptr(pk.batch_sizes) if ragged else NULL
     a.P = <floating *>vptr(P)
@@ -835,7 +863,7 @@ cdef object _backward(cache, b, int nt, floating dummy):
     new = _empty if rows > 0 else _zeros        # every entry is written below when T*B > 0
     dhs = dm = Pr = None
     if proj:        # dW_hr = sum_t dh_t^T m_t after the loop, from the dh_t the loop keeps
-        Pr = _packed(cell, w_hr, H, FG_PACK_HR_BWD, nt, dummy)
+        Pr = _pack_later(&a.pack[1], cell, w_hr, H, FG_PACK_HR_BWD, dummy)
         dhs = _empty((rows, R), dtype)
         dm = np.empty((B, H), dtype)
         dparams["weight_hr"] = new((R, H), dtype)
@@ -893,6 +921,9 @@ cdef object _backward(cache, b, int nt, floating dummy):
     a.db = bhh
     a.dbn = <floating *>vptr(dbn)
     a.db_ih = bih if ln else NULL
+    # the BLAS products after the loop, run together in one parallel region (gemm_batch)
+    cdef gemm_job jobs[6]
+    cdef int nj = 0
     if rows > 0:
         with nogil:
             _run_backward(&a, dummy)
@@ -903,15 +934,14 @@ cdef object _backward(cache, b, int nt, floating dummy):
             if fuse_ih:
                 _gemm_tn(nt, R, rz, rows, hprev, R, g, GH, whh, R, True, D, xp, D, wih, D)
             elif blas_hh:
-                gemm_split(nt, True, False, rz, R, rows, <floating>1, g, GH, hprev, R, <floating>0,
-                           whh, R)
+                nj = _job(jobs, nj, True, False, rz, R, rows, g, GH, hprev, R, 0, whh, R)
             else:
                 _gemm_tn(nt, R, rz, rows, hprev, R, g, GH, whh, R, True)
             if proj:      # dw_hr = [dL/dh_t]^T [m_t]
                 _gemm_tn(nt, R, H, rows, dhsp, R, msp, H, dwhr, H, False)
             if rz < GH and blas_hh:
-                gemm_split(nt, True, False, GH - rz, H, rows, <floating>1, g + rz, GH, rh, H,
-                           <floating>0, whh + <size_t>rz * H, H)
+                nj = _job(jobs, nj, True, False, GH - rz, H, rows, g + rz, GH, rh, H, 0,
+                          whh + <size_t>rz * H, H)
             elif rz < GH:
                 _gemm_tn(nt, H, GH - rz, rows, rh, H, g + rz, GH, whh + <size_t>rz * H, H, True)
             if not ln or cell == FG_LNLSTM:         # the lstm's two biases: one gradient
@@ -923,18 +953,19 @@ cdef object _backward(cache, b, int nt, floating dummy):
                 if own_ih and not fuse_ih:
                     _gemm_tn(nt, D, gx, rows, xp, D, gi, GH, wih, D, True)
                 elif not own_ih:
-                    gemm_split(nt, True, False, gx, D, rows, <floating>1, gi, GH, xp, D, <floating>0,
-                               wih, D)
-                gemm_split(nt, False, False, rows, D, gx, <floating>1, gi, GH, w_ih, D, <floating>0, dxp, D)
+                    nj = _job(jobs, nj, True, False, gx, D, rows, gi, GH, xp, D, 0, wih, D)
                 if gx < GH:
-                    gemm_split(nt, True, False, H, D, rows, <floating>1, gn, H, xp, D, <floating>0,
-                               wih + <size_t>gx * D, D)
-                    gemm_split(nt, False, False, rows, D, H, <floating>1, gn, H, w_ih + <size_t>gx * D, D,
-                               <floating>1, dxp, D)
+                    nj = _job(jobs, nj, True, False, H, D, rows, gn, H, xp, D, 0,
+                              wih + <size_t>gx * D, D)
+                nj = _job(jobs, nj, False, False, rows, D, gx, gi, GH, w_ih, D, 0, dxp, D)
+                if gx < GH:     # dx += dnx w_ih[n rows]: after the dx above, slab by slab
+                    nj = _job(jobs, nj, False, False, rows, D, H, gn, H, w_ih + <size_t>gx * D,
+                              D, 1, dxp, D, True)
             else:
                 _scatter_rows(nt, rows, gx, tp, gi, GH, wihT, GH)
                 if gx < GH:
                     _scatter_rows(nt, rows, H, tp, gn, H, wihT + gx, GH)
+            gemm_batch(nt, jobs, nj, dummy)
             if ragged and dxp != NULL:
                 _scatter(nt, rows, D, flatp, dxp, dxo)
         if tp != NULL:

@@ -45,6 +45,17 @@ enum fg_cell { FG_CELLS(FG_CELL_ENUM) };
  * projection w_hr (P, H) for h = m w_hr^T (forward) and dm = dh w_hr (BPTT). */
 enum fg_pack { FG_PACK_HH = 0, FG_PACK_IH = 1, FG_PACK_BWD = 2, FG_PACK_HR = 3, FG_PACK_HR_BWD = 4 };
 
+/* A weight matrix a pass packs itself on entry, inside its own parallel region (what
+ * fg_pack_* would do in a region of its own): w (NULL: nothing to pack) into dst, laid
+ * out for `which`, with K as in fg_pack_*.  Every thread packs its share, then one
+ * barrier, before anything reads dst. */
+typedef struct {
+    const void *w;
+    void *dst;
+    int K, which;
+} fg_pack_job;
+#define FG_PACK_JOBS 3
+
 /* Instruction-set levels, in increasing order. */
 enum fg_isa { FG_ISA_GENERIC = 0, FG_ISA_AVX2 = 1, FG_ISA_AVX512 = 2, FG_ISA_COUNT = 3 };
 
@@ -97,6 +108,7 @@ typedef struct {
     void *cn;           /* OUT (T, B, H) lnlstm chat = LN(c_t), or (B, H) scratch              */
     void *rstd;         /* OUT (T, B, 3) 1/sqrt(var + eps) of the rows x, h, c, or NULL        */
     void *part;         /* scratch (3, B, H, 2): block partials of the shared rows             */
+    fg_pack_job pack[FG_PACK_JOBS];   /* P, Pi, Pr packed on entry (w = NULL: given packed) */
 } fg_forward_args;
 
 typedef struct {
@@ -141,6 +153,7 @@ typedef struct {
     void *dln_c;        /* OUT (H,) lnlstm dL/dgamma_c                                         */
     void *dln_cb;       /* OUT (H,) lnlstm dL/dbeta_c                                          */
     void *part;         /* scratch (3, B, H, 2)                                                */
+    fg_pack_job pack[FG_PACK_JOBS];   /* P, Pr packed on entry (w = NULL: given packed)     */
 } fg_backward_args;
 
 /* One time step of B rows through L stacked layers (a unidirectional stack, inference):

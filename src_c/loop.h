@@ -106,6 +106,33 @@ FG_AI FG_V FG_FN(ldb)(const FG_T *bias, size_t c, int m)
     return bias ? FG_FN(ldn)(bias + c, m) : (FG_V){0};
 }
 
+/* Vectors per k row of a product group of ng gates in a unit block of n valid units
+ * (packed weights, FG_PACK_HH / FG_PACK_IH): ng*UV in a full block; the last block of
+ * H % NU units packs its units of every gate back to back -- lane g*n + j for the group's
+ * gate g, unit j -- in fewer vectors where that saves any (the "compact tail": at H = 100
+ * an LSTM's last block is one vector instead of four, so the product streams 7 % fewer
+ * weights and its thread's share of a B = 1 step is 3.25 blocks instead of 4). */
+FG_AI int FG_FN(grp_nv)(int ng, int UV, int n)
+{
+    const int full = ng * UV, c = (ng * n + FG_VL - 1) / FG_VL;
+    return n < UV * FG_VL && c < full ? c : full;
+}
+
+/* A compact tail block's tile C (mr rows of nvc vectors, lane g*n + j) spread to the layout
+ * of a full block's tile in out (mr rows of ng*UV vectors, gate g's unit j at lane
+ * g*UV*VL + j, zero past n): what the gate math and the projection's epilogue read. */
+FG_AI void FG_FN(spread_tail)(int mr, int nvc, int ng, int UV, int n, const FG_T *C, FG_T *out)
+{
+    for (int r = 0; r < mr; r++)
+        for (int g = 0; g < ng; g++)
+            for (int v = 0; v < UV; v++) {
+                const int m = n - v * FG_VL < FG_VL ? n - v * FG_VL : FG_VL;
+                const FG_T *c = C + (size_t)r * nvc * FG_VL + (size_t)g * n + (size_t)v * FG_VL;
+                FG_FN(st)(out + ((size_t)r * ng * UV + (size_t)g * UV + v) * FG_VL,
+                          m > 0 ? FG_FN(ldn)(c, m) : (FG_V){0});
+            }
+}
+
 /* The input projection of R rows for this thread's blocks:
  *   pre[r, g*H + j] = sum_d x[r, d] w_ih[g*H + j, d] + bias[g*H + j]     (x: [R, D])
  *   pre[r, :] = w_ih^T[tok[r], :] + bias                                  (token ids)
@@ -119,6 +146,7 @@ FG_AI void FG_FN(project)(const int cell, int R, int D, int H, const FG_T *x, co
     const size_t GH = (size_t)G * H, blk = (size_t)D * G * NU;
     const int MR = FG_FN(mr_for)(nv);
     FG_T acc[FG_MRMAX * FG_NVMAX * FG_VL] __attribute__((aligned(64)));
+    FG_T tail[FG_MRMAX * FG_NVMAX * FG_VL] __attribute__((aligned(64)));
     for (int u = u0; u < u1; u++) {
         const int j0 = u * NU, n = H - j0 < NU ? H - j0 : NU;
         if (tok) {
@@ -133,15 +161,19 @@ FG_AI void FG_FN(project)(const int cell, int R, int D, int H, const FG_T *x, co
             continue;
         }
         const FG_T *Pu = Pi + (size_t)u * blk;
+        const int nvu = FG_FN(grp_nv)(G, UV, n);        /* nv, or fewer: the compact tail */
+        const FG_T *ac = nvu < nv ? tail : acc;
         for (int b0 = 0; b0 < R; b0 += MR) {
             const int mr = R - b0 < MR ? R - b0 : MR;
-            FG_FN(tiles1)(nv, mr, x + (size_t)b0 * D, (size_t)D, Pu, (size_t)nv * FG_VL, FG_VL, D, acc);
+            FG_FN(tiles1)(nvu, mr, x + (size_t)b0 * D, (size_t)D, Pu, (size_t)nvu * FG_VL, FG_VL, D, acc);
+            if (nvu < nv)
+                FG_FN(spread_tail)(mr, nvu, G, UV, n, acc, tail);
             for (int r = 0; r < mr; r++)
                 for (int g = 0; g < G; g++)
                     for (int v = 0; v < UV && v * FG_VL < n; v++) {
                         const int m = n - v * FG_VL < FG_VL ? n - v * FG_VL : FG_VL;
                         const size_t c = (size_t)g * H + j0 + (size_t)v * FG_VL;
-                        const FG_V sum = FG_FN(ld)(acc + (size_t)r * nv * FG_VL + (size_t)(g * UV + v) * FG_VL);
+                        const FG_V sum = FG_FN(ld)(ac + (size_t)r * nv * FG_VL + (size_t)(g * UV + v) * FG_VL);
                         FG_FN(stn)(pre + (size_t)(b0 + r) * GH + c, m, sum + FG_FN(ldb)(bias, c, m));
                     }
         }
@@ -179,20 +211,25 @@ FG_AI void FG_FN(fwd_group)(const int cell, const int second, const FG_FN(fstep)
     const int H = s->H, UV = FG_FN(uv)(cell), NU = UV * FG_VL, nb = (H + NU - 1) / NU;
     const int K = second || !s->R ? H : s->R;
     const int G = FG_FN(gates)(cell), g1 = FG_FN(group1)(cell);
-    const int nv = (second ? G - g1 : g1) * UV;
+    const int ng = second ? G - g1 : g1, nv = ng * UV;
     const int MR = FG_FN(mr_for)(nv);
-    const size_t blk = (size_t)K * G * NU, goff = second ? (size_t)K * g1 * NU : 0;
-    const int ng = deal ? FG_FN(row_groups)(nb, Bt, MR, nth) : 1;
-    const int span = ((Bt + MR - 1) / MR + ng - 1) / ng * MR;     /* rows per group */
+    const size_t blk = (size_t)K * G * NU;
+    const int nrg = deal ? FG_FN(row_groups)(nb, Bt, MR, nth) : 1;
+    const int span = ((Bt + MR - 1) / MR + nrg - 1) / nrg * MR;     /* rows per group */
     FG_T acc[FG_MRMAX * FG_NVMAX * FG_VL] __attribute__((aligned(64)));
+    FG_T tail[FG_MRMAX * FG_NVMAX * FG_VL] __attribute__((aligned(64)));
     fg_dealer d;
-    fg_deal_begin(&d, deal, (*phase)++, nb * ng, tid, nth);
+    fg_deal_begin(&d, deal, (*phase)++, nb * nrg, tid, nth);
     for (int it; (it = fg_deal_next(&d)) >= 0;) {
-        const int u = it / ng, r0 = it % ng * span, r1 = Bt - r0 < span ? Bt : r0 + span;
+        const int u = it / nrg, r0 = it % nrg * span, r1 = Bt - r0 < span ? Bt : r0 + span;
         if (r0 >= r1)           /* a row group past the last tile */
             continue;
         const int j0 = u * NU, n = H - j0 < NU ? H - j0 : NU;
-        const FG_T *Pu = P + (size_t)u * blk + goff;
+        /* this block's vectors (the compact tail: fewer) and where its group starts */
+        const int nvu = FG_FN(grp_nv)(ng, UV, n);
+        const FG_T *Pu = P + (size_t)u * blk
+                         + (second ? (size_t)K * FG_FN(grp_nv)(g1, UV, n) * FG_VL : 0);
+        const FG_T *ac = nvu < nv ? tail : acc;
         if (xin)
             FG_FN(project)(cell, r1 - r0, xin->D, H, xin->x ? xin->x + (size_t)r0 * xin->D : NULL,
                            xin->tok ? xin->tok + r0 : NULL, xin->Pi, xin->wT, xin->bias,
@@ -206,11 +243,13 @@ FG_AI void FG_FN(fwd_group)(const int cell, const int second, const FG_FN(fstep)
                     for (int g = 0; g < G; g++)
                         for (int c = 0; c < n; c += 64 / (int)sizeof(FG_T))
                             __builtin_prefetch(s->pre + (size_t)(b0 + r) * s->GH + (size_t)g * H + j0 + c);
-            FG_FN(tiles)(nv, mr, A + (size_t)b0 * K, (size_t)K, Pu, (size_t)nv * FG_VL, FG_VL, K, acc);
+            FG_FN(tiles)(nvu, mr, A + (size_t)b0 * K, (size_t)K, Pu, (size_t)nvu * FG_VL, FG_VL, K, acc);
+            if (nvu < nv)
+                FG_FN(spread_tail)(mr, nvu, ng, UV, n, acc, tail);
             for (int r = 0; r < mr; r++)
                 for (int v = 0; v < UV && v * FG_VL < n; v++) {
                     const int m = n - v * FG_VL < FG_VL ? n - v * FG_VL : FG_VL;
-                    const FG_T *ar = acc + (size_t)r * nv * FG_VL + (size_t)v * FG_VL;
+                    const FG_T *ar = ac + (size_t)r * nv * FG_VL + (size_t)v * FG_VL;
                     if (second)
                         FG_FN(fwd_vec2)(cell, s, (size_t)(b0 + r), j0 + v * FG_VL, m, ar);
                     else
@@ -754,10 +793,31 @@ FG_AI void FG_FN(generate_cell)(const int cell, const fg_generate_args *a, int t
     }
 }
 
+/* The packing a pass does on entry (fg_pack_job): this thread's share of each job, then
+ * a barrier (the loops read any block: the projection's and the dealt steps' owners
+ * need not be the packers). */
+static void FG_FN(pack_thread)(int cell, const FG_T *w, int H, int K, int which, FG_T *P,
+                               int tid, int nth);
+
+static void FG_FN(pack_jobs)(int cell, int H, const fg_pack_job *jobs, int tid, int nth)
+{
+    int any = 0;
+    for (int i = 0; i < FG_PACK_JOBS; i++)
+        if (jobs[i].w) {
+            FG_FN(pack_thread)(cell, (const FG_T *)jobs[i].w, H, jobs[i].K, jobs[i].which,
+                               (FG_T *)jobs[i].dst, tid, nth);
+            any = 1;
+        }
+    if (any) {
+        FG_BARRIER();
+    }
+}
+
 /* The entry points of one level: a switch on the cell outside the time loop, so every
  * cell's loop is compiled with its own constants. */
 static void FG_FN(forward_thread)(const fg_forward_args *a, const fg_deal *deal, int tid, int nth)
 {
+    FG_FN(pack_jobs)(a->cell, a->H, a->pack, tid, nth);
 #define FG_X(NAME, code, G, has_c, fwd, bwd) case code: FG_FN(forward_cell)(code, a, deal, tid, nth); break;
     switch (a->cell) { FG_CELLS(FG_X) }
 #undef FG_X
@@ -765,6 +825,7 @@ static void FG_FN(forward_thread)(const fg_forward_args *a, const fg_deal *deal,
 
 static void FG_FN(backward_thread)(const fg_backward_args *a, const fg_deal *deal, int tid, int nth)
 {
+    FG_FN(pack_jobs)(a->cell, a->H, a->pack, tid, nth);
 #define FG_X(NAME, code, G, has_c, fwd, bwd) case code: FG_FN(backward_cell)(code, a, deal, tid, nth); break;
     switch (a->cell) { FG_CELLS(FG_X) }
 #undef FG_X
@@ -837,12 +898,15 @@ static void FG_FN(pack_thread)(int cell, const FG_T *w, int H, int K, int which,
     for (int u = u0; u < u1; u++) {
         const int j0 = u * NU, n = H - j0 < NU ? H - j0 : NU;
         for (int grp = 0; grp < (g1 < G ? 2 : 1); grp++) {
-            const int ga = grp ? g1 : 0, gb = grp ? G : g1, W = (gb - ga) * NU;
-            FG_T *dst = P + (size_t)u * blk + (grp ? (size_t)K * g1 * NU : 0);   /* [K][W] */
+            const int ga = grp ? g1 : 0, gb = grp ? G : g1, ng = gb - ga;
+            const int nvu = FG_FN(grp_nv)(ng, UV, n), W = nvu * FG_VL;
+            const int gw = nvu < ng * UV ? n : NU;     /* lanes per gate: compact tail, or NU */
+            FG_T *dst = P + (size_t)u * blk
+                        + (grp ? (size_t)K * FG_FN(grp_nv)(g1, UV, n) * FG_VL : 0);   /* [K][W] */
             if (n < NU)
                 memset(dst, 0, (size_t)K * W * sizeof(FG_T));
             for (int g = ga; g < gb; g++)
-                FG_FN(transpose_into)(dst + (size_t)(g - ga) * NU, (size_t)W,
+                FG_FN(transpose_into)(dst + (size_t)(g - ga) * gw, (size_t)W,
                                       w + ((size_t)g * H + j0) * K, (size_t)K, n, K);
         }
     }
@@ -857,8 +921,13 @@ static size_t FG_FN(packed_size)(int cell, int H, int K, int which)
         return (size_t)((K + 4 * FG_VL - 1) / (4 * FG_VL)) * 4 * FG_VL * H;
     if (which == FG_PACK_HR_BWD)
         return (size_t)((H + 4 * FG_VL - 1) / (4 * FG_VL)) * 4 * FG_VL * K;
-    const int NU = FG_FN(uv)(cell) * FG_VL;
-    return (size_t)((H + NU - 1) / NU) * NU * G * (size_t)K;
+    /* full blocks, then the last block's groups (compact when H % NU leaves a tail) */
+    const int UV = FG_FN(uv)(cell), NU = UV * FG_VL, nb = (H + NU - 1) / NU;
+    if (nb == 0)
+        return 0;
+    const int g1 = which == FG_PACK_IH ? (int)G : FG_FN(group1)(cell), n = H - (nb - 1) * NU;
+    const int last = FG_FN(grp_nv)(g1, UV, n) + (g1 < (int)G ? FG_FN(grp_nv)((int)G - g1, UV, n) : 0);
+    return ((size_t)(nb - 1) * NU * G + (size_t)last * FG_VL) * (size_t)K;
 }
 
 /* The FMA peak of this level: iters rounds of 12 independent vector FMA chains (enough to
