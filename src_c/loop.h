@@ -32,7 +32,9 @@
  * Packed weights (zero-padded past H):
  *   forward   block u (units j0 = u*NU ..), product group 1 then group 2 (gru rb):
  *             P[u][k][(g*UV + v)*VL + l] = w_hh[g*H + j0 + v*VL + l, k]
- *             group 1: every gate (gru rb: r, z), group 2: gate n (gru rb only)
+ *             group 1: every gate (gru rb: r, z), group 2: gate n (gru rb only);
+ *             the last block of n < NU units, where it saves vectors (grp_nv), compact:
+ *             P[u][k][g*n + j] = w_hh[g*H + j0 + j, k], j < n (g counted in its group)
  *   backward  panel q (units j0 = q*4*VL ..):  P[q][k][l] = w_hh[k, j0 + l],  l < 4*VL, k < G*H
  * Layout of the per-step arrays (dense or packed/ragged): see fastgates.h.
  */
