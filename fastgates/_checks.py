@@ -783,15 +783,21 @@ def check_backward(cell, dy, dh_n, dc_n, cache):
     """Validate a backward call against its cache."""
     T, B, D, H, G = check_cache(cell, cache)
     dtype = cache.dtype
-    R = cache.proj_size or H        # width of h and y
-    w = "P" if cache.proj_size else "H"
+    P = cache.proj_size
+    R = P or H                      # width of h and y
+    w = "P" if P else "H"
     out = []
-    for name, a, shape, what in (("dy", dy, (T, B, R), f"(T, B, {w}) like y"),
-                                 ("dh_n", dh_n, (B, R), f"(B, {w}) like h_n"),
+    for name, a, shape, what in (("dy", dy, (T, B, R), "(T, B, {w}) like y"),
+                                 ("dh_n", dh_n, (B, R), "(B, {w}) like h_n"),
                                  ("dc_n", dc_n, (B, H), "(B, H) like c_n")):
         if a is None:
             out.append(None)
             continue
+        if type(a) is np.ndarray and a.dtype is dtype and a.shape == shape \
+                and a.flags.c_contiguous:      # the common case: nothing to normalise
+            out.append(a)
+            continue
+        what = what.format(w=w)
         a = _as_array(name, a)
         if a.dtype != dtype:
             _float_dtype(name, a)
@@ -826,9 +832,22 @@ OPTION_CHECKS = {"nonlinearity": check_nonlinearity,
 
 def select_cell(kernel, **options):
     """The :class:`~fastgates.cells.CellDef` of family ``kernel`` picked by the public
-    keyword in ``options`` (validated first: the public error messages)."""
+    keyword in ``options`` (validated first: the public error messages).  Answers for
+    str / bool option values are remembered (keyed by value and type, so 1 never passes
+    for True): the public functions call this on every call."""
+    key = (kernel,) + tuple((k, type(v), v) for k, v in options.items()
+                            if type(v) is str or type(v) is bool)
+    hit = _SELECTED.get(key) if len(key) == len(options) + 1 else None
+    if hit is not None:
+        return hit
     unknown = sorted(set(options) - cells.option_keywords(kernel))
     if unknown:
         raise TypeError(f"unexpected keyword arguments {unknown}")
     checked = {k: OPTION_CHECKS[k](v) for k, v in options.items()}
-    return cells.select(kernel, **checked)
+    cell = cells.select(kernel, **checked)
+    if len(key) == len(options) + 1 and len(_SELECTED) < 64:
+        _SELECTED[key] = cell
+    return cell
+
+
+_SELECTED = {}      # select_cell's answers: (kernel, (keyword, type, value)...) -> CellDef

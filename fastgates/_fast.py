@@ -110,11 +110,18 @@ def _threads(n_threads, G=None, H=0, D=0, itemsize=0, unit=SMALL_STEP_BYTES):
     guard."""
     nt = _resolve(n_threads)
     if nt > 1 and G is not None:
-        nt = small_work_threads(nt, G, H, D, itemsize, 1, None, unit)
+        key = (nt, G, H, D, itemsize, unit)
+        capped = _CAPPED.get(key)
+        if capped is None:
+            capped = small_work_threads(nt, G, H, D, itemsize, 1, None, unit)
+            if len(_CAPPED) < 256:
+                _CAPPED[key] = capped
+        nt = capped
     return _safe(nt)
 
 
 _resolve, _safe = _recurrence.resolve_threads, _fork.safe_threads
+_CAPPED = {}        # the small-work policy's answers (a pure function of the key)
 
 
 def cell_forward(cell, x, state, params, *, training=True, n_threads=None, lengths=None):
