@@ -54,7 +54,9 @@ class _GradsMixin:
                      "bias_hh": "db_hh"}
 
     def __new__(cls, *fields, extra=None):
-        self = super().__new__(cls, *fields)
+        if len(fields) != len(cls._fields):      # the namedtuple's own message
+            return super().__new__(cls, *fields)
+        self = tuple.__new__(cls, fields)        # (the namedtuple's __new__ is a Python frame)
         if extra:
             self.__dict__["_extra"] = dict(extra)
         return self
@@ -507,6 +509,9 @@ def _physical_memory():
 _RAM = False      # not asked yet
 
 
+_SMALL_CALL = 1 << 26     # bytes: a call this small fits every machine fastgates runs on
+
+
 def _check_sizes(T, B, D, H, G, itemsize, training, tokens):
     """Sizes the compiled loops can index and memory the call can get, before anything is
     copied or scanned (a zero-strided view can claim any shape at no cost).
@@ -522,7 +527,10 @@ def _check_sizes(T, B, D, H, G, itemsize, training, tokens):
     cached = (G + 2) * H if training else 0       # gates, h and the cell/extra states per row
     x_row = 1 if tokens else D                    # a token id, or a row of features
     elements = T * B * (H + x_row + cached) + G * H * (D + H + 2) + 4 * B * H
-    need, ram = elements * itemsize, _physical_memory()
+    need = elements * itemsize
+    if need < _SMALL_CALL:                        # below any machine's RAM: no need to ask
+        return
+    ram = _physical_memory()
     if ram is not None and need > ram:
         raise ValueError(f"this call (T={T}, B={B}, D={D}, H={H}, training={training}) needs at "
                          f"least {need / 2**30:.1f} GiB for its outputs"
@@ -835,9 +843,10 @@ def select_cell(kernel, **options):
     keyword in ``options`` (validated first: the public error messages).  Answers for
     str / bool option values are remembered (keyed by value and type, so 1 never passes
     for True): the public functions call this on every call."""
-    key = (kernel,) + tuple((k, type(v), v) for k, v in options.items()
-                            if type(v) is str or type(v) is bool)
-    hit = _SELECTED.get(key) if len(key) == len(options) + 1 else None
+    types = tuple(map(type, options.values()))
+    key = (kernel, tuple(options.items()), types)
+    remember = types in _MEMO_TYPES
+    hit = _SELECTED.get(key) if remember else None
     if hit is not None:
         return hit
     unknown = sorted(set(options) - cells.option_keywords(kernel))
@@ -845,9 +854,10 @@ def select_cell(kernel, **options):
         raise TypeError(f"unexpected keyword arguments {unknown}")
     checked = {k: OPTION_CHECKS[k](v) for k, v in options.items()}
     cell = cells.select(kernel, **checked)
-    if len(key) == len(options) + 1 and len(_SELECTED) < 64:
+    if remember and len(_SELECTED) < 64:
         _SELECTED[key] = cell
     return cell
 
 
-_SELECTED = {}      # select_cell's answers: (kernel, (keyword, type, value)...) -> CellDef
+_SELECTED = {}      # select_cell's answers: (kernel, options, their types) -> CellDef
+_MEMO_TYPES = {(), (str,), (bool,), (str, str), (str, bool), (bool, str), (bool, bool)}

@@ -137,6 +137,11 @@ def cell_forward(cell, x, state, params, *, training=True, n_threads=None, lengt
     """
     cell = cells.get(cell)
     n_threads = _checks.check_n_threads(n_threads)  # first: the same error wins everywhere
+    return _cell_forward(cell, x, state, params, training, n_threads, lengths)
+
+
+def _cell_forward(cell, x, state, params, training, n_threads, lengths):
+    """cell_forward with ``cell`` a CellDef and ``n_threads`` checked."""
     f = _checks.check_forward(cell, x, state, params, training=training, lengths=lengths)
     nt = _threads(n_threads, f.G, f.H, 0 if f.tokens else f.D, f.dtype.itemsize,
                   unit_for_steps(f.T))
@@ -167,10 +172,10 @@ def cell_backward(cell, dy, dstate, cache, *, n_threads=None):
 
 def _h_forward(kernel, options, x, h0, weights, training, n_threads, lengths):
     """A one-state family's public forward: the cell its keyword picks, then cell_forward."""
-    _checks.check_n_threads(n_threads)      # first, as in the reference: the same error wins
+    n_threads = _checks.check_n_threads(n_threads)  # first, as in the reference: the same error wins
     cell = _checks.select_cell(kernel, **options)
-    y, s, cache = cell_forward(cell, x, {"h": h0}, _checks.kernel_params(*weights),
-                               training=training, n_threads=n_threads, lengths=lengths)
+    y, s, cache = _cell_forward(cell, x, {"h": h0}, _checks.kernel_params(*weights), training,
+                                n_threads, lengths)
     return y, s["h"], cache
 
 

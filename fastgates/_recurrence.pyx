@@ -321,15 +321,20 @@ cdef class _Block:
 cdef object _empty(shape, dtype):
     """np.empty(shape, dtype), large arrays from the pool (see above)."""
     global _pool_held
-    dt = np.dtype(dtype)
+    dt = dtype if isinstance(dtype, np.dtype) else np.dtype(dtype)
     if not isinstance(shape, tuple):
         shape = (shape,)
-    cdef Py_ssize_t n = 1
-    for d in shape:
-        n *= d
-    cdef size_t nbytes = <size_t>n * dt.itemsize
-    if nbytes < POOL_MIN:
+    cdef cnp.npy_intp dims[8]
+    cdef int nd = len(shape), i
+    if nd > 8:
         return np.empty(shape, dt)
+    cdef Py_ssize_t n = 1
+    for i in range(nd):
+        dims[i] = shape[i]
+        n *= dims[i]
+    cdef size_t nbytes = <size_t>n * dt.itemsize
+    if nbytes < <size_t>POOL_MIN or n < 0:
+        return cnp.PyArray_EMPTY(nd, dims, dt.num, 0)
     cdef size_t size = (nbytes + 65535) & ~(<size_t>65535)
     cdef void *ptr = NULL
     free_list = _pool.get(size)
@@ -340,10 +345,6 @@ cdef object _empty(shape, dtype):
         raise MemoryError(f"fastgates: cannot allocate {nbytes} bytes of workspace")
     blk = _Block()
     blk.ptr, blk.size = ptr, size
-    cdef cnp.npy_intp dims[8]
-    cdef int nd = len(shape), i
-    for i in range(nd):
-        dims[i] = shape[i]
     arr = cnp.PyArray_SimpleNewFromData(nd, dims, dt.num, ptr)
     cnp.set_array_base(arr, blk)
     return arr
@@ -356,9 +357,16 @@ cdef object _zeros(shape, dtype):
 
 
 cdef object _copy(a):
-    """A C-contiguous copy of ``a`` in pooled memory."""
+    """A C-contiguous copy of the ndarray ``a``: in pooled memory, or NumPy's when small."""
+    cdef cnp.ndarray arr = <cnp.ndarray?>a
+    cdef size_t nbytes = <size_t>cnp.PyArray_NBYTES(arr)
+    if nbytes < <size_t>POOL_MIN:
+        return cnp.PyArray_NewCopy(arr, cnp.NPY_CORDER)
     out = _empty(a.shape, a.dtype)
-    np.copyto(out, a)
+    if cnp.PyArray_IS_C_CONTIGUOUS(arr):
+        memcpy(cnp.PyArray_DATA(<cnp.ndarray>out), cnp.PyArray_DATA(arr), nbytes)
+    else:
+        np.copyto(out, a)
     return out
 
 
