@@ -631,6 +631,27 @@ cdef object _forward(f, bint training, int nt, packed, floating dummy):
     return _infer(f, a, x, h0, c0, nt, dummy)
 
 
+cdef void _infer_dense(fg_forward_args *a, int T, int B, int R, int D, int Tc, floating *yp,
+                       const floating *h0p, const floating *xp, const long long *tp,
+                       floating *prep) noexcept nogil:
+    """The dense inference loop over T steps in chunks of Tc: y (T, B, R) from h0p, the
+    input x (T, B, D) or token ids (T, B); prep: one chunk's pre (Tc, B, G*H), or NULL
+    where pre is h itself (the rnn).  a's pack jobs, if any, run with the first chunk."""
+    cdef size_t BH = <size_t>B * R
+    cdef int t0 = 0, n
+    while t0 < T:
+        n = min(Tc, T - t0)
+        a.T = n
+        a.hout = yp + t0 * BH
+        a.h0 = h0p if t0 == 0 else yp + (t0 - 1) * BH
+        a.pre = a.hout if prep == NULL else prep
+        a.x = xp + <size_t>t0 * B * D if xp != NULL else NULL
+        a.tok = tp + <size_t>t0 * B if tp != NULL else NULL
+        _run_forward(a, <floating>0)
+        memset(a.pack, 0, sizeof(a.pack))    # packed by the first chunk
+        t0 += n
+
+
 cdef object _infer(f, fg_forward_args a, x, h0, c0, int nt, floating dummy):
     """training=False: time in chunks of about CHUNK_ROWS rows (at least one step), so memory
     beyond y stays O(max(CHUNK_ROWS, B) * G*H); the LSTM's c lives in one (B, H) state
@@ -670,24 +691,18 @@ cdef object _infer(f, fg_forward_args a, x, h0, c0, int nt, floating dummy):
     cdef const long long *offs
     cdef const long long *fp
     cdef const long long *tp_chunk
+    cdef floating *h0p
+    cdef floating *prep
 
     if not ragged:
         y = _empty((T, B, R), dtype)
         yp = <floating *>vptr(y)
         Tc = max(1, min(T, CHUNK_ROWS // max(B, 1)))
         pre = None if rnn else _empty((Tc, B, GH), dtype)
-        while t0 < T:
-            n = min(Tc, T - t0)
-            a.T = n
-            a.hout = yp + t0 * BH
-            a.h0 = <floating *>vptr(h0) if t0 == 0 else yp + (t0 - 1) * BH
-            a.pre = a.hout if pre is None else <floating *>vptr(pre)
-            a.x = xp + <size_t>t0 * B * D if xp != NULL else NULL
-            a.tok = tp + <size_t>t0 * B if tp != NULL else NULL
-            with nogil:
-                _run_forward(&a, dummy)
-            memset(a.pack, 0, sizeof(a.pack))    # packed by the first chunk
-            t0 += n
+        h0p = <floating *>vptr(h0)
+        prep = <floating *>vptr(pre)
+        with nogil:
+            _infer_dense(&a, T, B, R, D, Tc, yp, h0p, xp, tp, prep)
         h_n = _state_copy(yp + (T - 1) * BH if T > 0 else <floating *>vptr(h0), B, R, dtype)
         return y, h_n, (c_state if lstm else None), None
 
@@ -1256,6 +1271,17 @@ cdef class StepPlan:
                     fg_step_f32(&a)
         return h1, c1
 
+    def sequence(self, cnp.ndarray x, h0, c0, int nt):
+        """The stack over whole sequences: ``x`` (T, B, D) floats, ``h0`` and (lstm) ``c0``
+        (L, B, H) or None (zeros); every array C-contiguous of the plan's dtype, T, B >= 1
+        (validated by the caller).  Returns fresh ``(y, h_n, c_n)``: y (T, B, H) the top
+        layer's outputs, h_n and c_n (L, B, H) (c_n None unless lstm).  Each layer runs
+        ``forward(..., training=False)``'s loop on its packed weights (_infer_dense), so the
+        results are that path's, bit for bit, without its per-call Python work."""
+        if self._f64:
+            return _plan_sequence(self, x, h0, c0, nt, <double>0)
+        return _plan_sequence(self, x, h0, c0, nt, <float>0)
+
     def __repr__(self):
         return (f"<StepPlan cell={self.cell} {self.dtype} L={self.L} D={self.D} H={self.H} "
                 f"isa={(<PackedLayer>self.layers[0]).isa}>")
@@ -1308,3 +1334,51 @@ def blas_release():
 def blas_threads():
     """The bound BLAS's current thread count (None when unbound): for tests."""
     return None if _blas_get == NULL else _blas_get()
+
+
+cdef object _plan_sequence(StepPlan plan, cnp.ndarray x, h0, c0, int nt, floating dummy):
+    """StepPlan.sequence for one element type."""
+    cdef int T = <int>x.shape[0], B = <int>x.shape[1], H = plan.H, L = plan.L, k
+    cdef int cell = plan.cell, GH = plan.G * plan.H
+    cdef bint lstm = plan._lstm, gru = plan.G == 3
+    cdef cnp.npy_intp dims[3]
+    dims[0], dims[1], dims[2] = L, B, H
+    h_n = cnp.PyArray_EMPTY(3, dims, plan._typenum, 0)
+    c_n = None
+    if lstm:
+        c_n = cnp.PyArray_ZEROS(3, dims, plan._typenum, 0) if c0 is None else \
+            cnp.PyArray_NewCopy(<cnp.ndarray>c0, cnp.NPY_CORDER)
+    dtype = plan.dtype
+    cdef int Tc = max(1, min(T, CHUNK_ROWS // max(B, 1)))
+    pre = None if GATES[cell] == 1 else _empty((Tc, B, GH), dtype)
+    extra = np.empty((B, H), dtype) if gru else None
+    zeros = np.zeros((B, H), dtype) if h0 is None else None
+    cdef size_t BH = <size_t>B * H
+    cdef fg_forward_args a
+    cdef PackedLayer lay
+    cdef floating *yp
+    cdef const floating *h0p
+    cdef const floating *xp = <floating *>cnp.PyArray_DATA(x)
+    cdef floating *prep = <floating *>vptr(pre)
+    cdef floating *hnp = <floating *>cnp.PyArray_DATA(<cnp.ndarray>h_n)
+    y = x
+    for k in range(L):
+        lay = plan.layers[k]
+        below = y               # layer k's input (xp) stays alive while it runs
+        y = _empty((T, B, H), dtype)
+        yp = <floating *>vptr(y)
+        memset(&a, 0, sizeof(a))
+        a.cell, a.B, a.H, a.n_threads, a.D = cell, B, H, nt, lay.D
+        a.P, a.Pi, a.wT, a.bias = vptr(lay.P), vptr(lay.Pi), vptr(lay.wT), vptr(lay.bias)
+        a.b_hn = vptr(lay.b_hn) if cell == FG_GRU_LBR else NULL
+        a.extra = vptr(extra)
+        if lstm:
+            a.c0 = a.cout = <floating *>cnp.PyArray_DATA(<cnp.ndarray>c_n) + k * BH
+            a.c_in_place = 1
+        h0p = <floating *>vptr(zeros) if h0 is None else \
+            <floating *>cnp.PyArray_DATA(<cnp.ndarray>h0) + k * BH
+        with nogil:
+            _infer_dense(&a, T, B, H, lay.D, Tc, yp, h0p, xp, NULL, prep)
+            memcpy(hnp + k * BH, yp + (T - 1) * BH, BH * sizeof(floating))
+        xp = yp
+    return y, h_n, c_n

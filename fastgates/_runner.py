@@ -370,24 +370,11 @@ class Runner:
 
     def _stack_plain(self, x, h0, c0):
         """The unidirectional packed stack on float ``x`` (T >= 1, B >= 1, D), C-contiguous of
-        the dtype, no lengths: the same layer calls as the general path (so the same bits),
-        without its generic state and direction handling."""
+        the dtype, no lengths: the plan's whole-sequence call (StepPlan.sequence), the same
+        loop as the general path's layers (so the same bits) without their per-call work."""
         self._check_packing()
-        nt = self._threads(False, x.shape[0])
-        L, lstm = len(self._packed), self._nstates == 2
-        if L == 1:      # the layer's fresh (B, H) states, seen as (1, B, H)
-            y, h_n, c_n = self._layer(0, x, None if h0 is None else h0[0],
-                                      None if c0 is None else c0[0], nt)
-            return y, ((h_n[None], c_n[None]) if lstm else h_n[None])
-        shape = (L, x.shape[1], self._spec.hidden_size)
-        h = np.empty(shape, self._dtype)
-        c = np.empty(shape, self._dtype) if lstm else None
-        for k in range(L):
-            x, h[k], c_n = self._layer(k, x, None if h0 is None else h0[k],
-                                       None if c0 is None else c0[k], nt)
-            if lstm:
-                c[k] = c_n
-        return x, ((h, c) if lstm else h)
+        y, h, c = self._plan.sequence(x, h0, c0, self._threads(False, x.shape[0]))
+        return y, ((h, c) if self._nstates == 2 else h)
 
     def step(self, x_t, state=None):
         """One time step of a unidirectional stack: the streaming call.
