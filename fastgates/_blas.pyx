@@ -42,11 +42,9 @@ cdef void gemm_split(int n_threads, bint trans_a, bint trans_b, int m, int n, in
     The slabs depend on the shape only, never on n_threads: OpenBLAS's result for an
     element depends on where it falls in the call (edge tiles accumulate differently),
     so thread-count-independent slabs keep results bit-identical for any n_threads."""
-    cdef bint by_rows = m >= n
-    cdef int extent = m if by_rows else n
-    cdef int width = max(32, ((extent + SLABS - 1) // SLABS + 15) // 16 * 16)
-    cdef int nslab = (extent + width - 1) // width
-    cdef int i
+    cdef bint by_rows
+    cdef int width, i
+    cdef int nslab = _slab_plan(m, n, &width, &by_rows)
     if n_threads <= 1 or nslab <= 1:
         for i in range(nslab):
             _slab(i, width, by_rows, trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)
@@ -55,12 +53,17 @@ cdef void gemm_split(int n_threads, bint trans_a, bint trans_b, int m, int n, in
         _slab(i, width, by_rows, trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)
 
 
-cdef int _slabs(const gemm_job *j, int *width, bint *by_rows) noexcept nogil:
-    """gemm_split's slabs of job j: their count, width and direction."""
-    by_rows[0] = j.m >= j.n
-    cdef int extent = j.m if by_rows[0] else j.n
+cdef int _slab_plan(int m, int n, int *width, bint *by_rows) noexcept nogil:
+    """The slabs of an (m, n) result: rows, or columns when wider than tall, at most SLABS
+    of them (16-aligned, at least 32 wide); returns their count."""
+    by_rows[0] = m >= n
+    cdef int extent = m if by_rows[0] else n
     width[0] = max(32, ((extent + SLABS - 1) // SLABS + 15) // 16 * 16)
     return (extent + width[0] - 1) // width[0]
+
+
+cdef inline int _slabs(const gemm_job *j, int *width, bint *by_rows) noexcept nogil:
+    return _slab_plan(j.m, j.n, width, by_rows)
 
 
 cdef void gemm_batch(int n_threads, const gemm_job *jobs, int njobs,

@@ -394,28 +394,27 @@ cdef void *vptr(a):
     return cnp.PyArray_DATA(<cnp.ndarray>a)
 
 
-cdef object _packed(int cell, w, int H, int which, int nt, floating dummy):
-    """w (G*H, K) packed for the active level: which = FG_PACK_HH (w_hh, the forward loop),
-    FG_PACK_IH (w_ih, the input projection) or FG_PACK_BWD (w_hh, BPTT); or the lstm
-    projection w (K=P, H) for FG_PACK_HR (forward) / FG_PACK_HR_BWD (BPTT)."""
-    cdef int K = w.shape[0] if which == FG_PACK_HR or which == FG_PACK_HR_BWD else w.shape[1]
-    P = _empty((fg_packed_size(cell, H, K, which, floating is double),), w.dtype)
-    cdef floating *p = <floating *>vptr(P)
-    cdef floating *wp = <floating *>vptr(w)
-    with nogil:
-        if floating is float:
-            fg_pack_f32(cell, wp, H, K, which, p, nt)
-        else:
-            fg_pack_f64(cell, wp, H, K, which, p, nt)
-    return P
-
-
 cdef object _pack_later(fg_pack_job *job, int cell, w, int H, int which, floating dummy):
-    """An array for w packed for `which` (as _packed), left to the pass that reads it: the
-    job makes the forward / backward region pack it on entry (one parallel region less)."""
+    """An array for w packed for `which`, and the job that packs it: a forward / backward
+    pass runs the job inside its own region (fg_pack_job), _packed at once.  which =
+    FG_PACK_HH (w_hh, the forward loop), FG_PACK_IH (w_ih, the input projection) or
+    FG_PACK_BWD (w_hh, BPTT); or the lstm projection w (K=P, H) for FG_PACK_HR (forward) /
+    FG_PACK_HR_BWD (BPTT)."""
     cdef int K = w.shape[0] if which == FG_PACK_HR or which == FG_PACK_HR_BWD else w.shape[1]
     P = _empty((fg_packed_size(cell, H, K, which, floating is double),), w.dtype)
     job.w, job.dst, job.K, job.which = vptr(w), vptr(P), K, which
+    return P
+
+
+cdef object _packed(int cell, w, int H, int which, int nt, floating dummy):
+    """w packed for the active level now, in a region of nt threads (see _pack_later)."""
+    cdef fg_pack_job job
+    P = _pack_later(&job, cell, w, H, which, dummy)
+    with nogil:
+        if floating is float:
+            fg_pack_f32(cell, <const float *>job.w, H, job.K, which, <float *>job.dst, nt)
+        else:
+            fg_pack_f64(cell, <const double *>job.w, H, job.K, which, <double *>job.dst, nt)
     return P
 
 
@@ -631,6 +630,11 @@ cdef object _forward(f, bint training, int nt, packed, floating dummy):
     return _infer(f, a, x, h0, c0, nt, dummy)
 
 
+cdef inline int _chunk_steps(int T, int B) noexcept nogil:
+    """Steps per chunk of dense inference: about CHUNK_ROWS rows, at least one step."""
+    return max(1, min(T, CHUNK_ROWS // max(B, 1)))
+
+
 cdef void _infer_dense(fg_forward_args *a, int T, int B, int R, int D, int Tc, floating *yp,
                        const floating *h0p, const floating *xp, const long long *tp,
                        floating *prep) noexcept nogil:
@@ -683,7 +687,7 @@ cdef object _infer(f, fg_forward_args a, x, h0, c0, int nt, floating dummy):
         a.m = <floating *>vptr(m_scratch)
         a.m_step = 0
     cdef size_t BH = <size_t>B * R
-    cdef int t0 = 0, t1, n, s, lo, nrows
+    cdef int t0 = 0, t1, s, lo, nrows
     cdef floating *yp
     cdef floating *hb
     cdef floating *carry
@@ -697,7 +701,7 @@ cdef object _infer(f, fg_forward_args a, x, h0, c0, int nt, floating dummy):
     if not ragged:
         y = _empty((T, B, R), dtype)
         yp = <floating *>vptr(y)
-        Tc = max(1, min(T, CHUNK_ROWS // max(B, 1)))
+        Tc = _chunk_steps(T, B)
         pre = None if rnn else _empty((Tc, B, GH), dtype)
         h0p = <floating *>vptr(h0)
         prep = <floating *>vptr(pre)
@@ -1349,7 +1353,7 @@ cdef object _plan_sequence(StepPlan plan, cnp.ndarray x, h0, c0, int nt, floatin
         c_n = cnp.PyArray_ZEROS(3, dims, plan._typenum, 0) if c0 is None else \
             cnp.PyArray_NewCopy(<cnp.ndarray>c0, cnp.NPY_CORDER)
     dtype = plan.dtype
-    cdef int Tc = max(1, min(T, CHUNK_ROWS // max(B, 1)))
+    cdef int Tc = _chunk_steps(T, B)
     pre = None if GATES[cell] == 1 else _empty((Tc, B, GH), dtype)
     extra = np.empty((B, H), dtype) if gru else None
     zeros = np.zeros((B, H), dtype) if h0 is None else None

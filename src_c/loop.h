@@ -120,6 +120,12 @@ FG_AI int FG_FN(grp_nv)(int ng, int UV, int n)
     return n < UV * FG_VL && c < full ? c : full;
 }
 
+/* Where a block's product group 2 (gru rb: gate n) starts in it: after group 1's K rows. */
+FG_AI size_t FG_FN(group2_at)(int K, int g1, int UV, int n)
+{
+    return (size_t)K * FG_FN(grp_nv)(g1, UV, n) * FG_VL;
+}
+
 /* A compact tail block's tile C (mr rows of nvc vectors, lane g*n + j) spread to the layout
  * of a full block's tile in out (mr rows of ng*UV vectors, gate g's unit j at lane
  * g*UV*VL + j, zero past n): what the gate math and the projection's epilogue read. */
@@ -229,8 +235,7 @@ FG_AI void FG_FN(fwd_group)(const int cell, const int second, const FG_FN(fstep)
         const int j0 = u * NU, n = H - j0 < NU ? H - j0 : NU;
         /* this block's vectors (the compact tail: fewer) and where its group starts */
         const int nvu = FG_FN(grp_nv)(ng, UV, n);
-        const FG_T *Pu = P + (size_t)u * blk
-                         + (second ? (size_t)K * FG_FN(grp_nv)(g1, UV, n) * FG_VL : 0);
+        const FG_T *Pu = P + (size_t)u * blk + (second ? FG_FN(group2_at)(K, g1, UV, n) : 0);
         const FG_T *ac = nvu < nv ? tail : acc;
         if (xin)
             FG_FN(project)(cell, r1 - r0, xin->D, H, xin->x ? xin->x + (size_t)r0 * xin->D : NULL,
@@ -903,8 +908,7 @@ static void FG_FN(pack_thread)(int cell, const FG_T *w, int H, int K, int which,
             const int ga = grp ? g1 : 0, gb = grp ? G : g1, ng = gb - ga;
             const int nvu = FG_FN(grp_nv)(ng, UV, n), W = nvu * FG_VL;
             const int gw = nvu < ng * UV ? n : NU;     /* lanes per gate: compact tail, or NU */
-            FG_T *dst = P + (size_t)u * blk
-                        + (grp ? (size_t)K * FG_FN(grp_nv)(g1, UV, n) * FG_VL : 0);   /* [K][W] */
+            FG_T *dst = P + (size_t)u * blk + (grp ? FG_FN(group2_at)(K, g1, UV, n) : 0);   /* [K][W] */
             if (n < NU)
                 memset(dst, 0, (size_t)K * W * sizeof(FG_T));
             for (int g = ga; g < gb; g++)
