@@ -25,7 +25,7 @@ from cython.parallel cimport prange
 from libc.string cimport memcpy, memset
 
 from fastgates._blas cimport floating, gemm, gemm_batch, gemm_job, gemm_split
-from fastgates import cells as _cells
+from fastgates import _fork, cells as _cells
 from fastgates._checks import Cache
 
 cdef extern from "fastgates.h" nogil:
@@ -247,14 +247,18 @@ def isa_active():
 
 def resolve_threads(n_threads):
     """None -> OpenMP default; n > 0 -> n; n < 0 -> max + 1 + n (at least 1)."""
+    return _resolve_threads(n_threads)
+
+
+cdef int _resolve_threads(object n_threads) except -1:
     cdef int top = fg_max_threads()
     if not fg_have_openmp():
         return 1
     if n_threads is None:
         return top
     if n_threads < 0:
-        return max(1, top + 1 + n_threads)
-    return int(n_threads)
+        return max(1, top + 1 + <int>n_threads)
+    return <int>n_threads
 
 
 def activation(kind, floating[::1] x):
@@ -1198,8 +1202,11 @@ cdef class StepPlan:
     cdef readonly object dtype
     cdef object _ptrs, _d_in
     cdef fg_step_args _a
-    cdef int _typenum, _pad
+    cdef int _typenum, _pad, _isa
     cdef bint _f64, _lstm
+    # stream(): the caller's n_threads and its small-work caps for float input and token ids
+    cdef public object n_threads
+    cdef public int cap_x, cap_ids
 
     def __init__(self, list layers):
         if not layers:
@@ -1215,6 +1222,8 @@ cdef class StepPlan:
         self.layers = list(layers)
         self.L, self.H, self.G, self.D, self.cell = L, first.H, first.G, first.D, first.cell
         self.dtype = first.dtype
+        self._isa = ISA_LEVELS.index(first.isa)
+        self.n_threads, self.cap_x, self.cap_ids = None, 1 << 30, 1 << 30
         self._f64 = first.dtype == np.float64
         self._typenum = cnp.NPY_DOUBLE if self._f64 else cnp.NPY_FLOAT
         self._lstm = first.cell in HAS_C
@@ -1244,6 +1253,83 @@ cdef class StepPlan:
         """One step: ``x`` (B, D) floats or (B,) int64 token ids in [0, D), ``h0`` and (lstm)
         ``c0`` (L, B, H), every array C-contiguous of the plan's dtype (validated by the
         caller).  Returns fresh ``(h1, c1)`` (L, B, H) (``c1`` None unless lstm)."""
+        return self._run(x, h0, c0, nt)
+
+    def stream(self, x, state):
+        """``Runner.step`` for the common call, or None for anything else (the caller then
+        validates in full and raises what is wrong): ``x`` (B, D) floats of the plan's dtype
+        or (B,) int64 ids in [0, D), C-contiguous, B >= 1; ``state`` None or what the
+        previous step returned ((L, B, H) C-contiguous arrays of the dtype: ``h``, or the
+        pair ``(h, c)``).  Threads: ``n_threads`` resolved, capped by ``cap_x`` / ``cap_ids``
+        and by the fork guard.  Returns ``(y_t, state)``, fresh arrays, y_t (B, H) the top
+        layer's h.  The same call as ``run``, so the same bits, without the Python work."""
+        cdef cnp.ndarray xa, h0, c0 = None
+        cdef cnp.npy_intp B, i, dims[3]
+        cdef const long long *ids
+        cdef bint tok
+        cdef int nt, cap
+        if type(x) is not np.ndarray:
+            return None
+        xa = <cnp.ndarray>x
+        if not cnp.PyArray_IS_C_CONTIGUOUS(xa) or cnp.PyArray_NDIM(xa) == 0:
+            return None
+        B = cnp.PyArray_DIM(xa, 0)
+        if B < 1:
+            return None
+        if cnp.PyArray_TYPE(xa) == self._typenum:
+            if cnp.PyArray_NDIM(xa) != 2 or cnp.PyArray_DIM(xa, 1) != self.D:
+                return None
+            tok = False
+        elif cnp.PyArray_TYPE(xa) == cnp.NPY_INT64 and cnp.PyArray_NDIM(xa) == 1:
+            ids = <const long long *>cnp.PyArray_DATA(xa)
+            for i in range(B):
+                if ids[i] < 0 or ids[i] >= self.D:
+                    return None
+            tok = True
+        else:
+            return None
+        if state is None:
+            dims[0], dims[1], dims[2] = self.L, B, self.H
+            h0 = cnp.PyArray_ZEROS(3, dims, self._typenum, 0)
+            if self._lstm:
+                c0 = cnp.PyArray_ZEROS(3, dims, self._typenum, 0)
+        elif self._lstm:
+            if type(state) is not tuple or len(<tuple>state) != 2:
+                return None
+            h0 = self._state_part((<tuple>state)[0], B)
+            c0 = self._state_part((<tuple>state)[1], B)
+            if h0 is None or c0 is None:
+                return None
+        else:
+            h0 = self._state_part(state, B)
+            if h0 is None:
+                return None
+        if self._isa != fg_isa_active():
+            return None
+        nt = _resolve_threads(self.n_threads)
+        cap = self.cap_ids if tok else self.cap_x
+        if nt > 1:
+            nt = _fork.safe_threads(min(nt, cap))
+        h1, c1 = self._run(xa, h0, c0, nt)
+        dims[0], dims[1] = B, self.H
+        y = cnp.PyArray_EMPTY(2, dims, self._typenum, 0)
+        memcpy(cnp.PyArray_DATA(<cnp.ndarray>y),
+               <char *>cnp.PyArray_DATA(<cnp.ndarray>h1) + (self.L - 1) * cnp.PyArray_NBYTES(<cnp.ndarray>y),
+               cnp.PyArray_NBYTES(<cnp.ndarray>y))
+        return y, (h1 if c1 is None else (h1, c1))
+
+    cdef cnp.ndarray _state_part(self, s, cnp.npy_intp B):
+        """``s`` when it is an (L, B, H) C-contiguous array of the plan's dtype, else None."""
+        if type(s) is not np.ndarray:
+            return None
+        cdef cnp.ndarray a = <cnp.ndarray>s
+        if cnp.PyArray_TYPE(a) != self._typenum or cnp.PyArray_NDIM(a) != 3 \
+                or not cnp.PyArray_IS_C_CONTIGUOUS(a) or cnp.PyArray_DIM(a, 0) != self.L \
+                or cnp.PyArray_DIM(a, 1) != B or cnp.PyArray_DIM(a, 2) != self.H:
+            return None
+        return a
+
+    cdef tuple _run(self, cnp.ndarray x, cnp.ndarray h0, c0, int nt):
         cdef fg_step_args a = self._a
         cdef cnp.npy_intp dims[3]
         cdef cnp.npy_intp B = h0.shape[1]

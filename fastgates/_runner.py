@@ -146,6 +146,10 @@ class Runner:
         self._cap = {(tok, unit): small_work_threads(big, cell.G, H, 0 if tok else D, dt.itemsize,
                                                      L * dirs, rest, unit)
                      for tok in (False, True) for unit in (SMALL_STEP_BYTES, SMALL_SEQ_BYTES)}
+        if self._plan is not None:          # what step()'s compiled fast path needs
+            self._plan.n_threads = self._n_threads
+            self._plan.cap_x = self._cap[False, SMALL_STEP_BYTES]
+            self._plan.cap_ids = self._cap[True, SMALL_STEP_BYTES]
 
     @classmethod
     def from_layer(cls, layer):
@@ -403,6 +407,11 @@ class Runner:
         TypeError
             ``x_t`` or ``state`` of the wrong type or dtype.
         """
+        plan = self._plan
+        if plan is not None:
+            out = plan.stream(x_t, state)       # the common call, checked and run in C
+            if out is not None:
+                return out
         if self._spec.num_dirs != 1:
             raise ValueError("step() runs a unidirectional stack: the reverse direction of a "
                              "bidirectional layer reads the sequence from its end, so it cannot "

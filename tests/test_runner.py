@@ -263,3 +263,44 @@ def test_step_plan_matches_the_cores_step(rng):
     for nt in (1, 2):
         assert_same(plan.run(x, h0, c0, nt), _recurrence.step(packed, x, h0, c0, nt),
                     f"nt={nt}")
+
+
+def test_the_compiled_step_takes_only_the_common_call(rng):
+    """step()'s compiled fast path (StepPlan.stream) runs the plain call and declines the
+    rest, which the checked path then takes: the same bits either way."""
+    layer = fastgates.LSTM(6, 10, num_layers=2, seed=1)
+    runner = layer.freeze()
+    plan = runner._plan
+    x = rng.standard_normal((4, 6)).astype(np.float32)
+    h, c = (rng.standard_normal((2, 4, 10)).astype(np.float32) for _ in range(2))
+    y, (h1, c1) = plan.stream(x, (h, c))
+    assert_same(plan.run(x, h, c, 1), (h1, c1), "stream vs run")
+    assert_same(y, h1[-1], "y is the top layer's h")
+    assert y.base is None and not np.shares_memory(y, h1), "y is a fresh array"
+    declined = {
+        "x strided": (np.repeat(x, 2, axis=1)[:, ::2], (h, c)),
+        "state a list": (x, [h, c]),
+        "state a strided view": (x, (np.repeat(h, 2, axis=2)[..., ::2], c)),
+        "ids out of range": (np.array([0, 6, 1, 2]), (h, c)),
+        "ids of int32": (np.array([0, 5, 1, 2], np.int32), (h, c)),
+    }
+    for what, (xx, state) in declined.items():
+        if what != "ids out of range":
+            assert plan.stream(xx, state) is None, what
+            got = runner.step(xx, state)
+            want = runner.step(np.ascontiguousarray(np.asarray(xx) if "ids" not in what
+                                                    else np.asarray(xx, np.int64)),
+                               tuple(np.ascontiguousarray(s) for s in state))
+            assert_same(_flat(got), _flat(want), what)
+        else:
+            assert plan.stream(xx, state) is None, what
+            with pytest.raises(ValueError, match="x_t holds token ids"):
+                runner.step(xx, state)
+    y0, s0 = plan.stream(np.array([0, 5, 1, 2]), None)         # ids and zero state
+    assert_same(_flat((y0, s0)), _flat(runner.step(np.array([0, 5, 1, 2]),
+                                                   (np.zeros_like(h), np.zeros_like(c)))), "ids")
+
+
+def _flat(out):
+    """(y, (h, c)) -> (y, h, c)"""
+    return (out[0], *out[1])
