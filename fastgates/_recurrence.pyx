@@ -1204,9 +1204,10 @@ cdef class StepPlan:
     cdef fg_step_args _a
     cdef int _typenum, _pad, _isa
     cdef bint _f64, _lstm
-    # stream(): the caller's n_threads and its small-work caps for float input and token ids
+    # stream() and call(): the caller's n_threads, its small-work caps (a step of float
+    # input, of token ids, a sequence of at least seq_steps steps of float input)
     cdef public object n_threads
-    cdef public int cap_x, cap_ids
+    cdef public int cap_x, cap_ids, cap_seq, seq_steps
 
     def __init__(self, list layers):
         if not layers:
@@ -1223,7 +1224,8 @@ cdef class StepPlan:
         self.L, self.H, self.G, self.D, self.cell = L, first.H, first.G, first.D, first.cell
         self.dtype = first.dtype
         self._isa = ISA_LEVELS.index(first.isa)
-        self.n_threads, self.cap_x, self.cap_ids = None, 1 << 30, 1 << 30
+        self.n_threads, self.cap_x, self.cap_ids, self.cap_seq = None, 1 << 30, 1 << 30, 1 << 30
+        self.seq_steps = 1
         self._f64 = first.dtype == np.float64
         self._typenum = cnp.NPY_DOUBLE if self._f64 else cnp.NPY_FLOAT
         self._lstm = first.cell in HAS_C
@@ -1267,7 +1269,6 @@ cdef class StepPlan:
         cdef cnp.npy_intp B, i, dims[3]
         cdef const long long *ids
         cdef bint tok
-        cdef int nt, cap
         if type(x) is not np.ndarray:
             return None
         xa = <cnp.ndarray>x
@@ -1293,30 +1294,69 @@ cdef class StepPlan:
             h0 = cnp.PyArray_ZEROS(3, dims, self._typenum, 0)
             if self._lstm:
                 c0 = cnp.PyArray_ZEROS(3, dims, self._typenum, 0)
-        elif self._lstm:
-            if type(state) is not tuple or len(<tuple>state) != 2:
-                return None
-            h0 = self._state_part((<tuple>state)[0], B)
-            c0 = self._state_part((<tuple>state)[1], B)
-            if h0 is None or c0 is None:
-                return None
         else:
-            h0 = self._state_part(state, B)
-            if h0 is None:
+            parts = self._state_parts(state, B)
+            if parts is None:
                 return None
+            h0, c0 = parts
         if self._isa != fg_isa_active():
             return None
-        nt = _resolve_threads(self.n_threads)
-        cap = self.cap_ids if tok else self.cap_x
-        if nt > 1:
-            nt = _fork.safe_threads(min(nt, cap))
-        h1, c1 = self._run(xa, h0, c0, nt)
+        h1, c1 = self._run(xa, h0, c0, self._threads(self.cap_ids if tok else self.cap_x))
         dims[0], dims[1] = B, self.H
         y = cnp.PyArray_EMPTY(2, dims, self._typenum, 0)
         memcpy(cnp.PyArray_DATA(<cnp.ndarray>y),
                <char *>cnp.PyArray_DATA(<cnp.ndarray>h1) + (self.L - 1) * cnp.PyArray_NBYTES(<cnp.ndarray>y),
                cnp.PyArray_NBYTES(<cnp.ndarray>y))
         return y, (h1 if c1 is None else (h1, c1))
+
+    def call(self, x, state):
+        """``Runner.__call__`` for the common call, or None for anything else (the caller
+        then validates in full): ``x`` (T, B, D) floats of the plan's dtype, C-contiguous,
+        T, B >= 1, no lengths; ``state`` None or (L, B, H) C-contiguous arrays of the dtype
+        (``h``, or the pair ``(h, c)``).  Threads as ``stream`` (the sequence cap from
+        ``seq_steps`` steps).  Returns ``(y, state)``: ``sequence``'s results."""
+        cdef cnp.ndarray xa, h0 = None, c0 = None
+        cdef cnp.npy_intp T, B
+        if type(x) is not np.ndarray:
+            return None
+        xa = <cnp.ndarray>x
+        if cnp.PyArray_TYPE(xa) != self._typenum or cnp.PyArray_NDIM(xa) != 3 \
+                or not cnp.PyArray_IS_C_CONTIGUOUS(xa) or cnp.PyArray_DIM(xa, 2) != self.D:
+            return None
+        T, B = cnp.PyArray_DIM(xa, 0), cnp.PyArray_DIM(xa, 1)
+        if T < 1 or B < 1:
+            return None
+        if state is not None:
+            parts = self._state_parts(state, B)
+            if parts is None:
+                return None
+            h0, c0 = parts
+        if self._isa != fg_isa_active():
+            return None
+        y, h, c = self.sequence(xa, h0, c0,
+                                self._threads(self.cap_seq if T >= self.seq_steps else self.cap_x))
+        return y, ((h, c) if self._lstm else h)
+
+    cdef int _threads(self, int cap) except -1:
+        """The call's threads: n_threads resolved, capped by cap and the fork guard."""
+        cdef int nt = _resolve_threads(self.n_threads)
+        if nt > 1:
+            nt = _fork.safe_threads(min(nt, cap))
+        return nt
+
+    cdef tuple _state_parts(self, state, cnp.npy_intp B):
+        """state (not None) as step() and __call__ return it -> (h0, c0 or None), or None."""
+        cdef cnp.ndarray h0, c0 = None
+        if self._lstm:
+            if type(state) is not tuple or len(<tuple>state) != 2:
+                return None
+            h0 = self._state_part((<tuple>state)[0], B)
+            c0 = self._state_part((<tuple>state)[1], B)
+            if c0 is None:
+                return None
+        else:
+            h0 = self._state_part(state, B)
+        return None if h0 is None else (h0, c0)
 
     cdef cnp.ndarray _state_part(self, s, cnp.npy_intp B):
         """``s`` when it is an (L, B, H) C-contiguous array of the plan's dtype, else None."""

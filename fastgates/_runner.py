@@ -17,6 +17,12 @@ do not reach the runner.
 * ``runner.step(x_t, state)`` is one time step of a unidirectional stack through
   ``_recurrence.StepPlan`` (the packed layers and the pointer tables of the compiled
   step gathered once): T steps equal one call over T steps bit for bit.
+* The common calls -- ``step`` and ``__call__`` of a unidirectional packed stack with
+  input and state as the runner returns them (C-contiguous, its dtype; ids in range for
+  ``step``), no ``lengths``, sequence first -- are checked and run inside the compiled
+  plan (``StepPlan.stream`` / ``StepPlan.call``, about a microsecond of fixed cost);
+  anything else they decline takes the Python path below, which validates in full and
+  names what is wrong.  Both paths run the same loops: the same bits.
 * Threads: ``n_threads`` is resolved at every call (OpenMP default, negative counts),
   capped by the small-work policy (:func:`fastgates._threads.small_work_threads`: a
   call too small to pay for a parallel region runs on one thread; a sequence pays
@@ -36,7 +42,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import _checks, _fork, _recurrence, cells
-from ._threads import SMALL_SEQ_BYTES, SMALL_STEP_BYTES, small_work_threads, unit_for_steps
+from ._threads import (SEQ_STEPS, SMALL_SEQ_BYTES, SMALL_STEP_BYTES, small_work_threads,
+                       unit_for_steps)
 from .layers import (_full_params, article, check_state, check_x, join_state, split_state,
                      stack_forward)
 
@@ -146,10 +153,12 @@ class Runner:
         self._cap = {(tok, unit): small_work_threads(big, cell.G, H, 0 if tok else D, dt.itemsize,
                                                      L * dirs, rest, unit)
                      for tok in (False, True) for unit in (SMALL_STEP_BYTES, SMALL_SEQ_BYTES)}
-        if self._plan is not None:          # what step()'s compiled fast path needs
+        if self._plan is not None:          # what the compiled common calls need
             self._plan.n_threads = self._n_threads
             self._plan.cap_x = self._cap[False, SMALL_STEP_BYTES]
             self._plan.cap_ids = self._cap[True, SMALL_STEP_BYTES]
+            self._plan.cap_seq = self._cap[False, SMALL_SEQ_BYTES]
+            self._plan.seq_steps = SEQ_STEPS
 
     @classmethod
     def from_layer(cls, layer):
@@ -297,13 +306,10 @@ class Runner:
             ``x``, ``state`` or ``lengths`` of the wrong type, dtype or shape, or token ids
             out of range; the message names the argument.
         """
-        if lengths is None and self._plan is not None and not self.batch_first \
-                and type(x) is np.ndarray and x.dtype is self._dtype and x.ndim == 3 \
-                and x.shape[0] and x.shape[1] and x.shape[2] == self._spec.input_size \
-                and x.flags.c_contiguous:
-            s = self._plain_state(state, x.shape[1])
-            if s is not None:       # the common call, without the general stack's machinery
-                return self._stack_plain(x, *s)
+        if lengths is None and self._plan is not None and not self.batch_first:
+            out = self._plan.call(x, state)     # the common call, checked and run in C
+            if out is not None:
+                return out
         xs = self._check_x(x)
         T, B = xs.shape[:2]
         lengths = _checks.check_lengths(lengths, T, B)
@@ -371,14 +377,6 @@ class Runner:
                     or not a.flags.c_contiguous:
                 return None
         return parts[0], (parts[1] if len(parts) > 1 else None)
-
-    def _stack_plain(self, x, h0, c0):
-        """The unidirectional packed stack on float ``x`` (T >= 1, B >= 1, D), C-contiguous of
-        the dtype, no lengths: the plan's whole-sequence call (StepPlan.sequence), the same
-        loop as the general path's layers (so the same bits) without their per-call work."""
-        self._check_packing()
-        y, h, c = self._plan.sequence(x, h0, c0, self._threads(False, x.shape[0]))
-        return y, ((h, c) if self._nstates == 2 else h)
 
     def step(self, x_t, state=None):
         """One time step of a unidirectional stack: the streaming call.

@@ -304,3 +304,23 @@ def test_the_compiled_step_takes_only_the_common_call(rng):
 def _flat(out):
     """(y, (h, c)) -> (y, h, c)"""
     return (out[0], *out[1])
+
+
+def test_the_compiled_call_takes_only_the_common_call(rng):
+    """runner(x)'s compiled fast path (StepPlan.call) runs the plain sequence call and
+    declines the rest, which the checked path then takes: the same bits either way."""
+    layer = fastgates.GRU(6, 10, num_layers=2, seed=2)
+    runner = layer.freeze()
+    plan = runner._plan
+    x = rng.standard_normal((5, 3, 6)).astype(np.float32)
+    h = rng.standard_normal((2, 3, 10)).astype(np.float32)
+    y, h1 = plan.call(x, h)
+    want = layer.eval().forward(x, h)
+    assert_same((y, h1), want, "call vs the layer")
+    declined = {"x strided": (np.repeat(x, 2, axis=2)[..., ::2], h),
+                "state strided": (x, np.repeat(h, 2, axis=2)[..., ::2]),
+                "ids": (rng.integers(0, 6, (5, 3)), h),
+                "empty batch": (x[:, :0], h[:, :0])}
+    for what, (xx, state) in declined.items():
+        assert plan.call(xx, state) is None, what
+        assert_same(runner(xx, state), layer.eval().forward(xx, state), what)
