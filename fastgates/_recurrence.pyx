@@ -251,14 +251,16 @@ def resolve_threads(n_threads):
 
 
 cdef int _resolve_threads(object n_threads) except -1:
+    """n_threads checked by _checks.check_n_threads (positive counts are bounded there;
+    negative ones may be any int: Python arithmetic)."""
     cdef int top = fg_max_threads()
     if not fg_have_openmp():
         return 1
     if n_threads is None:
         return top
     if n_threads < 0:
-        return max(1, top + 1 + <int>n_threads)
-    return <int>n_threads
+        return max(1, top + 1 + n_threads)
+    return n_threads
 
 
 def activation(kind, floating[::1] x):
