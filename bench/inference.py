@@ -1,6 +1,6 @@
 """Inference and fixed-cost rows against ONNX Runtime, OpenVINO, PyTorch and JAX.
 
-    python bench/inference.py [--budget 0.4] [--passes 3] [--json PATH]
+    python bench/inference.py [--budget 0.4] [--passes 3] [--pause 0.1] [--json PATH]
 
 Design: the rows of issue 12, each implementation in its own worker process (see
 ``_harness``), interleaved best-of-N per row as in ``report.py``:
@@ -14,6 +14,12 @@ Design: the rows of issue 12, each implementation in its own worker process (see
   (T = 1, ``training=False``);
 * ``fastgates.torch`` vs ``torch.nn`` under ``torch.no_grad()``, T = 1, B = 1, D = 40, H = 256;
 * the tiny training step (functional forward + backward) vs JAX (jit, lax.scan).
+
+Each implementation's turn is followed by a rest (``--pause``, 0.1 s) so that the next one
+starts on an idle machine: after its last call ONNX Runtime keeps one intra-op thread
+spinning for about 50 ms (the process used 45 ms of CPU in the 50 ms after its work, 2-core
+Zen 4), libgomp's (fastgates, torch) about 10 ms; a tiny GRU sequence measured 39-43 µs in
+the 50 ms after ONNX Runtime's calls against 31-32 µs later (one process, same machine).
 
 Every implementation runs ``FASTGATES_BENCH_THREADS`` (default 2) threads.  OpenVINO and
 JAX are optional: a row whose peer does not import says so.  Prints Markdown: the machine,
@@ -53,13 +59,15 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--budget", type=float, default=0.4, help="seconds per row and implementation")
     ap.add_argument("--passes", type=int, default=3)
+    ap.add_argument("--pause", type=float, default=0.1,
+                    help="seconds of rest after each implementation's turn [0.1]")
     ap.add_argument("--json", default=None)
     ap.add_argument("--rows", default="stream,tiny_seq,torch_nograd,fixed,train",
                     help="which kinds of rows (comma-separated), e.g. to fit quiet windows")
     args = ap.parse_args(argv)
     kinds = set(args.rows.split(","))
     pool = H.Pool()
-    timer = Runner(pool, args.budget, args.passes, pause=0.05, reference_pause=0.2)
+    timer = Runner(pool, args.budget, args.passes, pause=args.pause, reference_pause=0.2)
     results = {"machine": H.machine_info(), "threads": H.THREADS, "rows": {}}
     m = results["machine"]
     out = [f"# Inference rows (issue 12)\n", f"Machine: {m.get('cpu')}, {m.get('cpu_count')} cores; "
