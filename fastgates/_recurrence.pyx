@@ -1267,7 +1267,7 @@ cdef class StepPlan:
         pair ``(h, c)``).  Threads: ``n_threads`` resolved, capped by ``cap_x`` / ``cap_ids``
         and by the fork guard.  Returns ``(y_t, state)``, fresh arrays, y_t (B, H) the top
         layer's h.  The same call as ``run``, so the same bits, without the Python work."""
-        cdef cnp.ndarray xa, h0, c0 = None
+        cdef cnp.ndarray xa
         cdef cnp.npy_intp B, i, dims[3]
         cdef const long long *ids
         cdef bint tok
@@ -1291,18 +1291,15 @@ cdef class StepPlan:
             tok = True
         else:
             return None
-        if state is None:
+        parts = self._state_parts(state, B)
+        if parts is None:
+            return None
+        h0, c0 = parts
+        if h0 is None:
             dims[0], dims[1], dims[2] = self.L, B, self.H
             h0 = cnp.PyArray_ZEROS(3, dims, self._typenum, 0)
             if self._lstm:
                 c0 = cnp.PyArray_ZEROS(3, dims, self._typenum, 0)
-        else:
-            parts = self._state_parts(state, B)
-            if parts is None:
-                return None
-            h0, c0 = parts
-        if self._isa != fg_isa_active():
-            return None
         h1, c1 = self._run(xa, h0, c0, self._threads(self.cap_ids if tok else self.cap_x))
         dims[0], dims[1] = B, self.H
         y = cnp.PyArray_EMPTY(2, dims, self._typenum, 0)
@@ -1317,7 +1314,7 @@ cdef class StepPlan:
         T, B >= 1, no lengths; ``state`` None or (L, B, H) C-contiguous arrays of the dtype
         (``h``, or the pair ``(h, c)``).  Threads as ``stream`` (the sequence cap from
         ``seq_steps`` steps).  Returns ``(y, state)``: ``sequence``'s results."""
-        cdef cnp.ndarray xa, h0 = None, c0 = None
+        cdef cnp.ndarray xa
         cdef cnp.npy_intp T, B
         if type(x) is not np.ndarray:
             return None
@@ -1328,13 +1325,10 @@ cdef class StepPlan:
         T, B = cnp.PyArray_DIM(xa, 0), cnp.PyArray_DIM(xa, 1)
         if T < 1 or B < 1:
             return None
-        if state is not None:
-            parts = self._state_parts(state, B)
-            if parts is None:
-                return None
-            h0, c0 = parts
-        if self._isa != fg_isa_active():
+        parts = self._state_parts(state, B)
+        if parts is None:
             return None
+        h0, c0 = parts
         y, h, c = self.sequence(xa, h0, c0,
                                 self._threads(self.cap_seq if T >= self.seq_steps else self.cap_x))
         return y, ((h, c) if self._lstm else h)
@@ -1347,8 +1341,14 @@ cdef class StepPlan:
         return nt
 
     cdef tuple _state_parts(self, state, cnp.npy_intp B):
-        """state (not None) as step() and __call__ return it -> (h0, c0 or None), or None."""
+        """The compiled calls' state: (None, None) for None, (h0, c0 or None) for a state as
+        step() and __call__ return it; None for anything else, or when the kernels no
+        longer run the level the weights were packed for (the checked path says so)."""
         cdef cnp.ndarray h0, c0 = None
+        if self._isa != fg_isa_active():
+            return None
+        if state is None:
+            return None, None
         if self._lstm:
             if type(state) is not tuple or len(<tuple>state) != 2:
                 return None

@@ -145,7 +145,6 @@ class Runner:
                 self._plan = _recurrence.StepPlan(self._packed)
         else:
             self._weights = [{st: w[st] for st in spec.stems()} for w in copies]
-        self._nstates = len(cell.states)
         # the small-work policy's cap, for float input and for token ids (D counts as 0)
         H, D, R = spec.hidden_size, spec.input_size, spec.out_size
         big = 1 << 30
@@ -362,22 +361,6 @@ class Runner:
                                       training=False, layer_forward=layer_forward)
         return y, state_n
 
-    def _plain_state(self, state, B):
-        """``(h0, c0)`` for the plain call when ``state`` is None or exactly what step() and
-        __call__ return ((L, B, H) C-contiguous arrays of the dtype); None: anything else,
-        which the general path checks."""
-        if state is None:
-            return None, None
-        parts = state if type(state) is tuple else (state,)
-        if len(parts) != self._nstates:
-            return None
-        shape = (self._spec.num_layers, B, self._spec.hidden_size)
-        for a in parts:
-            if type(a) is not np.ndarray or a.dtype is not self._dtype or a.shape != shape \
-                    or not a.flags.c_contiguous:
-                return None
-        return parts[0], (parts[1] if len(parts) > 1 else None)
-
     def step(self, x_t, state=None):
         """One time step of a unidirectional stack: the streaming call.
 
@@ -414,27 +397,13 @@ class Runner:
             raise ValueError("step() runs a unidirectional stack: the reverse direction of a "
                              "bidirectional layer reads the sequence from its end, so it cannot "
                              "stream; call the runner on the whole sequence instead")
-        x = x_t
-        D = self._spec.input_size
-        if type(x) is np.ndarray and x.dtype is self._dtype and x.ndim == 2 \
-                and x.shape[1] == D and x.flags.c_contiguous:
-            tokens = False
-        else:
-            x, tokens = self._check_step_x(x)
+        x, tokens = self._check_step_x(x_t)
         B = x.shape[0]
         L = self._spec.num_layers
         if self._plan is None:
             return self._step_unpacked(x, state, tokens)
-        if state is None:
-            shape = (L, B, self._spec.hidden_size)
-            h0 = np.zeros(shape, self._dtype)
-            c0 = np.zeros(shape, self._dtype) if "c" in self._cell.states else None
-        else:
-            plain = self._plain_state(state, B)     # the state step() returned passes as it is
-            if plain is None:
-                s = self._step_state(state, B)
-                plain = s["h"], s.get("c")
-            h0, c0 = plain
+        s = self._step_state(state, B)
+        h0, c0 = s["h"], s.get("c")
         self._check_packing()
         h1, c1 = self._plan.run(x, h0, c0, self._threads(tokens, 1))
         y = h1[L - 1].copy()
