@@ -39,10 +39,12 @@ cdef extern from "fastgates.h" nogil:
         FG_PACK_BWD
         FG_PACK_HR
         FG_PACK_HR_BWD
+        FG_PACK_COPY
     ctypedef struct fg_pack_job:
         const void *w
         void *dst
         int K, which
+        size_t bytes
     ctypedef struct fg_forward_args:
         int cell, T, B, H, n_threads
         const void *P
@@ -79,7 +81,8 @@ cdef extern from "fastgates.h" nogil:
         void *cn
         void *rstd
         void *part
-        fg_pack_job pack[3]
+        fg_pack_job pack[6]
+        fg_pack_job post
     ctypedef struct fg_step_args:
         int cell, L, B, H, n_threads
         const int *d_in
@@ -136,7 +139,7 @@ cdef extern from "fastgates.h" nogil:
         void *dln_c
         void *dln_cb
         void *part
-        fg_pack_job pack[3]
+        fg_pack_job pack[6]
     size_t fg_packed_size(int cell, int H, int K, int which, int f64)
     void fg_pack_f32(int cell, const float *w, int H, int K, int which, float *P, int n_threads)
     void fg_pack_f64(int cell, const double *w, int H, int K, int which, double *P, int n_threads)
@@ -376,6 +379,19 @@ cdef object _copy(a):
     return out
 
 
+cdef object _copy_later(fg_pack_job *job, a, bint region):
+    """A C-contiguous copy of the ndarray ``a``, made by the threads of the pass's region
+    (``job`` becomes a FG_PACK_COPY job) when there is one and a is C-contiguous; else
+    now (_copy).  Until the region has run, the copy's contents are undefined."""
+    cdef cnp.ndarray arr = <cnp.ndarray?>a
+    if not region or not cnp.PyArray_IS_C_CONTIGUOUS(arr) or cnp.PyArray_NBYTES(arr) == 0:
+        return _copy(a)
+    out = _empty(a.shape, a.dtype)
+    job.w, job.dst, job.which = cnp.PyArray_DATA(arr), cnp.PyArray_DATA(<cnp.ndarray>out), FG_PACK_COPY
+    job.bytes = <size_t>cnp.PyArray_NBYTES(arr)
+    return out
+
+
 def pool_info():
     """(bytes held in the pool, blocks held): for tests and show_config."""
     return _pool_held, sum(len(v) for v in _pool.values())
@@ -611,6 +627,14 @@ cdef object _forward(f, bint training, int nt, packed, floating dummy):
         a.extra_step = 1
         a.keep = 1
         a.x, a.tok = xp, tp              # the kernel projects every row, then runs the loop
+        # The cache's private copies of the inputs (the gathered x already is one) and the
+        # dense y are made by the region's threads: the inputs while they pack, y after
+        # the last step (copy jobs); without a region (no steps) here and now.
+        region = Tk > 0 and B > 0
+        x_own = x if ragged else _copy_later(&a.pack[3], x, region)
+        w_ih_own = None if tokens else _copy_later(&a.pack[4], f.w_ih, region)
+        w_hh_own = _copy_later(&a.pack[5], f.w_hh, region)
+        y = None if ragged else _copy_later(&a.post, hs[1:], region)
         with nogil:
             _run_forward(&a, dummy)
         if ragged:
@@ -620,12 +644,10 @@ cdef object _forward(f, bint training, int nt, packed, floating dummy):
                 _scatter(nt, rows, R, fp, <floating *>a.hout, yp)
             h_n, c_n = hs[pk.last], (cs[pk.last] if lstm else None)
         else:
-            y = _copy(hs[1:])
             h_n = _state_copy(<floating *>vptr(hs) + <size_t>T * B * R, B, R, dtype)
             c_n = _state_copy(<floating *>vptr(cs) + <size_t>T * B * H, B, H, dtype) if lstm else None
         cache = Cache(cell=f.cell, variant=f.variant, dtype=dtype, tokens=tokens, D=D,
-                      x=x if ragged else _copy(x),     # the gathered x is already private
-                      w_ih=None if tokens else _copy(f.w_ih), w_hh=_copy(f.w_hh),
+                      x=x_own, w_ih=w_ih_own, w_hh=w_hh_own,
                       hs=hs, gates=None if rnn else gates,
                       extra=extra, cs=cs, tc=tc, lengths=f.lengths, packing=pk,
                       params={k: v.copy() for k, v in extra_params.items()} or None,

@@ -43,18 +43,23 @@ enum fg_cell { FG_CELLS(FG_CELL_ENUM) };
 
 /* What a packed weight matrix is for (fg_pack_*).  FG_PACK_HR / FG_PACK_HR_BWD: the LSTM
  * projection w_hr (P, H) for h = m w_hr^T (forward) and dm = dh w_hr (BPTT). */
-enum fg_pack { FG_PACK_HH = 0, FG_PACK_IH = 1, FG_PACK_BWD = 2, FG_PACK_HR = 3, FG_PACK_HR_BWD = 4 };
+enum fg_pack { FG_PACK_HH = 0, FG_PACK_IH = 1, FG_PACK_BWD = 2, FG_PACK_HR = 3, FG_PACK_HR_BWD = 4,
+               FG_PACK_COPY = 5 };
 
 /* A weight matrix a pass packs itself on entry, inside its own parallel region (what
  * fg_pack_* would do in a region of its own): w (NULL: nothing to pack) into dst, laid
  * out for `which`, with K as in fg_pack_*.  Every thread packs its share, then one
- * barrier, before anything reads dst. */
+ * barrier, before anything reads dst.  which = FG_PACK_COPY copies the `bytes` bytes at w
+ * to dst as they are (a training forward's private copies of its inputs, made by the
+ * threads of its region instead of by the caller before it: in parallel, while the
+ * sources are being read for packing anyway). */
 typedef struct {
     const void *w;
     void *dst;
     int K, which;
+    size_t bytes;       /* FG_PACK_COPY only */
 } fg_pack_job;
-#define FG_PACK_JOBS 3
+#define FG_PACK_JOBS 6
 
 /* Instruction-set levels, in increasing order. */
 enum fg_isa { FG_ISA_GENERIC = 0, FG_ISA_AVX2 = 1, FG_ISA_AVX512 = 2, FG_ISA_COUNT = 3 };
@@ -108,7 +113,9 @@ typedef struct {
     void *cn;           /* OUT (T, B, H) lnlstm chat = LN(c_t), or (B, H) scratch              */
     void *rstd;         /* OUT (T, B, 3) 1/sqrt(var + eps) of the rows x, h, c, or NULL        */
     void *part;         /* scratch (3, B, H, 2): block partials of the shared rows             */
-    fg_pack_job pack[FG_PACK_JOBS];   /* P, Pi, Pr packed on entry (w = NULL: given packed) */
+    fg_pack_job pack[FG_PACK_JOBS];   /* P, Pi, Pr packed on entry (w = NULL: given packed),
+                                         then copies (FG_PACK_COPY)                          */
+    fg_pack_job post;   /* FG_PACK_COPY after the last step (the training forward's y), or w NULL */
 } fg_forward_args;
 
 typedef struct {

@@ -806,13 +806,26 @@ FG_AI void FG_FN(generate_cell)(const int cell, const fg_generate_args *a, int t
 static void FG_FN(pack_thread)(int cell, const FG_T *w, int H, int K, int which, FG_T *P,
                                int tid, int nth);
 
+/* This thread's share of a FG_PACK_COPY job: 64-byte aligned slices of the bytes. */
+static void FG_FN(copy_share)(const fg_pack_job *job, int tid, int nth)
+{
+    const size_t lines = (job->bytes + 63) / 64;
+    const size_t b0 = lines * tid / nth * 64, b1 = lines * (tid + 1) / nth * 64;
+    const size_t e = b1 < job->bytes ? b1 : job->bytes;
+    if (b0 < e)
+        memcpy((char *)job->dst + b0, (const char *)job->w + b0, e - b0);
+}
+
 static void FG_FN(pack_jobs)(int cell, int H, const fg_pack_job *jobs, int tid, int nth)
 {
     int any = 0;
     for (int i = 0; i < FG_PACK_JOBS; i++)
         if (jobs[i].w) {
-            FG_FN(pack_thread)(cell, (const FG_T *)jobs[i].w, H, jobs[i].K, jobs[i].which,
-                               (FG_T *)jobs[i].dst, tid, nth);
+            if (jobs[i].which == FG_PACK_COPY)
+                FG_FN(copy_share)(&jobs[i], tid, nth);
+            else
+                FG_FN(pack_thread)(cell, (const FG_T *)jobs[i].w, H, jobs[i].K, jobs[i].which,
+                                   (FG_T *)jobs[i].dst, tid, nth);
             any = 1;
         }
     if (any) {
@@ -828,6 +841,10 @@ static void FG_FN(forward_thread)(const fg_forward_args *a, const fg_deal *deal,
 #define FG_X(NAME, code, G, has_c, fwd, bwd) case code: FG_FN(forward_cell)(code, a, deal, tid, nth); break;
     switch (a->cell) { FG_CELLS(FG_X) }
 #undef FG_X
+    if (a->post.w) {        /* after every thread's last step */
+        FG_BARRIER();
+        FG_FN(copy_share)(&a->post, tid, nth);
+    }
 }
 
 static void FG_FN(backward_thread)(const fg_backward_args *a, const fg_deal *deal, int tid, int nth)

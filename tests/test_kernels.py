@@ -402,3 +402,31 @@ def test_dealt_steps_match_for_any_thread_count(name, ragged, rng):
     for j in range(2, len(runs)):
         for i, (a, b) in enumerate(zip(runs[j], runs[j % 2])):
             assert_equal(a, b, f"output/gradient #{i}, {j // 2 + 1} threads vs 1 [{case}]")
+
+
+@pytest.mark.parametrize("tokens", [False, True], ids=["float-x", "token-ids"])
+@pytest.mark.parametrize("n_threads", [1, 2, 3])
+def test_training_copies_made_in_the_region(n_threads, tokens, rng):
+    """A training forward's private copies (x, w_ih, w_hh) and its y are made by the
+    threads of its region (copy jobs, 64-byte slices per thread): at pooled sizes whose
+    byte counts are no multiple of 64, every thread count gives the inputs' exact values
+    in fresh memory and the inference pass's y."""
+    import fastgates
+    T, B, D, H = 7, 5, 129, 67          # w_hh 268 x 67 floats: pooled, 71824 bytes
+    x = (rng.integers(0, D, (T, B)) if tokens
+         else rng.standard_normal((T, B, D)).astype(np.float32))
+    w_ih = rng.standard_normal((4 * H, D)).astype(np.float32) * 0.1
+    w_hh = rng.standard_normal((4 * H, H)).astype(np.float32) * 0.1
+    b = rng.standard_normal(4 * H).astype(np.float32) * 0.1
+    h0, c0 = (rng.standard_normal((B, H)).astype(np.float32) for _ in range(2))
+    y, h_n, c_n, cache = fastgates.lstm_forward(x, h0, c0, w_ih, w_hh, b, b, training=True,
+                                                n_threads=n_threads)
+    y_inf = fastgates.lstm_forward(x, h0, c0, w_ih, w_hh, b, b, n_threads=n_threads)[0]
+    assert_equal(y, y_inf, f"y [threads {n_threads}]")
+    for name, src in (("x", x), ("w_ih", w_ih), ("w_hh", w_hh)):
+        own = getattr(cache, name)
+        if tokens and name == "w_ih":
+            assert own is None
+            continue
+        assert np.array_equal(own, src) and not np.shares_memory(own, src), name
+    assert_equal(cache.hs[1:], y, "hs[1:]")
