@@ -41,8 +41,6 @@ def _proc_status(field):
 
 def peak_rss_probe(spec_json: str) -> dict:
     """In a fresh process: peak RSS growth (VmHWM - VmRSS before) of one fastgates call."""
-    import numpy as np
-
     import fastgates
 
     p = json.loads(spec_json)
@@ -79,12 +77,7 @@ def peak_rss_probe(spec_json: str) -> dict:
         else:
             fastgates.rnn_backward(d["dy"], d["dh_n"], cache, n_threads=THREADS)
     peak = _proc_status("VmHWM")
-    cache_bytes = 0
-    if cache is not None:
-        for name in cache.__slots__:
-            v = getattr(cache, name)
-            if isinstance(v, np.ndarray):
-                cache_bytes += v.nbytes
+    cache_bytes = 0 if cache is None else cache.nbytes
     return {"peak_rss_growth": peak - before, "peak_reset": reset, "y_bytes": y.nbytes,
             "cache_bytes": cache_bytes, "T": SHAPES[spec["shape"]][0], "mode": p["mode"],
             "cell": p["cell"], "shape": p["shape"]}

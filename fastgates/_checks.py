@@ -285,7 +285,8 @@ class Cache:
     w_ih : ndarray of shape (G*H, D) or None
         Copy of the input weights (None for token ids: backward needs no dx).
     w_hh : ndarray of shape (G*H, R)
-        Copy of the recurrent weights.
+        Copy of the recurrent weights (the compiled forward keeps it in the layout its
+        backward reads; it is unpacked on first access).
     hs : ndarray of shape (T+1, B, R)
         The hidden states, ``hs[0]`` = h0.
     gates : ndarray of shape (T, B, G*H) or None
@@ -325,7 +326,7 @@ class Cache:
     ((5, 2, 3, 8), (9, 8), 'rnn_tanh')
     """
 
-    __slots__ = ("cell", "variant", "dtype", "x", "tokens", "D", "w_ih", "w_hh",
+    __slots__ = ("cell", "variant", "dtype", "x", "tokens", "D", "w_ih", "_w_hh", "_w_hh_bwd",
                  "hs", "gates", "extra", "cs", "tc", "lengths", "packing", "params", "saved")
 
     def __init__(self, *, cell=None, variant=None, dtype=None, x=None, tokens=None, D=None,
@@ -334,9 +335,37 @@ class Cache:
         # one assignment per field (a call per training forward pass: no setattr loop);
         # an unknown field is a TypeError naming it
         self.cell, self.variant, self.dtype, self.x, self.tokens = cell, variant, dtype, x, tokens
-        self.D, self.w_ih, self.w_hh, self.hs, self.gates = D, w_ih, w_hh, hs, gates
+        self.D, self.w_ih, self._w_hh, self.hs, self.gates = D, w_ih, w_hh, hs, gates
         self.extra, self.cs, self.tc, self.lengths = extra, cs, tc, lengths
         self.packing, self.params, self.saved = packing, params, saved
+        self._w_hh_bwd = None
+
+    # The compiled forward keeps w_hh only in the layout its backward reads (panels of
+    # the columns, packed by the forward's threads while they pack for the forward
+    # anyway): the backward then packs nothing and the pass keeps one copy of w_hh
+    # instead of two.  ``w_hh`` unpacks it on first use (the reference backward, users).
+    @property
+    def w_hh(self):
+        if self._w_hh is None and self._w_hh_bwd is not None:
+            P, _, NP, rows, cols = self._w_hh_bwd
+            nq = -(-cols // NP)
+            self._w_hh = np.ascontiguousarray(
+                P.reshape(nq, rows, NP).transpose(1, 0, 2).reshape(rows, nq * NP)[:, :cols])
+        return self._w_hh
+
+    @w_hh.setter
+    def w_hh(self, value):
+        self._w_hh, self._w_hh_bwd = value, None
+
+    def _keep_packed_w_hh(self, P, level, NP, rows, cols):
+        """Hold w_hh (rows, cols) as P[q, r, l] = w_hh[r, q*NP + l] (zero past cols),
+        packed at ISA level ``level``: what the compiled backward of that level reads."""
+        self._w_hh, self._w_hh_bwd = None, (P, level, NP, rows, cols)
+
+    def _packed_w_hh(self, level):
+        """The packed w_hh if it was packed at ``level``, else None."""
+        kept = self._w_hh_bwd
+        return kept[0] if kept is not None and kept[1] == level else None
 
     @property
     def celldef(self) -> CellDef:
@@ -346,10 +375,21 @@ class Cache:
     @property
     def shape(self):
         """(T, B, D, H) of the forward pass (H the hidden size, also when h is projected)."""
-        H = self.w_hh.shape[0] // self.celldef.G
+        rows = self._w_hh.shape[0] if self._w_hh is not None else self._w_hh_bwd[3]
+        H = rows // self.celldef.G
         if self.packing is not None:
             return self.packing.T, self.packing.B, self.D, H
         return self.hs.shape[0] - 1, self.hs.shape[1], self.D, H
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the arrays the cache holds (w_hh as it is kept: packed, or not)."""
+        total = 0
+        for name in self.__slots__:
+            v = getattr(self, name)
+            for a in (v.values() if isinstance(v, dict) else v if isinstance(v, tuple) else (v,)):
+                total += a.nbytes if isinstance(a, np.ndarray) else 0
+        return total
 
     @property
     def proj_size(self) -> int:

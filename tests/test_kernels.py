@@ -430,3 +430,46 @@ def test_training_copies_made_in_the_region(n_threads, tokens, rng):
             continue
         assert np.array_equal(own, src) and not np.shares_memory(own, src), name
     assert_equal(cache.hs[1:], y, "hs[1:]")
+    held = [a for a in (cache.x, cache.w_ih, cache.hs, cache.gates, cache.cs, cache.tc)
+            if a is not None]      # w_hh: read above, so held packed and unpacked
+    kept = cache._w_hh_bwd[0] if cache._w_hh_bwd is not None else None
+    assert cache.nbytes == sum(a.nbytes for a in held) + cache.w_hh.nbytes + (
+        0 if kept is None else kept.nbytes)
+
+
+def test_packed_w_hh_of_another_level_is_repacked(rng):
+    """The cache keeps w_hh packed for the backward of the level the forward ran at; a
+    backward at another level (the level switched in between) packs it again from the
+    unpacked copy, computing what a cache holding w_hh as an array gives; a projected
+    LSTM's w_hh (4H, P) unpacks to its values too."""
+    import fastgates
+    from fastgates import _recurrence as R
+    active = R.isa_active()
+    levels = sorted({R.isa_select(name) for name in R.ISA_LEVELS}, key=R.ISA_LEVELS.index)
+    assert len(levels) > 1 or active == "generic", levels
+    T, B, D, H, P = 6, 3, 5, 37, 21
+    x = rng.standard_normal((T, B, D))
+    w_ih, w_hh = rng.standard_normal((4 * H, D)) * 0.2, rng.standard_normal((4 * H, P)) * 0.2
+    w_hr = rng.standard_normal((P, H)) * 0.2
+    b = rng.standard_normal(4 * H) * 0.1
+    dy, dh = rng.standard_normal((T, B, P)), rng.standard_normal((B, P))
+    dc = rng.standard_normal((B, H))
+    try:
+        for first in levels:
+            for second in levels:
+                R.isa_select(first)
+                cache = fastgates.lstm_forward(x, None, None, w_ih, w_hh, b, b, w_hr=w_hr,
+                                               training=True)[3]
+                plain = fastgates.lstm_forward(x, None, None, w_ih, w_hh, b, b, w_hr=w_hr,
+                                               training=True)[3]
+                assert np.array_equal(plain.w_hh, w_hh)      # unpacks to the values
+                plain.w_hh = plain.w_hh.copy()               # an array: packed again by BPTT
+                assert plain._packed_w_hh(R.ISA_LEVELS.index(first)) is None
+                assert cache._packed_w_hh(R.ISA_LEVELS.index(first)) is not None
+                R.isa_select(second)
+                g = fastgates.lstm_backward(dy, dh, dc, cache)
+                want = fastgates.lstm_backward(dy, dh, dc, plain)
+                for name, got in g._asdict().items():
+                    assert_equal(got, getattr(want, name), f"{name} [{first} -> {second}]")
+    finally:
+        R.isa_select(active)
