@@ -407,10 +407,10 @@ def test_dealt_steps_match_for_any_thread_count(name, ragged, rng):
 @pytest.mark.parametrize("tokens", [False, True], ids=["float-x", "token-ids"])
 @pytest.mark.parametrize("n_threads", [1, 2, 3])
 def test_training_copies_made_in_the_region(n_threads, tokens, rng):
-    """A training forward's private copies (x, w_ih, w_hh) and its y are made by the
-    threads of its region (copy jobs, 64-byte slices per thread): at pooled sizes whose
-    byte counts are no multiple of 64, every thread count gives the inputs' exact values
-    in fresh memory and the inference pass's y."""
+    """A training forward's private copies (x, w_ih; w_hh packed for the backward) and
+    its y are made by the threads of its region (copy jobs in 64-byte slices per thread,
+    panels): at pooled sizes whose byte counts are no multiple of 64, every thread count
+    gives the inputs' exact values in fresh memory and the inference pass's y."""
     import fastgates
     T, B, D, H = 7, 5, 129, 67          # w_hh 268 x 67 floats: pooled, 71824 bytes
     x = (rng.integers(0, D, (T, B)) if tokens
