@@ -172,10 +172,6 @@ cdef extern from "fastgates.h" nogil:
 
 # Rows of the input projection computed per GEMM in inference mode.
 DEF CHUNK_ROWS = 1024
-# Vector bytes of each ISA level (FG_VBYTES of kernels_<level>.c): a packed panel of
-# FG_PACK_BWD is 4 vectors wide.
-cdef int _VBYTES[3]
-_VBYTES[:] = [16, 32, 64]
 DEF OWN_GEMM_ROWS = 256     # from this many rows BPTT's dW_ih is our product, not BLAS's
 # Below this many rows BPTT's dW_hh is BLAS's product (its transposes and short k loops
 # cost our product more): backward, side by side on the Zen 4 machine, BLAS / ours:
@@ -638,8 +634,10 @@ cdef object _forward(f, bint training, int nt, packed, floating dummy):
         x_own = x if ragged else _copy_later(&a.pack[3], x, region)
         w_ih_own = None if tokens else _copy_later(&a.pack[4], f.w_ih, region)
         # w_hh: kept only as the backward's packed layout, packed by the region (Cache.w_hh)
-        w_hh_bwd = _pack_later(&a.pack[5], cell, f.w_hh, H, FG_PACK_BWD, dummy) if region else None
-        w_hh_own = None if region else _copy(f.w_hh)
+        if region:
+            w_hh_own, w_hh_bwd = None, _pack_later(&a.pack[5], cell, f.w_hh, H, FG_PACK_BWD, dummy)
+        else:
+            w_hh_own, w_hh_bwd = _copy(f.w_hh), None
         y = None if ragged else _copy_later(&a.post, hs[1:], region)
         with nogil:
             _run_forward(&a, dummy)
@@ -658,9 +656,9 @@ cdef object _forward(f, bint training, int nt, packed, floating dummy):
                       extra=extra, cs=cs, tc=tc, lengths=f.lengths, packing=pk,
                       params={k: v.copy() for k, v in extra_params.items()} or None,
                       saved=dict(saved or {}, **({"m": ms} if proj else {})) or None)
-        if region:
-            cache._keep_packed_w_hh(w_hh_bwd, fg_isa_active(), 4 * _VBYTES[fg_isa_active()]
-                                    // sizeof(floating), GH, R)
+        if region:      # panel width: the packed size of one column
+            cache._keep_packed_w_hh(w_hh_bwd, fg_isa_active(), fg_packed_size(
+                cell, H, 1, FG_PACK_BWD, floating is double) // GH, GH, R)
         return y, h_n, c_n, cache
     hn = _empty((B, GH), dtype) if ln else None     # inference: one step's scratch
     a.hn = vptr(hn)
