@@ -26,6 +26,9 @@ typedef struct {                                                                
     FG_T *tc;           /* OUT lstm tanh(c_t) (Bt, H), or NULL                          */  \
     FG_T *ex;           /* OUT gru lbr: h W_hn^T + b_hn; gru rb: r * h_{t-1}  (Bt, H)   */  \
     const FG_T *b_hn;   /* IN  gru lbr (H,)                                             */  \
+    int fused;          /* lstm: x w_ih^T is in the product's sums (FG_FN(fuses_x)); pre  \
+                         *     is not read (written only if keep)                         */  \
+    const FG_T *xb;     /* IN  with fused: the summed biases (G*H,), or NULL              */  \
     int keep;           /* training: keep the post-activation gates (and lbr's ex)      */  \
     /* LSTM variants (NULL / 0: the plain LSTM, h is H wide)                            */  \
     int R;              /* width of h (P with a projection), 0 = H                      */  \

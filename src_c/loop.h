@@ -9,7 +9,8 @@
  *
  * A forward step, over blocks of NU = UV*VL units (all gates of a unit together): the
  * register-tiled product h_{t-1} W_hh^T of a few batch rows at a time (product.h), then
- * the cell's gate math on those rows while the tile is in L1; the reset-before GRU takes
+ * the cell's gate math on those rows while the tile is in L1 (the LSTM with B >= a row
+ * tile sums x_t W_ih^T in the same tile first, fuses_x); the reset-before GRU takes
  * a second product after a barrier (it needs r*h of every unit).  One barrier ends the
  * step: the next one needs all of h_t.  The backward step is the cell's gate gradients
  * for this thread's units, a barrier, then dL/dh_{t-1} = direct part + dG W_hh over
@@ -197,6 +198,17 @@ typedef struct {
     const FG_T *Pi, *wT, *bias;
 } FG_FN(xin);
 
+/* Whether a step of B rows sums its input projection inside the recurrent tiles, x_t
+ * W_ih^T then h_{t-1} W_hh^T into the same accumulators (the biases added by the gate
+ * math): the plain and variant LSTM with float input rows, B >= a row tile (fewer rows
+ * project all steps up front, where row tiles span steps).  Nothing is stored to pre
+ * and read back, and the short-K projection tiles go (3 % of a d2l LSTM forward). */
+FG_AI int FG_FN(fuses_x)(const int cell, int B, const FG_T *x)
+{
+    return cell == FG_LSTM && x
+           && B >= FG_FN(mr_for)(FG_FN(gates)(cell) * FG_FN(uv)(cell));
+}
+
 /* Row groups per unit block in a dealt phase: whole row tiles of MR rows (so the tiles,
  * and the order of every sum, are those of the undivided block), about 4 items per
  * thread in all. */
@@ -237,7 +249,8 @@ FG_AI void FG_FN(fwd_group)(const int cell, const int second, const FG_FN(fstep)
         const int nvu = FG_FN(grp_nv)(ng, UV, n);
         const FG_T *Pu = P + (size_t)u * blk + (second ? FG_FN(group2_at)(K, g1, UV, n) : 0);
         const FG_T *ac = nvu < nv ? tail : acc;
-        if (xin)
+        const int fuse = xin && s->fused;   /* x w_ih^T inside the tiles (lstm) */
+        if (xin && !fuse)
             FG_FN(project)(cell, r1 - r0, xin->D, H, xin->x ? xin->x + (size_t)r0 * xin->D : NULL,
                            xin->tok ? xin->tok + r0 : NULL, xin->Pi, xin->wT, xin->bias,
                            s->pre + (size_t)r0 * s->GH, u, u + 1);
@@ -250,7 +263,12 @@ FG_AI void FG_FN(fwd_group)(const int cell, const int second, const FG_FN(fstep)
                     for (int g = 0; g < G; g++)
                         for (int c = 0; c < n; c += 64 / (int)sizeof(FG_T))
                             __builtin_prefetch(s->pre + (size_t)(b0 + r) * s->GH + (size_t)g * H + j0 + c);
-            FG_FN(tiles)(nvu, mr, A + (size_t)b0 * K, (size_t)K, Pu, (size_t)nvu * FG_VL, FG_VL, K, acc);
+            if (fuse)
+                FG_FN(tilesx)(nvu, mr, xin->x + (size_t)b0 * xin->D, (size_t)xin->D,
+                              xin->Pi + (size_t)u * xin->D * G * NU, (size_t)nvu * FG_VL, xin->D,
+                              A + (size_t)b0 * K, (size_t)K, Pu, (size_t)nvu * FG_VL, FG_VL, K, acc);
+            else
+                FG_FN(tiles)(nvu, mr, A + (size_t)b0 * K, (size_t)K, Pu, (size_t)nvu * FG_VL, FG_VL, K, acc);
             if (nvu < nv)
                 FG_FN(spread_tail)(mr, nvu, ng, UV, n, acc, tail);
             for (int r = 0; r < mr; r++)
@@ -496,6 +514,7 @@ FG_AI void FG_FN(forward_cell)(const int cell, const fg_forward_args *a, const f
         }
     }
     FG_FN(xin) xin = {a->D, NULL, NULL, (const FG_T *)a->Pi, (const FG_T *)a->wT, pbias};
+    s.fused = in_loop && FG_FN(fuses_x)(cell, B, (const FG_T *)a->x), s.xb = pbias;
     if (FG_FN(is_ln)(cell))
         FG_FN(ln_fstep)(cell, &s, a, -1);
     size_t off = 0, off_prev = 0;   /* first row of steps t and t-1 (packed layout) */
@@ -716,8 +735,14 @@ FG_AI void FG_FN(step_cell)(const int cell, const fg_step_args *a, int tid, int 
     s.H = H, s.GH = GH, s.keep = 0, s.tc = NULL, s.pre = (FG_T *)a->pre, s.ex = (FG_T *)a->extra;
     for (int k = 0; k < L; k++) {
         const FG_T *x = k ? (const FG_T *)a->h1 + (size_t)(k - 1) * LBR : (const FG_T *)a->x;
-        FG_FN(project)(cell, B, a->d_in[k], H, x, k ? NULL : a->tok, (const FG_T *)a->Pi[k],
-                       (const FG_T *)a->wT, (const FG_T *)a->bias[k], s.pre, u0, u1);
+        /* the projection fused into the lstm's tiles where forward_cell fuses it (the same
+         * sums: a step computes what the sequence forward computes for the same rows) */
+        const int fuse = FG_FN(fuses_x)(cell, B, x);
+        FG_FN(xin) xin = {a->d_in[k], x, NULL, (const FG_T *)a->Pi[k], NULL, NULL};
+        s.fused = fuse, s.xb = (const FG_T *)a->bias[k];
+        if (!fuse)
+            FG_FN(project)(cell, B, a->d_in[k], H, x, k ? NULL : a->tok, (const FG_T *)a->Pi[k],
+                           (const FG_T *)a->wT, (const FG_T *)a->bias[k], s.pre, u0, u1);
         s.hp = (const FG_T *)a->h0 + (size_t)k * LBR;
         s.h = (FG_T *)a->h1 + (size_t)k * LBR;
         if (cell == FG_LSTM) {
@@ -729,7 +754,8 @@ FG_AI void FG_FN(step_cell)(const int cell, const fg_step_args *a, int tid, int 
             s.peep = a->peep ? (const FG_T *)a->peep[k] : NULL;
         }
         s.b_hn = (const FG_T *)a->b_hn[k];
-        FG_FN(fwd_step)(cell, &s, B, (const FG_T *)a->P[k], NULL, NULL, &phase, tid, nth);
+        FG_FN(fwd_step)(cell, &s, B, (const FG_T *)a->P[k], fuse ? &xin : NULL, NULL, &phase,
+                        tid, nth);
         FG_BARRIER();
     }
 }

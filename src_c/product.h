@@ -7,6 +7,9 @@
  *   A  [mr, K]  rows of the left operand (row stride lda), read one element at a time
  *   P  K rows of nv vectors (k stride pk, vector stride pv): a packed panel
  *   C  [mr, nv*VL] scratch, overwritten
+ * optionally after a first segment X Q of KX terms (X [mr, KX], row stride ldx; Q KX rows,
+ * k stride qk, vector stride pv) summed in order into the same accumulators: the LSTM's
+ * input projection x_t W_ih^T fused into its recurrent product (loop.h's fuses_x).
  * The mr*nv accumulators stay in registers for the whole k loop (mr*nv + nv + 1
  * registers: 6 x 4 tiles with AVX-512's 32 registers, 3 x 4 with 16).  Few
  * accumulators cannot hide the FMA latency, so with small tiles the k sum is split
@@ -29,7 +32,8 @@ FG_AI int FG_FN(mr_for)(int nv)
 #endif
 }
 
-FG_AI void FG_FN(tile)(const int mr, const int nv, const int one, const FG_T *A, size_t lda,
+FG_AI void FG_FN(tile)(const int mr, const int nv, const int one, const FG_T *X, size_t ldx,
+                       const FG_T *Q, size_t qk, int KX, const FG_T *A, size_t lda,
                        const FG_T *P, size_t pk, size_t pv, int K, FG_T *C)
 {
     enum { SM = 4 };
@@ -39,6 +43,18 @@ FG_AI void FG_FN(tile)(const int mr, const int nv, const int one, const FG_T *A,
         for (int r = 0; r < mr; r++)
             for (int v = 0; v < nv; v++)
                 acc[s][r][v] = (FG_V){0};
+    /* the first segment (the fused input projection): X [mr, KX] times Q, in order, into
+     * the first partial sum */
+    for (int k = 0; k < KX; k++) {
+        FG_V p[FG_NVMAX];
+        for (int v = 0; v < nv; v++)
+            p[v] = FG_FN(ld)(Q + (size_t)k * qk + (size_t)v * pv);
+        for (int r = 0; r < mr; r++) {
+            const FG_V a = FG_SPLAT(X[r * ldx + k]);
+            for (int v = 0; v < nv; v++)
+                acc[0][r][v] += a * p[v];
+        }
+    }
     int k = 0;
     for (; k + S <= K; k += S) {
         for (int s = 0; s < S; s++) {
@@ -94,14 +110,32 @@ static void FG_FN(NAME##NV)(int mr, const FG_T *A, size_t lda, const FG_T *P, si
                             size_t pv, int K, FG_T *C)                                      \
 {                                                                                           \
     switch (mr) {                                                                           \
-    case 1: FG_FN(tile)(1, NV, ONE, A, lda, P, pk, pv, K, C); break;                        \
-    case 2: FG_FN(tile)(2, NV, ONE, A, lda, P, pk, pv, K, C); break;                        \
-    case 3: FG_FN(tile)(3, NV, ONE, A, lda, P, pk, pv, K, C); break;                        \
-    case 4: if (4 <= FG_MRLIM(NV)) FG_FN(tile)(4, NV, ONE, A, lda, P, pk, pv, K, C); break; \
-    case 5: if (5 <= FG_MRLIM(NV)) FG_FN(tile)(5, NV, ONE, A, lda, P, pk, pv, K, C); break; \
-    case 6: if (6 <= FG_MRLIM(NV)) FG_FN(tile)(6, NV, ONE, A, lda, P, pk, pv, K, C); break; \
-    case 7: if (7 <= FG_MRLIM(NV)) FG_FN(tile)(7, NV, ONE, A, lda, P, pk, pv, K, C); break; \
-    default: if (8 <= FG_MRLIM(NV)) FG_FN(tile)(8, NV, ONE, A, lda, P, pk, pv, K, C); break;\
+    case 1: FG_FN(tile)(1, NV, ONE, NULL, 0, NULL, 0, 0, A, lda, P, pk, pv, K, C); break;                        \
+    case 2: FG_FN(tile)(2, NV, ONE, NULL, 0, NULL, 0, 0, A, lda, P, pk, pv, K, C); break;                        \
+    case 3: FG_FN(tile)(3, NV, ONE, NULL, 0, NULL, 0, 0, A, lda, P, pk, pv, K, C); break;                        \
+    case 4: if (4 <= FG_MRLIM(NV)) FG_FN(tile)(4, NV, ONE, NULL, 0, NULL, 0, 0, A, lda, P, pk, pv, K, C); break; \
+    case 5: if (5 <= FG_MRLIM(NV)) FG_FN(tile)(5, NV, ONE, NULL, 0, NULL, 0, 0, A, lda, P, pk, pv, K, C); break; \
+    case 6: if (6 <= FG_MRLIM(NV)) FG_FN(tile)(6, NV, ONE, NULL, 0, NULL, 0, 0, A, lda, P, pk, pv, K, C); break; \
+    case 7: if (7 <= FG_MRLIM(NV)) FG_FN(tile)(7, NV, ONE, NULL, 0, NULL, 0, 0, A, lda, P, pk, pv, K, C); break; \
+    default: if (8 <= FG_MRLIM(NV)) FG_FN(tile)(8, NV, ONE, NULL, 0, NULL, 0, 0, A, lda, P, pk, pv, K, C); break;\
+    }                                                                                       \
+}
+/* The same with a first segment X Q^T of KX terms summed before the main one (the input
+ * projection fused into the recurrent product). */
+#define FG_TILESX(NAME, NV)                                                                 \
+static void FG_FN(NAME##NV)(int mr, const FG_T *X, size_t ldx, const FG_T *Q, size_t qk,    \
+                            int KX, const FG_T *A, size_t lda, const FG_T *P, size_t pk,    \
+                            size_t pv, int K, FG_T *C)                                      \
+{                                                                                           \
+    switch (mr) {                                                                           \
+    case 1: FG_FN(tile)(1, NV, 0, X, ldx, Q, qk, KX, A, lda, P, pk, pv, K, C); break;       \
+    case 2: FG_FN(tile)(2, NV, 0, X, ldx, Q, qk, KX, A, lda, P, pk, pv, K, C); break;       \
+    case 3: FG_FN(tile)(3, NV, 0, X, ldx, Q, qk, KX, A, lda, P, pk, pv, K, C); break;       \
+    case 4: if (4 <= FG_MRLIM(NV)) FG_FN(tile)(4, NV, 0, X, ldx, Q, qk, KX, A, lda, P, pk, pv, K, C); break; \
+    case 5: if (5 <= FG_MRLIM(NV)) FG_FN(tile)(5, NV, 0, X, ldx, Q, qk, KX, A, lda, P, pk, pv, K, C); break; \
+    case 6: if (6 <= FG_MRLIM(NV)) FG_FN(tile)(6, NV, 0, X, ldx, Q, qk, KX, A, lda, P, pk, pv, K, C); break; \
+    case 7: if (7 <= FG_MRLIM(NV)) FG_FN(tile)(7, NV, 0, X, ldx, Q, qk, KX, A, lda, P, pk, pv, K, C); break; \
+    default: if (8 <= FG_MRLIM(NV)) FG_FN(tile)(8, NV, 0, X, ldx, Q, qk, KX, A, lda, P, pk, pv, K, C); break;\
     }                                                                                       \
 }
 #if FG_NREG >= 32
@@ -117,7 +151,12 @@ FG_TILES(tile1_nv, 1, 1)
 FG_TILES(tile1_nv, 2, 1)
 FG_TILES(tile1_nv, 3, 1)
 FG_TILES(tile1_nv, 4, 1)
+FG_TILESX(tilex_nv, 1)
+FG_TILESX(tilex_nv, 2)
+FG_TILESX(tilex_nv, 3)
+FG_TILESX(tilex_nv, 4)
 #undef FG_TILES
+#undef FG_TILESX
 #undef FG_MRLIM
 
 /* C = tile product of mr <= mr_for(nv) rows with nv (1..4) vectors per row; tiles1: the
@@ -136,6 +175,18 @@ static inline void FG_FN(NAME)(int nv, int mr, const FG_T *A, size_t lda, const 
 FG_TILES_OF(tiles, tile_nv)
 FG_TILES_OF(tiles1, tile1_nv)
 #undef FG_TILES_OF
+
+static inline void FG_FN(tilesx)(int nv, int mr, const FG_T *X, size_t ldx, const FG_T *Q,
+                                 size_t qk, int KX, const FG_T *A, size_t lda, const FG_T *P,
+                                 size_t pk, size_t pv, int K, FG_T *C)
+{
+    switch (nv) {
+    case 1: FG_FN(tilex_nv1)(mr, X, ldx, Q, qk, KX, A, lda, P, pk, pv, K, C); break;
+    case 2: FG_FN(tilex_nv2)(mr, X, ldx, Q, qk, KX, A, lda, P, pk, pv, K, C); break;
+    case 3: FG_FN(tilex_nv3)(mr, X, ldx, Q, qk, KX, A, lda, P, pk, pv, K, C); break;
+    default: FG_FN(tilex_nv4)(mr, X, ldx, Q, qk, KX, A, lda, P, pk, pv, K, C); break;
+    }
+}
 
 /* out[r, j0 + i] (+)= C[r][i] for i < n (the valid columns of a tile): the epilogue of
  * the products whose result is a plain row-major array. */

@@ -25,17 +25,22 @@ FG_AI void FG_FN(lstm_fwd)(const FG_FN(fstep) *s, size_t b, int j, int m, const 
     const int H = s->H;
     FG_T *pr = s->pre + b * s->GH + j;
     const size_t o = b * H + j;
+    /* x w_ih^T + biases (pre), or with the projection in acc (fused) the biases alone */
+    FG_V x4[4];
+    for (int g = 0; g < 4; g++)
+        x4[g] = !s->fused ? FG_FN(ldn)(pr + g * H, m)
+                : s->xb ? FG_FN(ldn)(s->xb + g * H + j, m) : (FG_V){0};
     const FG_V cp = FG_FN(ldn)(s->cp + o, m);
-    FG_V ai = FG_FN(ldn)(pr, m) + FG_FN(ld)(acc);
-    FG_V af = FG_FN(ldn)(pr + H, m) + FG_FN(ld)(acc + an);
-    FG_V ao = FG_FN(ldn)(pr + 3 * H, m) + FG_FN(ld)(acc + 3 * an);
+    FG_V ai = x4[0] + FG_FN(ld)(acc);
+    FG_V af = x4[1] + FG_FN(ld)(acc + an);
+    FG_V ao = x4[3] + FG_FN(ld)(acc + 3 * an);
     if (s->peep) {
         ai += FG_FN(ldn)(s->peep + j, m) * cp;
         af += FG_FN(ldn)(s->peep + H + j, m) * cp;
     }
     const FG_V i = FG_FN(vsigmoid)(ai);
     const FG_V f = FG_FN(vsigmoid)(af);
-    const FG_V g = FG_FN(vtanh)(FG_FN(ldn)(pr + 2 * H, m) + FG_FN(ld)(acc + 2 * an));
+    const FG_V g = FG_FN(vtanh)(x4[2] + FG_FN(ld)(acc + 2 * an));
     const FG_V c = f * cp + i * g;
     if (s->peep)
         ao += FG_FN(ldn)(s->peep + 2 * H + j, m) * c;
