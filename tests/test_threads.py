@@ -114,15 +114,17 @@ def test_small_work_policy_caps_by_weight_bytes():
 
 
 def test_small_work_policy_pays_sooner_for_sequences():
-    """A call of many steps starts its region once: the tiny LSTM (264 KB of weights) and
-    GRU (198 KB) run on two threads over a sequence, the GRU not for a single step."""
+    """A call of many steps starts its region once: the tiny LSTM (264 KB of weights), GRU
+    (198 KB) and RNN (66 KB) run on two threads over a sequence, the GRU not for a single
+    step; an RNN below 64 KiB on one."""
     step, seq = _threads.unit_for_steps(1), _threads.unit_for_steps(25)
     assert (step, seq) == (_threads.SMALL_STEP_BYTES, _threads.SMALL_SEQ_BYTES)
     assert seq < step and _threads.unit_for_steps(_threads.SEQ_STEPS - 1) == step
     assert _threads.small_work_threads(2, 3, 100, 65, 4, unit=step) == 1
     assert _threads.small_work_threads(2, 3, 100, 65, 4, unit=seq) == 2
     assert _threads.small_work_threads(2, 4, 100, 65, 4, unit=seq) == 2
-    assert _threads.small_work_threads(2, 1, 100, 65, 4, unit=seq) == 1     # 66 KB: one thread
+    assert _threads.small_work_threads(2, 1, 100, 65, 4, unit=seq) == 2     # 66 KB: two
+    assert _threads.small_work_threads(2, 1, 100, 50, 4, unit=seq) == 1     # 60 KB: one
 
 
 @needs_openmp
