@@ -32,6 +32,36 @@ FG_AI int FG_FN(mr_for)(int nv)
 #endif
 }
 
+/* One term of a tile's sum into partial sum s: acc[s][r][v] += Ak[r*lda] * Pk[v*pv] (Ak: A's
+ * column k, Pk: the panel's row k).  32 registers: the panel row in registers, one broadcast
+ * at a time; 16: the mr broadcasts stay and each panel vector is used at once (mr*nv + mr + 1
+ * <= 16 with a 3 x 4 tile).  Both add the same products in the same order. */
+#if FG_NREG >= 32
+#define FG_TILE_TERM(s, Ak, lda, Pk)                                                        \
+    do {                                                                                    \
+        FG_V p_[FG_NVMAX];                                                                  \
+        for (int v = 0; v < nv; v++)                                                        \
+            p_[v] = FG_FN(ld)((Pk) + (size_t)v * pv);                                       \
+        for (int r = 0; r < mr; r++) {                                                      \
+            const FG_V a_ = FG_SPLAT((Ak)[(size_t)r * (lda)]);                              \
+            for (int v = 0; v < nv; v++)                                                    \
+                acc[s][r][v] += a_ * p_[v];                                                 \
+        }                                                                                   \
+    } while (0)
+#else
+#define FG_TILE_TERM(s, Ak, lda, Pk)                                                        \
+    do {                                                                                    \
+        FG_V a_[FG_MRMAX];                                                                  \
+        for (int r = 0; r < mr; r++)                                                        \
+            a_[r] = FG_SPLAT((Ak)[(size_t)r * (lda)]);                                      \
+        for (int v = 0; v < nv; v++) {                                                      \
+            const FG_V p_ = FG_FN(ld)((Pk) + (size_t)v * pv);                               \
+            for (int r = 0; r < mr; r++)                                                    \
+                acc[s][r][v] += a_[r] * p_;                                                 \
+        }                                                                                   \
+    } while (0)
+#endif
+
 FG_AI void FG_FN(tile)(const int mr, const int nv, const int one, const FG_T *X, size_t ldx,
                        const FG_T *Q, size_t qk, int KX, const FG_T *A, size_t lda,
                        const FG_T *P, size_t pk, size_t pv, int K, FG_T *C)
@@ -45,53 +75,14 @@ FG_AI void FG_FN(tile)(const int mr, const int nv, const int one, const FG_T *X,
                 acc[s][r][v] = (FG_V){0};
     /* the first segment (the fused input projection): X [mr, KX] times Q, in order, into
      * the first partial sum */
-    for (int k = 0; k < KX; k++) {
-        FG_V p[FG_NVMAX];
-        for (int v = 0; v < nv; v++)
-            p[v] = FG_FN(ld)(Q + (size_t)k * qk + (size_t)v * pv);
-        for (int r = 0; r < mr; r++) {
-            const FG_V a = FG_SPLAT(X[r * ldx + k]);
-            for (int v = 0; v < nv; v++)
-                acc[0][r][v] += a * p[v];
-        }
-    }
+    for (int k = 0; k < KX; k++)
+        FG_TILE_TERM(0, X + k, ldx, Q + (size_t)k * qk);
     int k = 0;
-    for (; k + S <= K; k += S) {
-        for (int s = 0; s < S; s++) {
-#if FG_NREG >= 32
-            /* a panel row in registers, one broadcast at a time */
-            FG_V p[FG_NVMAX];
-            for (int v = 0; v < nv; v++)
-                p[v] = FG_FN(ld)(P + (size_t)(k + s) * pk + (size_t)v * pv);
-            for (int r = 0; r < mr; r++) {
-                const FG_V a = FG_SPLAT(A[r * lda + k + s]);
-                for (int v = 0; v < nv; v++)
-                    acc[s][r][v] += a * p[v];
-            }
-#else
-            /* 16 registers: the mr broadcasts stay, each panel vector is loaded once and
-             * used at once (mr*nv + mr + 1 <= 16 with a 3 x 4 tile) */
-            FG_V a[FG_MRMAX];
-            for (int r = 0; r < mr; r++)
-                a[r] = FG_SPLAT(A[r * lda + k + s]);
-            for (int v = 0; v < nv; v++) {
-                const FG_V p = FG_FN(ld)(P + (size_t)(k + s) * pk + (size_t)v * pv);
-                for (int r = 0; r < mr; r++)
-                    acc[s][r][v] += a[r] * p;
-            }
-#endif
-        }
-    }
-    for (; k < K; k++) {   /* the last K % S terms go to the first partial sum */
-        FG_V p[FG_NVMAX];
-        for (int v = 0; v < nv; v++)
-            p[v] = FG_FN(ld)(P + (size_t)k * pk + (size_t)v * pv);
-        for (int r = 0; r < mr; r++) {
-            const FG_V a = FG_SPLAT(A[r * lda + k]);
-            for (int v = 0; v < nv; v++)
-                acc[0][r][v] += a * p[v];
-        }
-    }
+    for (; k + S <= K; k += S)
+        for (int s = 0; s < S; s++)
+            FG_TILE_TERM(s, A + k + s, lda, P + (size_t)(k + s) * pk);
+    for (; k < K; k++)     /* the last K % S terms go to the first partial sum */
+        FG_TILE_TERM(0, A + k, lda, P + (size_t)k * pk);
     for (int r = 0; r < mr; r++)
         for (int v = 0; v < nv; v++) {
             FG_V c = acc[0][r][v];
@@ -102,40 +93,34 @@ FG_AI void FG_FN(tile)(const int mr, const int nv, const int one, const FG_T *X,
             FG_FN(st)(C + (size_t)r * nv * FG_VL + (size_t)v * FG_VL, c);
         }
 }
+#undef FG_TILE_TERM
 
 /* tile() for a run-time mr (1..mr_for(NV)) and a compile-time NV: each (mr, nv) pair is
- * its own fully unrolled kernel; ONE = 1 never splits the k sum (see FG_FN(project)). */
-#define FG_TILES(NAME, NV, ONE)                                                             \
-static void FG_FN(NAME##NV)(int mr, const FG_T *A, size_t lda, const FG_T *P, size_t pk,    \
-                            size_t pv, int K, FG_T *C)                                      \
+ * its own fully unrolled kernel; ONE = 1 never splits the k sum (see FG_FN(project)).  SEG
+ * names the first segment's parameters, the arguments that pass them on (FWD) and those tile()
+ * takes (ARGS): FG_NOX (none) or FG_X (X, Q, KX). */
+#define FG_NOX_PARAMS
+#define FG_NOX_FWD
+#define FG_NOX_ARGS NULL, 0, NULL, 0, 0,
+#define FG_X_PARAMS const FG_T *X, size_t ldx, const FG_T *Q, size_t qk, int KX,
+#define FG_X_FWD X, ldx, Q, qk, KX,
+#define FG_X_ARGS FG_X_FWD
+#define FG_TILE_MR(MR, NV, ONE, SEG)                                                        \
+    if ((MR) <= FG_MRLIM(NV))                                                               \
+        FG_FN(tile)(MR, NV, ONE, SEG##_ARGS A, lda, P, pk, pv, K, C)
+#define FG_TILES(NAME, NV, ONE, SEG)                                                        \
+static void FG_FN(NAME##NV)(int mr, SEG##_PARAMS const FG_T *A, size_t lda, const FG_T *P,  \
+                            size_t pk, size_t pv, int K, FG_T *C)                           \
 {                                                                                           \
     switch (mr) {                                                                           \
-    case 1: FG_FN(tile)(1, NV, ONE, NULL, 0, NULL, 0, 0, A, lda, P, pk, pv, K, C); break;                        \
-    case 2: FG_FN(tile)(2, NV, ONE, NULL, 0, NULL, 0, 0, A, lda, P, pk, pv, K, C); break;                        \
-    case 3: FG_FN(tile)(3, NV, ONE, NULL, 0, NULL, 0, 0, A, lda, P, pk, pv, K, C); break;                        \
-    case 4: if (4 <= FG_MRLIM(NV)) FG_FN(tile)(4, NV, ONE, NULL, 0, NULL, 0, 0, A, lda, P, pk, pv, K, C); break; \
-    case 5: if (5 <= FG_MRLIM(NV)) FG_FN(tile)(5, NV, ONE, NULL, 0, NULL, 0, 0, A, lda, P, pk, pv, K, C); break; \
-    case 6: if (6 <= FG_MRLIM(NV)) FG_FN(tile)(6, NV, ONE, NULL, 0, NULL, 0, 0, A, lda, P, pk, pv, K, C); break; \
-    case 7: if (7 <= FG_MRLIM(NV)) FG_FN(tile)(7, NV, ONE, NULL, 0, NULL, 0, 0, A, lda, P, pk, pv, K, C); break; \
-    default: if (8 <= FG_MRLIM(NV)) FG_FN(tile)(8, NV, ONE, NULL, 0, NULL, 0, 0, A, lda, P, pk, pv, K, C); break;\
-    }                                                                                       \
-}
-/* The same with a first segment X Q^T of KX terms summed before the main one (the input
- * projection fused into the recurrent product). */
-#define FG_TILESX(NAME, NV)                                                                 \
-static void FG_FN(NAME##NV)(int mr, const FG_T *X, size_t ldx, const FG_T *Q, size_t qk,    \
-                            int KX, const FG_T *A, size_t lda, const FG_T *P, size_t pk,    \
-                            size_t pv, int K, FG_T *C)                                      \
-{                                                                                           \
-    switch (mr) {                                                                           \
-    case 1: FG_FN(tile)(1, NV, 0, X, ldx, Q, qk, KX, A, lda, P, pk, pv, K, C); break;       \
-    case 2: FG_FN(tile)(2, NV, 0, X, ldx, Q, qk, KX, A, lda, P, pk, pv, K, C); break;       \
-    case 3: FG_FN(tile)(3, NV, 0, X, ldx, Q, qk, KX, A, lda, P, pk, pv, K, C); break;       \
-    case 4: if (4 <= FG_MRLIM(NV)) FG_FN(tile)(4, NV, 0, X, ldx, Q, qk, KX, A, lda, P, pk, pv, K, C); break; \
-    case 5: if (5 <= FG_MRLIM(NV)) FG_FN(tile)(5, NV, 0, X, ldx, Q, qk, KX, A, lda, P, pk, pv, K, C); break; \
-    case 6: if (6 <= FG_MRLIM(NV)) FG_FN(tile)(6, NV, 0, X, ldx, Q, qk, KX, A, lda, P, pk, pv, K, C); break; \
-    case 7: if (7 <= FG_MRLIM(NV)) FG_FN(tile)(7, NV, 0, X, ldx, Q, qk, KX, A, lda, P, pk, pv, K, C); break; \
-    default: if (8 <= FG_MRLIM(NV)) FG_FN(tile)(8, NV, 0, X, ldx, Q, qk, KX, A, lda, P, pk, pv, K, C); break;\
+    case 1: FG_TILE_MR(1, NV, ONE, SEG); break;                                             \
+    case 2: FG_TILE_MR(2, NV, ONE, SEG); break;                                             \
+    case 3: FG_TILE_MR(3, NV, ONE, SEG); break;                                             \
+    case 4: FG_TILE_MR(4, NV, ONE, SEG); break;                                             \
+    case 5: FG_TILE_MR(5, NV, ONE, SEG); break;                                             \
+    case 6: FG_TILE_MR(6, NV, ONE, SEG); break;                                             \
+    case 7: FG_TILE_MR(7, NV, ONE, SEG); break;                                             \
+    default: FG_TILE_MR(8, NV, ONE, SEG); break;                                            \
     }                                                                                       \
 }
 #if FG_NREG >= 32
@@ -143,50 +128,41 @@ static void FG_FN(NAME##NV)(int mr, const FG_T *X, size_t ldx, const FG_T *Q, si
 #else
 #define FG_MRLIM(NV) ((NV) >= 4 ? 3 : (NV) == 3 ? 4 : (NV) == 2 ? 6 : 8)
 #endif
-FG_TILES(tile_nv, 1, 0)
-FG_TILES(tile_nv, 2, 0)
-FG_TILES(tile_nv, 3, 0)
-FG_TILES(tile_nv, 4, 0)
-FG_TILES(tile1_nv, 1, 1)
-FG_TILES(tile1_nv, 2, 1)
-FG_TILES(tile1_nv, 3, 1)
-FG_TILES(tile1_nv, 4, 1)
-FG_TILESX(tilex_nv, 1)
-FG_TILESX(tilex_nv, 2)
-FG_TILESX(tilex_nv, 3)
-FG_TILESX(tilex_nv, 4)
+#define FG_TILES_NV(NAME, ONE, SEG)                                                         \
+    FG_TILES(NAME, 1, ONE, SEG) FG_TILES(NAME, 2, ONE, SEG)                                 \
+    FG_TILES(NAME, 3, ONE, SEG) FG_TILES(NAME, 4, ONE, SEG)
+FG_TILES_NV(tile_nv, 0, FG_NOX)
+FG_TILES_NV(tile1_nv, 1, FG_NOX)
+FG_TILES_NV(tilex_nv, 0, FG_X)
+#undef FG_TILES_NV
 #undef FG_TILES
-#undef FG_TILESX
+#undef FG_TILE_MR
 #undef FG_MRLIM
 
 /* C = tile product of mr <= mr_for(nv) rows with nv (1..4) vectors per row; tiles1: the
- * same with the k sum never split (one summation order for any number of rows). */
-#define FG_TILES_OF(NAME, KERNEL)                                                         \
-static inline void FG_FN(NAME)(int nv, int mr, const FG_T *A, size_t lda, const FG_T *P, \
-                               size_t pk, size_t pv, int K, FG_T *C)                    \
-{                                                                                         \
-    switch (nv) {                                                                         \
-    case 1: FG_FN(KERNEL##1)(mr, A, lda, P, pk, pv, K, C); break;                         \
-    case 2: FG_FN(KERNEL##2)(mr, A, lda, P, pk, pv, K, C); break;                         \
-    case 3: FG_FN(KERNEL##3)(mr, A, lda, P, pk, pv, K, C); break;                         \
-    default: FG_FN(KERNEL##4)(mr, A, lda, P, pk, pv, K, C); break;                        \
-    }                                                                                     \
+ * same with the k sum never split (one summation order for any number of rows); tilesx:
+ * after the KX terms of X Q (the fused input projection). */
+#define FG_TILES_OF(NAME, KERNEL, SEG)                                                      \
+static inline void FG_FN(NAME)(int nv, int mr, SEG##_PARAMS const FG_T *A, size_t lda,      \
+                               const FG_T *P, size_t pk, size_t pv, int K, FG_T *C)         \
+{                                                                                           \
+    switch (nv) {                                                                           \
+    case 1: FG_FN(KERNEL##1)(mr, SEG##_FWD A, lda, P, pk, pv, K, C); break;                 \
+    case 2: FG_FN(KERNEL##2)(mr, SEG##_FWD A, lda, P, pk, pv, K, C); break;                 \
+    case 3: FG_FN(KERNEL##3)(mr, SEG##_FWD A, lda, P, pk, pv, K, C); break;                 \
+    default: FG_FN(KERNEL##4)(mr, SEG##_FWD A, lda, P, pk, pv, K, C); break;                \
+    }                                                                                       \
 }
-FG_TILES_OF(tiles, tile_nv)
-FG_TILES_OF(tiles1, tile1_nv)
+FG_TILES_OF(tiles, tile_nv, FG_NOX)
+FG_TILES_OF(tiles1, tile1_nv, FG_NOX)
+FG_TILES_OF(tilesx, tilex_nv, FG_X)
 #undef FG_TILES_OF
-
-static inline void FG_FN(tilesx)(int nv, int mr, const FG_T *X, size_t ldx, const FG_T *Q,
-                                 size_t qk, int KX, const FG_T *A, size_t lda, const FG_T *P,
-                                 size_t pk, size_t pv, int K, FG_T *C)
-{
-    switch (nv) {
-    case 1: FG_FN(tilex_nv1)(mr, X, ldx, Q, qk, KX, A, lda, P, pk, pv, K, C); break;
-    case 2: FG_FN(tilex_nv2)(mr, X, ldx, Q, qk, KX, A, lda, P, pk, pv, K, C); break;
-    case 3: FG_FN(tilex_nv3)(mr, X, ldx, Q, qk, KX, A, lda, P, pk, pv, K, C); break;
-    default: FG_FN(tilex_nv4)(mr, X, ldx, Q, qk, KX, A, lda, P, pk, pv, K, C); break;
-    }
-}
+#undef FG_NOX_PARAMS
+#undef FG_NOX_FWD
+#undef FG_NOX_ARGS
+#undef FG_X_PARAMS
+#undef FG_X_FWD
+#undef FG_X_ARGS
 
 /* out[r, j0 + i] (+)= C[r][i] for i < n (the valid columns of a tile): the epilogue of
  * the products whose result is a plain row-major array. */
