@@ -239,6 +239,7 @@ FG_AI void FG_FN(fwd_group)(const int cell, const int second, const FG_FN(fstep)
     const int span = ((Bt + MR - 1) / MR + nrg - 1) / nrg * MR;     /* rows per group */
     FG_T acc[FG_MRMAX * FG_NVMAX * FG_VL] __attribute__((aligned(64)));
     FG_T tail[FG_MRMAX * FG_NVMAX * FG_VL] __attribute__((aligned(64)));
+    const int fuse = xin && s->fused;       /* x w_ih^T inside the tiles (lstm) */
     fg_dealer d;
     fg_deal_begin(&d, deal, (*phase)++, nb * nrg, tid, nth);
     for (int it; (it = fg_deal_next(&d)) >= 0;) {
@@ -250,7 +251,8 @@ FG_AI void FG_FN(fwd_group)(const int cell, const int second, const FG_FN(fstep)
         const int nvu = FG_FN(grp_nv)(ng, UV, n);
         const FG_T *Pu = P + (size_t)u * blk + (second ? FG_FN(group2_at)(K, g1, UV, n) : 0);
         const FG_T *ac = nvu < nv ? tail : acc;
-        const int fuse = xin && s->fused;   /* x w_ih^T inside the tiles (lstm) */
+        /* fused: the block's panel of the packed w_ih (FG_FN(project)'s layout) */
+        const FG_T *Qu = fuse ? xin->Pi + (size_t)u * xin->D * G * NU : NULL;
         if (xin && !fuse)
             FG_FN(project)(cell, r1 - r0, xin->D, H, xin->x ? xin->x + (size_t)r0 * xin->D : NULL,
                            xin->tok ? xin->tok + r0 : NULL, xin->Pi, xin->wT, xin->bias,
@@ -265,9 +267,9 @@ FG_AI void FG_FN(fwd_group)(const int cell, const int second, const FG_FN(fstep)
                         for (int c = 0; c < n; c += 64 / (int)sizeof(FG_T))
                             __builtin_prefetch(s->pre + (size_t)(b0 + r) * s->GH + (size_t)g * H + j0 + c);
             if (fuse)
-                FG_FN(tilesx)(nvu, mr, xin->x + (size_t)b0 * xin->D, (size_t)xin->D,
-                              xin->Pi + (size_t)u * xin->D * G * NU, (size_t)nvu * FG_VL, xin->D,
-                              A + (size_t)b0 * K, (size_t)K, Pu, (size_t)nvu * FG_VL, FG_VL, K, acc);
+                FG_FN(tilesx)(nvu, mr, xin->x + (size_t)b0 * xin->D, (size_t)xin->D, Qu,
+                              (size_t)nvu * FG_VL, xin->D, A + (size_t)b0 * K, (size_t)K, Pu,
+                              (size_t)nvu * FG_VL, FG_VL, K, acc);
             else
                 FG_FN(tiles)(nvu, mr, A + (size_t)b0 * K, (size_t)K, Pu, (size_t)nvu * FG_VL, FG_VL, K, acc);
             if (nvu < nv)
