@@ -139,6 +139,9 @@ cdef extern from "fastgates.h" nogil:
         void *dln_c
         void *dln_cb
         void *part
+        int D
+        const void *Pix
+        void *dx
         fg_pack_job pack[6]
     size_t fg_packed_size(int cell, int H, int K, int which, int f64)
     void fg_pack_f32(int cell, const float *w, int H, int K, int which, float *P, int n_threads)
@@ -177,6 +180,10 @@ DEF OWN_GEMM_ROWS = 256     # from this many rows BPTT's dW_ih is our product, n
 # cost our product more): backward, side by side on the Zen 4 machine, BLAS / ours:
 # 25 rows 0.91 (LSTM H 100), 100 rows 0.92-0.97, 200 rows 0.94-1.00, 245 rows 1.04.
 DEF BLAS_DWHH_ROWS = 128
+# From this batch BPTT forms dx_t = dG_t w_ih step by step in its loop (phase C), not as
+# one BLAS product after it; fwd+bwd side by side on the Zen 4 machine, new / old:
+# B 64 (mid) GRU 0.91, LSTM 0.975-0.98; B 32 (d2l) 0.98; B 24 1.00; B 16 1.03; B 8 1.04.
+DEF RIDE_DX_ROWS = 32
 
 # The compiled core's cell codes and their facts, from the one table (fastgates.cells; the
 # C side registers the same codes in src_c/cells/registry.h).
@@ -972,6 +979,12 @@ cdef object _backward(cache, b, int nt, floating dummy):
     cdef const long long *flatp = <const long long *>vptr(pk.flat) if ragged else NULL
     cdef floating *dxo = <floating *>vptr(dx_out)
 
+    # dx inside the time loop (phase C of the kernel) from RIDE_DX_ROWS rows; else one
+    # product after the loop
+    cdef bint ride_dx = tp == NULL and not ln and B >= RIDE_DX_ROWS
+    if ride_dx:
+        Pix = _pack_later(&a.pack[2], cell, cache.w_ih, H, FG_PACK_BWD, dummy)   # by the region
+        a.Pix, a.dx, a.D = vptr(Pix), dxp, D
     # dW_ih by our weight-gradient product with many rows (it packs dGx by copying, where
     # BLAS transposes it; with few rows its transposed stores cost more): in dW_hh's pass
     # over dG where dG is the input side's gradient in every column (rnn, lstm)
@@ -1021,8 +1034,9 @@ cdef object _backward(cache, b, int nt, floating dummy):
                 if gx < GH:
                     nj = _job(jobs, nj, True, False, H, D, rows, gn, H, xp, D, 0,
                               wih + <size_t>gx * D, D)
-                nj = _job(jobs, nj, False, False, rows, D, gx, gi, GH, w_ih, D, 0, dxp, D)
-                if gx < GH:     # dx += dnx w_ih[n rows]: after the dx above, slab by slab
+                if not ride_dx:
+                    nj = _job(jobs, nj, False, False, rows, D, gx, gi, GH, w_ih, D, 0, dxp, D)
+                if gx < GH and not ride_dx:     # dx += dnx w_ih[n rows]: after the dx above, slab by slab
                     nj = _job(jobs, nj, False, False, rows, D, H, gn, H, w_ih + <size_t>gx * D,
                               D, 1, dxp, D, True)
             else:

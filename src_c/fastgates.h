@@ -160,7 +160,13 @@ typedef struct {
     void *dln_c;        /* OUT (H,) lnlstm dL/dgamma_c                                         */
     void *dln_cb;       /* OUT (H,) lnlstm dL/dbeta_c                                          */
     void *part;         /* scratch (3, B, H, 2)                                                */
-    fg_pack_job pack[FG_PACK_JOBS];   /* P, Pr packed on entry (w = NULL: given packed)     */
+    /* dx inside the loop (Pix not NULL; not the LayerNorm cells): each step's dx_t = dG_t
+     * w_ih (gru lbr: with dnx_t in the n gate's columns) while dG_t is in cache, instead of
+     * one product over every row after the loop.                                           */
+    int D;
+    const void *Pix;    /* w_ih (G*H, D) packed FG_PACK_BWD (K = D), or NULL                   */
+    void *dx;           /* OUT (T, B, D) with Pix (packed rows when ragged, like dG)            */
+    fg_pack_job pack[FG_PACK_JOBS];   /* P, Pr, Pix packed on entry (w = NULL: given packed) */
 } fg_backward_args;
 
 /* One time step of B rows through L stacked layers (a unidirectional stack, inference):

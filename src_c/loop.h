@@ -16,6 +16,9 @@
  * for this thread's units, a barrier, then dL/dh_{t-1} = direct part + dG W_hh over
  * panels of dh's columns; when those are dealt, a barrier follows (the next gate
  * gradients read this thread's units of dh, which another thread may have written).
+ * With B >= RIDE_DX_ROWS (_recurrence.pyx) the step then forms dx_t = dG_t W_ih over
+ * panels of dx's columns while dG_t is still in cache (phase C; the GRU lbr's n columns
+ * from dnx_t), where one BLAS product over all rows after the loop re-read dG from memory.
  *
  * Every output element is computed by the same code in the same order whatever the
  * thread count: results are bit-identical for any n_threads.
@@ -37,6 +40,7 @@
  *             the last block of n < NU units, where it saves vectors (grp_nv), compact:
  *             P[u][k][g*n + j] = w_hh[g*H + j0 + j, k], j < n (g counted in its group)
  *   backward  panel q (units j0 = q*4*VL ..):  P[q][k][l] = w_hh[k, j0 + l],  l < 4*VL, k < G*H
+ *             (phase C's w_ih likewise: panels of its D columns)
  * Layout of the per-step arrays (dense or packed/ragged): see fastgates.h.
  */
 
@@ -682,6 +686,37 @@ FG_AI void FG_FN(backward_cell)(const int cell, const fg_backward_args *a, const
              * gradients read dh at units another thread may have written */
             if (phase == 0 || deal) {
                 FG_BARRIER();
+            }
+        }
+        /* phase C (a->Pix): dx_t = dG_t W_ih (gru lbr: [dr dz dnx]_t W_ih) while dG_t is in
+         * cache -- panels of 4 vectors of the D columns x row groups as in phase B, a dealt
+         * phase of its own (nothing in the loop reads dx, so it needs no barrier; the one
+         * after the next step's phase A separates it from the next dealt phase) */
+        if (a->Pix) {
+            const int D = a->D, npx = (D + NP - 1) / NP;
+            const int nv0 = D < NP ? (D + FG_VL - 1) / FG_VL : 4;
+            const int ng = FG_FN(row_groups)(npx, Bt, FG_FN(mr_for)(nv0), nth);
+            FG_T *dx = (FG_T *)a->dx + off * D;
+            fg_dealer d;
+            fg_deal_begin(&d, deal, dp++, npx * ng, tid, nth);
+            for (int it; (it = fg_deal_next(&d)) >= 0;) {
+                const int j0 = it / ng * NP, n = D - j0 < NP ? D - j0 : NP;
+                const int nv = (n + FG_VL - 1) / FG_VL, MR = FG_FN(mr_for)(nv);
+                const int span = ((Bt + MR - 1) / MR + ng - 1) / ng * MR;
+                const int r0 = it % ng * span, r1 = Bt - r0 < span ? Bt : r0 + span;
+                if (r0 >= r1)   /* a row group past the last tile */
+                    continue;
+                const FG_T *Pq = (const FG_T *)a->Pix + (size_t)(j0 / NP) * GH * NP;   /* [GH][NP] */
+                for (int b0 = r0; b0 < r1; b0 += MR) {
+                    const int mr = r1 - b0 < MR ? r1 - b0 : MR;
+                    if (cell == FG_GRU_LBR)     /* [dr dz] W_ih[r, z rows], then dnx W_ih[n rows] */
+                        FG_FN(tilesx)(nv, mr, s.dG + (size_t)b0 * GH, GH, Pq, NP, 2 * H,
+                                      s.dnx + (size_t)b0 * H, (size_t)H, Pq + 2 * (size_t)H * NP,
+                                      NP, FG_VL, H, acc);
+                    else
+                        FG_FN(tiles)(nv, mr, s.dG + (size_t)b0 * GH, GH, Pq, NP, FG_VL, (int)GH, acc);
+                    FG_FN(tile_out)(mr, nv, acc, dx + (size_t)b0 * D + j0, (size_t)D, n, 0);
+                }
             }
         }
         /* the bias gradients: this step's dG of this thread's units, now final, summed

@@ -13,8 +13,9 @@ import fastgates
 from fastgates import _recurrence, cells, reference
 
 # H: below one vector, odd, just past 16 and 32 lanes, not a multiple of any panel;
-# B: one row, a partial tile, several tiles with a remainder; D: 1, odd
-SHAPES = [(3, 1, 1, 1), (4, 5, 7, 17), (3, 13, 29, 33), (2, 7, 3, 70)]
+# B: one row, a partial tile, several tiles with a remainder, enough rows for BPTT to form
+# dx inside its loop (_recurrence's RIDE_DX_ROWS); D: 1, odd, past one panel of 4 vectors
+SHAPES = [(3, 1, 1, 1), (4, 5, 7, 17), (3, 13, 29, 33), (2, 7, 3, 70), (2, 35, 70, 21)]
 
 
 def run(level):
