@@ -224,6 +224,24 @@ FG_AI int FG_FN(row_groups)(int items, int Bt, int MR, int nth)
     return ng < 1 ? 1 : ng < tiles ? ng : tiles > 0 ? tiles : 1;
 }
 
+/* Item `it` of a BPTT panel phase (ng row groups per panel): panel it / ng of up to 4
+ * vectors of the ncols output columns -- columns [j0, j0 + n), nv vectors, row tiles of MR
+ * rows -- times row group it % ng, rows [r0, r1) in whole tiles.  0: a row group past the
+ * last tile (a narrower panel's taller tiles leave it empty groups at the end). */
+FG_AI int FG_FN(panel_item)(int it, int ng, int ncols, int Bt, int *j0, int *n, int *nv, int *MR,
+                            int *r0, int *r1)
+{
+    const int NP = 4 * FG_VL;
+    *j0 = it / ng * NP;
+    *n = ncols - *j0 < NP ? ncols - *j0 : NP;
+    *nv = (*n + FG_VL - 1) / FG_VL;
+    *MR = FG_FN(mr_for)(*nv);
+    const int span = ((Bt + *MR - 1) / *MR + ng - 1) / ng * *MR;
+    *r0 = it % ng * span;
+    *r1 = Bt - *r0 < span ? Bt : *r0 + span;
+    return *r0 < *r1;
+}
+
 /* One product group over Bt rows, dealt as items (unit block u, row group) -- the static
  * range of blocks without stealing -- each tile followed by its gate math.  A: [Bt, K] (row
  * stride K; K = the width of h, or H for gru rb's second group), group offset goff inside
@@ -659,12 +677,8 @@ FG_AI void FG_FN(backward_cell)(const int cell, const fg_backward_args *a, const
             const int ng = deal ? FG_FN(row_groups)(npan, Bt, FG_FN(mr_for)(4), nth) : 1;
             fg_dealer d;
             fg_deal_begin(&d, deal, dp++, npan * ng, tid, nth);
-            for (int it; (it = fg_deal_next(&d)) >= 0;) {
-                const int j0 = it / ng * NP, n = ncols - j0 < NP ? ncols - j0 : NP;
-                const int nv = (n + FG_VL - 1) / FG_VL, MR = FG_FN(mr_for)(nv);
-                const int span = ((Bt + MR - 1) / MR + ng - 1) / ng * MR;
-                const int r0 = it % ng * span, r1 = Bt - r0 < span ? Bt : r0 + span;
-                if (r0 >= r1)   /* a row group past the last tile */
+            for (int it, j0, n, nv, MR, r0, r1; (it = fg_deal_next(&d)) >= 0;) {
+                if (!FG_FN(panel_item)(it, ng, ncols, Bt, &j0, &n, &nv, &MR, &r0, &r1))
                     continue;
                 const FG_T *Pq = P + (size_t)(j0 / NP) * GH * NP + k0 * NP;   /* panel [GH][NP] */
                 for (int b0 = r0; b0 < r1; b0 += MR) {
@@ -699,12 +713,8 @@ FG_AI void FG_FN(backward_cell)(const int cell, const fg_backward_args *a, const
             FG_T *dx = (FG_T *)a->dx + off * D;
             fg_dealer d;
             fg_deal_begin(&d, deal, dp++, npx * ng, tid, nth);
-            for (int it; (it = fg_deal_next(&d)) >= 0;) {
-                const int j0 = it / ng * NP, n = D - j0 < NP ? D - j0 : NP;
-                const int nv = (n + FG_VL - 1) / FG_VL, MR = FG_FN(mr_for)(nv);
-                const int span = ((Bt + MR - 1) / MR + ng - 1) / ng * MR;
-                const int r0 = it % ng * span, r1 = Bt - r0 < span ? Bt : r0 + span;
-                if (r0 >= r1)   /* a row group past the last tile */
+            for (int it, j0, n, nv, MR, r0, r1; (it = fg_deal_next(&d)) >= 0;) {
+                if (!FG_FN(panel_item)(it, ng, D, Bt, &j0, &n, &nv, &MR, &r0, &r1))
                     continue;
                 const FG_T *Pq = (const FG_T *)a->Pix + (size_t)(j0 / NP) * GH * NP;   /* [GH][NP] */
                 for (int b0 = r0; b0 < r1; b0 += MR) {
