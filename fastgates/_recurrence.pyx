@@ -1036,9 +1036,9 @@ cdef object _backward(cache, b, int nt, floating dummy):
                               wih + <size_t>gx * D, D)
                 if not ride_dx:
                     nj = _job(jobs, nj, False, False, rows, D, gx, gi, GH, w_ih, D, 0, dxp, D)
-                if gx < GH and not ride_dx:     # dx += dnx w_ih[n rows]: after the dx above, slab by slab
-                    nj = _job(jobs, nj, False, False, rows, D, H, gn, H, w_ih + <size_t>gx * D,
-                              D, 1, dxp, D, True)
+                    if gx < GH:     # dx += dnx w_ih[n rows]: after the dx above, slab by slab
+                        nj = _job(jobs, nj, False, False, rows, D, H, gn, H,
+                                  w_ih + <size_t>gx * D, D, 1, dxp, D, True)
             else:
                 _scatter_rows(nt, rows, gx, tp, gi, GH, wihT, GH)
                 if gx < GH:
