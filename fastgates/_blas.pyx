@@ -71,10 +71,17 @@ cdef void gemm_batch(int n_threads, const gemm_job *jobs, int njobs,
     """Every job's gemm_split slabs in ONE parallel region (a gemm_split is a region of its
     own, and at the tiny shapes their starts cost more than the products); a chained job
     runs in the item of the job before it, slab by slab.  The slabs are gemm_split's, so
-    the results are its results, bit for bit, for any n_threads."""
+    the results are its results, bit for bit, for any n_threads.
+
+    The items go out largest first, each to the next free thread (a dynamic schedule over
+    the items sorted by multiply-adds): a static split in job order gave one thread of a
+    tiny LSTM's BPTT (dW_hh, dW_ih, dx; 25 rows) 2.7 MFLOP against the other's 2.0."""
     cdef int item_job[MAX_JOBS * SLABS]
     cdef int item_slab[MAX_JOBS * SLABS]
-    cdef int n = 0, j, i, c, w, nslab
+    cdef double item_cost[MAX_JOBS * SLABS]
+    cdef int order[MAX_JOBS * SLABS]
+    cdef int n = 0, j, i, c, w, nslab, jj, extent
+    cdef double cost
     cdef bint rows
     if njobs > MAX_JOBS:        # more than the callers ever pass: one region per job
         for j in range(0, njobs, MAX_JOBS):
@@ -86,13 +93,29 @@ cdef void gemm_batch(int n_threads, const gemm_job *jobs, int njobs,
         nslab = _slabs(&jobs[j], &w, &rows)      # at most SLABS (width >= extent / SLABS)
         for i in range(nslab):
             item_job[n], item_slab[n] = j, i
+            # the item's multiply-adds: its slab's share of the job and of those chained to it
+            extent = jobs[j].m if rows else jobs[j].n
+            cost, jj = 0, j
+            while True:
+                cost += <double>jobs[jj].m * jobs[jj].n * jobs[jj].k
+                jj += 1
+                if jj >= njobs or not jobs[jj].chained:
+                    break
+            cost *= <double>(min(extent, (i + 1) * w) - i * w) / max(extent, 1)
+            item_cost[n] = cost
             n += 1
     if n_threads <= 1 or n <= 1:
         for c in range(n):
             _batch_item(jobs, njobs, item_job[c], item_slab[c], dummy)
         return
-    for c in prange(n, num_threads=n_threads, schedule='static'):
-        _batch_item(jobs, njobs, item_job[c], item_slab[c], dummy)
+    for c in range(n):                  # insertion sort, largest first (n <= 32)
+        order[c] = c
+        i = c
+        while i > 0 and item_cost[order[i - 1]] < item_cost[order[i]]:
+            order[i - 1], order[i] = order[i], order[i - 1]
+            i -= 1
+    for c in prange(n, num_threads=n_threads, schedule='dynamic', chunksize=1):
+        _batch_item(jobs, njobs, item_job[order[c]], item_slab[order[c]], dummy)
 
 
 cdef inline void _batch_item(const gemm_job *jobs, int njobs, int j, int i,

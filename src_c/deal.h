@@ -49,6 +49,7 @@ typedef struct {
 typedef struct {
     int *ctr;                   /* this phase's parity, or NULL */
     int n, tid, nth, v, lo, hi; /* v: how many ranges (own first) are used up */
+    int rev;                    /* static range: its items from the last to the first */
 } fg_dealer;
 
 /* Items [*lo, *hi) of n in thread tid's static range. */
@@ -69,7 +70,7 @@ static inline const fg_deal *fg_deal_use(const fg_deal *deal, long step_macs, in
 static inline void fg_deal_begin(fg_dealer *d, const fg_deal *deal, unsigned phase, int n,
                                  int tid, int nth)
 {
-    d->n = n, d->tid = tid, d->nth = nth, d->v = 0;
+    d->n = n, d->tid = tid, d->nth = nth, d->v = 0, d->rev = 0;
     fg_range(n, tid, nth, &d->lo, &d->hi);
     d->ctr = NULL;
     if (deal) {
@@ -79,11 +80,21 @@ static inline void fg_deal_begin(fg_dealer *d, const fg_deal *deal, unsigned pha
     }
 }
 
+/* Static ranges only (no counters): take this thread's items in reverse order when `on`.
+ * A step that streams weights larger than L1 (a small batch) and alternates the order
+ * from one step to the next starts on the blocks the previous step read last, still in
+ * L1: at B = 1, H = 100 an LSTM thread's 80 KB of w_hh read 1.25x faster (a standalone
+ * loop on the Zen 4 machine).  Items are independent: the order changes no result. */
+static inline void fg_deal_reverse(fg_dealer *d, int on)
+{
+    d->rev = on && !d->ctr;
+}
+
 /* The next item for this thread, or -1 when the phase has none left. */
 static inline int fg_deal_next(fg_dealer *d)
 {
     if (!d->ctr)
-        return d->lo < d->hi ? d->lo++ : -1;
+        return d->lo < d->hi ? (d->rev ? --d->hi : d->lo++) : -1;
     while (d->v < d->nth) {
         const int owner = (d->tid + d->v) % d->nth;
         int lo, hi;
