@@ -327,7 +327,7 @@ cdef class _Block:
         global _pool_held
         if self.ptr == NULL:
             return
-        if _pool_held + self.size <= POOL_BYTES:
+        if self.size >= <size_t>POOL_MIN and _pool_held + self.size <= POOL_BYTES:
             _pool.setdefault(self.size, []).append(<size_t>self.ptr)
             _pool_held += self.size
         else:
@@ -335,7 +335,11 @@ cdef class _Block:
 
 
 cdef object _empty(shape, dtype):
-    """np.empty(shape, dtype), large arrays from the pool (see above)."""
+    """np.empty(shape, dtype), 64-byte aligned; large arrays from the pool (see above).
+
+    Small ones are aligned too: the threads of a step write a state such as c_t or BPTT's
+    dh in ranges of whole vectors (64 bytes) of units, and NumPy's own small arrays start
+    16 or 48 bytes into a cache line, so two threads would write one line every step."""
     global _pool_held
     dt = dtype if isinstance(dtype, np.dtype) else np.dtype(dtype)
     if not isinstance(shape, tuple):
@@ -349,11 +353,13 @@ cdef object _empty(shape, dtype):
         dims[i] = shape[i]
         n *= dims[i]
     cdef size_t nbytes = <size_t>n * dt.itemsize
-    if nbytes < <size_t>POOL_MIN or n < 0:
+    if n < 0:
         return cnp.PyArray_EMPTY(nd, dims, dt.num, 0)
     cdef size_t size = (nbytes + 65535) & ~(<size_t>65535)
+    if nbytes < <size_t>POOL_MIN:       # not pooled, but aligned all the same
+        size = max(<size_t>64, (nbytes + 63) & ~(<size_t>63))
     cdef void *ptr = NULL
-    free_list = _pool.get(size)
+    free_list = _pool.get(size) if nbytes >= <size_t>POOL_MIN else None
     if free_list:
         ptr = <void *><size_t>free_list.pop()
         _pool_held -= size
@@ -373,16 +379,21 @@ cdef object _zeros(shape, dtype):
 
 
 cdef object _copy(a):
-    """A C-contiguous copy of the ndarray ``a``: in pooled memory, or NumPy's when small."""
+    """A C-contiguous, 64-byte aligned copy of the ndarray ``a`` (pooled memory when large)."""
     cdef cnp.ndarray arr = <cnp.ndarray?>a
     cdef size_t nbytes = <size_t>cnp.PyArray_NBYTES(arr)
-    if nbytes < <size_t>POOL_MIN:
-        return cnp.PyArray_NewCopy(arr, cnp.NPY_CORDER)
     out = _empty(a.shape, a.dtype)
     if cnp.PyArray_IS_C_CONTIGUOUS(arr):
         memcpy(cnp.PyArray_DATA(<cnp.ndarray>out), cnp.PyArray_DATA(arr), nbytes)
     else:
         np.copyto(out, a)
+    return out
+
+
+cdef object _rows(a, order):
+    """a[order] (rows of a 2-D array) into a fresh aligned array (_empty)."""
+    out = _empty((len(order),) + a.shape[1:], a.dtype)
+    np.take(a, order, axis=0, out=out)
     return out
 
 
@@ -528,8 +539,8 @@ cdef object _forward(f, bint training, int nt, packed, floating dummy):
     pk = f.packing
     cdef bint ragged = pk is not None
 
-    h0 = f.h0 if f.h0 is not None else np.zeros((B, R), dtype)
-    c0 = (f.c0 if f.c0 is not None else np.zeros((B, H), dtype)) if lstm else None
+    h0 = f.h0 if f.h0 is not None else _zeros((B, R), dtype)
+    c0 = (f.c0 if f.c0 is not None else _zeros((B, H), dtype)) if lstm else None
     cdef fg_forward_args a
     memset(&a, 0, sizeof(a))
     Pr = Pi = None
@@ -556,8 +567,8 @@ cdef object _forward(f, bint training, int nt, packed, floating dummy):
     if ragged:
         Tk, rows = len(pk.batch_sizes), pk.N
         batch = pk.batch_sizes
-        h0 = h0[pk.order]
-        c0 = c0[pk.order] if lstm else None
+        h0 = _rows(h0, pk.order)
+        c0 = _rows(c0, pk.order) if lstm else None
         if training:             # inference gathers x chunk by chunk
             flat = pk.flat
             if tokens:
@@ -715,8 +726,8 @@ cdef object _infer(f, fg_forward_args a, x, h0, c0, int nt, floating dummy):
     cdef const floating *xp = NULL if tokens or ragged else <floating *>vptr(x)
     cdef const long long *tp = <const long long *>vptr(x) if tokens and not ragged else NULL
 
-    c_state = (c0 if f.c0 is None else c0.copy()) if lstm else None   # fresh zeros: ours
-    extra = np.empty((B, H), dtype) if gru else None
+    c_state = (c0 if f.c0 is None else _copy(c0)) if lstm else None   # fresh zeros: ours
+    extra = _empty((B, H), dtype) if gru else None
     a.extra = <floating *>vptr(extra)
     a.extra_step = 0
     a.tc = NULL
@@ -725,7 +736,7 @@ cdef object _infer(f, fg_forward_args a, x, h0, c0, int nt, floating dummy):
         a.c_in_place = 1
     m_scratch = None
     if a.proj:
-        m_scratch = np.empty((B, H), dtype)     # m_t of the current step only
+        m_scratch = _empty((B, H), dtype)     # m_t of the current step only
         a.m = <floating *>vptr(m_scratch)
         a.m_step = 0
     cdef size_t BH = <size_t>B * R
@@ -880,14 +891,15 @@ cdef object _backward(cache, b, int nt, floating dummy):
     cdef int proj = 0 if w_hr is None else w_hr.shape[0]
     cdef int R = proj or H                     # width of h: P with a projection
 
-    dh = b.dh_n.copy() if b.dh_n is not None else np.zeros((B, R), dtype)
-    dc = (b.dc_n.copy() if b.dc_n is not None else np.zeros((B, H), dtype)) if lstm else None
+    # dh, dc: written by the loop's threads at their units (aligned: see _empty)
+    dh = _copy(b.dh_n) if b.dh_n is not None else _zeros((B, R), dtype)
+    dc = (_copy(b.dc_n) if b.dc_n is not None else _zeros((B, H), dtype)) if lstm else None
     dy = b.dy
     hprev_rows = cache.hs     # h_{t-1} of every row of dG: the first `rows` state rows
     if ragged:
         # packed layout: dh/dc in sorted order, dy gathered, h_{t-1} gathered (see Packing)
         Tk, rows = len(pk.batch_sizes), pk.N
-        dh, dc = dh[pk.order], (dc[pk.order] if lstm else None)
+        dh, dc = _rows(dh, pk.order), (_rows(dc, pk.order) if lstm else None)
         if dy is not None:
             dy = _empty((rows, R), dtype)
             _gather_py(nt, pk.flat, b.dy, dy, dummy)
@@ -936,7 +948,7 @@ cdef object _backward(cache, b, int nt, floating dummy):
     if proj:        # dW_hr = sum_t dh_t^T m_t after the loop, from the dh_t the loop keeps
         Pr = _pack_later(&a.pack[1], cell, w_hr, H, FG_PACK_HR_BWD, dummy)
         dhs = _empty((rows, R), dtype)
-        dm = np.empty((B, H), dtype)
+        dm = _empty((B, H), dtype)
         dparams["weight_hr"] = new((R, H), dtype)
     if w_peep is not None:
         dparams["weight_peep"] = new((3, H), dtype)
@@ -1523,13 +1535,13 @@ cdef object _plan_sequence(StepPlan plan, cnp.ndarray x, h0, c0, int nt, floatin
     h_n = cnp.PyArray_EMPTY(3, dims, plan._typenum, 0)
     c_n = None
     if lstm:
-        c_n = cnp.PyArray_ZEROS(3, dims, plan._typenum, 0) if c0 is None else \
-            cnp.PyArray_NewCopy(<cnp.ndarray>c0, cnp.NPY_CORDER)
+        # updated in place by the threads at their units: aligned (see _empty)
+        c_n = _zeros((L, B, H), plan.dtype) if c0 is None else _copy(c0)
     dtype = plan.dtype
     cdef int Tc = _chunk_steps(T, B)
     pre = None if GATES[cell] == 1 else _empty((Tc, B, GH), dtype)
-    extra = np.empty((B, H), dtype) if gru else None
-    zeros = np.zeros((B, H), dtype) if h0 is None else None
+    extra = _empty((B, H), dtype) if gru else None
+    zeros = _zeros((B, H), dtype) if h0 is None else None
     cdef size_t BH = <size_t>B * H
     cdef fg_forward_args a
     cdef PackedLayer lay

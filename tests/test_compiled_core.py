@@ -76,3 +76,27 @@ def test_inference_memory_does_not_grow_with_T(cell):
     # inference keeps a fixed chunk of 1024 rows of input projections (G*H) and cell
     # states (H), plus a few (B, H) states
     assert long < 1024 * (G + 1) * H * 8 + 512 * 1024, long
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_states_the_threads_write_start_on_a_cache_line(dtype):
+    """The (B, H) states a step's threads update at their units -- the inference c state
+    (returned as c_n) and BPTT's dh, dc (returned as dh0, dc0) -- are fresh 64-byte aligned
+    arrays even where NumPy's own small arrays are not, so no cache line holds two
+    threads' units."""
+    rng = np.random.default_rng(3)
+    T, B, D, H = 3, 1, 5, 100
+    x = rng.standard_normal((T, B, D)).astype(dtype)
+    w_ih = (0.1 * rng.standard_normal((4 * H, D))).astype(dtype)
+    w_hh = (0.1 * rng.standard_normal((4 * H, H))).astype(dtype)
+    b = np.zeros(4 * H, dtype)
+    c0 = rng.standard_normal((B, H)).astype(dtype)
+    c0_given = c0.copy()
+    for _ in range(4):                  # NumPy's small arrays land at various offsets
+        _, _, c_n, _ = fastgates.lstm_forward(x, None, c0, w_ih, w_hh, b, b, training=False,
+                                              n_threads=2)
+        assert c_n.ctypes.data % 64 == 0
+        y, h_n, c_n, cache = fastgates.lstm_forward(x, None, c0, w_ih, w_hh, b, b, n_threads=2)
+        g = fastgates.lstm_backward(np.ones_like(y), h_n.copy(), c_n.copy(), cache, n_threads=2)
+        assert g.dh0.ctypes.data % 64 == 0 and g.dc0.ctypes.data % 64 == 0
+    np.testing.assert_array_equal(c0, c0_given)     # updated in a copy, never in the caller's
