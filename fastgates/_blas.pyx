@@ -91,18 +91,16 @@ cdef void gemm_batch(int n_threads, const gemm_job *jobs, int njobs,
         if jobs[j].chained and j > 0:      # runs in its predecessor's items
             continue
         nslab = _slabs(&jobs[j], &w, &rows)      # at most SLABS (width >= extent / SLABS)
+        extent = jobs[j].m if rows else jobs[j].n
+        cost, jj = 0, j                          # multiply-adds of the job and its chain
+        while True:
+            cost += <double>jobs[jj].m * jobs[jj].n * jobs[jj].k
+            jj += 1
+            if jj >= njobs or not jobs[jj].chained:
+                break
         for i in range(nslab):
             item_job[n], item_slab[n] = j, i
-            # the item's multiply-adds: its slab's share of the job and of those chained to it
-            extent = jobs[j].m if rows else jobs[j].n
-            cost, jj = 0, j
-            while True:
-                cost += <double>jobs[jj].m * jobs[jj].n * jobs[jj].k
-                jj += 1
-                if jj >= njobs or not jobs[jj].chained:
-                    break
-            cost *= <double>(min(extent, (i + 1) * w) - i * w) / max(extent, 1)
-            item_cost[n] = cost
+            item_cost[n] = cost * (min(extent, (i + 1) * w) - i * w) / extent   # the slab's share
             n += 1
     if n_threads <= 1 or n <= 1:
         for c in range(n):

@@ -319,15 +319,17 @@ cdef size_t _pool_held = 0
 
 
 cdef class _Block:
-    """Owns one pooled allocation; its death gives the memory back to the pool."""
+    """Owns one aligned allocation; its death gives a pooled one back to the pool (a small
+    one, never asked for by size again, to the allocator)."""
     cdef void *ptr
     cdef size_t size
+    cdef bint pooled
 
     def __dealloc__(self):
         global _pool_held
         if self.ptr == NULL:
             return
-        if self.size >= <size_t>POOL_MIN and _pool_held + self.size <= POOL_BYTES:
+        if self.pooled and _pool_held + self.size <= POOL_BYTES:
             _pool.setdefault(self.size, []).append(<size_t>self.ptr)
             _pool_held += self.size
         else:
@@ -355,18 +357,18 @@ cdef object _empty(shape, dtype):
     cdef size_t nbytes = <size_t>n * dt.itemsize
     if n < 0:
         return cnp.PyArray_EMPTY(nd, dims, dt.num, 0)
-    cdef size_t size = (nbytes + 65535) & ~(<size_t>65535)
-    if nbytes < <size_t>POOL_MIN:       # not pooled, but aligned all the same
-        size = max(<size_t>64, (nbytes + 63) & ~(<size_t>63))
+    cdef bint pooled = nbytes >= <size_t>POOL_MIN     # small: aligned, not pooled
+    cdef size_t size = ((nbytes + 65535) & ~(<size_t>65535) if pooled else
+                        max(<size_t>64, (nbytes + 63) & ~(<size_t>63)))
     cdef void *ptr = NULL
-    free_list = _pool.get(size) if nbytes >= <size_t>POOL_MIN else None
+    free_list = _pool.get(size) if pooled else None
     if free_list:
         ptr = <void *><size_t>free_list.pop()
         _pool_held -= size
     elif posix_memalign(&ptr, 64, size) != 0:
         raise MemoryError(f"fastgates: cannot allocate {nbytes} bytes of workspace")
     blk = _Block()
-    blk.ptr, blk.size = ptr, size
+    blk.ptr, blk.size, blk.pooled = ptr, size, pooled
     arr = cnp.PyArray_SimpleNewFromData(nd, dims, dt.num, ptr)
     cnp.set_array_base(arr, blk)
     return arr
@@ -387,13 +389,6 @@ cdef object _copy(a):
         memcpy(cnp.PyArray_DATA(<cnp.ndarray>out), cnp.PyArray_DATA(arr), nbytes)
     else:
         np.copyto(out, a)
-    return out
-
-
-cdef object _rows(a, order):
-    """a[order] (rows of a 2-D array) into a fresh aligned array (_empty)."""
-    out = _empty((len(order),) + a.shape[1:], a.dtype)
-    np.take(a, order, axis=0, out=out)
     return out
 
 
@@ -456,6 +451,13 @@ cdef object _packed(int cell, w, int H, int which, int nt, floating dummy):
         else:
             fg_pack_f64(cell, <const double *>job.w, H, job.K, which, <double *>job.dst, nt)
     return P
+
+
+cdef object _rows(int nt, order, a, floating dummy):
+    """a[order] (rows of a C-contiguous (B, X) array) in a fresh aligned array (_empty)."""
+    out = _empty((len(order), a.shape[1]), a.dtype)
+    _gather_py(nt, order, a, out, dummy)
+    return out
 
 
 cdef object _state_copy(const floating *src, int B, int X, dtype):
@@ -567,8 +569,8 @@ cdef object _forward(f, bint training, int nt, packed, floating dummy):
     if ragged:
         Tk, rows = len(pk.batch_sizes), pk.N
         batch = pk.batch_sizes
-        h0 = _rows(h0, pk.order)
-        c0 = _rows(c0, pk.order) if lstm else None
+        h0 = _rows(nt, pk.order, h0, dummy)
+        c0 = _rows(nt, pk.order, c0, dummy) if lstm else None
         if training:             # inference gathers x chunk by chunk
             flat = pk.flat
             if tokens:
@@ -899,7 +901,8 @@ cdef object _backward(cache, b, int nt, floating dummy):
     if ragged:
         # packed layout: dh/dc in sorted order, dy gathered, h_{t-1} gathered (see Packing)
         Tk, rows = len(pk.batch_sizes), pk.N
-        dh, dc = _rows(dh, pk.order), (_rows(dc, pk.order) if lstm else None)
+        dh = _rows(nt, pk.order, dh, dummy)
+        dc = _rows(nt, pk.order, dc, dummy) if lstm else None
         if dy is not None:
             dy = _empty((rows, R), dtype)
             _gather_py(nt, pk.flat, b.dy, dy, dummy)

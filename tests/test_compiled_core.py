@@ -100,3 +100,17 @@ def test_states_the_threads_write_start_on_a_cache_line(dtype):
         g = fastgates.lstm_backward(np.ones_like(y), h_n.copy(), c_n.copy(), cache, n_threads=2)
         assert g.dh0.ctypes.data % 64 == 0 and g.dc0.ctypes.data % 64 == 0
     np.testing.assert_array_equal(c0, c0_given)     # updated in a copy, never in the caller's
+
+
+def test_small_workspace_arrays_never_enter_the_pool():
+    """Arrays just under the pool's minimum come from the allocator, aligned, and go back
+    to it: kept in the pool under their own size, no later call would ask for them and the
+    pool would grow with every call (a GRU inference's (B, H) scratch of 16,360 bytes)."""
+    x = np.ones((1, 4090, 1), np.float32)
+    w = np.ones((3, 1), np.float32)
+    b = np.zeros(3, np.float32)
+    fastgates.gru_forward(x, None, w, w, b, b, training=False, n_threads=1)
+    held = _recurrence.pool_info()
+    for _ in range(5):
+        fastgates.gru_forward(x, None, w, w, b, b, training=False, n_threads=1)
+    assert _recurrence.pool_info() == held
