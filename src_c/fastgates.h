@@ -88,7 +88,8 @@ typedef struct {
     const void *x;      /* IN  (T, B, D) float input, or NULL                                  */
     const long long *tok; /* IN (T, B) token ids, or NULL                                      */
     const void *Pi;     /* packed w_ih (FG_PACK_IH) for x                                      */
-    const void *wT;     /* (D, G*H) w_ih^T for tok                                             */
+    const void *wT;     /* (D, G*H) w_ih^T for tok; or, with wT_direct, w_ih itself (G*H, D)   */
+    int wT_direct;      /* tok with few rows: columns of w_ih are read as they are (no transpose) */
     const void *bias;   /* (G*H,) b_ih + b_hh (gru lbr: gate n without b_hn; LayerNorm: b_ih) */
     /* LSTM variants (zero / NULL: the plain LSTM).  Projection, proj = P in (0, H):
      * m_t = o_t * tanh(c_t), h_t = m_t w_hr^T; h0, hout and the recurrent product are then

@@ -151,9 +151,12 @@ FG_AI void FG_FN(spread_tail)(int mr, int nvc, int ng, int UV, int n, const FG_T
  *   pre[r, :] = w_ih^T[tok[r], :] + bias                                  (token ids)
  * with the packed w_ih (FG_PACK_IH).  The sum over d runs in one order (no split into
  * partial sums), whatever the number of rows: a step of B rows (fg_step) computes
- * exactly what the sequence forward computes for the same rows.  bias may be NULL. */
+ * exactly what the sequence forward computes for the same rows.  bias may be NULL.
+ * Token ids read wT = w_ih^T (D, G*H), or with wdir w_ih (G*H, D) itself, column by
+ * column (a call with fewer rows than D reads less than transposing w_ih would). */
 FG_AI void FG_FN(project)(const int cell, int R, int D, int H, const FG_T *x, const long long *tok,
-                          const FG_T *Pi, const FG_T *wT, const FG_T *bias, FG_T *pre, int u0, int u1)
+                          const FG_T *Pi, const FG_T *wT, int wdir, const FG_T *bias, FG_T *pre,
+                          int u0, int u1)
 {
     const int G = FG_FN(gates)(cell), UV = FG_FN(uv)(cell), NU = UV * FG_VL, nv = G * UV;
     const size_t GH = (size_t)G * H, blk = (size_t)D * G * NU;
@@ -162,6 +165,22 @@ FG_AI void FG_FN(project)(const int cell, int R, int D, int H, const FG_T *x, co
     FG_T tail[FG_MRMAX * FG_NVMAX * FG_VL] __attribute__((aligned(64)));
     for (int u = u0; u < u1; u++) {
         const int j0 = u * NU, n = H - j0 < NU ? H - j0 : NU;
+        if (tok && wdir) {
+            /* a block's 16 rows of w_ih stay in L1 while every token reads its column */
+            FG_T col[FG_VL] __attribute__((aligned(64)));
+            for (int g = 0; g < G; g++)
+                for (int v = 0; v < UV && v * FG_VL < n; v++) {
+                    const int m = n - v * FG_VL < FG_VL ? n - v * FG_VL : FG_VL;
+                    const size_t c = (size_t)g * H + j0 + (size_t)v * FG_VL;
+                    const FG_V b = FG_FN(ldb)(bias, c, m);
+                    for (int r = 0; r < R; r++) {
+                        for (int k = 0; k < m; k++)
+                            col[k] = wT[(c + k) * D + tok[r]];
+                        FG_FN(stn)(pre + (size_t)r * GH + c, m, FG_FN(ldn)(col, m) + b);
+                    }
+                }
+            continue;
+        }
         if (tok) {
             for (int r = 0; r < R; r++)
                 for (int g = 0; g < G; g++)
@@ -200,6 +219,7 @@ typedef struct {
     const FG_T *x;              /* (Bt, D) or NULL */
     const long long *tok;       /* (Bt,) or NULL */
     const FG_T *Pi, *wT, *bias;
+    int wdir;                   /* wT is w_ih itself (see FG_FN(project)) */
 } FG_FN(xin);
 
 /* Whether a step of B rows sums its input projection inside the recurrent tiles, x_t
@@ -293,7 +313,7 @@ FG_AI void FG_FN(fwd_group)(const int cell, const int second, const FG_FN(fstep)
         FG_FN(prefetch_rows)(A, (size_t)K, r0, r1, K);
         if (xin && !fuse)
             FG_FN(project)(cell, r1 - r0, xin->D, H, xin->x ? xin->x + (size_t)r0 * xin->D : NULL,
-                           xin->tok ? xin->tok + r0 : NULL, xin->Pi, xin->wT, xin->bias,
+                           xin->tok ? xin->tok + r0 : NULL, xin->Pi, xin->wT, xin->wdir, xin->bias,
                            s->pre + (size_t)r0 * s->GH, u, u + 1);
         for (int b0 = r0; b0 < r1; b0 += MR) {
             const int mr = r1 - b0 < MR ? r1 - b0 : MR;
@@ -549,12 +569,13 @@ FG_AI void FG_FN(forward_cell)(const int cell, const fg_forward_args *a, const f
             rows += a->batch ? a->batch[t] : B;
         fg_range(nb, tid, nth, &u0, &u1);
         FG_FN(project)(cell, rows, a->D, H, (const FG_T *)a->x, a->tok, (const FG_T *)a->Pi,
-                       (const FG_T *)a->wT, pbias, (FG_T *)a->pre, u0, u1);
+                       (const FG_T *)a->wT, a->wT_direct, pbias, (FG_T *)a->pre, u0, u1);
         if (deal) {     /* dealt steps read pre at any unit */
             FG_BARRIER();
         }
     }
-    FG_FN(xin) xin = {a->D, NULL, NULL, (const FG_T *)a->Pi, (const FG_T *)a->wT, pbias};
+    FG_FN(xin) xin = {a->D, NULL, NULL, (const FG_T *)a->Pi, (const FG_T *)a->wT, pbias,
+                      a->wT_direct};
     s.fused = in_loop && FG_FN(fuses_x)(cell, B, (const FG_T *)a->x), s.xb = pbias;
     if (FG_FN(is_ln)(cell))
         FG_FN(ln_fstep)(cell, &s, a, -1);
@@ -803,11 +824,11 @@ FG_AI void FG_FN(step_cell)(const int cell, const fg_step_args *a, int tid, int 
         /* the projection fused into the lstm's tiles where forward_cell fuses it (the same
          * sums: a step computes what the sequence forward computes for the same rows) */
         const int fuse = FG_FN(fuses_x)(cell, B, x);
-        FG_FN(xin) xin = {a->d_in[k], x, NULL, (const FG_T *)a->Pi[k], NULL, NULL};
+        FG_FN(xin) xin = {a->d_in[k], x, NULL, (const FG_T *)a->Pi[k], NULL, NULL, 0};
         s.fused = fuse, s.xb = (const FG_T *)a->bias[k];
         if (!fuse)
             FG_FN(project)(cell, B, a->d_in[k], H, x, k ? NULL : a->tok, (const FG_T *)a->Pi[k],
-                           (const FG_T *)a->wT, (const FG_T *)a->bias[k], s.pre, u0, u1);
+                           (const FG_T *)a->wT, 0, (const FG_T *)a->bias[k], s.pre, u0, u1);
         s.hp = (const FG_T *)a->h0 + (size_t)k * LBR;
         s.h = (FG_T *)a->h1 + (size_t)k * LBR;
         if (cell == FG_LSTM) {

@@ -99,6 +99,32 @@ def test_bit_identical_across_thread_counts(fast, cell, variant, dtype, tokens, 
         assert_grads_equal(grads, base_grads, case)
 
 
+#: token-id calls read w_ih's columns in place below 2 D rows (else its transpose) and
+#: sum dW_ih in place below 4 D rows: one shape on each side of both choices (D = 20)
+TOKEN_ROWS = {"in-place": (5, 3, 20, 19), "mixed": (10, 5, 20, 19), "transposed": (30, 3, 20, 19)}
+
+
+@pytest.mark.parametrize("shape", list(TOKEN_ROWS.values()), ids=list(TOKEN_ROWS))
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("cell,variant", CELLS, ids=CELL_IDS)
+def test_token_ids_read_w_ih_in_place_or_transposed(fast, ref, cell, variant, dtype, shape, rng):
+    p, x, h0, c0, (dy, dh_n, dc_n) = problem(rng, cell, shape, dtype, True)
+    want = forward(ref, cell, variant, x, h0, c0, p)
+    want_g = backward(ref, cell, dy, dh_n, dc_n, want.cache)
+    got = {}
+    for n in (1, 2):
+        out = forward(fast, cell, variant, x, h0, c0, p, n_threads=n)
+        got[n] = out, backward(fast, cell, dy, dh_n, dc_n, out.cache, n_threads=n)
+        inf = forward(fast, cell, variant, x, h0, c0, p, n_threads=n, training=False)
+        case = case_id(cell=cell, variant=variant, dtype=dtype, shape=shape, n_threads=n)
+        assert_outputs_close(out, want, dtype, case)
+        assert_outputs_close(inf, want, dtype, case + " training=False")
+        assert_grads_close(got[n][1], want_g, dtype, case)
+    case = case_id(cell=cell, variant=variant, dtype=dtype, shape=shape, n_threads="2 vs 1")
+    assert_outputs_equal(got[2][0], got[1][0], case)
+    assert_grads_equal(got[2][1], got[1][1], case)
+
+
 @pytest.mark.parametrize("tokens", [False, True], ids=["float-x", "token-ids"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("cell,variant", CELLS, ids=CELL_IDS)
