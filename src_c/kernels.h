@@ -31,6 +31,7 @@ typedef struct {                                                                
     const FG_T *xb;     /* IN  with fused: the summed biases (G*H,), or NULL              */  \
     int keep;           /* training: keep the post-activation gates (and lbr's ex)      */  \
     int rev;            /* take this thread's unit blocks last to first (odd steps)     */  \
+    int defer;          /* a sequence's step: small steps may defer their gate math     */  \
     /* LSTM variants (NULL / 0: the plain LSTM, h is H wide)                            */  \
     int R;              /* width of h (P with a projection), 0 = H                      */  \
     FG_T *m;            /* OUT lstm projection: m_t = o tanh(c_t) (Bt, H), or NULL      */  \

@@ -125,6 +125,37 @@ def test_token_ids_read_w_ih_in_place_or_transposed(fast, ref, cell, variant, dt
     assert_grads_equal(got[2][1], got[1][1], case)
 
 
+#: small steps (no dealing) run their products first and the gate math after
+#: (fwd_group_small) when a step has at most a row tile of rows and B * H <= 256: batches
+#: across that line (ragged, so the rows per step shrink through it), H with and without
+#: a tail block
+SMALL_STEPS = {"B1-H100": (9, 1, 7, 100), "B3-H20": (6, 3, 5, 20), "B9-H20": (5, 9, 4, 20),
+               "B13-H5": (5, 13, 3, 5), "B2-H130": (4, 2, 6, 130)}
+
+
+@pytest.mark.parametrize("ragged", [False, True], ids=["dense", "ragged"])
+@pytest.mark.parametrize("shape", list(SMALL_STEPS.values()), ids=list(SMALL_STEPS))
+@pytest.mark.parametrize("cell,variant", CELLS, ids=CELL_IDS)
+def test_small_steps_match_reference(fast, ref, cell, variant, shape, ragged, rng):
+    dtype = np.float32
+    T, B = shape[:2]
+    p, x, h0, c0, (dy, dh_n, dc_n) = problem(rng, cell, shape, dtype, False)
+    kw = {"lengths": np.sort(rng.integers(0, T + 1, B))[::-1].copy()} if ragged else {}
+    want = forward(ref, cell, variant, x, h0, c0, p, **kw)
+    want_g = backward(ref, cell, dy, dh_n, dc_n, want.cache)
+    got = {}
+    for n in (1, 2):
+        out = forward(fast, cell, variant, x, h0, c0, p, n_threads=n, **kw)
+        got[n] = out, backward(fast, cell, dy, dh_n, dc_n, out.cache, n_threads=n)
+        case = case_id(cell=cell, variant=variant, shape=shape, ragged=ragged, n_threads=n)
+        assert_outputs_close(out, want, dtype, case)
+        assert_outputs_close(forward(fast, cell, variant, x, h0, c0, p, n_threads=n,
+                                     training=False, **kw), want, dtype, case + " training=False")
+        assert_grads_close(got[n][1], want_g, dtype, case)
+    assert_outputs_equal(got[2][0], got[1][0], case)
+    assert_grads_equal(got[2][1], got[1][1], case)
+
+
 @pytest.mark.parametrize("tokens", [False, True], ids=["float-x", "token-ids"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("cell,variant", CELLS, ids=CELL_IDS)
