@@ -349,15 +349,7 @@ FG_AI void FG_FN(fwd_group)(const int cell, const int second, const FG_FN(fstep)
                 FG_FN(tiles)(nvu, mr, A + (size_t)b0 * K, (size_t)K, Pu, (size_t)nvu * FG_VL, FG_VL, K, acc);
             if (nvu < nv)
                 FG_FN(spread_tail)(mr, nvu, ng, UV, n, acc, tail);
-            for (int r = 0; r < mr; r++)
-                for (int v = 0; v < UV && v * FG_VL < n; v++) {
-                    const int m = n - v * FG_VL < FG_VL ? n - v * FG_VL : FG_VL;
-                    const FG_T *ar = ac + (size_t)r * nv * FG_VL + (size_t)v * FG_VL;
-                    if (second)
-                        FG_FN(fwd_vec2)(cell, s, (size_t)(b0 + r), j0 + v * FG_VL, m, ar);
-                    else
-                        FG_FN(fwd_vec)(cell, s, (size_t)(b0 + r), j0 + v * FG_VL, m, ar, NU);
-                }
+            FG_FN(fwd_gates)(cell, second, s, b0, mr, j0, n, nv, ac);
         }
     }
 }
