@@ -293,6 +293,33 @@ FG_AI void FG_FN(fwd_gates)(const int cell, const int second, const FG_FN(fstep)
         }
 }
 
+/* The product of one tile of a forward group: rows [b0, b0 + mr) of block u (n units from
+ * j0; nvu of the group's nv vectors, fewer in the compact tail) into acc, spread into tail
+ * when compact; returns the accumulators its gate math reads.  Asks first for the tile's
+ * rows of pre, which the gate math reads (out of L1 by now unless just projected). */
+FG_AI const FG_T *FG_FN(fwd_tile)(const int cell, const FG_FN(fstep) *s, const FG_FN(xin) *xin,
+                                  int fuse, int u, int b0, int mr, int j0, int n, int ng, int nv,
+                                  int nvu, const FG_T *A, int K, const FG_T *Pu, FG_T *acc,
+                                  FG_T *tail)
+{
+    const int G = FG_FN(gates)(cell), UV = FG_FN(uv)(cell), NU = UV * FG_VL, H = s->H;
+    if (!xin)
+        for (int r = 0; r < mr; r++)
+            for (int g = 0; g < G; g++)
+                for (int c = 0; c < n; c += 64 / (int)sizeof(FG_T))
+                    __builtin_prefetch(s->pre + (size_t)(b0 + r) * s->GH + (size_t)g * H + j0 + c);
+    if (fuse)       /* after the block's panel of the packed w_ih (FG_FN(project)'s layout) */
+        FG_FN(tilesx)(nvu, mr, xin->x + (size_t)b0 * xin->D, (size_t)xin->D,
+                      xin->Pi + (size_t)u * xin->D * G * NU, (size_t)nvu * FG_VL, xin->D,
+                      A + (size_t)b0 * K, (size_t)K, Pu, (size_t)nvu * FG_VL, FG_VL, K, acc);
+    else
+        FG_FN(tiles)(nvu, mr, A + (size_t)b0 * K, (size_t)K, Pu, (size_t)nvu * FG_VL, FG_VL, K, acc);
+    if (nvu == nv)
+        return acc;
+    FG_FN(spread_tail)(mr, nvu, ng, UV, n, acc, tail);
+    return tail;
+}
+
 /* One product group over Bt rows, dealt as items (unit block u, row group) -- the static
  * range of blocks without stealing -- each tile followed by its gate math.  A: [Bt, K] (row
  * stride K; K = the width of h, or H for gru rb's second group), group offset goff inside
@@ -324,9 +351,6 @@ FG_AI void FG_FN(fwd_group)(const int cell, const int second, const FG_FN(fstep)
         /* this block's vectors (the compact tail: fewer) and where its group starts */
         const int nvu = FG_FN(grp_nv)(ng, UV, n);
         const FG_T *Pu = P + (size_t)u * blk + (second ? FG_FN(group2_at)(K, g1, UV, n) : 0);
-        const FG_T *ac = nvu < nv ? tail : acc;
-        /* fused: the block's panel of the packed w_ih (FG_FN(project)'s layout) */
-        const FG_T *Qu = fuse ? xin->Pi + (size_t)u * xin->D * G * NU : NULL;
         FG_FN(prefetch_rows)(A, (size_t)K, r0, r1, K);
         if (xin && !fuse)
             FG_FN(project)(cell, r1 - r0, xin->D, H, xin->x ? xin->x + (size_t)r0 * xin->D : NULL,
@@ -334,21 +358,8 @@ FG_AI void FG_FN(fwd_group)(const int cell, const int second, const FG_FN(fstep)
                            s->pre + (size_t)r0 * s->GH, u, u + 1);
         for (int b0 = r0; b0 < r1; b0 += MR) {
             const int mr = r1 - b0 < MR ? r1 - b0 : MR;
-            /* the gate math reads this tile's rows of pre (out of L1 by now unless just
-             * projected): ask for them while the product runs */
-            if (!xin)
-                for (int r = 0; r < mr; r++)
-                    for (int g = 0; g < G; g++)
-                        for (int c = 0; c < n; c += 64 / (int)sizeof(FG_T))
-                            __builtin_prefetch(s->pre + (size_t)(b0 + r) * s->GH + (size_t)g * H + j0 + c);
-            if (fuse)
-                FG_FN(tilesx)(nvu, mr, xin->x + (size_t)b0 * xin->D, (size_t)xin->D, Qu,
-                              (size_t)nvu * FG_VL, xin->D, A + (size_t)b0 * K, (size_t)K, Pu,
-                              (size_t)nvu * FG_VL, FG_VL, K, acc);
-            else
-                FG_FN(tiles)(nvu, mr, A + (size_t)b0 * K, (size_t)K, Pu, (size_t)nvu * FG_VL, FG_VL, K, acc);
-            if (nvu < nv)
-                FG_FN(spread_tail)(mr, nvu, ng, UV, n, acc, tail);
+            const FG_T *ac = FG_FN(fwd_tile)(cell, s, xin, fuse, u, b0, mr, j0, n, ng, nv, nvu, A,
+                                             K, Pu, acc, tail);
             FG_FN(fwd_gates)(cell, second, s, b0, mr, j0, n, nv, ac);
         }
     }
@@ -358,26 +369,23 @@ FG_AI void FG_FN(fwd_group)(const int cell, const int second, const FG_FN(fstep)
 /* Items whose gate math a small step runs together (fwd_group_small). */
 #define FG_DEFER 4
 
-/* fwd_group for a small step (static ranges, Bt <= MR: one row tile per item -- the caller
- * checks; B = 1 in
- * generation and character models): the products of up to FG_DEFER items first, then their
- * gate math.  The gate math of one tile is a short chain of dependent operations (sigmoid,
- * tanh, c, tanh(c)) that cannot overlap the next item's product, hundreds of instructions
- * long; back to back, the items' chains overlap (B = 1, T = 25, H = 100 LSTM: a block took
- * ~800 cycles for its product and ~380 more for its gate math).  The same operations on the
- * same values as fwd_group: the results do not change. */
-FG_AI void FG_FN(fwd_group_small)(const int cell, const int second, const FG_FN(fstep) *s,
-                                  int Bt, const FG_T *A, const FG_T *P, const FG_FN(xin) *xin,
-                                  unsigned *phase, int tid, int nth)
+/* fwd_group's first group for a small sequence step (static ranges, Bt <= MR: one row tile
+ * per block -- fwd_step checks; B = 1 in character models): the products of up to FG_DEFER
+ * blocks first, then their gate math.  The gate math of one tile is a short chain of
+ * dependent operations (sigmoid, tanh, c, tanh(c)) that cannot overlap the next block's
+ * product, hundreds of instructions long; back to back, the blocks' chains overlap (B = 1,
+ * T = 25, H = 100 LSTM: a block took ~800 cycles for its product and ~380 more for its gate
+ * math).  The same operations on the same values as fwd_group: the results do not change. */
+FG_AI void FG_FN(fwd_group_small)(const int cell, const FG_FN(fstep) *s, int Bt, const FG_T *A,
+                                  const FG_T *P, const FG_FN(xin) *xin, unsigned *phase, int tid,
+                                  int nth)
 {
     const int H = s->H, UV = FG_FN(uv)(cell), NU = UV * FG_VL, nb = (H + NU - 1) / NU;
-    const int K = second || !s->R ? H : s->R;
-    const int G = FG_FN(gates)(cell), g1 = FG_FN(group1)(cell);
-    const int ng = second ? G - g1 : g1, nv = ng * UV;
-    const size_t blk = (size_t)K * G * NU;
+    const int K = s->R ? s->R : H, G = FG_FN(gates)(cell), ng = FG_FN(group1)(cell), nv = ng * UV;
     FG_T acc[FG_DEFER][FG_MRMAX * FG_NVMAX * FG_VL] __attribute__((aligned(64)));
     FG_T tail[FG_DEFER][FG_MRMAX * FG_NVMAX * FG_VL] __attribute__((aligned(64)));
-    int due[FG_DEFER], ndue = 0;        /* blocks whose gate math is to come */
+    const FG_T *due[FG_DEFER];          /* accumulators of the blocks whose gate math is to come */
+    int due_u[FG_DEFER], ndue = 0;
     const int fuse = xin && s->fused;
     fg_dealer d;
     fg_deal_begin(&d, NULL, (*phase)++, nb, tid, nth);
@@ -387,32 +395,19 @@ FG_AI void FG_FN(fwd_group_small)(const int cell, const int second, const FG_FN(
         u = fg_deal_next(&d);
         if (u >= 0) {
             const int j0 = u * NU, n = H - j0 < NU ? H - j0 : NU;
-            const int nvu = FG_FN(grp_nv)(ng, UV, n);
-            const FG_T *Pu = P + (size_t)u * blk + (second ? FG_FN(group2_at)(K, g1, UV, n) : 0);
             if (xin && !fuse)
                 FG_FN(project)(cell, Bt, xin->D, H, xin->x, xin->tok, xin->Pi, xin->wT, xin->wdir,
                                xin->bias, s->pre, u, u + 1);
-            if (!xin)
-                for (int r = 0; r < Bt; r++)
-                    for (int g = 0; g < G; g++)
-                        for (int c = 0; c < n; c += 64 / (int)sizeof(FG_T))
-                            __builtin_prefetch(s->pre + (size_t)r * s->GH + (size_t)g * H + j0 + c);
-            if (fuse)
-                FG_FN(tilesx)(nvu, Bt, xin->x, (size_t)xin->D, xin->Pi + (size_t)u * xin->D * G * NU,
-                              (size_t)nvu * FG_VL, xin->D, A, (size_t)K, Pu, (size_t)nvu * FG_VL,
-                              FG_VL, K, acc[ndue]);
-            else
-                FG_FN(tiles)(nvu, Bt, A, (size_t)K, Pu, (size_t)nvu * FG_VL, FG_VL, K, acc[ndue]);
-            if (nvu < nv)
-                FG_FN(spread_tail)(Bt, nvu, ng, UV, n, acc[ndue], tail[ndue]);
-            due[ndue++] = u;
+            due[ndue] = FG_FN(fwd_tile)(cell, s, xin, fuse, u, 0, Bt, j0, n, ng, nv,
+                                        FG_FN(grp_nv)(ng, UV, n), A, K,
+                                        P + (size_t)u * K * G * NU, acc[ndue], tail[ndue]);
+            due_u[ndue++] = u;
             if (ndue < FG_DEFER)
                 continue;
         }
         for (int q = 0; q < ndue; q++) {
-            const int j0 = due[q] * NU, n = H - j0 < NU ? H - j0 : NU;
-            FG_FN(fwd_gates)(cell, second, s, 0, Bt, j0, n, nv,
-                             FG_FN(grp_nv)(ng, UV, n) < nv ? tail[q] : acc[q]);
+            const int j0 = due_u[q] * NU, n = H - j0 < NU ? H - j0 : NU;
+            FG_FN(fwd_gates)(cell, 0, s, 0, Bt, j0, n, nv, due[q]);
         }
         ndue = 0;
     }
@@ -596,7 +591,7 @@ FG_AI void FG_FN(fwd_step)(const int cell, const FG_FN(fstep) *s, int Bt, const 
     const int small = s->defer && !deal && Bt <= FG_FN(mr_for)(FG_FN(group1)(cell) * FG_FN(uv)(cell))
                       && Bt * (s->R ? s->R : s->H) <= 256;
     if (small)
-        FG_FN(fwd_group_small)(cell, 0, s, Bt, s->hp, P, xin, phase, tid, nth);
+        FG_FN(fwd_group_small)(cell, s, Bt, s->hp, P, xin, phase, tid, nth);
     else
         FG_FN(fwd_group)(cell, 0, s, Bt, s->hp, P, xin, deal, phase, tid, nth);
     if (FG_FN(group1)(cell) < FG_FN(gates)(cell)) {
@@ -657,6 +652,7 @@ FG_AI void FG_FN(forward_cell)(const int cell, const fg_forward_args *a, const f
     }
     FG_FN(xin) xin = {a->D, NULL, NULL, (const FG_T *)a->Pi, (const FG_T *)a->wT, pbias,
                       a->wT_direct};
+    s.defer = 1;        /* a sequence's steps (see fwd_step) */
     s.fused = in_loop && FG_FN(fuses_x)(cell, B, (const FG_T *)a->x), s.xb = pbias;
     if (FG_FN(is_ln)(cell))
         FG_FN(ln_fstep)(cell, &s, a, -1);
@@ -664,7 +660,6 @@ FG_AI void FG_FN(forward_cell)(const int cell, const fg_forward_args *a, const f
     for (int t = 0; t < T; off_prev = off, off += a->batch ? a->batch[t] : B, t++) {
         const int Bt = a->batch ? a->batch[t] : B;
         s.rev = t & 1;      /* alternate the order of this thread's blocks (fg_deal_reverse) */
-        s.defer = 1;
         s.hp = t ? hout + off_prev * R : (const FG_T *)a->h0;
         s.h = hout + off * R;
         s.pre = (FG_T *)a->pre + (pre_reused ? 0 : off * GH);
