@@ -262,6 +262,15 @@ FG_AI int FG_FN(panel_item)(int it, int ng, int ncols, int Bt, int *j0, int *n, 
     return *r0 < *r1;
 }
 
+/* Vectors of the columns [p0 * NP, p1 * NP) (clipped to N) of thread tid's panels. */
+FG_AI int FG_FN(range_vecs)(int np, int NP, int N, int tid, int nth)
+{
+    int p0, p1;
+    fg_range(np, tid, nth, &p0, &p1);
+    const int c1 = p1 * NP < N ? p1 * NP : N, cols = c1 - p0 * NP;
+    return cols > 0 ? (cols + FG_VL - 1) / FG_VL : 0;
+}
+
 /* Ask for rows [r0, r1) of a product's left operand A (row stride lda, K used) before
  * the tiles read it: with few rows, A (a step's h_{t-1}) was just written, partly by the
  * other threads, and the tiles would take its lines from their cores one at a time, in k
@@ -712,6 +721,16 @@ FG_AI void FG_FN(backward_cell)(const int cell, const fg_backward_args *a, const
     unsigned dp = 0;                                /* dealt phases so far */
     deal = fg_deal_use(deal, (long)B * (long)GH * R, nth);
     FG_T *dpeep = cell == FG_LSTM && a->peep ? (FG_T *)a->dpeep : NULL;
+    /* The sums over (step, row) -- db, dbn, dpeep -- of this thread's units [slo, shi); or,
+     * when the last thread's share of the dh product is lighter (static ranges, one row
+     * tile: B = 1, H = 100 leaves it 3 of the 7 vectors), all of them by that thread in its
+     * slack: ~250 cycles of each step off the busier thread.  Same sums, same order. */
+    int slo = jlo, shi = jhi;
+    if (!deal && !proj && !FG_FN(is_ln)(cell) && nth > 1 && B <= FG_FN(mr_for)(4)
+        && FG_FN(range_vecs)(np, NP, H, nth - 1, nth) < FG_FN(range_vecs)(np, NP, H, 0, nth)) {
+        slo = 0;
+        shi = tid == nth - 1 ? H : 0;
+    }
     size_t off = 0;
     for (int t = 0; t < T; t++)
         off += a->batch ? a->batch[t] : B;
@@ -847,8 +866,8 @@ FG_AI void FG_FN(backward_cell)(const int cell, const fg_backward_args *a, const
         /* the bias gradients: this step's dG of this thread's units, now final, summed
          * in a fixed order (t = T-1 .. 0, then rows); the LayerNorm cells' in phase B1 */
         for (int g = 0; g < (FG_FN(is_ln)(cell) ? 0 : G); g++)
-            for (int j = jlo; j < jhi; j += FG_VL) {
-                const int m = jhi - j < FG_VL ? jhi - j : FG_VL;
+            for (int j = slo; j < shi; j += FG_VL) {
+                const int m = shi - j < FG_VL ? shi - j : FG_VL;
                 FG_T *o = db + (size_t)g * H + j;
                 FG_V sum = FG_FN(ldn)(o, m);
                 for (int b = 0; b < Bt; b++)
@@ -856,8 +875,8 @@ FG_AI void FG_FN(backward_cell)(const int cell, const fg_backward_args *a, const
                 FG_FN(stn)(o, m, sum);
             }
         if (dbn)
-            for (int j = jlo; j < jhi; j += FG_VL) {
-                const int m = jhi - j < FG_VL ? jhi - j : FG_VL;
+            for (int j = slo; j < shi; j += FG_VL) {
+                const int m = shi - j < FG_VL ? shi - j : FG_VL;
                 FG_V sum = FG_FN(ldn)(dbn + j, m);
                 for (int b = 0; b < Bt; b++)
                     sum += FG_FN(ldn)(s.dnx + (size_t)b * H + j, m);
@@ -869,8 +888,8 @@ FG_AI void FG_FN(backward_cell)(const int cell, const fg_backward_args *a, const
             for (int k = 0; k < 3; k++) {
                 const size_t gcol = (size_t)(k == 2 ? 3 : k) * H;
                 const FG_T *c = k == 2 ? s.cc : s.cp;
-                for (int j = jlo; j < jhi; j += FG_VL) {
-                    const int m = jhi - j < FG_VL ? jhi - j : FG_VL;
+                for (int j = slo; j < shi; j += FG_VL) {
+                    const int m = shi - j < FG_VL ? shi - j : FG_VL;
                     FG_T *o = dpeep + (size_t)k * H + j;
                     FG_V sum = FG_FN(ldn)(o, m);
                     for (int b = 0; b < Bt; b++)
