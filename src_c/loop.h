@@ -1140,9 +1140,21 @@ static void FG_FN(pack_thread)(int cell, const FG_T *w, int H, int K, int which,
             FG_T *dst = P + (size_t)u * blk + (grp ? FG_FN(group2_at)(K, g1, UV, n) : 0);   /* [K][W] */
             if (n < NU)
                 memset(dst, 0, (size_t)K * W * sizeof(FG_T));
-            for (int g = ga; g < gb; g++)
-                FG_FN(transpose_into)(dst + (size_t)(g - ga) * gw, (size_t)W,
-                                      w + ((size_t)g * H + j0) * K, (size_t)K, n, K);
+            if (gw == n && n < FG_VL) {
+                /* the compact tail: lane (g - ga) * n + i holds row j0 + i of gate g, so
+                 * its gates' rows transpose together (LSTM, n = 4: one band of 16 rows,
+                 * not four bands of 4) */
+                const FG_T *rows[FG_VL];
+                for (int l0 = 0; l0 < ng * n; l0 += FG_VL) {
+                    const int ln = ng * n - l0 < FG_VL ? ng * n - l0 : FG_VL;
+                    for (int l = 0; l < ln; l++)
+                        rows[l] = w + ((size_t)(ga + (l0 + l) / n) * H + j0 + (l0 + l) % n) * K;
+                    FG_FN(transpose_rows)(dst + l0, (size_t)W, rows, ln, K);
+                }
+            } else
+                for (int g = ga; g < gb; g++)
+                    FG_FN(transpose_into)(dst + (size_t)(g - ga) * gw, (size_t)W,
+                                          w + ((size_t)g * H + j0) * K, (size_t)K, n, K);
         }
     }
 }

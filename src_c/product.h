@@ -263,51 +263,58 @@ FG_AI void FG_FN(transpose16)(__m512 r[16])
 }
 #endif
 
-/* dst[k*ldd + r] = src[r*lds + k] for r < n, k < K (the packing's transposing copy), in
- * VL x VL tiles transposed in registers: whole-vector loads and stores. */
-static void FG_FN(transpose_into)(FG_T *dst, size_t ldd, const FG_T *src, size_t lds, int n, int K)
+/* dst[k*ldd + r] = rows[r][k] for r < rn <= VL, k < K: one band of up to VL rows, each
+ * from its own pointer (the compact tail block of a pack gathers its rows from every
+ * gate), in VL x VL tiles transposed in registers: whole-vector loads and stores. */
+static void FG_FN(transpose_rows)(FG_T *dst, size_t ldd, const FG_T *const *rows, int rn, int K)
 {
 #if FG_VBYTES == 64 && FG_IS_F32
-    for (int r0 = 0; r0 < n; r0 += 16) {
-        const int rn = n - r0 < 16 ? n - r0 : 16;
-        const __mmask16 rmask = (__mmask16)((1u << rn) - 1);
-        for (int k0 = 0; k0 < K; k0 += 16) {
-            const int kn = K - k0 < 16 ? K - k0 : 16;
-            const __mmask16 kmask = (__mmask16)((1u << kn) - 1);
-            __m512 t[16];
+    const __mmask16 rmask = (__mmask16)((1u << rn) - 1);
+    for (int k0 = 0; k0 < K; k0 += 16) {
+        const int kn = K - k0 < 16 ? K - k0 : 16;
+        const __mmask16 kmask = (__mmask16)((1u << kn) - 1);
+        __m512 t[16];
 #pragma GCC unroll 16
-            for (int i = 0; i < 16; i++)
-                /* rows past n: an all-off mask (and a row index that stays in range) */
-                t[i] = _mm512_maskz_loadu_ps(i < rn ? kmask : 0,
-                                             src + (size_t)(r0 + (i < rn ? i : 0)) * lds + k0);
-            FG_FN(transpose16)(t);
+        for (int i = 0; i < 16; i++)
+            /* rows past rn: an all-off mask (and a row that exists) */
+            t[i] = _mm512_maskz_loadu_ps(i < rn ? kmask : 0, rows[i < rn ? i : 0] + k0);
+        FG_FN(transpose16)(t);
 #pragma GCC unroll 16
-            for (int i = 0; i < 16; i++)
-                if (i < kn)
-                    _mm512_mask_storeu_ps(dst + (size_t)(k0 + i) * ldd + r0, rmask, t[i]);
-        }
+        for (int i = 0; i < 16; i++)
+            if (i < kn)
+                _mm512_mask_storeu_ps(dst + (size_t)(k0 + i) * ldd, rmask, t[i]);
     }
 #elif defined(__clang__)   /* no two-input shuffle with computed indices: blocks of scalars */
     for (int k0 = 0; k0 < K; k0 += FG_VL) {
         const int kn = K - k0 < FG_VL ? K - k0 : FG_VL;
-        for (int r = 0; r < n; r++)
+        for (int r = 0; r < rn; r++)
             for (int kk = 0; kk < kn; kk++)
-                dst[(size_t)(k0 + kk) * ldd + r] = src[(size_t)r * lds + k0 + kk];
+                dst[(size_t)(k0 + kk) * ldd + r] = rows[r][k0 + kk];
     }
 #else
     FG_V t[FG_VL];
-    for (int r0 = 0; r0 < n; r0 += FG_VL) {
-        const int rn = n - r0 < FG_VL ? n - r0 : FG_VL;
-        for (int k0 = 0; k0 < K; k0 += FG_VL) {
-            const int kn = K - k0 < FG_VL ? K - k0 : FG_VL;
-            for (int i = 0; i < FG_VL; i++)
-                t[i] = i < rn ? FG_FN(ldn)(src + (size_t)(r0 + i) * lds + k0, kn) : (FG_V){0};
-            FG_FN(transpose_tile)(t);
-            for (int i = 0; i < kn; i++)
-                FG_FN(stn)(dst + (size_t)(k0 + i) * ldd + r0, rn, t[i]);
-        }
+    for (int k0 = 0; k0 < K; k0 += FG_VL) {
+        const int kn = K - k0 < FG_VL ? K - k0 : FG_VL;
+        for (int i = 0; i < FG_VL; i++)
+            t[i] = i < rn ? FG_FN(ldn)(rows[i] + k0, kn) : (FG_V){0};
+        FG_FN(transpose_tile)(t);
+        for (int i = 0; i < kn; i++)
+            FG_FN(stn)(dst + (size_t)(k0 + i) * ldd, rn, t[i]);
     }
 #endif
+}
+
+/* dst[k*ldd + r] = src[r*lds + k] for r < n, k < K (the packing's transposing copy): bands
+ * of VL rows through transpose_rows. */
+static void FG_FN(transpose_into)(FG_T *dst, size_t ldd, const FG_T *src, size_t lds, int n, int K)
+{
+    const FG_T *rows[FG_VL];
+    for (int r0 = 0; r0 < n; r0 += FG_VL) {
+        const int rn = n - r0 < FG_VL ? n - r0 : FG_VL;
+        for (int i = 0; i < rn; i++)
+            rows[i] = src + (size_t)(r0 + i) * lds;
+        FG_FN(transpose_rows)(dst + r0, ldd, rows, rn, K);
+    }
 }
 
 /* C[i, j] = sum_{r<K} A[r, i] B[r, j]   (C = A^T B, overwritten; trans: C^T, i.e. the
