@@ -32,3 +32,19 @@ cdef struct gemm_job:
 
 cdef void gemm_batch(int n_threads, const gemm_job *jobs, int njobs,
                      floating dummy) noexcept nogil
+
+# A gemm_batch's items (a job's slab and the slabs chained to it) in the order its threads
+# take them, largest first: for a caller that runs them in a parallel region of its own,
+# each thread taking the next free item i and running gemm_plan_item_f32/f64(plan, i).
+# The same slabs and calls as gemm_batch: the same results, bit for bit.
+cdef enum:
+    GEMM_PLAN_ITEMS = 32        # MAX_JOBS * SLABS of _blas.pyx
+cdef struct gemm_plan:
+    const gemm_job *jobs
+    int njobs, n
+    int item_job[GEMM_PLAN_ITEMS]
+    int item_slab[GEMM_PLAN_ITEMS]
+
+cdef int gemm_plan_make(gemm_plan *p, const gemm_job *jobs, int njobs) noexcept nogil
+cdef void gemm_plan_item_f32(const void *plan, int i) noexcept nogil
+cdef void gemm_plan_item_f64(const void *plan, int i) noexcept nogil

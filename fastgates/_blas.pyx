@@ -74,19 +74,31 @@ cdef void gemm_batch(int n_threads, const gemm_job *jobs, int njobs,
     the results are its results, bit for bit, for any n_threads.
 
     The items go out largest first, each to the next free thread (a dynamic schedule over
-    the items sorted by multiply-adds): a static split in job order gave one thread of a
-    tiny LSTM's BPTT (dW_hh, dW_ih, dx; 25 rows) 2.7 MFLOP against the other's 2.0."""
-    cdef int item_job[MAX_JOBS * SLABS]
-    cdef int item_slab[MAX_JOBS * SLABS]
-    cdef double item_cost[MAX_JOBS * SLABS]
-    cdef int order[MAX_JOBS * SLABS]
-    cdef int n = 0, j, i, c, w, nslab, jj, extent
-    cdef double cost
-    cdef bint rows
+    the items sorted by multiply-adds, gemm_plan_make): a static split in job order gave
+    one thread of a tiny LSTM's BPTT (dW_hh, dW_ih, dx; 25 rows) 2.7 MFLOP against the
+    other's 2.0."""
+    cdef gemm_plan plan
+    cdef int j, c
     if njobs > MAX_JOBS:        # more than the callers ever pass: one region per job
         for j in range(0, njobs, MAX_JOBS):
             gemm_batch(n_threads, jobs + j, min(MAX_JOBS, njobs - j), dummy)
         return
+    gemm_plan_make(&plan, jobs, njobs)
+    if n_threads <= 1 or plan.n <= 1:
+        for c in range(plan.n):
+            _batch_item(jobs, njobs, plan.item_job[c], plan.item_slab[c], dummy)
+        return
+    for c in prange(plan.n, num_threads=n_threads, schedule='dynamic', chunksize=1):
+        _batch_item(jobs, njobs, plan.item_job[c], plan.item_slab[c], dummy)
+
+
+cdef int gemm_plan_make(gemm_plan *p, const gemm_job *jobs, int njobs) noexcept nogil:
+    """p := the items of jobs[:njobs] (njobs <= MAX_JOBS), largest first; returns their count."""
+    cdef double item_cost[MAX_JOBS * SLABS]
+    cdef int n = 0, j, i, c, w, nslab, jj, extent
+    cdef double cost
+    cdef bint rows
+    p.jobs, p.njobs = jobs, njobs
     for j in range(njobs):
         if jobs[j].chained and j > 0:      # runs in its predecessor's items
             continue
@@ -99,21 +111,28 @@ cdef void gemm_batch(int n_threads, const gemm_job *jobs, int njobs,
             if jj >= njobs or not jobs[jj].chained:
                 break
         for i in range(nslab):
-            item_job[n], item_slab[n] = j, i
+            p.item_job[n], p.item_slab[n] = j, i
             item_cost[n] = cost * (min(extent, (i + 1) * w) - i * w) / extent   # the slab's share
             n += 1
-    if n_threads <= 1 or n <= 1:
-        for c in range(n):
-            _batch_item(jobs, njobs, item_job[c], item_slab[c], dummy)
-        return
     for c in range(n):                  # insertion sort, largest first (n <= 32)
-        order[c] = c
         i = c
-        while i > 0 and item_cost[order[i - 1]] < item_cost[order[i]]:
-            order[i - 1], order[i] = order[i], order[i - 1]
+        while i > 0 and item_cost[i - 1] < item_cost[i]:
+            item_cost[i - 1], item_cost[i] = item_cost[i], item_cost[i - 1]
+            p.item_job[i - 1], p.item_job[i] = p.item_job[i], p.item_job[i - 1]
+            p.item_slab[i - 1], p.item_slab[i] = p.item_slab[i], p.item_slab[i - 1]
             i -= 1
-    for c in prange(n, num_threads=n_threads, schedule='dynamic', chunksize=1):
-        _batch_item(jobs, njobs, item_job[order[c]], item_slab[order[c]], dummy)
+    p.n = n
+    return n
+
+
+cdef void gemm_plan_item_f32(const void *plan, int i) noexcept nogil:
+    cdef const gemm_plan *p = <const gemm_plan *>plan
+    _batch_item(p.jobs, p.njobs, p.item_job[i], p.item_slab[i], <float>0)
+
+
+cdef void gemm_plan_item_f64(const void *plan, int i) noexcept nogil:
+    cdef const gemm_plan *p = <const gemm_plan *>plan
+    _batch_item(p.jobs, p.njobs, p.item_job[i], p.item_slab[i], <double>0)
 
 
 cdef inline void _batch_item(const gemm_job *jobs, int njobs, int j, int i,

@@ -24,7 +24,8 @@ cimport numpy as cnp
 from cython.parallel cimport prange
 from libc.string cimport memcpy, memset
 
-from fastgates._blas cimport floating, gemm, gemm_batch, gemm_job, gemm_split
+from fastgates._blas cimport (floating, gemm, gemm_batch, gemm_job, gemm_plan, gemm_plan_make,
+                              gemm_plan_item_f32, gemm_plan_item_f64, gemm_split)
 from fastgates import _fork, cells as _cells
 from fastgates._checks import Cache
 
@@ -144,6 +145,10 @@ cdef extern from "fastgates.h" nogil:
         const void *Pix
         void *dx
         fg_pack_job pack[6]
+        void (*post)(const void *ctx, int item) noexcept nogil
+        const void *post_ctx
+        int npost
+        int *post_next
     size_t fg_packed_size(int cell, int H, int K, int which, int f64)
     void fg_pack_f32(int cell, const float *w, int H, int K, int which, float *P, int n_threads)
     void fg_pack_f64(int cell, const double *w, int H, int K, int which, double *P, int n_threads)
@@ -1045,47 +1050,59 @@ cdef object _backward(cache, b, int nt, floating dummy):
     a.db = bhh
     a.dbn = <floating *>vptr(dbn)
     a.db_ih = bih if ln else NULL
-    # the BLAS products after the loop, run together in one parallel region (gemm_batch)
+    # The BLAS products after the loop (what the loop's values are inputs to): one batch
+    # (gemm_batch's items).  When every product after the loop is one of them (few rows,
+    # unprojected: the small cases) the loop's own region runs them after its last step
+    # (a.post); else one region of their own after our products (_gemm_tn).
+    # dw_hh = dG^T [h_{t-1}]  (rb n-gate rows: dn^T (r*h_{t-1})); dw_ih = dGx^T x;
+    # dx = dGx w_ih
     cdef gemm_job jobs[6]
-    cdef int nj = 0
+    cdef gemm_plan plan
+    cdef int nj = 0, post_next = 0
+    if blas_hh:
+        nj = _job(jobs, nj, True, False, rz, R, rows, g, GH, hprev, R, 0, whh, R)
+        if rz < GH:
+            nj = _job(jobs, nj, True, False, GH - rz, H, rows, g + rz, GH, rh, H, 0,
+                      whh + <size_t>rz * H, H)
+    if tp == NULL:
+        if not own_ih:
+            nj = _job(jobs, nj, True, False, gx, D, rows, gi, GH, xp, D, 0, wih, D)
+        if gx < GH:
+            nj = _job(jobs, nj, True, False, H, D, rows, gn, H, xp, D, 0,
+                      wih + <size_t>gx * D, D)
+        if not ride_dx:
+            nj = _job(jobs, nj, False, False, rows, D, gx, gi, GH, w_ih, D, 0, dxp, D)
+            if gx < GH:     # dx += dnx w_ih[n rows]: after the dx above, slab by slab
+                nj = _job(jobs, nj, False, False, rows, D, H, gn, H,
+                          w_ih + <size_t>gx * D, D, 1, dxp, D, True)
+    if blas_hh and not own_ih and not proj and nj > 0:
+        a.npost = gemm_plan_make(&plan, jobs, nj)
+        a.post_ctx, a.post_next = &plan, &post_next
+        if floating is float:
+            a.post = gemm_plan_item_f32
+        else:
+            a.post = gemm_plan_item_f64
+        nj = 0
     if rows > 0:
         with nogil:
             _run_backward(&a, dummy)
-            # dw_hh = dG^T [h_{t-1}]  (rb n-gate rows: dn^T (r*h_{t-1})), as the transpose of
-            # [h_{t-1}]^T dG: the transposition of the narrow operand is the cheap one
-            # (fuse_ih: and dw_ih = dG^T x from the same pass)
-            # (blas_hh: BLAS's dG^T [h_{t-1}] directly)
+            # dw_hh as the transpose of [h_{t-1}]^T dG: the transposition of the narrow
+            # operand is the cheap one (fuse_ih: and dw_ih = dG^T x from the same pass)
             if fuse_ih:
                 _gemm_tn(nt, R, rz, rows, hprev, R, g, GH, whh, R, True, D, xp, D, wih, D)
-            elif blas_hh:
-                nj = _job(jobs, nj, True, False, rz, R, rows, g, GH, hprev, R, 0, whh, R)
-            else:
+            elif not blas_hh:
                 _gemm_tn(nt, R, rz, rows, hprev, R, g, GH, whh, R, True)
             if proj:      # dw_hr = [dL/dh_t]^T [m_t]
                 _gemm_tn(nt, R, H, rows, dhsp, R, msp, H, dwhr, H, False)
-            if rz < GH and blas_hh:
-                nj = _job(jobs, nj, True, False, GH - rz, H, rows, g + rz, GH, rh, H, 0,
-                          whh + <size_t>rz * H, H)
-            elif rz < GH:
+            if rz < GH and not blas_hh:
                 _gemm_tn(nt, H, GH - rz, rows, rh, H, g + rz, GH, whh + <size_t>rz * H, H, True)
             if not ln or cell == FG_LNLSTM:         # the lstm's two biases: one gradient
                 memcpy(bih, bhh, gx * sizeof(floating))
             if gx < GH:
                 memcpy(bih + gx, <floating *>a.dbn, H * sizeof(floating))
             if tp == NULL:
-                # dw_ih = dGx^T x (unless fused above) ;  dx = dGx w_ih
                 if own_ih and not fuse_ih:
                     _gemm_tn(nt, D, gx, rows, xp, D, gi, GH, wih, D, True)
-                elif not own_ih:
-                    nj = _job(jobs, nj, True, False, gx, D, rows, gi, GH, xp, D, 0, wih, D)
-                if gx < GH:
-                    nj = _job(jobs, nj, True, False, H, D, rows, gn, H, xp, D, 0,
-                              wih + <size_t>gx * D, D)
-                if not ride_dx:
-                    nj = _job(jobs, nj, False, False, rows, D, gx, gi, GH, w_ih, D, 0, dxp, D)
-                    if gx < GH:     # dx += dnx w_ih[n rows]: after the dx above, slab by slab
-                        nj = _job(jobs, nj, False, False, rows, D, H, gn, H,
-                                  w_ih + <size_t>gx * D, D, 1, dxp, D, True)
             elif scatter_T:
                 _scatter_rows(nt, rows, gx, tp, gi, GH, wihT, GH)
                 if gx < GH:

@@ -168,6 +168,14 @@ typedef struct {
     const void *Pix;    /* w_ih (G*H, D) packed FG_PACK_BWD (K = D), or NULL                   */
     void *dx;           /* OUT (T, B, D) with Pix (packed rows when ragged, like dG)            */
     fg_pack_job pack[FG_PACK_JOBS];   /* P, Pr, Pix packed on entry (w = NULL: given packed) */
+    /* Products after the loop in the same region (npost > 0): a barrier (they read every
+     * row of dG), then each thread runs post(post_ctx, i) for the next free item i until
+     * *post_next (zeroed by the caller) passes npost -- the BLAS products of the weight
+     * gradients, without the start and end of a region of their own. */
+    void (*post)(const void *ctx, int item);
+    const void *post_ctx;
+    int npost;
+    int *post_next;
 } fg_backward_args;
 
 /* One time step of B rows through L stacked layers (a unidirectional stack, inference):

@@ -1061,6 +1061,11 @@ static void FG_FN(backward_thread)(const fg_backward_args *a, const fg_deal *dea
 #define FG_X(NAME, code, G, has_c, fwd, bwd) case code: FG_FN(backward_cell)(code, a, deal, tid, nth); break;
     switch (a->cell) { FG_CELLS(FG_X) }
 #undef FG_X
+    if (a->npost > 0) {
+        FG_BARRIER();
+        for (int i; (i = FG_FETCH_ADD(a->post_next, 1)) < a->npost;)
+            a->post(a->post_ctx, i);
+    }
 }
 
 static void FG_FN(generate_thread)(const fg_generate_args *a, int tid, int nth)
