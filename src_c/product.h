@@ -33,34 +33,37 @@ FG_AI int FG_FN(mr_for)(int nv)
 }
 
 /* One term of a tile's sum into partial sum s: acc[s][r][v] += Ak[r*lda] * Pk[v*pv] (Ak: A's
- * column k, Pk: the panel's row k).  32 registers: the panel row in registers, one broadcast
- * at a time; 16: the mr broadcasts stay and each panel vector is used at once (mr*nv + mr + 1
- * <= 16 with a 3 x 4 tile).  Both add the same products in the same order. */
-#if FG_NREG >= 32
+ * column k, Pk: the panel's row k), in one of two register plans, whichever fits the
+ * accumulators (mr*nv) beside it: the panel row in nv registers and one broadcast at a
+ * time (every tile with 32 registers; with 16 the 4 x 3, 6 x 2 and 8 x 1 tiles), or the mr
+ * broadcasts in registers and each panel vector used at once (the 3 x 4 tile with 16:
+ * mr*nv + mr + 1 = 16).  A plan that does not fit spills an accumulator, and its FMA chain
+ * then runs through memory every k (GCC 12, AVX2: the 4 x 3 GRU tile took twice its time).
+ * mr and nv are constants in every specialised tile, so the choice folds away; both plans
+ * add the same products in the same order. */
+#define FG_TILE_BCAST_FITS(mr, nv) (FG_NREG < 32 && (mr) * (nv) + (mr) + 1 <= FG_NREG)
 #define FG_TILE_TERM(s, Ak, lda, Pk)                                                        \
     do {                                                                                    \
-        FG_V p_[FG_NVMAX];                                                                  \
-        for (int v = 0; v < nv; v++)                                                        \
-            p_[v] = FG_FN(ld)((Pk) + (size_t)v * pv);                                       \
-        for (int r = 0; r < mr; r++) {                                                      \
-            const FG_V a_ = FG_SPLAT((Ak)[(size_t)r * (lda)]);                              \
-            for (int v = 0; v < nv; v++)                                                    \
-                acc[s][r][v] += a_ * p_[v];                                                 \
-        }                                                                                   \
-    } while (0)
-#else
-#define FG_TILE_TERM(s, Ak, lda, Pk)                                                        \
-    do {                                                                                    \
-        FG_V a_[FG_MRMAX];                                                                  \
-        for (int r = 0; r < mr; r++)                                                        \
-            a_[r] = FG_SPLAT((Ak)[(size_t)r * (lda)]);                                      \
-        for (int v = 0; v < nv; v++) {                                                      \
-            const FG_V p_ = FG_FN(ld)((Pk) + (size_t)v * pv);                               \
+        if (FG_TILE_BCAST_FITS(mr, nv)) {                                                   \
+            FG_V a_[FG_MRMAX];                                                              \
             for (int r = 0; r < mr; r++)                                                    \
-                acc[s][r][v] += a_[r] * p_;                                                 \
+                a_[r] = FG_SPLAT((Ak)[(size_t)r * (lda)]);                                  \
+            for (int v = 0; v < nv; v++) {                                                  \
+                const FG_V p_ = FG_FN(ld)((Pk) + (size_t)v * pv);                           \
+                for (int r = 0; r < mr; r++)                                                \
+                    acc[s][r][v] += a_[r] * p_;                                             \
+            }                                                                               \
+        } else {                                                                            \
+            FG_V p_[FG_NVMAX];                                                              \
+            for (int v = 0; v < nv; v++)                                                    \
+                p_[v] = FG_FN(ld)((Pk) + (size_t)v * pv);                                   \
+            for (int r = 0; r < mr; r++) {                                                  \
+                const FG_V a_ = FG_SPLAT((Ak)[(size_t)r * (lda)]);                          \
+                for (int v = 0; v < nv; v++)                                                \
+                    acc[s][r][v] += a_ * p_[v];                                             \
+            }                                                                               \
         }                                                                                   \
     } while (0)
-#endif
 
 FG_AI void FG_FN(tile)(const int mr, const int nv, const int one, const FG_T *X, size_t ldx,
                        const FG_T *Q, size_t qk, int KX, const FG_T *A, size_t lda,
@@ -94,6 +97,7 @@ FG_AI void FG_FN(tile)(const int mr, const int nv, const int one, const FG_T *X,
         }
 }
 #undef FG_TILE_TERM
+#undef FG_TILE_BCAST_FITS
 
 /* tile() for a run-time mr (1..mr_for(NV)) and a compile-time NV: each (mr, nv) pair is
  * its own fully unrolled kernel; ONE = 1 never splits the k sum (see FG_FN(project)).  SEG
