@@ -33,18 +33,18 @@ FG_AI int FG_FN(mr_for)(int nv)
 }
 
 /* One term of a tile's sum into partial sum s: acc[s][r][v] += Ak[r*lda] * Pk[v*pv] (Ak: A's
- * column k, Pk: the panel's row k), in one of two register plans, whichever fits the
- * accumulators (mr*nv) beside it: the panel row in nv registers and one broadcast at a
- * time (every tile with 32 registers; with 16 the 4 x 3, 6 x 2 and 8 x 1 tiles), or the mr
- * broadcasts in registers and each panel vector used at once (the 3 x 4 tile with 16:
- * mr*nv + mr + 1 = 16).  A plan that does not fit spills an accumulator, and its FMA chain
- * then runs through memory every k (GCC 12, AVX2: the 4 x 3 GRU tile took twice its time).
- * mr and nv are constants in every specialised tile, so the choice folds away; both plans
- * add the same products in the same order. */
-#define FG_TILE_BCAST_FITS(mr, nv) (FG_NREG < 32 && (mr) * (nv) + (mr) + 1 <= FG_NREG)
+ * column k, Pk: the panel's row k), in one of two register plans, whichever fits beside
+ * the S*mr*nv accumulators (S: tile()'s partial sums): the panel row in nv registers and
+ * one broadcast at a time (every tile with 32 registers; with 16 the 4 x 3, 6 x 2 and 8 x 1
+ * tiles), or the mr broadcasts in registers and each panel vector used at once (the 3 x 4
+ * tile with 16: 12 + 3 + 1).  A plan that does not fit spills an accumulator, and its FMA
+ * chain then runs through memory every k (GCC 12, AVX2: the 4 x 3 GRU tile took twice its
+ * time).  S, mr and nv are constants in every specialised tile, so the choice folds away;
+ * both plans add the same products in the same order. */
+#define FG_TILE_BCAST_FITS(S, mr, nv) (FG_NREG < 32 && (S) * (mr) * (nv) + (mr) + 1 <= FG_NREG)
 #define FG_TILE_TERM(s, Ak, lda, Pk)                                                        \
     do {                                                                                    \
-        if (FG_TILE_BCAST_FITS(mr, nv)) {                                                   \
+        if (FG_TILE_BCAST_FITS(S, mr, nv)) {                                                \
             FG_V a_[FG_MRMAX];                                                              \
             for (int r = 0; r < mr; r++)                                                    \
                 a_[r] = FG_SPLAT((Ak)[(size_t)r * (lda)]);                                  \
