@@ -10,8 +10,9 @@
  * optionally after a first segment X Q of KX terms (X [mr, KX], row stride ldx; Q KX rows,
  * k stride qk, vector stride pv) summed in order into the same accumulators: the LSTM's
  * input projection x_t W_ih^T fused into its recurrent product (loop.h's fuses_x).
- * The mr*nv accumulators stay in registers for the whole k loop (mr*nv + nv + 1
- * registers: 6 x 4 tiles with AVX-512's 32 registers, 3 x 4 with 16).  Few
+ * The mr*nv accumulators stay in registers for the whole k loop, beside a panel row
+ * or the mr broadcasts (FG_TILE_TERM's register plans: 6 x 4 tiles with AVX-512's 32
+ * registers, 3 x 4 with 16).  Few
  * accumulators cannot hide the FMA latency, so with small tiles the k sum is split
  * into S interleaved partial sums (S*mr*nv independent chains), added pairwise at the
  * end.  S depends only on (mr, nv): every element is summed in the same order for any
@@ -21,8 +22,8 @@
 #define FG_MRMAX 8
 #define FG_NVMAX 4
 
-/* Rows per tile for nv vectors per row: accumulators + one panel row + a broadcast fit
- * the register file. */
+/* Rows per tile for nv vectors per row: the accumulators and one of FG_TILE_TERM's
+ * register plans fit the register file. */
 FG_AI int FG_FN(mr_for)(int nv)
 {
 #if FG_NREG >= 32
@@ -110,7 +111,7 @@ FG_AI void FG_FN(tile)(const int mr, const int nv, const int one, const FG_T *X,
 #define FG_X_FWD X, ldx, Q, qk, KX,
 #define FG_X_ARGS FG_X_FWD
 #define FG_TILE_MR(MR, NV, ONE, SEG)                                                        \
-    if ((MR) <= FG_MRLIM(NV))                                                               \
+    if ((MR) <= FG_FN(mr_for)(NV))                                                          \
         FG_FN(tile)(MR, NV, ONE, SEG##_ARGS A, lda, P, pk, pv, K, C)
 #define FG_TILES(NAME, NV, ONE, SEG)                                                        \
 static void FG_FN(NAME##NV)(int mr, SEG##_PARAMS const FG_T *A, size_t lda, const FG_T *P,  \
@@ -127,11 +128,6 @@ static void FG_FN(NAME##NV)(int mr, SEG##_PARAMS const FG_T *A, size_t lda, cons
     default: FG_TILE_MR(8, NV, ONE, SEG); break;                                            \
     }                                                                                       \
 }
-#if FG_NREG >= 32
-#define FG_MRLIM(NV) ((NV) >= 4 ? 6 : 8)
-#else
-#define FG_MRLIM(NV) ((NV) >= 4 ? 3 : (NV) == 3 ? 4 : (NV) == 2 ? 6 : 8)
-#endif
 #define FG_TILES_NV(NAME, ONE, SEG)                                                         \
     FG_TILES(NAME, 1, ONE, SEG) FG_TILES(NAME, 2, ONE, SEG)                                 \
     FG_TILES(NAME, 3, ONE, SEG) FG_TILES(NAME, 4, ONE, SEG)
@@ -141,7 +137,6 @@ FG_TILES_NV(tilex_nv, 0, FG_X)
 #undef FG_TILES_NV
 #undef FG_TILES
 #undef FG_TILE_MR
-#undef FG_MRLIM
 
 /* C = tile product of mr <= mr_for(nv) rows with nv (1..4) vectors per row; tiles1: the
  * same with the k sum never split (one summation order for any number of rows); tilesx:
