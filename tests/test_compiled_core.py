@@ -2,7 +2,6 @@
 of inference mode."""
 
 import tracemalloc
-import warnings
 
 import numpy as np
 import pytest
@@ -11,42 +10,16 @@ import fastgates
 from conftest import GATES
 from fastgates import _recurrence
 
-SIGMOID, TANH = 0, 1
-
-
-def _ulps(got, exact, dtype):
-    exact = exact.astype(np.longdouble)
-    spacing = np.spacing(np.abs(exact).astype(dtype)).astype(np.longdouble)
-    return np.abs(got.astype(np.longdouble) - exact) / spacing
-
+from _helpers import activations
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_activations_accurate_to_a_few_ulps(dtype):
-    x = np.concatenate([np.linspace(-40, 40, 100_001), np.geomspace(1e-12, 40, 50_000),
-                        -np.geomspace(1e-12, 40, 50_000)]).astype(dtype)
-    xl = x.astype(np.longdouble)
-    sig = _recurrence.activation(SIGMOID, x)
-    tanh = _recurrence.activation(TANH, x)
-    assert sig.dtype == tanh.dtype == dtype
-    assert np.max(_ulps(sig, 1 / (1 + np.exp(-xl)), dtype)) <= 4, "sigmoid"
-    assert np.max(_ulps(tanh, np.tanh(xl), dtype)) <= 4, "tanh"
+    activations.check_accuracy(dtype)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_activations_saturate_exactly_and_propagate_nan(dtype):
-    x = np.array([-1e30, -1e4, -800, -100, 100, 800, 1e4, 1e30, -np.inf, np.inf, np.nan], dtype)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        sig = _recurrence.activation(SIGMOID, x)
-        tanh = _recurrence.activation(TANH, x)
-    assert np.array_equal(sig[[1, 2, 8]], [0, 0, 0]) and np.all(sig[[4, 5, 6, 7, 9]] == 1)
-    assert np.all(sig[:-1] >= 0) and np.all(sig[:-1] <= 1)
-    assert np.all(tanh[[0, 1, 2, 3, 8]] == -1) and np.all(tanh[[4, 5, 6, 7, 9]] == 1)
-    assert np.isnan(sig[-1]) and np.isnan(tanh[-1])
-    # odd symmetry and tiny arguments keep full relative accuracy
-    t = np.geomspace(1e-30, 1e-9, 50).astype(dtype)   # tanh(t) == t to the last bit here
-    assert np.array_equal(_recurrence.activation(TANH, -t), -_recurrence.activation(TANH, t))
-    assert np.allclose(_recurrence.activation(TANH, t), t, rtol=4 * np.finfo(dtype).eps, atol=0)
+    activations.check_saturation_and_nan(dtype)
 
 
 @pytest.mark.parametrize("cell", list(GATES))

@@ -2,7 +2,7 @@
 against the NumPy reference at sizes that exercise every tail of every level's vectors
 and tiles, dense and ragged, float input and token ids, float32 and float64; every output
 bit-identical for n_threads 1, 2 and 3; and the streaming step bit-identical to the
-sequence forward.  Prints one line "ok <level> <cases>"; any mismatch raises."""
+sequence forward.  First the level's vector sigmoid/tanh (_helpers.activations).  Prints one line "ok <level> <cases>"; any mismatch raises."""
 
 import sys
 
@@ -12,6 +12,8 @@ import conftest as C
 import fastgates
 from fastgates import _recurrence, cells, reference
 
+from _helpers import activations
+
 # H: below one vector, odd, just past 16 and 32 lanes, not a multiple of any panel;
 # B: one row, a partial tile, several tiles with a remainder, enough rows for BPTT to form
 # dx inside its loop (_recurrence's RIDE_DX_ROWS); D: 1, odd, past one panel of 4 vectors
@@ -20,6 +22,7 @@ SHAPES = [(3, 1, 1, 1), (4, 5, 7, 17), (3, 13, 29, 33), (2, 7, 3, 70), (2, 35, 7
 
 def run(level):
     assert _recurrence.isa_active() == level, (_recurrence.isa_active(), level)
+    activations.check_all()
     rng = np.random.default_rng(7)
     n = 0
     for cell, variant in C.CELLS:
