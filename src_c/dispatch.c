@@ -256,6 +256,10 @@ void fg_generate_##S(const fg_generate_args *a)                                 
 void fg_activation_##S(int kind, size_t n, const ELT *x, ELT *out)                           \
 {                                                                                            \
     fg_k()->activation_##S(kind, n, x, out);                                                 \
+}                                                                                            \
+void fg_dense_##S(int n, int K, const ELT *w, const ELT *x, const ELT *b, ELT *out)          \
+{                                                                                            \
+    fg_k()->dense_##S(n, K, w, x, b, out);                                                   \
 }
 
 FG_DRIVERS(float, f32)

@@ -294,6 +294,10 @@ void fg_backward_f64(const fg_backward_args *a);
 /* out[i] = sigmoid(x[i]) (kind 0), tanh(x[i]) (kind 1), with the kernels' vector code. */
 void fg_activation_f32(int kind, size_t n, const float *x, float *out);
 void fg_activation_f64(int kind, size_t n, const double *x, double *out);
+/* out[v] = b[v] + sum_k w[v, k] x[k] for v < n, w (n, K) row-major (one thread). */
+void fg_dense_f32(int n, int K, const float *w, const float *x, const float *b, float *out);
+void fg_dense_f64(int n, int K, const double *w, const double *x, const double *b,
+                  double *out);
 
 /* Instruction-set dispatch.  fg_isa_compiled / fg_isa_supported: bit masks (1 << level)
  * of the levels this build contains / this CPU and OS can run.  fg_isa_select(level)

@@ -28,6 +28,9 @@ typedef struct {
     size_t (*packed_size_f64)(int cell, int H, int K, int which);
     void (*activation_f32)(int kind, size_t n, const float *x, float *out);
     void (*activation_f64)(int kind, size_t n, const double *x, double *out);
+    void (*dense_f32)(int n, int K, const float *w, const float *x, const float *b, float *out);
+    void (*dense_f64)(int n, int K, const double *w, const double *x, const double *b,
+                      double *out);
     double (*fma_loop_f32)(long iters, float *sink);
     double (*fma_loop_f64)(long iters, double *sink);
     int vl_f32, vl_f64;   /* vector lanes */

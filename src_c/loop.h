@@ -1207,6 +1207,14 @@ static double FG_FN(fma_loop)(long iters, FG_T *sink)
     return 2.0 * NC * FG_VL * (double)iters;
 }
 
+/* out[v] = b[v] + sum_k w[v, k] x[k], v < n: w (n, K) row-major (a generated character's
+ * logits; a B = 1 GEMM through BLAS packed w on every call). */
+static void FG_FN(dense)(int n, int K, const FG_T *w, const FG_T *x, const FG_T *b, FG_T *out)
+{
+    for (int v = 0; v < n; v++)
+        out[v] = b[v] + FG_FN(dot)(w + (size_t)v * K, x, K);
+}
+
 static void FG_FN(activation)(int kind, size_t n, const FG_T *x, FG_T *out)
 {
     for (size_t i = 0; i < n; i += FG_VL) {
