@@ -947,6 +947,15 @@ FG_AI void FG_FN(step_cell)(const int cell, const fg_step_args *a, int tid, int 
     }
 }
 
+/* out[v] = b[v] + sum_k w[v, k] x[k], v < n: w (n, K) row-major, b NULL for none.  A
+ * generated token's input projection and (fg_dense) its logits, where a B = 1 GEMM through
+ * BLAS packed w on every call. */
+static void FG_FN(dense)(int n, int K, const FG_T *w, const FG_T *x, const FG_T *b, FG_T *out)
+{
+    for (int v = 0; v < n; v++)
+        out[v] = (b ? b[v] : (FG_T)0) + FG_FN(dot)(w + (size_t)v * K, x, K);
+}
+
 /* Token-by-token generation for one sequence through L stacked layers (see fastgates.h).
  * Every thread owns the same unit blocks in every layer. */
 FG_AI void FG_FN(generate_cell)(const int cell, const fg_generate_args *a, int tid, int nth)
@@ -980,13 +989,17 @@ FG_AI void FG_FN(generate_cell)(const int cell, const fg_generate_args *a, int t
             const FG_T *x = k ? hnew + (size_t)(k - 1) * R
                               : a->emb ? (const FG_T *)a->emb + (size_t)tok * D : NULL;
             FG_T *pre = (FG_T *)a->pre + k * GH;
-            /* this thread's rows of the input projection (the units it steps below) */
-            for (int g = 0; g < G; g++)
-                for (int j = jlo; j < jhi; j++) {
-                    const size_t row = (size_t)g * H + j;
-                    const FG_T b = ln ? (FG_T)0 : bias[row];   /* LayerNorm: after the LN */
-                    pre[row] = x ? FG_FN(dot)(w + row * D, x, D) + b : w[(size_t)tok * GH + row] + b;
-                }
+            /* this thread's rows of the input projection (the units it steps below);
+             * LayerNorm cells add their bias after the LN */
+            for (int g = 0; g < G; g++) {
+                const size_t r0 = (size_t)g * H + jlo;
+                const FG_T *b = ln ? NULL : bias + r0;
+                if (x)
+                    FG_FN(dense)(jhi - jlo, D, w + r0 * D, x, b, pre + r0);
+                else
+                    for (int j = 0; j < jhi - jlo; j++)
+                        pre[r0 + j] = w[(size_t)tok * GH + r0 + j] + (b ? b[j] : (FG_T)0);
+            }
             if (ln) {       /* pre without biases: the step normalises it (ln_fwd1) */
                 s.ln_ih = (const FG_T *)a->ln_ih[k], s.b_ih = bias;
                 s.ln_hh = (const FG_T *)a->ln_hh[k], s.b_rec = (const FG_T *)a->b_rec[k];
@@ -1206,14 +1219,6 @@ static double FG_FN(fma_loop)(long iters, FG_T *sink)
         s += acc[c];
     *sink = FG_FN(hsum)(s);
     return 2.0 * NC * FG_VL * (double)iters;
-}
-
-/* out[v] = b[v] + sum_k w[v, k] x[k], v < n: w (n, K) row-major (a generated character's
- * logits; a B = 1 GEMM through BLAS packed w on every call). */
-static void FG_FN(dense)(int n, int K, const FG_T *w, const FG_T *x, const FG_T *b, FG_T *out)
-{
-    for (int v = 0; v < n; v++)
-        out[v] = b[v] + FG_FN(dot)(w + (size_t)v * K, x, K);
 }
 
 static void FG_FN(activation)(int kind, size_t n, const FG_T *x, FG_T *out)
