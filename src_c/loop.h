@@ -1116,11 +1116,18 @@ static void FG_FN(pack_strips)(const FG_T *w, int rows, int cols, int trans, FG_
     for (int q = q0; q < q1; q++) {
         const int j0 = q * NP, n = N - j0 < NP ? N - j0 : NP;
         FG_T *dst = P + (size_t)q * K * NP;
-        if (!trans) {       /* each row once: its n columns, then zeros (not a memset first) */
+        if (!trans) {       /* each row once: its n columns, then zeros, by whole vectors
+                             * (a memcpy and a memset per row of 4 vectors cost more than
+                             * the copy: 11 % of a T = 1 training call at H = 100) */
             for (size_t k = 0; k < (size_t)K; k++) {
-                memcpy(dst + k * NP, w + k * cols + j0, (size_t)n * sizeof(FG_T));
-                if (n < NP)
-                    memset(dst + k * NP + n, 0, (size_t)(NP - n) * sizeof(FG_T));
+                const FG_T *src = w + k * cols + j0;
+#pragma GCC unroll 4
+                for (int v = 0; v < 4; v++) {
+                    const int m = n - v * FG_VL;
+                    FG_FN(st)(dst + k * NP + v * FG_VL,
+                              m >= FG_VL ? FG_FN(ld)(src + v * FG_VL)
+                              : m > 0 ? FG_FN(ldn)(src + v * FG_VL, m) : (FG_V){0});
+                }
             }
         } else {
             if (n < NP)
