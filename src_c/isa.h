@@ -29,6 +29,39 @@ typedef long long FG_FN(vi) __attribute__((vector_size(FG_VBYTES)));
 FG_AI FG_V FG_FN(ld)(const FG_T *p) { FG_V v; memcpy(&v, p, sizeof v); return v; }
 FG_AI void FG_FN(st)(FG_T *p, FG_V v) { memcpy(p, &v, sizeof v); }
 
+#if FG_VBYTES == 32
+/* AVX2: the lanes of a partial vector by vmaskmov (no fault past the mask), its mask the
+ * window [VL - m, 2 VL - m) of VL ones then VL zeros.  The copy through the stack it
+ * replaces costs a variable-length memcpy and a store-forwarding stall per tail: the last
+ * vector of every row at H = 100. */
+FG_AI FG_VI FG_FN(tail_mask)(int m)
+{
+    static const long long ones[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
+    FG_VI k;
+    memcpy(&k, (const char *)ones + 32 - (size_t)m * sizeof(FG_T), sizeof k);
+    return k;
+}
+#if FG_IS_F32
+FG_AI FG_V FG_FN(vmaskload)(const FG_T *p, FG_VI k)
+{
+    return (FG_V)_mm256_maskload_ps(p, (__m256i)k);
+}
+FG_AI void FG_FN(vmaskstore)(FG_T *p, FG_VI k, FG_V v)
+{
+    _mm256_maskstore_ps(p, (__m256i)k, (__m256)v);
+}
+#else
+FG_AI FG_V FG_FN(vmaskload)(const FG_T *p, FG_VI k)
+{
+    return (FG_V)_mm256_maskload_pd(p, (__m256i)k);
+}
+FG_AI void FG_FN(vmaskstore)(FG_T *p, FG_VI k, FG_V v)
+{
+    _mm256_maskstore_pd(p, (__m256i)k, (__m256d)v);
+}
+#endif
+#endif
+
 /* The first m lanes (0 < m <= VL) of p; the other lanes are zero. */
 FG_AI FG_V FG_FN(ldn)(const FG_T *p, int m)
 {
@@ -38,6 +71,8 @@ FG_AI FG_V FG_FN(ldn)(const FG_T *p, int m)
     return (FG_V)_mm512_maskz_loadu_ps((__mmask16)((1u << m) - 1), p);
 #elif FG_VBYTES == 64
     return (FG_V)_mm512_maskz_loadu_pd((__mmask8)((1u << m) - 1), p);
+#elif FG_VBYTES == 32
+    return FG_FN(vmaskload)(p, FG_FN(tail_mask)(m));
 #else
     FG_T t[FG_VL] = {0};
     memcpy(t, p, (size_t)m * sizeof(FG_T));
@@ -56,6 +91,8 @@ FG_AI void FG_FN(stn)(FG_T *p, int m, FG_V v)
     _mm512_mask_storeu_ps(p, (__mmask16)((1u << m) - 1), (__m512)v);
 #elif FG_VBYTES == 64
     _mm512_mask_storeu_pd(p, (__mmask8)((1u << m) - 1), (__m512d)v);
+#elif FG_VBYTES == 32
+    FG_FN(vmaskstore)(p, FG_FN(tail_mask)(m), v);
 #else
     FG_T t[FG_VL];
     FG_FN(st)(t, v);
