@@ -618,9 +618,6 @@ def check_forward(cell, x, state, params, *, training=True, lengths=None):
     ``weight_hr`` (P, H), h0 is (B, P) and ``w_hh`` (G*H, P).  Returns a :class:`Forward`
     with normalised arrays (the optional ones in ``params``).
     """
-    f = _lean_forward(cell, x, state, params, training, lengths)
-    if f is not None:
-        return f
     G = cell.G
     kernel = cell.kernel
     if not isinstance(training, (bool, np.bool_)):
@@ -741,7 +738,8 @@ def check_forward(cell, x, state, params, *, training=True, lengths=None):
                    T, B, D, H, G, lengths, pk, cell, rest or None)
 
 
-#: (cell name, D, H) -> ((stem, shape) of every parameter but the two weights, ...)
+#: (cell name, D, H) -> ((stem, shape) of every parameter but the two weights, ...): for
+#: the compiled core's check of the common call (fastgates/_lean_checks.pxi)
 _SHAPES: dict = {}
 
 
@@ -755,63 +753,6 @@ def _rest_shapes(cell, D, H):
             _SHAPES.clear()
         _SHAPES[key] = out
     return out
-
-
-def _lean_forward(cell, x, state, params, training, lengths):
-    """The common call of :func:`check_forward` in few operations: float input, every array
-    a C-contiguous ndarray (not a subclass) of one float dtype with the right shape.
-    Returns the same :class:`Forward` the full checks would, or None for anything else
-    (then the full checks run: they normalise, or raise the error that names the argument)."""
-    if training is not True and training is not False:
-        return None
-    w_ih, w_hh = params.get("weight_ih"), params.get("weight_hh")
-    if type(w_hh) is not np.ndarray or type(w_ih) is not np.ndarray or w_hh.ndim != 2:
-        return None
-    dtype = w_hh.dtype
-    if not (dtype is _F32 or dtype is _F64) or w_ih.dtype is not dtype:
-        return None
-    G = cell.G
-    GH, H = w_hh.shape
-    if H == 0 or GH != G * H or w_ih.ndim != 2 or w_ih.shape[0] != GH or w_ih.shape[1] == 0:
-        return None
-    if not (w_hh.flags.c_contiguous and w_ih.flags.c_contiguous):
-        return None
-    D = w_ih.shape[1]
-    shapes = _rest_shapes(cell, D, H)
-    if len(params) > len(shapes) + 2 and any(
-            v is not None for k, v in params.items()
-            if k not in ("weight_ih", "weight_hh") and all(k != st for st, _ in shapes)):
-        return None      # optional parameters (the lstm's w_hr, w_peep): the full checks
-    rest = {}
-    for stem, shape in shapes:
-        a = params.get(stem)
-        if type(a) is not np.ndarray or a.dtype is not dtype or a.shape != shape \
-                or not a.flags.c_contiguous:
-            return None
-        rest[stem] = a
-    if type(x) is not np.ndarray or x.dtype is not dtype or x.ndim != 3 or x.shape[2] != D \
-            or not x.flags.c_contiguous:
-        return None
-    T, B = x.shape[0], x.shape[1]
-    h0 = state.get("h")
-    if h0 is not None and (type(h0) is not np.ndarray or h0.dtype is not dtype
-                           or h0.shape != (B, H) or not h0.flags.c_contiguous):
-        return None
-    c0 = state.get("c") if "c" in cell.states else None
-    if c0 is not None and (type(c0) is not np.ndarray or c0.dtype is not dtype
-                           or c0.shape != (B, H) or not c0.flags.c_contiguous):
-        return None
-    _check_sizes(T, B, D, H, G, dtype.itemsize, training, False)
-    pk = None
-    if lengths is not None:
-        lengths = check_lengths(lengths, T, B)
-        pk = Packing(lengths, T)
-    b_ih, b_hh = rest.pop("bias_ih"), rest.pop("bias_hh")
-    return Forward(cell.kernel, cell.variant, dtype, x, False, h0, c0, w_ih, w_hh, b_ih, b_hh,
-                   T, B, D, H, G, lengths, pk, cell, rest or None)
-
-
-_F32, _F64 = FLOAT_DTYPES
 
 
 def check_cache(cell, cache):

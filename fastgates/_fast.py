@@ -121,6 +121,7 @@ def _threads(n_threads, G=None, H=0, D=0, itemsize=0, unit=SMALL_STEP_BYTES):
 
 
 _resolve, _safe = _recurrence.resolve_threads, _fork.safe_threads
+_lean = _recurrence.lean_forward
 _CAPPED = {}        # the small-work policy's answers (a pure function of the key)
 
 
@@ -142,7 +143,9 @@ def cell_forward(cell, x, state, params, *, training=True, n_threads=None, lengt
 
 def _cell_forward(cell, x, state, params, training, n_threads, lengths):
     """cell_forward with ``cell`` a CellDef and ``n_threads`` checked."""
-    f = _checks.check_forward(cell, x, state, params, training=training, lengths=lengths)
+    f = _lean(cell, x, state, params, training, lengths)      # the common call, compiled
+    if f is None:
+        f = _checks.check_forward(cell, x, state, params, training=training, lengths=lengths)
     nt = _threads(n_threads, f.G, f.H, 0 if f.tokens else f.D, f.dtype.itemsize,
                   unit_for_steps(f.T))
     y, h_n, c_n, cache = _recurrence.forward(f, bool(training), nt)

@@ -1160,6 +1160,7 @@ _select_isa_from_environment()
 
 
 include "_sampling.pxi"
+include "_lean_checks.pxi"
 
 
 def gemm_tn(A, B, int nt):

@@ -87,3 +87,75 @@ def test_small_workspace_arrays_never_enter_the_pool():
     for _ in range(5):
         fastgates.gru_forward(x, None, w, w, b, b, training=False, n_threads=1)
     assert _recurrence.pool_info() == held
+
+
+def _lean_cases():
+    """(cell name, x, state, params, training, lengths, accepted): common calls the compiled
+    check must accept (accepted True) and calls it must hand to the full checks (False: a
+    subclass, a strided array, a foreign dtype or byte order, a wrong shape, an extra
+    parameter, a flag that is not a bool, token ids)."""
+    rng = np.random.default_rng(3)
+    T, B, D, H = 3, 2, 5, 4
+    for name in ("rnn_tanh", "rnn_relu", "gru", "gru_rb", "lstm", "lnlstm", "lngru"):
+        cell = fastgates.cells.get(name)
+        for dt in (np.float32, np.float64):
+            shapes = fastgates.cells.param_shapes(cell, D, H)
+            params = {st: rng.standard_normal(s).astype(dt) for st, s in shapes.items()}
+            x = rng.standard_normal((T, B, D)).astype(dt)
+            h0 = rng.standard_normal((B, H)).astype(dt)
+            state = {"h": h0, "c": h0.copy()} if "c" in cell.states else {"h": h0}
+            yield name, x, state, params, True, None, True
+            yield name, x, {}, params, False, None, True
+            yield name, x, state, params, True, np.array([3, 1]), True
+            yield name, x.view(), {"h": None}, params, False, [2, 2], True
+            yield name, x[:, :, ::-1].copy()[:, :, ::-1], state, params, True, None, False
+            yield name, x.astype(x.dtype.newbyteorder()), state, params, True, None, False
+            yield name, x.astype(np.float16), state, params, True, None, False
+            yield name, x[:, :1], state, params, True, None, False       # B mismatch
+            yield name, x, state, params, 1, None, False                 # not a bool
+            narrow = dict(params, weight_hh=params["weight_hh"][:, :-1].copy())
+            yield name, x, state, narrow, True, None, False
+            yield name, x, state, dict(params, bias_ih=params["bias_ih"].astype(np.float16)), \
+                True, None, False
+            if name == "lstm":
+                peep = dict(params, weight_peep=np.zeros((3, H), dt))
+                yield name, x, state, peep, True, None, False
+            sub = dict(params, weight_ih=params["weight_ih"].view(type("Sub", (np.ndarray,), {})))
+            yield name, x, state, sub, True, None, False
+            yield name, rng.integers(0, D, (T, B)), state, params, True, None, False  # token ids
+
+
+@pytest.mark.parametrize("case", list(_lean_cases()), ids=lambda c: c[0])
+def test_compiled_common_call_check_agrees_with_the_full_checks(case):
+    """_recurrence.lean_forward (the compiled check of the common call) returns exactly
+    what _checks.check_forward returns -- the same arrays, not copies -- or None, and
+    then the full checks normalise or raise.  It never accepts what they would change."""
+    from fastgates import _checks
+    name, x, state, params, training, lengths, accepted = case
+    cell = fastgates.cells.get(name)
+    lean = _recurrence.lean_forward(cell, x, state, params, training, lengths)
+    assert (lean is not None) == accepted
+    try:
+        full = _checks.check_forward(cell, x, state, params, training=training, lengths=lengths)
+    except (TypeError, ValueError):
+        assert not accepted, "the full checks refuse a call the compiled check accepts"
+        return
+    if lean is None:
+        return
+    assert type(lean) is type(full) and lean._fields == full._fields
+    for field, a, b in zip(full._fields, lean, full):
+        if field == "packing":
+            assert (a is None) == (b is None)
+            if a is not None:
+                np.testing.assert_array_equal(a.order, b.order)
+                np.testing.assert_array_equal(a.batch_sizes, b.batch_sizes)
+        elif field == "lengths":
+            assert (a is None) == (b is None) and (a is None or np.array_equal(a, b))
+        elif field == "params":
+            assert (a is None) == (b is None)
+            if a is not None:
+                assert a.keys() == b.keys() and all(a[k] is b[k] for k in a)
+        elif isinstance(b, np.ndarray) or b is None:
+            assert a is b, field          # the caller's own arrays, never copies
+        else:
+            assert a == b and type(a) is type(b), (field, a, b)
