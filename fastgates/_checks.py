@@ -327,18 +327,20 @@ class Cache:
     """
 
     __slots__ = ("cell", "variant", "dtype", "x", "tokens", "D", "w_ih", "_w_hh", "_w_hh_bwd",
-                 "hs", "gates", "extra", "cs", "tc", "lengths", "packing", "params", "saved")
+                 "hs", "gates", "extra", "cs", "tc", "lengths", "packing", "params", "saved",
+                 "_shape")
 
     def __init__(self, *, cell=None, variant=None, dtype=None, x=None, tokens=None, D=None,
                  w_ih=None, w_hh=None, hs=None, gates=None, extra=None, cs=None, tc=None,
-                 lengths=None, packing=None, params=None, saved=None):
+                 lengths=None, packing=None, params=None, saved=None, shape=None):
         # one assignment per field (a call per training forward pass: no setattr loop);
-        # an unknown field is a TypeError naming it
+        # an unknown field is a TypeError naming it.  shape: (T, B, D, H) when the caller
+        # knows it (the compiled forward), else worked out on first use
         self.cell, self.variant, self.dtype, self.x, self.tokens = cell, variant, dtype, x, tokens
         self.D, self.w_ih, self._w_hh, self.hs, self.gates = D, w_ih, w_hh, hs, gates
         self.extra, self.cs, self.tc, self.lengths = extra, cs, tc, lengths
         self.packing, self.params, self.saved = packing, params, saved
-        self._w_hh_bwd = None
+        self._w_hh_bwd, self._shape = None, shape
 
     # The compiled forward keeps w_hh only in the layout its backward reads (panels of
     # the columns, packed by the forward's threads while they pack for the forward
@@ -375,11 +377,14 @@ class Cache:
     @property
     def shape(self):
         """(T, B, D, H) of the forward pass (H the hidden size, also when h is projected)."""
-        rows = self._w_hh.shape[0] if self._w_hh is not None else self._w_hh_bwd[3]
-        H = rows // self.celldef.G
-        if self.packing is not None:
-            return self.packing.T, self.packing.B, self.D, H
-        return self.hs.shape[0] - 1, self.hs.shape[1], self.D, H
+        if self._shape is None:
+            rows = self._w_hh.shape[0] if self._w_hh is not None else self._w_hh_bwd[3]
+            H = rows // self.celldef.G
+            if self.packing is not None:
+                self._shape = self.packing.T, self.packing.B, self.D, H
+            else:
+                self._shape = self.hs.shape[0] - 1, self.hs.shape[1], self.D, H
+        return self._shape
 
     @property
     def nbytes(self) -> int:

@@ -121,7 +121,7 @@ def _threads(n_threads, G=None, H=0, D=0, itemsize=0, unit=SMALL_STEP_BYTES):
 
 
 _resolve, _safe = _recurrence.resolve_threads, _fork.safe_threads
-_lean = _recurrence.lean_forward
+_lean, _lean_backward = _recurrence.lean_forward, _recurrence.lean_backward
 _CAPPED = {}        # the small-work policy's answers (a pure function of the key)
 
 
@@ -162,7 +162,10 @@ def cell_backward(cell, dy, dstate, cache, *, n_threads=None):
     """
     cell = cells.get(cell)
     n_threads = _checks.check_n_threads(n_threads)
-    b = _checks.check_backward(cell.kernel, dy, dstate.get("h"), dstate.get("c"), cache)
+    dh_n, dc_n = dstate.get("h"), dstate.get("c")
+    b = _lean_backward(cell.kernel, dy, dh_n, dc_n, cache)      # the common call, compiled
+    if b is None:
+        b = _checks.check_backward(cell.kernel, dy, dh_n, dc_n, cache)
     nt = _threads(n_threads, b.G, b.H, 0 if cache.tokens else b.D, cache.dtype.itemsize,
                   unit_for_steps(b.T))
     blas_hold()

@@ -683,6 +683,7 @@ cdef object _forward(f, bint training, int nt, packed, floating dummy):
             h_n = _state_copy(<floating *>vptr(hs) + <size_t>T * B * R, B, R, dtype)
             c_n = _state_copy(<floating *>vptr(cs) + <size_t>T * B * H, B, H, dtype) if lstm else None
         cache = Cache(cell=f.cell, variant=f.variant, dtype=dtype, tokens=tokens, D=D,
+                      shape=(T, B, D, H),
                       x=x_own, w_ih=w_ih_own, w_hh=w_hh_own,
                       hs=hs, gates=None if rnn else gates,
                       extra=extra, cs=cs, tc=tc, lengths=f.lengths, packing=pk,

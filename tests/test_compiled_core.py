@@ -159,3 +159,59 @@ def test_compiled_common_call_check_agrees_with_the_full_checks(case):
             assert a is b, field          # the caller's own arrays, never copies
         else:
             assert a == b and type(a) is type(b), (field, a, b)
+
+
+def _lean_backward_cases():
+    """(cell name, forward's lengths/projection, dy, dh_n, dc_n, accepted)."""
+    rng = np.random.default_rng(4)
+    T, B, D, H, P = 3, 2, 5, 6, 4
+    for name in ("rnn_tanh", "gru", "gru_rb", "lstm", "lnlstm"):
+        cell = fastgates.cells.get(name)
+        for dt in (np.float32, np.float64):
+            params = {st: rng.standard_normal(s).astype(dt)
+                      for st, s in fastgates.cells.param_shapes(cell, D, H).items()}
+            x = rng.standard_normal((T, B, D)).astype(dt)
+            plain = not fastgates.cells.param_shapes(cell, D, H).keys() - {
+                "weight_ih", "weight_hh", "bias_ih", "bias_hh"}
+            for lengths in (None, [3, 1]):
+                _, _, cache = fastgates.cell_forward(cell, x, {}, params, lengths=lengths)
+                dy = rng.standard_normal((T, B, H)).astype(dt)
+                dh = rng.standard_normal((B, H)).astype(dt)
+                dc = dh.copy() if "c" in cell.states else None
+                yield name, cache, dy, dh, dc, plain
+                yield name, cache, None, None, None, plain
+                yield name, cache, dy[:, :, ::-1], dh, dc, False           # strided
+                yield name, cache, dy.astype(np.float16), dh, dc, False
+                yield name, cache, dy[:, :1].copy(), dh, dc, False         # wrong shape
+                yield name, cache, dy, dh.view(type("Sub", (np.ndarray,), {})), dc, False
+                yield name, cache, dy.tolist(), dh, dc, False
+                yield name, None, dy, dh, dc, False
+            if name == "lstm":
+                w_hr = rng.standard_normal((P, H)).astype(dt)
+                proj = dict(params, weight_hh=rng.standard_normal((4 * H, P)).astype(dt),
+                            weight_hr=w_hr)
+                _, _, cache = fastgates.cell_forward(cell, x, {}, proj)
+                yield name, cache, rng.standard_normal((T, B, P)).astype(dt), None, None, False
+
+
+@pytest.mark.parametrize("case", list(_lean_backward_cases()), ids=lambda c: c[0])
+def test_compiled_backward_check_agrees_with_the_full_checks(case):
+    """_recurrence.lean_backward returns exactly what _checks.check_backward returns (the
+    caller's arrays) or None, and then the full checks normalise or raise."""
+    from fastgates import _checks
+    name, cache, dy, dh, dc, accepted = case
+    kernel = fastgates.cells.get(name).kernel
+    lean = _recurrence.lean_backward(kernel, dy, dh, dc, cache)
+    assert (lean is not None) == accepted
+    try:
+        full = _checks.check_backward(kernel, dy, dh, dc, cache)
+    except (TypeError, ValueError):
+        assert not accepted, "the full checks refuse a call the compiled check accepts"
+        return
+    if lean is not None:
+        assert type(lean) is type(full)
+        for field, a, b in zip(full._fields, lean, full):
+            if isinstance(b, np.ndarray) or b is None:
+                assert a is b, field
+            else:
+                assert a == b and type(a) is type(b), (field, a, b)
