@@ -258,10 +258,15 @@ class _RNNBase(torch.nn.Module):
         return s
 
     def _flat(self):
-        params = [getattr(self, n) for n in self._flat_weights_names]
+        # the registered Parameters straight from their dict (getattr goes through
+        # Module.__getattr__: 0.9 us each), anything else as an attribute
+        registered = self._parameters
+        params = [registered.get(n) for n in self._flat_weights_names]
+        if any(p is None for p in params):
+            params = [getattr(self, n) for n in self._flat_weights_names]
         dtype = params[0].dtype
         for name, p in zip(self._flat_weights_names, params):
-            if p.device.type != "cpu":
+            if not p.is_cpu:
                 raise ValueError(f"parameter {name} is on device {p.device}: fastgates.torch runs "
                                  "on CPU tensors only")
             if p.dtype not in _DTYPES or p.dtype != dtype:
@@ -379,7 +384,7 @@ class _RNNBase(torch.nn.Module):
                                  f"shape {tuple(x.shape)}")
             batched = x.dim() == 3
             x = x.unsqueeze(1) if not batched else x.transpose(0, 1) if self.batch_first else x
-        if x.device.type != "cpu":
+        if not x.is_cpu:
             raise ValueError(f"input is on device {x.device}: fastgates.torch runs on CPU "
                              "tensors only")
         if x.dtype != dtype:
