@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import operator
 import os
+from collections.abc import Mapping
 from typing import NamedTuple, Optional
 
 import numpy as np
@@ -613,6 +614,16 @@ def _variant_options(cell, params):
     return opts
 
 
+def check_mapping(name, m, what):
+    """``m`` as a mapping: None -> {} (every entry None), a Mapping as it is; anything else
+    is a TypeError naming the argument (``what``: what it maps)."""
+    if m is None:
+        return {}
+    if not isinstance(m, Mapping):
+        raise TypeError(f"{name} must be a dict of {what} (or None), got {_describe(m)}")
+    return m
+
+
 def check_forward(cell, x, state, params, *, training=True, lengths=None):
     """Validate a forward call of ``cell`` (a :class:`~fastgates.cells.CellDef`).
 
@@ -623,6 +634,8 @@ def check_forward(cell, x, state, params, *, training=True, lengths=None):
     ``weight_hr`` (P, H), h0 is (B, P) and ``w_hh`` (G*H, P).  Returns a :class:`Forward`
     with normalised arrays (the optional ones in ``params``).
     """
+    state = check_mapping("state", state, "state name -> (B, H) array or None")
+    params = check_mapping("params", params, "parameter stem -> array")
     G = cell.G
     kernel = cell.kernel
     if not isinstance(training, (bool, np.bool_)):

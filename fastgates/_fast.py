@@ -162,6 +162,7 @@ def cell_backward(cell, dy, dstate, cache, *, n_threads=None):
     """
     cell = cells.get(cell)
     n_threads = _checks.check_n_threads(n_threads)
+    dstate = _checks.check_mapping("dstate", dstate, "state name -> gradient or None")
     dh_n, dc_n = dstate.get("h"), dstate.get("c")
     b = _lean_backward(cell.kernel, dy, dh_n, dc_n, cache)      # the common call, compiled
     if b is None:

@@ -47,10 +47,11 @@ cdef inline bint _state_ok(object a, object dtype, cnp.npy_intp B, cnp.npy_intp 
     return dims[0] == B and dims[1] == H
 
 
-def lean_forward(cell, x, dict state, dict params, training, lengths):
+def lean_forward(cell, x, state, params, training, lengths):
     """_checks.check_forward's result for a call that needs no normalising, else None
     (see the top of this file).  Same arguments as check_forward."""
-    if training is not True and training is not False:
+    if training is not True and training is not False or type(state) is not dict \
+            or type(params) is not dict:
         return None
     w_ih, w_hh = params.get("weight_ih"), params.get("weight_hh")
     if not (_plain(w_hh, _F32, 2) or _plain(w_hh, _F64, 2)):

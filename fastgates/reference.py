@@ -53,6 +53,7 @@ from fastgates._checks import (
     LSTMGrads,
     check_backward,
     check_forward,
+    check_mapping,
     check_n_threads,
     kernel_params,
     make_grads,
@@ -689,6 +690,7 @@ def cell_backward(cell, dy, dstate, cache, *, n_threads=None):
     """
     cell = cells.get(cell)
     check_n_threads(n_threads)
+    dstate = check_mapping("dstate", dstate, "state name -> gradient or None")
     bw = check_backward(cell.kernel, dy, dstate.get("h"), dstate.get("c"), cache)
     with np.errstate(**_FP_ERRORS):
         *g, dparams = _run_backward(bw, cache)

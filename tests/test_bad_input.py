@@ -239,3 +239,26 @@ def test_valid_thread_counts_are_accepted(backend, cell):
         results.append(y)
     for y in results[1:]:
         np.testing.assert_allclose(y, results[0], rtol=1e-12, atol=0, err_msg=cell)
+
+
+@pytest.mark.parametrize("bad", [[("h", None)], "h", 3])
+def test_cell_functions_refuse_a_state_params_or_dstate_that_is_no_mapping(backend, bad):
+    """cell_forward's ``state`` / ``params`` and cell_backward's ``dstate`` are mappings (or
+    None for the states: zeros); anything else is a TypeError naming the argument."""
+    from types import MappingProxyType
+    cell = cells.get("gru")
+    rng = np.random.default_rng(1)
+    params = {st: rng.standard_normal(s) for st, s in cells.param_shapes(cell, D, H).items()}
+    x = rng.standard_normal((T, B, D))
+    y, _, cache = backend.cell_forward(cell, x, None, params)             # None: zeros
+    y2, _, _ = backend.cell_forward(cell, x, MappingProxyType({}), MappingProxyType(params))
+    np.testing.assert_array_equal(y, y2)
+    g = backend.cell_backward(cell, np.ones_like(y), None, cache)
+    g2 = backend.cell_backward(cell, np.ones_like(y), MappingProxyType({"h": None}), cache)
+    np.testing.assert_array_equal(g.dw_hh, g2.dw_hh)
+    with pytest.raises(TypeError, match="state must be a dict"):
+        backend.cell_forward(cell, x, bad, params)
+    with pytest.raises(TypeError, match="params must be a dict"):
+        backend.cell_forward(cell, x, {}, bad)
+    with pytest.raises(TypeError, match="dstate must be a dict"):
+        backend.cell_backward(cell, np.ones_like(y), bad, cache)
