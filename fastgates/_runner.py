@@ -335,7 +335,14 @@ class Runner:
                                           training=False, n_threads=self._threads(False, len(xs)))
             return y, state_n
         self._check_packing()
-        return self._stack(xs, state, lengths, self._threads(False, len(xs)))
+        nt = self._threads(False, len(xs))
+        if self._plan is not None and lengths is None and xs.shape[0] and xs.shape[1]:
+            # the compiled stack (__call__'s common call: the same loop on the same packed
+            # weights, bit for bit, without the per-layer Python work)
+            y, h_n, c_n = self._plan.sequence(np.ascontiguousarray(xs), state.get("h"),
+                                              state.get("c"), nt)
+            return y, ({"h": h_n} if c_n is None else {"h": h_n, "c": c_n})
+        return self._stack(xs, state, lengths, nt)
 
     def _layer(self, k, x, h0, c0, nt, lengths=None, pk=None):
         """Packed layer k on ``x`` (T, B, D) floats or (T, B) int64, C-contiguous: y, h_n, c_n."""

@@ -139,3 +139,26 @@ def test_n_threads_change_is_taken():
     assert torch.equal(cached_call(m, x), y)
     assert m._inference_cache[1].n_threads == 1
     assert np.isfinite(y.numpy()).all()
+
+
+@pytest.mark.parametrize("cls", ["RNN", "GRU", "LSTM"])
+@pytest.mark.parametrize("T", [1, 4])
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_unidirectional_inference_runs_the_compiled_stack_with_the_same_bits(cls, T, batch_first):
+    """A unidirectional stack's inference call goes through the runner's compiled stack
+    (Runner._run -> StepPlan.sequence): the autograd path's results, bit for bit, with and
+    without an initial state."""
+    torch.manual_seed(1)
+    m = getattr(ft, cls)(5, 7, num_layers=2, batch_first=batch_first)
+    x = torch.randn(3, T, 5) if batch_first else torch.randn(T, 3, 5)
+    h = torch.randn(2, 3, 7)
+    for hx in (None, (h, torch.randn(2, 3, 7)) if cls == "LSTM" else h):
+        with torch.no_grad():
+            y, s = m(x, hx)
+        runner = m._inference_cache[1]
+        assert runner._plan is not None
+        y_ref, s_ref = m(x.requires_grad_(), hx)
+        x = x.detach()
+        assert torch.equal(y, y_ref.detach())
+        for a, b in zip(s if cls == "LSTM" else (s,), s_ref if cls == "LSTM" else (s_ref,)):
+            assert torch.equal(a, b.detach())
