@@ -349,7 +349,8 @@ cdef object _empty(shape, dtype):
     dh in ranges of whole vectors (64 bytes) of units, and NumPy's own small arrays start
     16 or 48 bytes into a cache line, so two threads would write one line every step."""
     global _pool_held
-    dt = dtype if isinstance(dtype, np.dtype) else np.dtype(dtype)
+    # typed: the fields below are C reads (this runs several times a call)
+    cdef cnp.dtype dt = dtype if isinstance(dtype, cnp.dtype) else np.dtype(dtype)
     if not isinstance(shape, tuple):
         shape = (shape,)
     cdef cnp.npy_intp dims[8]
@@ -360,9 +361,9 @@ cdef object _empty(shape, dtype):
     for i in range(nd):
         dims[i] = shape[i]
         n *= dims[i]
-    cdef size_t nbytes = <size_t>n * dt.itemsize
+    cdef size_t nbytes = <size_t>n * <size_t>dt.itemsize
     if n < 0:
-        return cnp.PyArray_EMPTY(nd, dims, dt.num, 0)
+        return cnp.PyArray_EMPTY(nd, dims, dt.type_num, 0)
     cdef bint pooled = nbytes >= <size_t>POOL_MIN     # small: aligned, not pooled
     cdef size_t size = ((nbytes + 65535) & ~(<size_t>65535) if pooled else
                         max(<size_t>64, (nbytes + 63) & ~(<size_t>63)))
@@ -375,14 +376,14 @@ cdef object _empty(shape, dtype):
         raise MemoryError(f"fastgates: cannot allocate {nbytes} bytes of workspace")
     blk = _Block()
     blk.ptr, blk.size, blk.pooled = ptr, size, pooled
-    arr = cnp.PyArray_SimpleNewFromData(nd, dims, dt.num, ptr)
+    arr = cnp.PyArray_SimpleNewFromData(nd, dims, dt.type_num, ptr)
     cnp.set_array_base(arr, blk)
     return arr
 
 
 cdef object _zeros(shape, dtype):
     a = _empty(shape, dtype)
-    a.fill(0)
+    memset(cnp.PyArray_DATA(<cnp.ndarray>a), 0, <size_t>cnp.PyArray_NBYTES(<cnp.ndarray>a))
     return a
 
 
