@@ -268,6 +268,9 @@ class Cache:
     ----------
     cell, variant, dtype, x, tokens, D, w_ih, w_hh, hs, gates, extra, cs, tc, lengths, packing, params, saved
         Keyword-only: the attributes below by name; those not given are None.
+    shape : tuple of int or None, default None
+        (T, B, D, H) of the forward pass when the caller knows it (the compiled forward
+        does); None: :attr:`shape` works it out from the fields on first use.
 
     Attributes
     ----------
