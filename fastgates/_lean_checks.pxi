@@ -37,14 +37,18 @@ cdef inline bint _plain_shape(object a, object dtype, tuple shape):
     return True
 
 
-cdef inline bint _state_ok(object a, object dtype, cnp.npy_intp B, cnp.npy_intp H) noexcept:
-    """a state argument: None, or a plain (B, H) array of dtype."""
+cdef inline bint _none_or_plain(object a, object dtype, cnp.npy_intp T, cnp.npy_intp B,
+                                cnp.npy_intp H):
+    """An optional array argument (a state, a gradient): None, or a plain array of dtype,
+    (T, B, H), or (B, H) when T < 0."""
     if a is None:
         return True
-    if not _plain(a, dtype, 2):
+    if not _plain(a, dtype, 2 if T < 0 else 3):
         return False
     cdef cnp.npy_intp *dims = cnp.PyArray_DIMS(<cnp.ndarray>a)
-    return dims[0] == B and dims[1] == H
+    if T < 0:
+        return dims[0] == B and dims[1] == H
+    return dims[0] == T and dims[1] == B and dims[2] == H
 
 
 def lean_forward(cell, x, state, params, training, lengths):
@@ -82,7 +86,7 @@ def lean_forward(cell, x, state, params, training, lengths):
     cdef cnp.npy_intp T = cnp.PyArray_DIMS(<cnp.ndarray>x)[0], B = cnp.PyArray_DIMS(<cnp.ndarray>x)[1]
     h0 = state.get("h")
     c0 = state.get("c") if "c" in cell.states else None
-    if not (_state_ok(h0, dtype, B, H) and _state_ok(c0, dtype, B, H)):
+    if not (_none_or_plain(h0, dtype, -1, B, H) and _none_or_plain(c0, dtype, -1, B, H)):
         return None
     _check_sizes(T, B, D, H, G, dtype.itemsize, training, False)
     pk = None
@@ -95,19 +99,6 @@ def lean_forward(cell, x, state, params, training, lengths):
                                     rest or None))
 
 
-cdef inline bint _grad_ok(object a, object dtype, cnp.npy_intp T, cnp.npy_intp B,
-                          cnp.npy_intp H):
-    """a gradient argument: None, or a plain array of dtype, (T, B, H), or (B, H) when T < 0."""
-    if a is None:
-        return True
-    if not _plain(a, dtype, 2 if T < 0 else 3):
-        return False
-    cdef cnp.npy_intp *dims = cnp.PyArray_DIMS(<cnp.ndarray>a)
-    if T < 0:
-        return dims[0] == B and dims[1] == H
-    return dims[0] == T and dims[1] == B and dims[2] == H
-
-
 def lean_backward(kernel, dy, dh_n, dc_n, cache):
     """_checks.check_backward's result for a call that needs no normalising, else None:
     a cache of this kernel's compiled or reference forward without extra parameters (the
@@ -116,7 +107,7 @@ def lean_backward(kernel, dy, dh_n, dc_n, cache):
         return None
     T, B, D, H = cache.shape
     dtype = cache.dtype
-    if not (_grad_ok(dy, dtype, T, B, H) and _grad_ok(dh_n, dtype, -1, B, H)
-            and _grad_ok(dc_n, dtype, -1, B, H)):
+    if not (_none_or_plain(dy, dtype, T, B, H) and _none_or_plain(dh_n, dtype, -1, B, H)
+            and _none_or_plain(dc_n, dtype, -1, B, H)):
         return None
     return tuple.__new__(_Backward, (dy, dh_n, dc_n, T, B, D, H, cache.celldef.G))
