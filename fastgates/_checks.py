@@ -861,5 +861,18 @@ def select_cell(kernel, **options):
     return cell
 
 
+def select_one(kernel, name, value):
+    """``select_cell(kernel, **{name: value})``: the public functions' call (one keyword),
+    remembered for str / bool values without building the keyword dict."""
+    memo = type(value) is str or type(value) is bool      # (1 never passes for True)
+    hit = _SELECTED_ONE.get((kernel, name, value)) if memo else None
+    if hit is None:
+        hit = select_cell(kernel, **{name: value})
+        if memo and len(_SELECTED_ONE) < 64:
+            _SELECTED_ONE[kernel, name, value] = hit
+    return hit
+
+
+_SELECTED_ONE = {}  # select_one's answers: (kernel, keyword, value) -> CellDef
 _SELECTED = {}      # select_cell's answers: (kernel, options, their types) -> CellDef
 _MEMO_TYPES = {(), (str,), (bool,), (str, str), (str, bool), (bool, str), (bool, bool)}

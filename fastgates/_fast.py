@@ -11,10 +11,9 @@ G gates (rnn 1, gru 3, lstm 4).  Weights use PyTorch's layout, so a torch
 
 from __future__ import annotations
 
-from . import _checks, _fork, _recurrence, cells
+from . import _checks, _recurrence, cells
 from ._checks import Grads, LSTMGrads  # noqa: F401  (the types of the results, re-exported)
-from ._threads import (SMALL_STEP_BYTES, blas_hold, blas_release, small_work_threads,
-                       unit_for_steps)
+from ._threads import blas_hold, blas_release
 from .reference import _GRU_MATH  # the equations the reference states
 
 __all__ = ["rnn_forward", "rnn_backward", "gru_forward", "gru_backward",
@@ -103,26 +102,7 @@ _BACKWARD_DOC = """Backpropagation through time of :func:`{cell}_forward`.
 {example}
 """
 
-def _threads(n_threads, G=None, H=0, D=0, itemsize=0, unit=SMALL_STEP_BYTES):
-    """The thread count of a call: ``n_threads`` (already validated by check_n_threads)
-    resolved, capped by the small-work policy when given a step of G, H, D, itemsize
-    (``unit``: fastgates._threads.unit_for_steps of the call's steps), then the fork
-    guard."""
-    nt = _resolve(n_threads)
-    if nt > 1 and G is not None:
-        key = (nt, G, H, D, itemsize, unit)
-        capped = _CAPPED.get(key)
-        if capped is None:
-            capped = small_work_threads(nt, G, H, D, itemsize, 1, None, unit)
-            if len(_CAPPED) < 256:
-                _CAPPED[key] = capped
-        nt = capped
-    return _safe(nt)
-
-
-_resolve, _safe = _recurrence.resolve_threads, _fork.safe_threads
-_lean, _lean_backward = _recurrence.lean_forward, _recurrence.lean_backward
-_CAPPED = {}        # the small-work policy's answers (a pure function of the key)
+_call_threads = _recurrence.call_threads     # n_threads resolved, small-work cap, fork guard
 
 
 def cell_forward(cell, x, state, params, *, training=True, n_threads=None, lengths=None):
@@ -143,13 +123,18 @@ def cell_forward(cell, x, state, params, *, training=True, n_threads=None, lengt
 
 def _cell_forward(cell, x, state, params, training, n_threads, lengths):
     """cell_forward with ``cell`` a CellDef and ``n_threads`` checked."""
-    f = _lean(cell, x, state, params, training, lengths)      # the common call, compiled
-    if f is None:
-        f = _checks.check_forward(cell, x, state, params, training=training, lengths=lengths)
-    nt = _threads(n_threads, f.G, f.H, 0 if f.tokens else f.D, f.dtype.itemsize,
-                  unit_for_steps(f.T))
-    y, h_n, c_n, cache = _recurrence.forward(f, bool(training), nt)
+    y, h_n, c_n, cache = _forward(cell, x, state, params, training, n_threads, lengths)
     return y, {"h": h_n, "c": c_n} if "c" in cell.states else {"h": h_n}, cache
+
+
+def _forward(cell, x, state, params, training, n_threads, lengths):
+    """(y, h_n, c_n, cache) of _cell_forward's call (c_n None without a cell state)."""
+    out = _recurrence.run_forward(cell, x, state, params, training, n_threads, lengths)  # common call
+    if out is None:
+        f = _checks.check_forward(cell, x, state, params, training=training, lengths=lengths)
+        nt = _call_threads(n_threads, f.G, f.H, 0 if f.tokens else f.D, f.dtype.itemsize, f.T)
+        out = _recurrence.forward(f, bool(training), nt)
+    return out
 
 
 def cell_backward(cell, dy, dstate, cache, *, n_threads=None):
@@ -163,12 +148,17 @@ def cell_backward(cell, dy, dstate, cache, *, n_threads=None):
     cell = cells.get(cell)
     n_threads = _checks.check_n_threads(n_threads)
     dstate = _checks.check_mapping("dstate", dstate, "state name -> gradient or None")
-    dh_n, dc_n = dstate.get("h"), dstate.get("c")
-    b = _lean_backward(cell.kernel, dy, dh_n, dc_n, cache)      # the common call, compiled
-    if b is None:
-        b = _checks.check_backward(cell.kernel, dy, dh_n, dc_n, cache)
-    nt = _threads(n_threads, b.G, b.H, 0 if cache.tokens else b.D, cache.dtype.itemsize,
-                  unit_for_steps(b.T))
+    return _backward(cell.kernel, dy, dstate.get("h"), dstate.get("c"), cache, n_threads)
+
+
+def _backward(kernel, dy, dh_n, dc_n, cache, n_threads):
+    """cell_backward of family ``kernel`` with the final states' gradients one by one and
+    ``n_threads`` checked."""
+    grads = _recurrence.run_backward(kernel, dy, dh_n, dc_n, cache, n_threads)   # the common call
+    if grads is not None:
+        return grads
+    b = _checks.check_backward(kernel, dy, dh_n, dc_n, cache)
+    nt = _call_threads(n_threads, b.G, b.H, 0 if cache.tokens else b.D, cache.dtype.itemsize, b.T)
     blas_hold()
     try:
         *g, dparams = _recurrence.backward(cache, b, nt)
@@ -177,46 +167,49 @@ def cell_backward(cell, dy, dstate, cache, *, n_threads=None):
     return _checks.make_grads(cache.celldef, *g, extra=dparams)
 
 
-def _h_forward(kernel, options, x, h0, weights, training, n_threads, lengths):
-    """A one-state family's public forward: the cell its keyword picks, then cell_forward."""
+def _h_forward(kernel, option, value, x, h0, weights, training, n_threads, lengths):
+    """A one-state family's public forward: the cell its keyword ``option`` = ``value``
+    picks, then cell_forward."""
     n_threads = _checks.check_n_threads(n_threads)  # first, as in the reference: the same error wins
-    cell = _checks.select_cell(kernel, **options)
-    y, s, cache = _cell_forward(cell, x, {"h": h0}, _checks.kernel_params(*weights), training,
+    cell = _checks.select_one(kernel, option, value)
+    y, h_n, _, cache = _forward(cell, x, {"h": h0}, _checks.kernel_params(*weights), training,
                                 n_threads, lengths)
-    return y, s["h"], cache
+    return y, h_n, cache
 
 
 def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, *, nonlinearity="tanh", training=True, n_threads=None,
                 lengths=None):
-    return _h_forward("rnn", {"nonlinearity": nonlinearity}, x, h0, (w_ih, w_hh, b_ih, b_hh),
+    return _h_forward("rnn", "nonlinearity", nonlinearity, x, h0, (w_ih, w_hh, b_ih, b_hh),
                       training, n_threads, lengths)
 
 
 def rnn_backward(dy, dh_n, cache, *, n_threads=None):
-    return cell_backward("rnn_tanh", dy, {"h": dh_n}, cache, n_threads=n_threads)
+    return _backward("rnn", dy, dh_n, None, cache, _checks.check_n_threads(n_threads))
 
 
 def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, *, linear_before_reset=True, training=True, n_threads=None,
                 lengths=None):
-    return _h_forward("gru", {"linear_before_reset": linear_before_reset}, x, h0,
+    return _h_forward("gru", "linear_before_reset", linear_before_reset, x, h0,
                       (w_ih, w_hh, b_ih, b_hh), training, n_threads, lengths)
 
 
 def gru_backward(dy, dh_n, cache, *, n_threads=None):
-    return cell_backward("gru", dy, {"h": dh_n}, cache, n_threads=n_threads)
+    return _backward("gru", dy, dh_n, None, cache, _checks.check_n_threads(n_threads))
 
 
 def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, training=True, n_threads=None, lengths=None,
                  w_hr=None, w_peep=None):
-    y, s, cache = cell_forward("lstm", x, {"h": h0, "c": c0},
-                               _checks.kernel_params(w_ih, w_hh, b_ih, b_hh, w_hr=w_hr,
-                                                     w_peep=w_peep),
-                               training=training, n_threads=n_threads, lengths=lengths)
-    return y, s["h"], s["c"], cache
+    n_threads = _checks.check_n_threads(n_threads)
+    return _forward(_LSTM, x, {"h": h0, "c": c0},
+                    _checks.kernel_params(w_ih, w_hh, b_ih, b_hh, w_hr=w_hr, w_peep=w_peep),
+                    training, n_threads, lengths)
 
 
 def lstm_backward(dy, dh_n, dc_n, cache, *, n_threads=None):
-    return cell_backward("lstm", dy, {"h": dh_n, "c": dc_n}, cache, n_threads=n_threads)
+    return _backward("lstm", dy, dh_n, dc_n, cache, _checks.check_n_threads(n_threads))
+
+
+_LSTM = cells.get("lstm")
 
 
 _EXAMPLE_SETUP = """    >>> import numpy as np

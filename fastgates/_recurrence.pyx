@@ -531,6 +531,11 @@ cdef void _gather_py(int nt, idx, src, dst, floating dummy):
         _gather(nt, n, cols, ip, sp, dp)
 
 
+cdef dict _copies(arrays):
+    """name -> a copy of each array."""
+    return {k: v.copy() for k, v in arrays.items()}
+
+
 cdef object _forward(f, bint training, int nt, packed, floating dummy):
     cdef int T = f.T, B = f.B, D = f.D, H = f.H, G = f.G
     cdef int GH = G * H
@@ -683,16 +688,22 @@ cdef object _forward(f, bint training, int nt, packed, floating dummy):
         else:
             h_n = _state_copy(<floating *>vptr(hs) + <size_t>T * B * R, B, R, dtype)
             c_n = _state_copy(<floating *>vptr(cs) + <size_t>T * B * H, B, H, dtype) if lstm else None
-        cache = Cache(cell=f.cell, variant=f.variant, dtype=dtype, tokens=tokens, D=D,
-                      shape=(T, B, D, H),
-                      x=x_own, w_ih=w_ih_own, w_hh=w_hh_own,
-                      hs=hs, gates=None if rnn else gates,
-                      extra=extra, cs=cs, tc=tc, lengths=f.lengths, packing=pk,
-                      params={k: v.copy() for k, v in extra_params.items()} or None,
-                      saved=dict(saved or {}, **({"m": ms} if proj else {})) or None)
+        if proj:
+            saved = dict(saved or {}, m=ms)
+        # Cache's fields set one by one (its keyword constructor costs a small call ~1 us)
+        cache = Cache.__new__(Cache)
+        cache.cell, cache.variant, cache.dtype, cache.tokens, cache.D = (f.cell, f.variant,
+                                                                        dtype, tokens, D)
+        cache._shape = (T, B, D, H)
+        cache.x, cache.w_ih, cache.hs, cache.gates = x_own, w_ih_own, hs, None if rnn else gates
+        cache.extra, cache.cs, cache.tc, cache.lengths, cache.packing = extra, cs, tc, f.lengths, pk
+        cache.params = _copies(extra_params) if extra_params else None
+        cache.saved = saved or None
         if region:      # panel width: the packed size of one column
             cache._keep_packed_w_hh(w_hh_bwd, fg_isa_active(), fg_packed_size(
                 cell, H, 1, FG_PACK_BWD, floating is double) // GH, GH, R)
+        else:
+            cache.w_hh = w_hh_own
         return y, h_n, c_n, cache
     hn = _empty((B, GH), dtype) if ln else None     # inference: one step's scratch
     a.hn = vptr(hn)
@@ -947,7 +958,8 @@ cdef object _backward(cache, b, int nt, floating dummy):
     dnx = _empty((rows, H), dtype) if cell == FG_GRU_LBR else None
     cdef fg_backward_args a
     memset(&a, 0, sizeof(a))
-    P = cache._packed_w_hh(fg_isa_active())     # packed by the forward's region
+    kept = cache._w_hh_bwd      # packed by the forward's region (Cache._packed_w_hh, inline)
+    P = kept[0] if kept is not None and kept[1] == fg_isa_active() else None
     if P is None:
         P = _pack_later(&a.pack[0], cell, cache.w_hh, H, FG_PACK_BWD, dummy)   # by the region
     a.cell, a.T, a.B, a.H, a.n_threads = cell, Tk, B, H, nt
@@ -1557,6 +1569,15 @@ def blas_bind(size_t get_addr, size_t set_addr):
 def blas_hold():
     """Hold the bound BLAS at one thread; calls nest and may come from several threads
     (the count lives under the GIL).  The first hold saves the thread count it finds."""
+    _blas_hold()
+
+
+def blas_release():
+    """End one hold; the last restores the thread count the first one found."""
+    _blas_release()
+
+
+cdef void _blas_hold() noexcept:
     global _blas_depth, _blas_saved
     cdef int n
     if _blas_get == NULL:
@@ -1569,8 +1590,7 @@ def blas_hold():
     _blas_depth += 1
 
 
-def blas_release():
-    """End one hold; the last restores the thread count the first one found."""
+cdef void _blas_release() noexcept:
     global _blas_depth
     if _blas_get == NULL or _blas_depth == 0:
         return
@@ -1630,3 +1650,6 @@ cdef object _plan_sequence(StepPlan plan, cnp.ndarray x, h0, c0, int nt, floatin
             memcpy(hnp + k * BH, yp + (T - 1) * BH, BH * sizeof(floating))
         xp = yp
     return y, h_n, c_n
+
+
+include "_common_call.pxi"

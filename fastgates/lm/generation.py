@@ -110,8 +110,7 @@ def _check_args(model, prefix_ids, length, temperature, top_k):
 
 def sample_compiled(model, prefix_ids, length, temperature=1.0, top_k=0, seed=0) -> np.ndarray:
     """Feed ``prefix_ids`` and draw ``length`` token ids in compiled code (see the module doc)."""
-    from .. import _checks, _recurrence
-    from .._fast import _threads
+    from .. import _checks, _fork, _recurrence
 
     prefix_ids, length, temperature, top_k = _check_args(model, prefix_ids, length, temperature, top_k)
     cfg, p = model.config, model.params
@@ -120,7 +119,7 @@ def sample_compiled(model, prefix_ids, length, temperature=1.0, top_k=0, seed=0)
     out = np.zeros(length, np.int64)
     # the sampler runs its own OpenMP region: in a child forked after OpenMP threads ran,
     # GNU libgomp would hang there, so it obeys the kernels' fork guard too
-    nt = _threads(_checks.check_n_threads(model.n_threads))
+    nt = _fork.safe_threads(_recurrence.resolve_threads(_checks.check_n_threads(model.n_threads)))
     with blas_limit(1):   # a B = 1 GEMV gains nothing from BLAS threads
         _recurrence.sample(cfg.celldef.code, _layers(model), p["fc.weight"], p["fc.bias"],
                            p.get("embedding.weight"), h, c, prefix_ids, out, temperature, top_k,
