@@ -414,7 +414,8 @@ class Cache:
 
 
 class Forward(NamedTuple):
-    """Validated forward arguments (all arrays C-contiguous, one dtype)."""
+    """Validated forward arguments (all arrays C-contiguous, one dtype).  The compiled
+    forward reads the fields by position: new ones go at the end."""
 
     cell: str
     variant: str

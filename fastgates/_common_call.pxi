@@ -49,12 +49,12 @@ def run_forward(cell, x, state, params, training, n_threads, lengths):
     full check)."""
     if not _plain_threads(n_threads):
         return None
-    f = lean_forward(cell, x, state, params, training, lengths)
+    f = _lean_forward(cell, x, state, params, training, lengths)
     if f is None:
         return None
     cdef int nt = _call_threads(n_threads, f.G, f.H, 0 if f.tokens else f.D, f.dtype.itemsize,
                                 f.T)
-    return forward(f, training, nt)
+    return _forward_any(f, training, nt, None)
 
 
 def run_backward(kernel, dy, dh_n, dc_n, cache, n_threads):
@@ -64,14 +64,14 @@ def run_backward(kernel, dy, dh_n, dc_n, cache, n_threads):
     the compiled hold on its first use)."""
     if not _plain_threads(n_threads) or _blas_get == NULL:
         return None
-    b = lean_backward(kernel, dy, dh_n, dc_n, cache)
+    b = _lean_backward(kernel, dy, dh_n, dc_n, cache)
     if b is None:
         return None
     cdef int nt = _call_threads(n_threads, b.G, b.H, 0 if cache.tokens else b.D,
                                 cache.dtype.itemsize, b.T)
     _blas_hold()
     try:
-        dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dparams = backward(cache, b, nt)
+        dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dparams = _backward_any(cache, b, nt)
     finally:
         _blas_release()
     if dparams:           # (lean_backward accepts no cache with extra parameters)

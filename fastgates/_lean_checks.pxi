@@ -66,6 +66,10 @@ cdef inline bint _small_call(double T, double B, double D, double H, double G, d
 def lean_forward(cell, x, state, params, training, lengths):
     """_checks.check_forward's result for a call that needs no normalising, else None
     (see the top of this file).  Same arguments as check_forward."""
+    return _lean_forward(cell, x, state, params, training, lengths)
+
+
+cdef object _lean_forward(cell, x, state, params, training, lengths):
     if training is not True and training is not False or type(state) is not dict \
             or type(params) is not dict:
         return None
@@ -118,6 +122,10 @@ def lean_backward(kernel, dy, dh_n, dc_n, cache):
     """_checks.check_backward's result for a call that needs no normalising, else None:
     a cache of this kernel's compiled or reference forward without extra parameters (the
     projected LSTM's h is P wide: the full checks), gradients plain arrays of its dtype."""
+    return _lean_backward(kernel, dy, dh_n, dc_n, cache)
+
+
+cdef object _lean_backward(kernel, dy, dh_n, dc_n, cache):
     if type(cache) is not Cache or cache.cell != kernel or cache.params is not None:
         return None
     shape = cache._shape       # (the compiled forward sets it; else the property works it out)

@@ -442,10 +442,30 @@ cdef object _pack_later(fg_pack_job *job, int cell, w, int H, int which, floatin
     FG_PACK_HH (w_hh, the forward loop), FG_PACK_IH (w_ih, the input projection) or
     FG_PACK_BWD (w_hh, BPTT); or the lstm projection w (K=P, H) for FG_PACK_HR (forward) /
     FG_PACK_HR_BWD (BPTT)."""
-    cdef int K = w.shape[0] if which == FG_PACK_HR or which == FG_PACK_HR_BWD else w.shape[1]
-    P = _empty((fg_packed_size(cell, H, K, which, floating is double),), w.dtype)
-    job.w, job.dst, job.K, job.which = vptr(w), vptr(P), K, which
+    cdef size_t n = _pack_size(cell, w, H, which)
+    P = _empty((n,), w.dtype)
+    _pack_job(job, cell, w, H, which, vptr(P), n)
     return P
+
+
+cdef size_t _pack_size(int cell, w, int H, int which):
+    """Elements of w (float32 or float64) packed for `which` (see _pack_later)."""
+    cdef int K = w.shape[0] if which == FG_PACK_HR or which == FG_PACK_HR_BWD else w.shape[1]
+    return fg_packed_size(cell, H, K, which, w.dtype.itemsize == 8)
+
+
+cdef void *_pack_job(fg_pack_job *job, int cell, w, int H, int which, void *dst, size_t n):
+    """job := pack w for `which` into dst, n elements (see _pack_later); returns dst, or
+    NULL when n is 0."""
+    job.w, job.dst, job.which = vptr(w), dst if n > 0 else NULL, which
+    job.K = w.shape[0] if which == FG_PACK_HR or which == FG_PACK_HR_BWD else w.shape[1]
+    return job.dst
+
+
+cdef inline size_t _lines(size_t n, size_t itemsize) noexcept:
+    """n elements of itemsize bytes rounded up to whole 64-byte lines (in elements)."""
+    cdef size_t per = 64 // itemsize
+    return (n + per - 1) // per * per
 
 
 cdef object _packed(int cell, w, int H, int which, int nt, floating dummy):
@@ -475,17 +495,14 @@ cdef object _state_copy(const floating *src, int B, int X, dtype):
     return out
 
 
-cdef object _bias_sum(b_ih, b_hh, int n, floating dummy):
-    """The input projection's bias: b_ih + b_hh in the first n entries, b_ih after them
-    (the same sums as NumPy's, without a ufunc call per forward pass)."""
-    out = np.empty(b_ih.shape[0], b_ih.dtype)
-    cdef floating *o = <floating *>vptr(out)
+cdef void _bias_sum(floating *out, b_ih, b_hh, int n):
+    """out = the input projection's bias: b_ih + b_hh in the first n entries, b_ih after
+    them (the same sums as NumPy's, without a ufunc call per forward pass)."""
     cdef const floating *a = <floating *>vptr(b_ih)
     cdef const floating *b = <floating *>vptr(b_hh)
     cdef Py_ssize_t i, m = b_ih.shape[0]
     for i in range(m):
-        o[i] = a[i] + b[i] if i < n else a[i]
-    return out
+        out[i] = a[i] + b[i] if i < n else a[i]
 
 
 cdef void _run_forward(fg_forward_args *a, floating dummy) noexcept nogil:
@@ -498,6 +515,10 @@ cdef void _run_forward(fg_forward_args *a, floating dummy) noexcept nogil:
 def forward(f, bint training, int nt, packed=None):
     """Forward pass of a validated call ``f`` (a fastgates._checks.Forward); ``packed``: a
     PackedLayer of f's weights (then nothing is packed again; the results are the same)."""
+    return _forward_any(f, training, nt, packed)
+
+
+cdef object _forward_any(f, bint training, int nt, packed):
     if f.dtype.itemsize == 4:              # float32 (validated: float32 or float64)
         return _forward(f, training, nt, packed, <float>0)
     return _forward(f, training, nt, packed, <double>0)
@@ -537,52 +558,68 @@ cdef dict _copies(arrays):
 
 
 cdef object _forward(f, bint training, int nt, packed, floating dummy):
-    cdef int T = f.T, B = f.B, D = f.D, H = f.H, G = f.G
+    # f's fields by position, each read once (f is a _checks.Forward, a NamedTuple: an
+    # attribute read costs a descriptor call, ~35 of them a small call's microsecond)
+    (kernel, variant, dtype, fx, tokens_, fh0, fc0, fw_ih, fw_hh, fb_ih, fb_hh, T_, B_, D_, H_,
+     G_, lengths, pk, _, fparams) = <tuple>f
+    cdef int T = T_, B = B_, D = D_, H = H_, G = G_
     cdef int GH = G * H
-    extra_params = f.params or {}
+    extra_params = fparams or {}
     w_hr, w_peep = extra_params.get("weight_hr"), extra_params.get("weight_peep")
     cdef int proj = 0 if w_hr is None else w_hr.shape[0]
     cdef int R = proj or H                     # width of h: P with a projection
-    cdef int cell = CELL_CODES[f.cell, f.variant]
-    dtype = f.dtype
+    cdef int cell = CELL_CODES[kernel, variant]
     cdef bint ln = cell in LN_CELLS
     cdef bint lstm = cell in HAS_C
     cdef bint gru = GATES[cell] == 3        # keeps one extra (B, H) per row (v_n or r*h)
     cdef bint rnn = GATES[cell] == 1        # its gates are h itself
-    cdef bint tokens = f.tokens
-    pk = f.packing
+    cdef bint tokens = tokens_
     cdef bint ragged = pk is not None
 
-    h0 = f.h0 if f.h0 is not None else _zeros((B, R), dtype)
-    c0 = (f.c0 if f.c0 is not None else _zeros((B, H), dtype)) if lstm else None
+    h0 = fh0 if fh0 is not None else _zeros((B, R), dtype)
+    c0 = (fc0 if fc0 is not None else _zeros((B, H), dtype)) if lstm else None
     cdef fg_forward_args a
     memset(&a, 0, sizeof(a))
-    Pr = Pi = None
+    cdef size_t nbias, nP, nPi, nPr
+    cdef floating *sp
+    scratch = None
     if packed is not None:
-        P, Pi, w_ihT, bias = packed.P, packed.Pi, packed.wT, packed.bias
-        Pr = packed.Pr
+        w_ihT = packed.wT
+        a.P, a.Pi, a.Pr = vptr(packed.P), vptr(packed.Pi), vptr(packed.Pr)
+        a.bias = vptr(packed.bias)
     else:
-        # LayerNorm: b_hh acts after the LN; GRU lbr: b_hn acts inside r * (...)
-        bias = f.b_ih if ln else _bias_sum(f.b_ih, f.b_hh, 2 * H if cell == FG_GRU_LBR else GH,
-                                           dummy)
         # token ids select columns of w_ih: read in place when the call has fewer than 2 D
         # rows, else from its transpose (measured: B = 1, D = 65, H = 100 at T = 1 / 25 /
         # 100: 0.76 / 0.88 / 0.96 the time of the call transposing; more rows: even)
         w_ihT = None
         if tokens:
             a.wT_direct = (pk.N if ragged else T * B) < 2 * D
-            w_ihT = f.w_ih if a.wT_direct else np.ascontiguousarray(f.w_ih.T)
-        # packed by the forward region itself (a.pack), before its loop reads them
-        P = _pack_later(&a.pack[0], cell, f.w_hh, H, FG_PACK_HH, dummy)
+            w_ihT = fw_ih if a.wT_direct else np.ascontiguousarray(fw_ih.T)
+        # The call's scratch, one allocation of 64-byte aligned parts: the input
+        # projection's bias (LayerNorm: b_ih alone, b_hh acts after the LN; GRU lbr: b_hn
+        # acts inside r * (...)), then w_hh, w_ih and the lstm's w_hr packed by the forward
+        # region itself (a.pack) before its loop reads them.
+        nbias = 0 if ln else _lines(GH, sizeof(floating))
+        nP = _lines(_pack_size(cell, fw_hh, H, FG_PACK_HH), sizeof(floating))
+        nPi = 0 if tokens else _lines(_pack_size(cell, fw_ih, H, FG_PACK_IH), sizeof(floating))
+        nPr = _lines(_pack_size(cell, w_hr, H, FG_PACK_HR), sizeof(floating)) if proj else 0
+        scratch = _empty((nbias + nP + nPi + nPr,), dtype)
+        sp = <floating *>vptr(scratch)
+        if ln:
+            a.bias = vptr(fb_ih)
+        else:
+            _bias_sum(sp, fb_ih, fb_hh, 2 * H if cell == FG_GRU_LBR else GH)
+            a.bias = sp
+        a.P = _pack_job(&a.pack[0], cell, fw_hh, H, FG_PACK_HH, sp + nbias, nP)
         if not tokens:
-            Pi = _pack_later(&a.pack[1], cell, f.w_ih, H, FG_PACK_IH, dummy)
+            a.Pi = _pack_job(&a.pack[1], cell, fw_ih, H, FG_PACK_IH, sp + nbias + nP, nPi)
         if proj:
-            Pr = _pack_later(&a.pack[2], cell, w_hr, H, FG_PACK_HR, dummy)
+            a.Pr = _pack_job(&a.pack[2], cell, w_hr, H, FG_PACK_HR, sp + nbias + nP + nPi, nPr)
 
     # The time loop's layout: Tk steps over `rows` packed rows starting from states in
     # sorted order; dense: Tk = T, rows = T*B, x as given, no permutation.
     cdef int Tk = T, rows = T * B
-    x = f.x
+    x = fx
     batch = flat = None
     if ragged:
         Tk, rows = len(pk.batch_sizes), pk.N
@@ -592,29 +629,25 @@ cdef object _forward(f, bint training, int nt, packed, floating dummy):
         if training:             # inference gathers x chunk by chunk
             flat = pk.flat
             if tokens:
-                x = f.x.reshape(T * B)[flat]
+                x = fx.reshape(T * B)[flat]
             else:
                 x = _empty((rows, D), dtype)
-                _gather_py(nt, flat, f.x, x, dummy)
+                _gather_py(nt, flat, fx, x, dummy)
 
     a.cell, a.B, a.H, a.n_threads = cell, B, H, nt
-    a.P = <floating *>vptr(P)
-    a.b_hn = (<floating *>vptr(packed.b_hn if packed is not None else f.b_hh[2 * H:])
+    a.b_hn = (<floating *>vptr(packed.b_hn if packed is not None else fb_hh[2 * H:])
               if cell == FG_GRU_LBR else NULL)
     a.batch = <const int *>vptr(batch)
     a.D = D
-    a.Pi = <floating *>vptr(Pi)
     a.wT = <floating *>vptr(w_ihT)
-    a.bias = <floating *>vptr(bias)
     a.proj = proj
-    a.Pr = <floating *>vptr(Pr)
     a.peep = <floating *>vptr(w_peep)
     lnp = extra_params
     part = None
     if ln:
         a.ln_ih, a.ln_hh = vptr(lnp["ln_ih_weight"]), vptr(lnp["ln_hh_weight"])
         a.ln_c, a.ln_cb = vptr(lnp.get("ln_c_weight")), vptr(lnp.get("ln_c_bias"))
-        a.b_rec = vptr(f.b_hh)
+        a.b_rec = vptr(fb_hh)
         part = _empty((3, B, H, 2), dtype)
         a.part = vptr(part)
 
@@ -670,12 +703,12 @@ cdef object _forward(f, bint training, int nt, packed, floating dummy):
         # the last step (copy jobs); without a region (no steps) here and now.
         region = Tk > 0 and B > 0
         x_own = x if ragged else _copy_later(&a.pack[3], x, region)
-        w_ih_own = None if tokens else _copy_later(&a.pack[4], f.w_ih, region)
+        w_ih_own = None if tokens else _copy_later(&a.pack[4], fw_ih, region)
         # w_hh: kept only as the backward's packed layout, packed by the region (Cache.w_hh)
         if region:
-            w_hh_own, w_hh_bwd = None, _pack_later(&a.pack[5], cell, f.w_hh, H, FG_PACK_BWD, dummy)
+            w_hh_own, w_hh_bwd = None, _pack_later(&a.pack[5], cell, fw_hh, H, FG_PACK_BWD, dummy)
         else:
-            w_hh_own, w_hh_bwd = _copy(f.w_hh), None
+            w_hh_own, w_hh_bwd = _copy(fw_hh), None
         y = None if ragged else _copy_later(&a.post, hs[1:], region)
         with nogil:
             _run_forward(&a, dummy)
@@ -692,11 +725,11 @@ cdef object _forward(f, bint training, int nt, packed, floating dummy):
             saved = dict(saved or {}, m=ms)
         # Cache's fields set one by one (its keyword constructor costs a small call ~1 us)
         cache = Cache.__new__(Cache)
-        cache.cell, cache.variant, cache.dtype, cache.tokens, cache.D = (f.cell, f.variant,
+        cache.cell, cache.variant, cache.dtype, cache.tokens, cache.D = (kernel, variant,
                                                                         dtype, tokens, D)
         cache._shape = (T, B, D, H)
         cache.x, cache.w_ih, cache.hs, cache.gates = x_own, w_ih_own, hs, None if rnn else gates
-        cache.extra, cache.cs, cache.tc, cache.lengths, cache.packing = extra, cs, tc, f.lengths, pk
+        cache.extra, cache.cs, cache.tc, cache.lengths, cache.packing = extra, cs, tc, lengths, pk
         cache.params = _copies(extra_params) if extra_params else None
         cache.saved = saved or None
         if region:      # panel width: the packed size of one column
@@ -920,6 +953,10 @@ def backward(cache, b, int nt):
 
     Returns (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dparams), dparams: stem -> gradient
     of each parameter beyond the four (the lstm's weight_hr, weight_peep)."""
+    return _backward_any(cache, b, nt)
+
+
+cdef object _backward_any(cache, b, int nt):
     if cache.dtype.itemsize == 4:          # float32 (the caches hold float32 or float64)
         return _backward(cache, b, nt, <float>0)
     return _backward(cache, b, nt, <double>0)
