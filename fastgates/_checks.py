@@ -440,7 +440,7 @@ class Forward(NamedTuple):
 
 
 class Backward(NamedTuple):
-    """Validated backward arguments."""
+    """Validated backward arguments (read by position, as Forward)."""
 
     dy: Optional[np.ndarray]
     dh_n: Optional[np.ndarray]

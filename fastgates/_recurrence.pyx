@@ -412,6 +412,20 @@ cdef object _copy_later(fg_pack_job *job, a, bint region):
     return out
 
 
+cdef object _copy_rows_later(fg_pack_job *job, a, int skip, tuple shape, bint region):
+    """_copy_later of a[skip:] (a C-contiguous, `skip` rows of its first axis) with the
+    shape `shape`, without the slice's view."""
+    cdef cnp.ndarray arr = <cnp.ndarray?>a
+    cdef size_t row = <size_t>cnp.PyArray_STRIDE(arr, 0) if cnp.PyArray_NDIM(arr) else 0
+    cdef size_t nbytes = <size_t>cnp.PyArray_NBYTES(arr) - skip * row
+    if not region or nbytes == 0:
+        return _copy(a[skip:]).reshape(shape)
+    out = _empty(shape, a.dtype)
+    job.w = <char *>cnp.PyArray_DATA(arr) + skip * row
+    job.dst, job.which, job.bytes = cnp.PyArray_DATA(<cnp.ndarray>out), FG_PACK_COPY, nbytes
+    return out
+
+
 def pool_info():
     """(bytes held in the pool, blocks held): for tests and show_config."""
     return _pool_held, sum(len(v) for v in _pool.values())
@@ -709,7 +723,7 @@ cdef object _forward(f, bint training, int nt, packed, floating dummy):
             w_hh_own, w_hh_bwd = None, _pack_later(&a.pack[5], cell, fw_hh, H, FG_PACK_BWD, dummy)
         else:
             w_hh_own, w_hh_bwd = _copy(fw_hh), None
-        y = None if ragged else _copy_later(&a.post, hs[1:], region)
+        y = None if ragged else _copy_rows_later(&a.post, hs, 1, (T, B, R), region)
         with nogil:
             _run_forward(&a, dummy)
         if ragged:
@@ -963,7 +977,9 @@ cdef object _backward_any(cache, b, int nt):
 
 
 cdef object _backward(cache, b, int nt, floating dummy):
-    cdef int T = b.T, B = b.B, D = b.D, H = b.H, G = b.G
+    # b's fields by position, each read once (a _checks.Backward: see _forward)
+    (bdy, bdh_n, bdc_n, T_, B_, D_, H_, G_) = <tuple>b
+    cdef int T = T_, B = B_, D = D_, H = H_, G = G_
     cdef int GH = G * H, rows = T * B, Tk = T
     cdef int cell = CELL_CODES[cache.cell, cache.variant]
     cdef bint ln = cell in LN_CELLS
@@ -977,9 +993,9 @@ cdef object _backward(cache, b, int nt, floating dummy):
     cdef int R = proj or H                     # width of h: P with a projection
 
     # dh, dc: written by the loop's threads at their units (aligned: see _empty)
-    dh = _copy(b.dh_n) if b.dh_n is not None else _zeros((B, R), dtype)
-    dc = (_copy(b.dc_n) if b.dc_n is not None else _zeros((B, H), dtype)) if lstm else None
-    dy = b.dy
+    dh = _copy(bdh_n) if bdh_n is not None else _zeros((B, R), dtype)
+    dc = (_copy(bdc_n) if bdc_n is not None else _zeros((B, H), dtype)) if lstm else None
+    dy = bdy
     hprev_rows = cache.hs     # h_{t-1} of every row of dG: the first `rows` state rows
     if ragged:
         # packed layout: dh/dc in sorted order, dy gathered, h_{t-1} gathered (see Packing)
@@ -988,7 +1004,7 @@ cdef object _backward(cache, b, int nt, floating dummy):
         dc = _rows(nt, pk.order, dc, dummy) if lstm else None
         if dy is not None:
             dy = _empty((rows, R), dtype)
-            _gather_py(nt, pk.flat, b.dy, dy, dummy)
+            _gather_py(nt, pk.flat, bdy, dy, dummy)
         hprev_rows = _empty((rows, R), dtype)
         _gather_py(nt, pk.prev, cache.hs, hprev_rows, dummy)
     dG = _empty((rows, GH), dtype)
@@ -1054,8 +1070,11 @@ cdef object _backward(cache, b, int nt, floating dummy):
     dw_ih = new((GH, D), dtype)
     dx = dx_out = None
     if not cache.tokens:
-        dx = new((rows, D), dtype)             # packed when ragged, scattered below
-        dx_out = _zeros((T, B, D), dtype) if ragged else dx.reshape(T, B, D)
+        if ragged:
+            dx = new((rows, D), dtype)         # packed, scattered below
+            dx_out = _zeros((T, B, D), dtype)
+        else:
+            dx = dx_out = new((T, B, D), dtype)
 
     cdef floating *g = <floating *>vptr(dG)
     cdef floating *gi = <floating *>vptr(dax) if ln else g    # the input side's gradient
