@@ -6,7 +6,7 @@
 # lean_backward accept, in one compiled call; for anything else they return None and
 # fastgates._fast runs its general path (the full checks, which normalise or raise the
 # error that names the argument).  Both paths share every piece: the same checks, the
-# same thread policy (call_threads), the same kernels.
+# same thread policy (forward_threads, backward_threads), the same kernels.
 
 from fastgates._checks import (Grads as _Grads, LSTMGrads as _LSTMGrads,
                                MAX_THREADS as _MAX_THREADS, make_grads as _make_grads)
@@ -16,12 +16,26 @@ from fastgates._threads import (SEQ_STEPS as _SEQ_STEPS, small_work_threads as _
 cdef dict _CAPPED = {}      # the small-work policy's answers (a pure function of the key)
 
 
-def call_threads(n_threads, int G, int H, int D, int itemsize, int T):
-    """The thread count of a kernel call of T steps: ``n_threads`` (validated by
-    _checks.check_n_threads) resolved, capped by the small-work policy for a step of
-    G, H, D (0 for token ids) and itemsize (fastgates._threads.small_work_threads with
-    unit_for_steps(T)), then the fork guard (fastgates._fork.safe_threads)."""
-    return _call_threads(n_threads, G, H, D, itemsize, T)
+def forward_threads(n_threads, f):
+    """The thread count of the forward call ``f`` (a _checks.Forward): ``n_threads``
+    (validated by _checks.check_n_threads) resolved, capped by the small-work policy for
+    its step (fastgates._threads.small_work_threads with unit_for_steps(T); token ids
+    count as D = 0), then the fork guard (fastgates._fork.safe_threads)."""
+    return _forward_threads(n_threads, f)
+
+
+def backward_threads(n_threads, b, cache):
+    """forward_threads for the backward call ``b`` (a _checks.Backward) of ``cache``."""
+    return _backward_threads(n_threads, b, cache)
+
+
+cdef int _forward_threads(n_threads, f) except -1:
+    return _call_threads(n_threads, f.G, f.H, 0 if f.tokens else f.D, f.dtype.itemsize, f.T)
+
+
+cdef int _backward_threads(n_threads, b, cache) except -1:
+    return _call_threads(n_threads, b.G, b.H, 0 if cache.tokens else b.D,
+                         cache.dtype.itemsize, b.T)
 
 
 cdef int _call_threads(object n_threads, int G, int H, int D, int itemsize, int T) except -1:
@@ -52,9 +66,7 @@ def run_forward(cell, x, state, params, training, n_threads, lengths):
     f = _lean_forward(cell, x, state, params, training, lengths)
     if f is None:
         return None
-    cdef int nt = _call_threads(n_threads, f.G, f.H, 0 if f.tokens else f.D, f.dtype.itemsize,
-                                f.T)
-    return _forward_any(f, training, nt, None)
+    return _forward_any(f, training, _forward_threads(n_threads, f), None)
 
 
 def run_backward(kernel, dy, dh_n, dc_n, cache, n_threads):
@@ -67,8 +79,7 @@ def run_backward(kernel, dy, dh_n, dc_n, cache, n_threads):
     b = _lean_backward(kernel, dy, dh_n, dc_n, cache)
     if b is None:
         return None
-    cdef int nt = _call_threads(n_threads, b.G, b.H, 0 if cache.tokens else b.D,
-                                cache.dtype.itemsize, b.T)
+    cdef int nt = _backward_threads(n_threads, b, cache)
     _blas_hold()
     try:
         dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dparams = _backward_any(cache, b, nt)

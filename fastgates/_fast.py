@@ -102,9 +102,6 @@ _BACKWARD_DOC = """Backpropagation through time of :func:`{cell}_forward`.
 {example}
 """
 
-_call_threads = _recurrence.call_threads     # n_threads resolved, small-work cap, fork guard
-
-
 def cell_forward(cell, x, state, params, *, training=True, n_threads=None, lengths=None):
     """Forward pass of any cell of :mod:`fastgates.cells` (what the public functions call).
 
@@ -132,8 +129,7 @@ def _forward(cell, x, state, params, training, n_threads, lengths):
     out = _recurrence.run_forward(cell, x, state, params, training, n_threads, lengths)  # common call
     if out is None:
         f = _checks.check_forward(cell, x, state, params, training=training, lengths=lengths)
-        nt = _call_threads(n_threads, f.G, f.H, 0 if f.tokens else f.D, f.dtype.itemsize, f.T)
-        out = _recurrence.forward(f, bool(training), nt)
+        out = _recurrence.forward(f, bool(training), _recurrence.forward_threads(n_threads, f))
     return out
 
 
@@ -158,7 +154,7 @@ def _backward(kernel, dy, dh_n, dc_n, cache, n_threads):
     if grads is not None:
         return grads
     b = _checks.check_backward(kernel, dy, dh_n, dc_n, cache)
-    nt = _call_threads(n_threads, b.G, b.H, 0 if cache.tokens else b.D, cache.dtype.itemsize, b.T)
+    nt = _recurrence.backward_threads(n_threads, b, cache)
     blas_hold()
     try:
         *g, dparams = _recurrence.backward(cache, b, nt)

@@ -399,28 +399,17 @@ cdef object _copy(a):
     return out
 
 
-cdef object _copy_later(fg_pack_job *job, a, bint region):
-    """A C-contiguous copy of the ndarray ``a``, made by the threads of the pass's region
-    (``job`` becomes a FG_PACK_COPY job) when there is one and a is C-contiguous; else
-    now (_copy).  Until the region has run, the copy's contents are undefined."""
+cdef object _copy_later(fg_pack_job *job, a, bint region, int skip=0):
+    """A C-contiguous copy of the ndarray ``a`` past its first ``skip`` rows (a[skip:],
+    without the slice's view), made by the threads of the pass's region (``job`` becomes a
+    FG_PACK_COPY job) when there is one and a is C-contiguous; else now (_copy).  Until
+    the region has run, the copy's contents are undefined."""
     cdef cnp.ndarray arr = <cnp.ndarray?>a
-    if not region or not cnp.PyArray_IS_C_CONTIGUOUS(arr) or cnp.PyArray_NBYTES(arr) == 0:
-        return _copy(a)
-    out = _empty(a.shape, a.dtype)
-    job.w, job.dst, job.which = cnp.PyArray_DATA(arr), cnp.PyArray_DATA(<cnp.ndarray>out), FG_PACK_COPY
-    job.bytes = <size_t>cnp.PyArray_NBYTES(arr)
-    return out
-
-
-cdef object _copy_rows_later(fg_pack_job *job, a, int skip, tuple shape, bint region):
-    """_copy_later of a[skip:] (a C-contiguous, `skip` rows of its first axis) with the
-    shape `shape`, without the slice's view."""
-    cdef cnp.ndarray arr = <cnp.ndarray?>a
-    cdef size_t row = <size_t>cnp.PyArray_STRIDE(arr, 0) if cnp.PyArray_NDIM(arr) else 0
+    cdef size_t row = <size_t>cnp.PyArray_STRIDE(arr, 0) if skip else 0
     cdef size_t nbytes = <size_t>cnp.PyArray_NBYTES(arr) - skip * row
-    if not region or nbytes == 0:
-        return _copy(a[skip:]).reshape(shape)
-    out = _empty(shape, a.dtype)
+    if not region or not cnp.PyArray_IS_C_CONTIGUOUS(arr) or nbytes == 0:
+        return _copy(a[skip:] if skip else a)
+    out = _empty((a.shape[0] - skip,) + a.shape[1:] if skip else a.shape, a.dtype)
     job.w = <char *>cnp.PyArray_DATA(arr) + skip * row
     job.dst, job.which, job.bytes = cnp.PyArray_DATA(<cnp.ndarray>out), FG_PACK_COPY, nbytes
     return out
@@ -462,17 +451,21 @@ cdef object _pack_later(fg_pack_job *job, int cell, w, int H, int which, floatin
     return P
 
 
+cdef inline int _pack_k(w, int which):
+    """The inner size K of w packed for `which`: its rows for the projection's w_hr, else
+    its columns."""
+    return w.shape[0] if which == FG_PACK_HR or which == FG_PACK_HR_BWD else w.shape[1]
+
+
 cdef size_t _pack_size(int cell, w, int H, int which):
     """Elements of w (float32 or float64) packed for `which` (see _pack_later)."""
-    cdef int K = w.shape[0] if which == FG_PACK_HR or which == FG_PACK_HR_BWD else w.shape[1]
-    return fg_packed_size(cell, H, K, which, w.dtype.itemsize == 8)
+    return fg_packed_size(cell, H, _pack_k(w, which), which, w.dtype.itemsize == 8)
 
 
 cdef void *_pack_job(fg_pack_job *job, int cell, w, int H, int which, void *dst, size_t n):
     """job := pack w for `which` into dst, n elements (see _pack_later); returns dst, or
     NULL when n is 0."""
-    job.w, job.dst, job.which = vptr(w), dst if n > 0 else NULL, which
-    job.K = w.shape[0] if which == FG_PACK_HR or which == FG_PACK_HR_BWD else w.shape[1]
+    job.w, job.dst, job.which, job.K = vptr(w), dst if n > 0 else NULL, which, _pack_k(w, which)
     return job.dst
 
 
@@ -723,7 +716,7 @@ cdef object _forward(f, bint training, int nt, packed, floating dummy):
             w_hh_own, w_hh_bwd = None, _pack_later(&a.pack[5], cell, fw_hh, H, FG_PACK_BWD, dummy)
         else:
             w_hh_own, w_hh_bwd = _copy(fw_hh), None
-        y = None if ragged else _copy_rows_later(&a.post, hs, 1, (T, B, R), region)
+        y = None if ragged else _copy_later(&a.post, hs, region, 1)     # hs past h0
         with nogil:
             _run_forward(&a, dummy)
         if ragged:
@@ -1011,8 +1004,7 @@ cdef object _backward(cache, b, int nt, floating dummy):
     dnx = _empty((rows, H), dtype) if cell == FG_GRU_LBR else None
     cdef fg_backward_args a
     memset(&a, 0, sizeof(a))
-    kept = cache._w_hh_bwd      # packed by the forward's region (Cache._packed_w_hh, inline)
-    P = kept[0] if kept is not None and kept[1] == fg_isa_active() else None
+    P = cache._packed_w_hh(fg_isa_active())     # packed by the forward's region
     if P is None:
         P = _pack_later(&a.pack[0], cell, cache.w_hh, H, FG_PACK_BWD, dummy)   # by the region
     a.cell, a.T, a.B, a.H, a.n_threads = cell, Tk, B, H, nt
