@@ -160,16 +160,23 @@ cdef extern from "fastgates.h" nogil:
     void fg_backward_f64(const fg_backward_args *a)
     void fg_activation_f32(int kind, size_t n, const float *x, float *out)
     void fg_activation_f64(int kind, size_t n, const double *x, double *out)
-    int fg_gemm_tn_f32(int n_threads, int M, int N, int K, const float *A, size_t lda,
-                       const float *B, size_t ldb, float *C, size_t ldc, int trans)
-    int fg_gemm_tn_f64(int n_threads, int M, int N, int K, const double *A, size_t lda,
-                       const double *B, size_t ldb, double *C, size_t ldc, int trans)
-    int fg_gemm_tn2_f32(int n_threads, int M, int N, int K, const float *A, size_t lda,
-                        const float *B, size_t ldb, float *C, size_t ldc, int trans, int M2,
-                        const float *A2, size_t lda2, float *C2, size_t ldc2)
-    int fg_gemm_tn2_f64(int n_threads, int M, int N, int K, const double *A, size_t lda,
-                        const double *B, size_t ldb, double *C, size_t ldc, int trans, int M2,
-                        const double *A2, size_t lda2, double *C2, size_t ldc2)
+    ctypedef struct fg_gemm_tn_args:
+        int M, N, K, trans
+        const void *A
+        const void *B
+        size_t lda, ldb
+        void *C
+        size_t ldc
+        int M2
+        const void *A2
+        size_t lda2
+        void *C2
+        size_t ldc2
+        const void *B2
+        size_t ldb2
+        int N1
+    int fg_gemm_tn_f32(int n_threads, const fg_gemm_tn_args *a)
+    int fg_gemm_tn_f64(int n_threads, const fg_gemm_tn_args *a)
     int fg_max_threads()
     int fg_have_openmp()
     double fg_fma_peak(int f64, int n_threads, long iters, double *seconds)
@@ -883,26 +890,41 @@ cdef object _infer(f, fg_forward_args a, x, h0, c0, int nt, floating dummy):
 
 cdef void _gemm_tn(int nt, int M, int N, int K, const floating *A, int lda, const floating *B,
                    int ldb, floating *C, int ldc, bint trans, int M2=0, const floating *A2=NULL,
-                   int lda2=0, floating *C2=NULL, int ldc2=0) noexcept nogil:
+                   int lda2=0, floating *C2=NULL, int ldc2=0, const floating *B2=NULL,
+                   int ldb2=0, int N1=0) noexcept nogil:
     """C = A^T B   (A: [K, lda] of which M columns, B: [K, ldb] of which N, C: [M, ldc]);
-    trans: C^T is stored ([N, ldc]).  With M2 > 0 also C2 = A2^T B (A2: [K, lda2] of
-    which M2 columns, C2: [M2, ldc2], trans: [N, ldc2]) from the same pass over B."""
-    cdef int rc
+    trans: C^T is stored ([N, ldc]).  With M2 > 0 also C2 = A2^T B' (A2: [K, lda2] of
+    which M2 columns, C2: [M2, ldc2], trans: [N, ldc2]) from the same pass over B, where
+    B' is B, or with B2 (ldb2): B's columns j < N1 and B2's columns j - N1 from N1 on."""
+    cdef fg_gemm_tn_args g
+    g.M, g.N, g.K, g.trans = M, N, K, trans
+    g.A, g.lda, g.B, g.ldb, g.C, g.ldc = A, lda, B, ldb, C, ldc
+    g.M2, g.A2, g.lda2, g.C2, g.ldc2 = M2, A2, lda2, C2, ldc2
+    cdef int rc, n1 = N if B2 == NULL else max(0, min(N1, N))
+    g.B2, g.ldb2, g.N1 = B2, ldb2, n1
     if floating is float:
-        rc = fg_gemm_tn2_f32(nt, M, N, K, A, lda, B, ldb, C, ldc, trans, M2, A2, lda2, C2, ldc2)
+        rc = fg_gemm_tn_f32(nt, &g)
     else:
-        rc = fg_gemm_tn2_f64(nt, M, N, K, A, lda, B, ldb, C, ldc, trans, M2, A2, lda2, C2, ldc2)
-    if rc != 0:      # BLAS when the scratch could not be allocated
-        if trans:    # C^T = B^T A
-            gemm_split(nt, True, False, N, M, K, <floating>1, B, ldb, A, lda, <floating>0, C, ldc)
-            if M2 > 0:
-                gemm_split(nt, True, False, N, M2, K, <floating>1, B, ldb, A2, lda2, <floating>0,
-                           C2, ldc2)
-        else:
-            gemm_split(nt, True, False, M, N, K, <floating>1, A, lda, B, ldb, <floating>0, C, ldc)
-            if M2 > 0:
-                gemm_split(nt, True, False, M2, N, K, <floating>1, A2, lda2, B, ldb, <floating>0,
-                           C2, ldc2)
+        rc = fg_gemm_tn_f64(nt, &g)
+    if rc == 0:
+        return
+    # BLAS when the scratch could not be allocated
+    if trans:    # C^T = B^T A
+        gemm_split(nt, True, False, N, M, K, <floating>1, B, ldb, A, lda, <floating>0, C, ldc)
+        if M2 > 0:
+            gemm_split(nt, True, False, n1, M2, K, <floating>1, B, ldb, A2, lda2, <floating>0,
+                       C2, ldc2)
+            if n1 < N:
+                gemm_split(nt, True, False, N - n1, M2, K, <floating>1, B2, ldb2, A2, lda2,
+                           <floating>0, C2 + <size_t>n1 * ldc2, ldc2)
+    else:
+        gemm_split(nt, True, False, M, N, K, <floating>1, A, lda, B, ldb, <floating>0, C, ldc)
+        if M2 > 0:
+            gemm_split(nt, True, False, M2, n1, K, <floating>1, A2, lda2, B, ldb, <floating>0,
+                       C2, ldc2)
+            if n1 < N:
+                gemm_split(nt, True, False, M2, N - n1, K, <floating>1, A2, lda2, B2, ldb2,
+                           <floating>0, C2 + n1, ldc2)
 
 
 cdef void _scatter_rows(int nt, int rows, int cols, const long long *tok, const floating *A, int lda,
@@ -1103,7 +1125,8 @@ cdef object _backward(cache, b, int nt, floating dummy):
     # BLAS transposes it; with few rows its transposed stores cost more): in dW_hh's pass
     # over dG where dG is the input side's gradient in every column (rnn, lstm)
     cdef bint own_ih = tp == NULL and rows >= OWN_GEMM_ROWS
-    cdef bint fuse_ih = own_ih and gi == g and gx == GH and rz == GH
+    # (the lbr's: dG's columns but n's, whose input side is dnx, from the same pass)
+    cdef bint fuse_ih = own_ih and gi == g and rz == GH
     cdef bint blas_hh = rows < BLAS_DWHH_ROWS     # dW_hh by BLAS (see BLAS_DWHH_ROWS)
 
     # the time loop also sums the bias gradients: db_hh = sum of dG, and for lbr the
@@ -1129,7 +1152,7 @@ cdef object _backward(cache, b, int nt, floating dummy):
     if tp == NULL:
         if not own_ih:
             nj = _job(jobs, nj, True, False, gx, D, rows, gi, GH, xp, D, 0, wih, D)
-        if gx < GH:
+        if gx < GH and not fuse_ih:
             nj = _job(jobs, nj, True, False, H, D, rows, gn, H, xp, D, 0,
                       wih + <size_t>gx * D, D)
         if not ride_dx:
@@ -1151,7 +1174,8 @@ cdef object _backward(cache, b, int nt, floating dummy):
             # dw_hh as the transpose of [h_{t-1}]^T dG: the transposition of the narrow
             # operand is the cheap one (fuse_ih: and dw_ih = dG^T x from the same pass)
             if fuse_ih:
-                _gemm_tn(nt, R, rz, rows, hprev, R, g, GH, whh, R, True, D, xp, D, wih, D)
+                _gemm_tn(nt, R, rz, rows, hprev, R, g, GH, whh, R, True, D, xp, D, wih, D,
+                         gn, H, gx)
             elif not blas_hh:
                 _gemm_tn(nt, R, rz, rows, hprev, R, g, GH, whh, R, True)
             if proj:      # dw_hr = [dL/dh_t]^T [m_t]
@@ -1225,24 +1249,44 @@ include "_sampling.pxi"
 include "_lean_checks.pxi"
 
 
-def gemm_tn(A, B, int nt):
-    """C = A^T B with the kernels' product (tests and bench/; A: (K, M), B: (K, N))."""
+def gemm_tn(A, B, int nt, A2=None, B2=None, bint trans=False):
+    """C = A^T B with the kernels' product (tests and bench/; A: (K, M), B: (K, N)).
+
+    With A2 (K, M2) also C2 = A2^T [B[:, :N1] B2] from the same pass, N1 = N - B2's
+    columns (B2 None: C2 = A2^T B); returns (C, C2) then.  trans: the products are
+    stored transposed (the backward's way) and returned as their transposes' views."""
     if A.dtype == np.float32:
-        return _gemm_tn_py(A, B, nt, <float>0)
-    return _gemm_tn_py(A, B, nt, <double>0)
+        return _gemm_tn_py(A, B, nt, A2, B2, trans, <float>0)
+    return _gemm_tn_py(A, B, nt, A2, B2, trans, <double>0)
 
 
-cdef object _gemm_tn_py(A, B, int nt, floating dummy):
+cdef object _gemm_tn_py(A, B, int nt, A2, B2, bint trans, floating dummy):
     A = np.ascontiguousarray(A)
     B = np.ascontiguousarray(B, dtype=A.dtype)
-    cdef int K = A.shape[0], M = A.shape[1], N = B.shape[1]
-    C = np.empty((M, N), A.dtype)
+    cdef int K = A.shape[0], M = A.shape[1], N = B.shape[1], M2 = 0, N2 = 0
+    if A2 is not None:
+        A2 = np.ascontiguousarray(A2, dtype=A.dtype)
+        M2 = A2.shape[1]
+        assert A2.shape[0] == K
+    if B2 is not None:
+        B2 = np.ascontiguousarray(B2, dtype=A.dtype)
+        N2 = B2.shape[1]
+        assert B2.shape[0] == K and N2 <= N and A2 is not None
+    assert B.shape[0] == K
+    C = np.empty((N, M) if trans else (M, N), A.dtype)
+    C2 = np.empty((N, M2) if trans else (M2, N), A.dtype) if A2 is not None else None
     cdef const floating *a = <floating *>vptr(A)
     cdef const floating *b = <floating *>vptr(B)
+    cdef const floating *a2 = <floating *>vptr(A2)
+    cdef const floating *b2 = <floating *>vptr(B2)
     cdef floating *c = <floating *>vptr(C)
+    cdef floating *c2 = <floating *>vptr(C2)
     with nogil:
-        _gemm_tn(nt, M, N, K, a, M, b, N, c, N, False)
-    return C
+        _gemm_tn(nt, M, N, K, a, M, b, N, c, N if not trans else M, trans, M2, a2, M2, c2,
+                 N if not trans else M2, b2, N2, N - N2)
+    if trans:
+        C, C2 = C.T, (C2.T if C2 is not None else None)
+    return C if A2 is None else (C, C2)
 
 
 # Packed layers and the streaming step (inference runners, fastgates/_runner.py).

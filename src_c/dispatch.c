@@ -217,34 +217,27 @@ void fg_backward_##S(const fg_backward_args *a)                                 
     FG_PARALLEL(a->n_threads, k->backward_##S(a, &deal, tid, nth))                           \
     free(deal.ctr);                                                                          \
 }                                                                                            \
-int fg_gemm_tn2_##S(int n_threads, int M, int N, int K, const ELT *A, size_t lda,            \
-                    const ELT *B, size_t ldb, ELT *C, size_t ldc, int trans, int M2,         \
-                    const ELT *A2, size_t lda2, ELT *C2, size_t ldc2)                        \
+int fg_gemm_tn_##S(int n_threads, const fg_gemm_tn_args *a)                                \
 {                                                                                            \
     const fg_kernels *k = fg_k();                                                            \
     const size_t pw = 4 * (size_t)k->vl_##S, kc = 1536;  /* panel width, FG_KC in product.h */\
-    if (M2 < 0 || !A2 || !C2)                                                                \
-        M2 = 0;                                                                              \
-    if (M < 0 || M + M2 <= 0 || N <= 0)                                                      \
+    const int M2 = a->M2 > 0 && a->A2 && a->C2 ? a->M2 : 0;                                  \
+    if (a->M < 0 || a->M + M2 <= 0 || a->N <= 0)                                             \
         return 0;                                                                            \
     if (n_threads < 1)                                                                       \
         n_threads = 1;                                                                       \
-    const size_t Mt = (size_t)M + (size_t)M2;                                                \
-    ELT *At = malloc((Mt * K + (size_t)n_threads * kc * pw) * sizeof(ELT) + 64);             \
+    fg_gemm_tn_args g = *a;                                                                  \
+    g.M2 = M2;                                                                               \
+    /* a second panel per thread when C2's columns past N1 come from B2 */                   \
+    const size_t npt = M2 && a->B2 && a->N1 < a->N ? 2 : 1;                                  \
+    const size_t Mt = (size_t)a->M + (size_t)M2;                                             \
+    ELT *At = malloc((Mt * a->K + (size_t)n_threads * npt * kc * pw) * sizeof(ELT) + 64);    \
     if (!At)                                                                                 \
         return -1;                                                                           \
-    ELT *Pt = At + Mt * K;                                                                   \
-    FG_PARALLEL(n_threads, k->gemm_tn_##S(M, N, K, A, lda, B, ldb, C, ldc, trans, M2, A2,    \
-                                          lda2, C2, ldc2, At, Pt + (size_t)tid * kc * pw,    \
-                                          tid, nth))                                         \
+    ELT *Pt = At + Mt * a->K;                                                                \
+    FG_PARALLEL(n_threads, k->gemm_tn_##S(&g, At, Pt + (size_t)tid * npt * kc * pw, tid, nth)) \
     free(At);                                                                                \
     return 0;                                                                                \
-}                                                                                            \
-int fg_gemm_tn_##S(int n_threads, int M, int N, int K, const ELT *A, size_t lda,             \
-                   const ELT *B, size_t ldb, ELT *C, size_t ldc, int trans)                  \
-{                                                                                            \
-    return fg_gemm_tn2_##S(n_threads, M, N, K, A, lda, B, ldb, C, ldc, trans, 0, NULL, 0,    \
-                           NULL, 0);                                                         \
 }                                                                                            \
 void fg_generate_##S(const fg_generate_args *a)                                              \
 {                                                                                            \

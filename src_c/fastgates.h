@@ -262,21 +262,30 @@ void fg_generate_f32(const fg_generate_args *a);
 void fg_generate_f64(const fg_generate_args *a);
 
 /* C = A^T B for row-major A [K, lda] (M columns used), B [K, ldb] (N columns), C [M, ldc]
- * (trans: C^T stored, [N, ldc]): the weight-gradient product dW_hh = dG^T [h_{t-1}] with
- * the kernels' tiles.  Bit-identical for every thread count.  Returns 0, or -1 when
- * scratch memory is short (nothing was written). */
-int fg_gemm_tn_f32(int n_threads, int M, int N, int K, const float *A, size_t lda,
-                   const float *B, size_t ldb, float *C, size_t ldc, int trans);
-int fg_gemm_tn_f64(int n_threads, int M, int N, int K, const double *A, size_t lda,
-                   const double *B, size_t ldb, double *C, size_t ldc, int trans);
-/* The same with a second left operand sharing B: also C2 = A2^T B, A2 [K, lda2] (M2
- * columns), C2 [M2, ldc2] (trans: [N, ldc2]); B is read and packed once for both. */
-int fg_gemm_tn2_f32(int n_threads, int M, int N, int K, const float *A, size_t lda,
-                    const float *B, size_t ldb, float *C, size_t ldc, int trans, int M2,
-                    const float *A2, size_t lda2, float *C2, size_t ldc2);
-int fg_gemm_tn2_f64(int n_threads, int M, int N, int K, const double *A, size_t lda,
-                    const double *B, size_t ldb, double *C, size_t ldc, int trans, int M2,
-                    const double *A2, size_t lda2, double *C2, size_t ldc2);
+ * (trans: C^T stored, [N, ldc]): the weight-gradient products dW = dG^T [inputs] with the
+ * kernels' tiles.  With M2 > 0 also C2 = A2^T B' from the same pass over B (A2 [K, lda2],
+ * M2 columns; C2 [M2, ldc2], trans: [N, ldc2]), where B' = B, or with B2 set: B's columns
+ * j < N1 and B2's columns j - N1 from N1 on (B2 [K, ldb2]; the GRU lbr's input side, whose
+ * n-gate gradient dnx is not the recurrent side's).  Pointers are to elements of the
+ * call's type (float for _f32, double for _f64).  Bit-identical for every thread count.
+ * Returns 0, or -1 when scratch memory is short (nothing was written). */
+typedef struct {
+    int M, N, K, trans;
+    const void *A, *B;
+    size_t lda, ldb;
+    void *C;
+    size_t ldc;
+    int M2;
+    const void *A2;
+    size_t lda2;
+    void *C2;
+    size_t ldc2;
+    const void *B2;     /* NULL: C2 = A2^T B */
+    size_t ldb2;
+    int N1;
+} fg_gemm_tn_args;
+int fg_gemm_tn_f32(int n_threads, const fg_gemm_tn_args *a);
+int fg_gemm_tn_f64(int n_threads, const fg_gemm_tn_args *a);
 
 /* Elements of a packed (G*H, K) weight of `cell` (which: enum fg_pack; K = H for w_hh, D
  * for w_ih; K = P for the w_hh (G*H, P) of a projected LSTM), or of the projection w_hr

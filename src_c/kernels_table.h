@@ -13,12 +13,8 @@ typedef struct {
     void (*backward_f64)(const fg_backward_args *, const fg_deal *, int tid, int nth);
     void (*generate_f32)(const fg_generate_args *, int tid, int nth);
     void (*generate_f64)(const fg_generate_args *, int tid, int nth);
-    void (*gemm_tn_f32)(int M, int N, int K, const float *A, size_t lda, const float *B,
-                        size_t ldb, float *C, size_t ldc, int trans, int M2, const float *A2,
-                        size_t lda2, float *C2, size_t ldc2, float *At, float *Pt, int tid, int nth);
-    void (*gemm_tn_f64)(int M, int N, int K, const double *A, size_t lda, const double *B,
-                        size_t ldb, double *C, size_t ldc, int trans, int M2, const double *A2,
-                        size_t lda2, double *C2, size_t ldc2, double *At, double *Pt, int tid, int nth);
+    void (*gemm_tn_f32)(const fg_gemm_tn_args *, float *At, float *Pt, int tid, int nth);
+    void (*gemm_tn_f64)(const fg_gemm_tn_args *, double *At, double *Pt, int tid, int nth);
     void (*step_f32)(const fg_step_args *, int tid, int nth);
     void (*step_f64)(const fg_step_args *, int tid, int nth);
     void (*pack_f32)(int cell, const float *w, int H, int K, int which, float *P, int tid, int nth);

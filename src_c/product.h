@@ -353,64 +353,82 @@ static void FG_FN(transpose_into)(FG_T *dst, size_t ldd, const FG_T *src, size_t
     }
 }
 
+/* Pt[r][0 .. nv*VL) <- columns [j0, j0 + n) of rows k0 + r (r < kc) of B, or from column N1
+ * on of B2 (its column j - N1), zero past n: a packed panel of gemm_tn (B2 NULL: all B). */
+FG_AI void FG_FN(pack_panel)(FG_T *Pt, int nv, int j0, int n, int k0, int kc, const FG_T *B,
+                             size_t ldb, const FG_T *B2, size_t ldb2, int N1)
+{
+    const int nb = !B2 || N1 >= j0 + n ? n : N1 > j0 ? N1 - j0 : 0;   /* columns from B */
+    for (int r = 0; r < kc; r++) {
+        FG_T *dst = Pt + (size_t)r * nv * FG_VL;
+        if (nb > 0)
+            memcpy(dst, B + (size_t)(k0 + r) * ldb + j0, (size_t)nb * sizeof(FG_T));
+        if (nb < n)
+            memcpy(dst + nb, B2 + (size_t)(k0 + r) * ldb2 + (j0 + nb - N1),
+                   (size_t)(n - nb) * sizeof(FG_T));
+        if (n < nv * FG_VL)
+            memset(dst + n, 0, (size_t)(nv * FG_VL - n) * sizeof(FG_T));
+    }
+}
+
 /* C[i, j] = sum_{r<K} A[r, i] B[r, j]   (C = A^T B, overwritten; trans: C^T, i.e. the
  * result is stored as C[j, i] with row stride ldc)
  * A [K, lda] (columns i < M)   B [K, ldb] (columns j < N)   C [M, ldc] (trans: [N, ldc])
- * and with M2 > 0 the same for a second left operand sharing B: C2 = A2^T B
- * A2 [K, lda2] (columns i < M2)   C2 [M2, ldc2] (trans: [N, ldc2])
+ * and with M2 > 0 the same for a second left operand: C2 = A2^T B' (A2 [K, lda2], C2 [M2,
+ * ldc2], trans: [N, ldc2]; B' = B, or B2's columns from N1 on: fg_gemm_tn_args)
  * (the input and the recurrent weight gradients from one pass over dG: B is packed once
- * for the M + M2 rows).
- * At scratch [M + M2, K]   Pt this thread's scratch [KC, 4*VL]
+ * for the M + M2 rows, and B2's columns once more for A2's rows).
+ * At scratch [M + M2, K]   Pt this thread's scratch [KC, 4*VL], twice when B2 is read
  * Phase 1 transposes A and A2 (each thread its rows of At); phase 2 walks the column
  * panels (up to 4 vectors wide) of this thread, packing KC rows of B at a time and
  * running the tiles over all rows (never a tile across the two operands); chunks after
  * the first add to C.  Threads own column panels and each element is summed in one
  * fixed order: the result does not depend on nth. */
 #define FG_KC 1536     /* most rows of B packed per chunk (the scratch Pt holds KC panel rows) */
-
-static void FG_FN(gemm_tn_thread)(int M, int N, int K, const FG_T *A, size_t lda, const FG_T *B,
-                                  size_t ldb, FG_T *C, size_t ldc, int trans, int M2,
-                                  const FG_T *A2, size_t lda2, FG_T *C2, size_t ldc2, FG_T *At,
-                                  FG_T *Pt, int tid, int nth)
+static void FG_FN(gemm_tn_thread)(const fg_gemm_tn_args *g, FG_T *At, FG_T *Pt, int tid, int nth)
 {
-    const int Mt = M + M2;
+    const int M = g->M, M2 = g->M2, N = g->N, K = g->K, Mt = M + M2, N1 = g->N1;
+    const FG_T *A = (const FG_T *)g->A, *A2 = (const FG_T *)g->A2, *B = (const FG_T *)g->B;
+    const FG_T *B2 = M2 && N1 < N ? (const FG_T *)g->B2 : NULL;
     int i0, i1, p0, p1;
     fg_range(Mt, tid, nth, &i0, &i1);
     /* At[i*K + r] = A[r*lda + i] (rows i < M), A2[r*lda2 + i - M] (the rest) */
     if (i0 < M)
-        FG_FN(transpose_into)(At + (size_t)i0 * K, (size_t)K, A + i0, lda, K, (i1 < M ? i1 : M) - i0);
+        FG_FN(transpose_into)(At + (size_t)i0 * K, (size_t)K, A + i0, g->lda, K,
+                              (i1 < M ? i1 : M) - i0);
     if (i1 > M) {
         const int j0 = i0 > M ? i0 : M;
-        FG_FN(transpose_into)(At + (size_t)j0 * K, (size_t)K, A2 + (j0 - M), lda2, K, i1 - j0);
+        FG_FN(transpose_into)(At + (size_t)j0 * K, (size_t)K, A2 + (j0 - M), g->lda2, K, i1 - j0);
     }
     FG_BARRIER();
     const int PW = 4 * FG_VL;                      /* panel width */
     const int np = (N + PW - 1) / PW;
     fg_range(np, tid, nth, &p0, &p1);
     FG_T acc[FG_MRMAX * FG_NVMAX * FG_VL] __attribute__((aligned(64)));
+    FG_T *Pt2 = Pt + (size_t)FG_KC * PW;
     for (int p = p0; p < p1; p++) {
         const int j0 = p * PW, n = N - j0 < PW ? N - j0 : PW;
         const int nv = (n + FG_VL - 1) / FG_VL, mrmax = FG_FN(mr_for)(nv);
+        const int mixed = B2 && j0 + n > N1;       /* A2's panel differs from A's */
         /* equal chunks of at most KC rows: no short last chunk of small-K tiles */
         const int nk = (K + FG_KC - 1) / FG_KC, KCe = (K + nk - 1) / nk;
         for (int k0 = 0; k0 < K; k0 += KCe) {
             const int kc = K - k0 < KCe ? K - k0 : KCe;
-            for (int r = 0; r < kc; r++) {
-                FG_T *dst = Pt + (size_t)r * nv * FG_VL;
-                memcpy(dst, B + (size_t)(k0 + r) * ldb + j0, (size_t)n * sizeof(FG_T));
-                if (n < nv * FG_VL)
-                    memset(dst + n, 0, (size_t)(nv * FG_VL - n) * sizeof(FG_T));
-            }
+            if (M > 0 || !mixed)
+                FG_FN(pack_panel)(Pt, nv, j0, n, k0, kc, B, g->ldb, NULL, 0, 0);
+            if (mixed)
+                FG_FN(pack_panel)(Pt2, nv, j0, n, k0, kc, B, g->ldb, B2, g->ldb2, N1);
             for (int op = 0; op < 2; op++) {
                 const int ia = op ? M : 0, ib = op ? Mt : M;     /* rows of At */
-                FG_T *Co = op ? C2 : C;
-                const size_t lc = op ? ldc2 : ldc;
+                FG_T *Co = op ? (FG_T *)g->C2 : (FG_T *)g->C;
+                const FG_T *Pp = op && mixed ? Pt2 : Pt;
+                const size_t lc = op ? g->ldc2 : g->ldc;
                 for (int i = ia; i < ib; i += mrmax) {
                     const int mr = ib - i < mrmax ? ib - i : mrmax;
                     const size_t io = (size_t)(i - ia);               /* row of Co */
-                    FG_FN(tiles)(nv, mr, At + (size_t)i * K + k0, (size_t)K, Pt,
+                    FG_FN(tiles)(nv, mr, At + (size_t)i * K + k0, (size_t)K, Pp,
                                  (size_t)nv * FG_VL, FG_VL, kc, acc);
-                    if (trans)
+                    if (g->trans)
                         FG_FN(tile_out_t)(mr, nv, acc, Co + (size_t)j0 * lc + io, lc, n, k0 > 0);
                     else
                         FG_FN(tile_out)(mr, nv, acc, Co + io * lc + j0, lc, n, k0 > 0);

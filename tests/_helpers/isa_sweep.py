@@ -16,14 +16,41 @@ from _helpers import activations
 
 # H: below one vector, odd, just past 16 and 32 lanes, not a multiple of any panel;
 # B: one row, a partial tile, several tiles with a remainder, enough rows for BPTT to form
-# dx inside its loop (_recurrence's RIDE_DX_ROWS); D: 1, odd, past one panel of 4 vectors
-SHAPES = [(3, 1, 1, 1), (4, 5, 7, 17), (3, 13, 29, 33), (2, 7, 3, 70), (2, 35, 70, 21)]
+# dx inside its loop (_recurrence's RIDE_DX_ROWS); D: 1, odd, past one panel of 4 vectors;
+# T*B past OWN_GEMM_ROWS (the weight gradients by the kernels' product, gemm_tn, with the
+# GRU lbr's n-gate columns of dW_ih from dnx in a panel that straddles 2H)
+SHAPES = [(3, 1, 1, 1), (4, 5, 7, 17), (3, 13, 29, 33), (2, 7, 3, 70), (2, 35, 70, 21),
+          (9, 29, 11, 37)]
+
+
+def check_gemm_tn(rng):
+    """The weight-gradient product alone: K past its chunk of 1536 rows (the chunks after
+    the first add to C), a second left operand whose columns past N1 come from B2, stored
+    plain and transposed; bit-identical for 1, 2 and 3 threads."""
+    for dtype in C.DTYPES:
+        for K, M, N, M2, N2 in [(3100, 13, 75, 5, 21), (300, 37, 111, 19, 37), (7, 3, 9, 2, 0)]:
+            A, B = rng.standard_normal((K, M)).astype(dtype), rng.standard_normal((K, N)).astype(dtype)
+            A2, B2 = rng.standard_normal((K, M2)).astype(dtype), rng.standard_normal((K, N2)).astype(dtype)
+            want = (A.T.astype(np.float64) @ B, A2.T.astype(np.float64) @ np.hstack([B[:, :N - N2], B2]))
+            first = None
+            for trans in (False, True):
+                for nt in (1, 2, 3):
+                    got = _recurrence.gemm_tn(A, B, nt, A2, B2 if N2 else None, trans=trans)
+                    case = f"gemm_tn K={K} M={M} N={N} M2={M2} N2={N2} {dtype.__name__} trans={trans} nt={nt}"
+                    if first is None:
+                        for g, w in zip(got, want):
+                            np.testing.assert_allclose(g, w, rtol=0, atol=C.ATOL[np.dtype(dtype)] * K,
+                                                       err_msg=case)
+                        first = got
+                    for g, f in zip(got, first):
+                        C.assert_equal(g, f, case)
 
 
 def run(level):
     assert _recurrence.isa_active() == level, (_recurrence.isa_active(), level)
     activations.check_all()
     rng = np.random.default_rng(7)
+    check_gemm_tn(rng)
     n = 0
     for cell, variant in C.CELLS:
         for dtype in C.DTYPES:
