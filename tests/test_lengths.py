@@ -25,6 +25,10 @@ from conftest import (assert_backward_sources, assert_caches_cross, numerical_gr
 CASES = {
     "small": (6, 5, 4, 9, [3, 0, 6, 1, 3]),
     "wide": (9, 7, 5, 20, [9, 2, 5, 9, 0, 7, 1]),
+    # past OWN_GEMM_ROWS valid rows (the weight gradients by the kernels' product; the GRU
+    # lbr's dnx columns in a panel that straddles 2H) and RIDE_DX_ROWS rows (dx in the loop)
+    "many": (12, 33, 19, 37, [12, 0, 7, 12, 3, 9, 12, 5, 11, 1, 8, 12, 6, 10, 2, 12, 4, 9, 12,
+                              7, 11, 3, 12, 8, 5, 10, 12, 6, 1, 9, 12, 11, 7]),
 }
 
 
