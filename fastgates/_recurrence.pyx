@@ -908,23 +908,25 @@ cdef void _gemm_tn(int nt, int M, int N, int K, const floating *A, int lda, cons
         rc = fg_gemm_tn_f64(nt, &g)
     if rc == 0:
         return
-    # BLAS when the scratch could not be allocated
-    if trans:    # C^T = B^T A
+    # BLAS when the scratch could not be allocated: the same products, C2's B2 columns apart
+    _tn_blas(nt, trans, M, N, K, A, lda, B, ldb, C, ldc)
+    if M2 > 0:
+        _tn_blas(nt, trans, M2, n1, K, A2, lda2, B, ldb, C2, ldc2)
+        if n1 < N:
+            _tn_blas(nt, trans, M2, N - n1, K, A2, lda2, B2, ldb2,
+                     C2 + (<size_t>n1 * ldc2 if trans else n1), ldc2)
+
+
+cdef inline void _tn_blas(int nt, bint trans, int M, int N, int K, const floating *A, int lda,
+                          const floating *B, int ldb, floating *C, int ldc) noexcept nogil:
+    """C = A^T B by BLAS (trans: C^T = B^T A stored), as _gemm_tn's product; none when
+    N is 0."""
+    if N <= 0:
+        return
+    if trans:
         gemm_split(nt, True, False, N, M, K, <floating>1, B, ldb, A, lda, <floating>0, C, ldc)
-        if M2 > 0:
-            gemm_split(nt, True, False, n1, M2, K, <floating>1, B, ldb, A2, lda2, <floating>0,
-                       C2, ldc2)
-            if n1 < N:
-                gemm_split(nt, True, False, N - n1, M2, K, <floating>1, B2, ldb2, A2, lda2,
-                           <floating>0, C2 + <size_t>n1 * ldc2, ldc2)
     else:
         gemm_split(nt, True, False, M, N, K, <floating>1, A, lda, B, ldb, <floating>0, C, ldc)
-        if M2 > 0:
-            gemm_split(nt, True, False, M2, n1, K, <floating>1, A2, lda2, B, ldb, <floating>0,
-                       C2, ldc2)
-            if n1 < N:
-                gemm_split(nt, True, False, M2, N - n1, K, <floating>1, A2, lda2, B2, ldb2,
-                           <floating>0, C2 + n1, ldc2)
 
 
 cdef void _scatter_rows(int nt, int rows, int cols, const long long *tok, const floating *A, int lda,
@@ -1123,9 +1125,9 @@ cdef object _backward(cache, b, int nt, floating dummy):
         a.Pix, a.dx, a.D = vptr(Pix), dxp, D
     # dW_ih by our weight-gradient product with many rows (it packs dGx by copying, where
     # BLAS transposes it; with few rows its transposed stores cost more): in dW_hh's pass
-    # over dG where dG is the input side's gradient in every column (rnn, lstm)
+    # over dG where dG is the input side's gradient in every column (rnn, lstm) or in all
+    # but the n gate's, whose input side is dnx (gru lbr: gemm_tn's B2 columns)
     cdef bint own_ih = tp == NULL and rows >= OWN_GEMM_ROWS
-    # (the lbr's: dG's columns but n's, whose input side is dnx, from the same pass)
     cdef bint fuse_ih = own_ih and gi == g and rz == GH
     cdef bint blas_hh = rows < BLAS_DWHH_ROWS     # dW_hh by BLAS (see BLAS_DWHH_ROWS)
 
