@@ -220,7 +220,7 @@ void fg_backward_##S(const fg_backward_args *a)                                 
 int fg_gemm_tn_##S(int n_threads, const fg_gemm_tn_args *a)                                \
 {                                                                                            \
     const fg_kernels *k = fg_k();                                                            \
-    const size_t pw = 4 * (size_t)k->vl_##S, kc = 1536;  /* panel width, FG_KC in product.h */\
+    const size_t pw = 4 * (size_t)k->vl_##S, kc = FG_GEMM_TN_KC;   /* panel width, chunk */   \
     const int M2 = a->M2 > 0 && a->A2 && a->C2 ? a->M2 : 0;                                  \
     if (a->M < 0 || a->M + M2 <= 0 || a->N <= 0)                                             \
         return 0;                                                                            \

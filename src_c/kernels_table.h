@@ -5,6 +5,10 @@
 #include "fastgates.h"
 #include "deal.h"
 
+/* gemm_tn's chunk: most rows of B it packs at a time; the scratch dispatch.c allocates
+ * holds this many panel rows per thread, which product.h's gemm_tn_thread fills. */
+#define FG_GEMM_TN_KC 1536
+
 typedef struct {
     /* thread bodies, run by every thread of one parallel region */
     void (*forward_f32)(const fg_forward_args *, const fg_deal *, int tid, int nth);

@@ -384,7 +384,7 @@ FG_AI void FG_FN(pack_panel)(FG_T *Pt, int nv, int j0, int n, int k0, int kc, co
  * running the tiles over all rows (never a tile across the two operands); chunks after
  * the first add to C.  Threads own column panels and each element is summed in one
  * fixed order: the result does not depend on nth. */
-#define FG_KC 1536     /* most rows of B packed per chunk (the scratch Pt holds KC panel rows) */
+#define FG_KC FG_GEMM_TN_KC     /* most rows of B packed per chunk (kernels_table.h) */
 static void FG_FN(gemm_tn_thread)(const fg_gemm_tn_args *g, FG_T *At, FG_T *Pt, int tid, int nth)
 {
     const int M = g->M, M2 = g->M2, N = g->N, K = g->K, Mt = M + M2, N1 = g->N1;
