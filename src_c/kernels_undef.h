@@ -10,4 +10,3 @@
 #undef FG_AI
 #undef FG_MRMAX
 #undef FG_NVMAX
-#undef FG_KC

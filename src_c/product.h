@@ -379,12 +379,12 @@ FG_AI void FG_FN(pack_panel)(FG_T *Pt, int nv, int j0, int n, int k0, int kc, co
  * (the input and the recurrent weight gradients from one pass over dG: B is packed once
  * for the M + M2 rows, and B2's columns once more for A2's rows).
  * At scratch [M + M2, K]   Pt this thread's scratch [KC, 4*VL], twice when B2 is read
+ * (KC = FG_GEMM_TN_KC, kernels_table.h: dispatch.c allocates the scratch)
  * Phase 1 transposes A and A2 (each thread its rows of At); phase 2 walks the column
  * panels (up to 4 vectors wide) of this thread, packing KC rows of B at a time and
  * running the tiles over all rows (never a tile across the two operands); chunks after
  * the first add to C.  Threads own column panels and each element is summed in one
  * fixed order: the result does not depend on nth. */
-#define FG_KC FG_GEMM_TN_KC     /* most rows of B packed per chunk (kernels_table.h) */
 static void FG_FN(gemm_tn_thread)(const fg_gemm_tn_args *g, FG_T *At, FG_T *Pt, int tid, int nth)
 {
     const int M = g->M, M2 = g->M2, N = g->N, K = g->K, Mt = M + M2, N1 = g->N1;
@@ -405,13 +405,13 @@ static void FG_FN(gemm_tn_thread)(const fg_gemm_tn_args *g, FG_T *At, FG_T *Pt, 
     const int np = (N + PW - 1) / PW;
     fg_range(np, tid, nth, &p0, &p1);
     FG_T acc[FG_MRMAX * FG_NVMAX * FG_VL] __attribute__((aligned(64)));
-    FG_T *Pt2 = Pt + (size_t)FG_KC * PW;
+    FG_T *Pt2 = Pt + (size_t)FG_GEMM_TN_KC * PW;
     for (int p = p0; p < p1; p++) {
         const int j0 = p * PW, n = N - j0 < PW ? N - j0 : PW;
         const int nv = (n + FG_VL - 1) / FG_VL, mrmax = FG_FN(mr_for)(nv);
         const int mixed = B2 && j0 + n > N1;       /* A2's panel differs from A's */
         /* equal chunks of at most KC rows: no short last chunk of small-K tiles */
-        const int nk = (K + FG_KC - 1) / FG_KC, KCe = (K + nk - 1) / nk;
+        const int nk = (K + FG_GEMM_TN_KC - 1) / FG_GEMM_TN_KC, KCe = (K + nk - 1) / nk;
         for (int k0 = 0; k0 < K; k0 += KCe) {
             const int kc = K - k0 < KCe ? K - k0 : KCe;
             if (M > 0 || !mixed)
